@@ -1,0 +1,8 @@
+//! Harness shared by the test suites. It starts real tools (the moto server, cfn-lint, qemu-img);
+//! nothing here imitates AWS.
+
+pub mod moto;
+pub mod tools;
+
+pub use moto::Moto;
+pub use tools::{cfn_lint, tools_bin, workspace_root};

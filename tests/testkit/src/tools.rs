@@ -1,0 +1,57 @@
+//! Locating the project's tools: the virtual environment that `tests/setup.sh` builds.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("testkit lives two levels below the workspace root")
+        .to_path_buf()
+}
+
+/// The directory holding `moto_server` and `cfn-lint`. `tests/run.sh` exports it; a plain
+/// `cargo test` runs the (idempotent) setup script once per test binary instead.
+pub fn tools_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("REHOST_TOOLS_BIN") {
+            return PathBuf::from(dir);
+        }
+        let setup = workspace_root().join("tests/setup.sh");
+        let out = Command::new(&setup)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", setup.display()));
+        assert!(
+            out.status.success(),
+            "{} failed:\n{}",
+            setup.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
+/// Result of linting one template with cfn-lint.
+#[derive(Debug)]
+pub struct LintReport {
+    pub success: bool,
+    pub output: String,
+}
+
+/// Runs cfn-lint on a template file; success means 0 errors and 0 warnings (informational
+/// findings fail too, so nothing is silently tolerated).
+pub fn cfn_lint(template: &Path) -> LintReport {
+    let out = Command::new(tools_bin().join("cfn-lint"))
+        .arg("--regions")
+        .arg("us-east-1")
+        .arg("--")
+        .arg(template)
+        .output()
+        .expect("cfn-lint runs");
+    let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&out.stderr));
+    LintReport { success: out.status.success() && output.trim().is_empty(), output }
+}
