@@ -2,11 +2,17 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::tools::tools_bin;
+
+const WATCHDOG: &str = r#"parent=$1; shift; "$@" & server=$!
+trap 'kill $server 2>/dev/null; exit 0' TERM INT
+while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 1; done
+kill $server 2>/dev/null; wait"#;
 
 pub struct Moto {
     child: Mutex<Child>,
@@ -19,8 +25,16 @@ impl Moto {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("rehost-moto-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("moto log file");
-        let child = Command::new(tools_bin().join("moto_server"))
+        // A watchdog shell owns the server: statics are never dropped, so when the test binary
+        // exits the watchdog notices its parent is gone and stops the server.
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg("sh")
+            .arg(std::process::id().to_string())
+            .arg(tools_bin().join("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log fd"))
             .stderr(log_file)
@@ -93,7 +107,7 @@ impl Moto {
 impl Drop for Moto {
     fn drop(&mut self) {
         let mut child = self.child.lock().unwrap();
-        let _ = child.kill();
+        let _ = Command::new("kill").arg("--").arg(format!("-{}", child.id())).status();
         let _ = child.wait();
     }
 }
