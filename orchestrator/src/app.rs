@@ -1,0 +1,189 @@
+//! The validated application: every server's settings merged (defaults, then group, then
+//! server), references resolved to indices, scripts read. Everything downstream (graph output,
+//! template, replication plan, launch) works from this and never from the raw file.
+
+use std::path::PathBuf;
+
+use time::OffsetDateTime;
+
+use crate::graph::LaunchGraph;
+pub use crate::model::{Architecture, BootMode, LicenseType, Os, ScriptType};
+use crate::yaml::Pos;
+
+#[derive(Clone, Debug)]
+pub struct App {
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub groups: Vec<AppGroup>,
+    pub servers: Vec<AppServer>,
+    pub graph: LaunchGraph,
+    /// The application file as given on the command line.
+    pub file: PathBuf,
+    /// Where the `servers` list starts, for problems of the application as a whole.
+    pub servers_pos: Pos,
+}
+
+#[derive(Clone, Debug)]
+pub struct AppGroup {
+    pub name: String,
+    pub description: Option<String>,
+    /// Indices into `App::servers`, in the group's order.
+    pub servers: Vec<usize>,
+    /// Groups this one waits for (explicit and launchOrder-derived), in group order.
+    pub depends_on: Vec<usize>,
+    /// PascalCase stem for the group's resources (`Database` -> `DatabaseGate`).
+    pub logical_stem: String,
+    pub pos: Pos,
+}
+
+#[derive(Clone, Debug)]
+pub struct AppServer {
+    pub id: String,
+    pub description: Option<String>,
+    pub group: usize,
+    pub os: Os,
+    pub architecture: Architecture,
+    pub boot_mode: Option<BootMode>,
+    pub ena_support: bool,
+    pub logical_id: String,
+    /// Where the logical id comes from: the `logicalId` field, or the server's `id`.
+    pub logical_id_pos: Pos,
+    /// Resolved against the application file's directory; only `replicate` reads them.
+    pub disks: Vec<PathBuf>,
+    pub replication: Replication,
+    pub cutover: Launch,
+    pub test: Launch,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Test,
+    Cutover,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Test => "test",
+            Mode::Cutover => "cutover",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AppServer {
+    pub fn launch(&self, mode: Mode) -> &Launch {
+        match mode {
+            Mode::Test => &self.test,
+            Mode::Cutover => &self.cutover,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frequency {
+    Hours(u8),
+    Once,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Replication {
+    pub frequency: Frequency,
+    pub seed_time: Option<OffsetDateTime>,
+    pub license_type: LicenseType,
+    /// 0 keeps every AMI.
+    pub keep_recent_amis: u32,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+}
+
+/// Which block of the file a launch setting came from. Portable templates name their
+/// parameters after it (`DefaultSubnet`, `DatabaseGroupSubnet`, `Sql01TestSubnet`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin {
+    pub level: Level,
+    /// Set by a `test:` block.
+    pub test: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    Defaults,
+    Group(usize),
+    Server(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Launch {
+    pub instance_type: String,
+    pub vpc: Option<String>,
+    pub subnet: Option<Setting<String>>,
+    pub security_groups: Option<Setting<Vec<String>>>,
+    pub key_name: Option<Setting<String>>,
+    pub iam_instance_profile: Option<Setting<String>>,
+    pub associate_public_ip_address: Option<bool>,
+    pub signal_timeout_minutes: u32,
+    pub private_ip_address: Option<String>,
+    pub configure_script: Option<ConfigureScript>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigureScript {
+    /// As written in the file, for messages.
+    pub declared: String,
+    pub path: PathBuf,
+    pub kind: ScriptType,
+    pub content: String,
+}
+
+impl App {
+    pub fn group_of(&self, server: &AppServer) -> &AppGroup {
+        &self.groups[server.group]
+    }
+
+    pub fn server(&self, id: &str) -> Option<&AppServer> {
+        self.servers.iter().find(|s| s.id == id)
+    }
+
+    /// Servers in launch order: by wave, then group order, then the group's server order.
+    pub fn servers_in_launch_order(&self) -> Vec<&AppServer> {
+        let mut out = Vec::with_capacity(self.servers.len());
+        for wave in self.graph.waves() {
+            for g in wave {
+                out.extend(self.groups[g].servers.iter().map(|&s| &self.servers[s]));
+            }
+        }
+        out
+    }
+
+    /// `rehost-<app>-<mode>`: test and cutover stacks never touch each other.
+    pub fn stack_name(&self, mode: Mode) -> String {
+        format!("rehost-{}-{}", self.name, mode)
+    }
+
+    /// Worst-case minutes each group's health gate may take (its slowest server's timeout).
+    pub fn gate_minutes(&self, mode: Mode) -> Vec<u64> {
+        self.groups
+            .iter()
+            .map(|g| {
+                g.servers
+                    .iter()
+                    .map(|&s| u64::from(self.servers[s].launch(mode).signal_timeout_minutes))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+}

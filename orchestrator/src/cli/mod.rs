@@ -1,0 +1,56 @@
+//! The `rehost` command line: one module per subcommand, each owning its clap `Args` and `run`.
+
+pub mod common;
+pub mod graph;
+pub mod render;
+pub mod schema;
+pub mod validate;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rehost",
+    version,
+    about = "Move whole multi-server applications to AWS: replicate disks block by block to AMIs, \
+             launch them in dependency order from one CloudFormation template",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check application files and report every problem as FILE:LINE:COL
+    Validate(validate::Args),
+    /// Show the launch order: waves, critical path, or a mermaid/dot drawing
+    Graph(graph::Args),
+    /// Render the application's CloudFormation template
+    Render(render::Args),
+    /// Print the JSON Schema of the application file
+    Schema(schema::Args),
+}
+
+impl Command {
+    /// Whether the command talks to AWS (and so needs an async runtime).
+    pub fn needs_runtime(&self) -> bool {
+        !matches!(
+            self,
+            Command::Validate(_) | Command::Graph(_) | Command::Render(_) | Command::Schema(_)
+        )
+    }
+}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Validate(args) => validate::run(args),
+        Command::Graph(args) => graph::run(args),
+        Command::Render(args) => render::run(args),
+        Command::Schema(args) => schema::run(args),
+    }
+}

@@ -1,0 +1,440 @@
+//! Turns the position-carrying YAML tree into the model, reporting every type error, unknown
+//! field and missing field at its node and carrying on, so one run shows all problems.
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::diag::{Diagnostics, suggestion};
+use crate::model::*;
+use crate::yaml::{Node, Value};
+
+pub fn application(root: &Node, diags: &mut Diagnostics) -> Option<Application> {
+    let mut m = Fields::open(root, "the application", diags)?;
+    let api_version = m.required("apiVersion", string);
+    let kind = m.required("kind", string);
+    let name = m.required("name", string);
+    let description = m.optional("description", string);
+    let tags = m.optional("tags", tags);
+    let defaults = m.optional("defaults", |n, d| settings(n, d, "defaults"));
+    let servers = m.required("servers", |n, d| list(n, d, server));
+    let groups = m.required("groups", |n, d| list(n, d, group));
+    m.finish();
+    Some(Application {
+        api_version: api_version?,
+        kind: kind?,
+        name: name?,
+        description,
+        tags,
+        defaults: defaults.map(|s| s.value),
+        servers: servers?,
+        groups: groups?,
+    })
+}
+
+fn settings(node: &Node, diags: &mut Diagnostics, what: &str) -> Option<Spanned<Settings>> {
+    let mut m = Fields::open(node, what, diags)?;
+    let replication = m.optional("replication", replication);
+    let launch = m.optional("launch", launch);
+    m.finish();
+    Some(Spanned::new(
+        Settings {
+            replication: replication.map(|s| s.value),
+            launch: launch.map(|s| s.value),
+        },
+        node.pos,
+    ))
+}
+
+fn replication(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<ReplicationSettings>> {
+    let mut m = Fields::open(node, "replication settings", diags)?;
+    let s = ReplicationSettings {
+        frequency_hours: m.optional("frequencyHours", integer),
+        run_once: m.optional("runOnce", boolean),
+        seed_time: m.optional("seedTime", timestamp),
+        license_type: m.optional("licenseType", |n, d| {
+            choice(
+                n,
+                d,
+                &[
+                    ("AUTO", LicenseType::Auto),
+                    ("AWS", LicenseType::Aws),
+                    ("BYOL", LicenseType::Byol),
+                ],
+            )
+        }),
+        keep_recent_amis: m.optional("keepRecentAmis", integer),
+        encrypted: m.optional("encrypted", boolean),
+        kms_key_id: m.optional("kmsKeyId", string),
+    };
+    m.finish();
+    Some(Spanned::new(s, node.pos))
+}
+
+fn launch(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<LaunchSettings>> {
+    let mut m = Fields::open(node, "launch settings", diags)?;
+    let s = LaunchSettings {
+        instance_type: m.optional("instanceType", string),
+        vpc: m.optional("vpc", string),
+        subnet: m.optional("subnet", string),
+        security_groups: m.optional("securityGroups", security_groups),
+        key_name: m.optional("keyName", string),
+        iam_instance_profile: m.optional("iamInstanceProfile", string),
+        associate_public_ip_address: m.optional("associatePublicIpAddress", boolean),
+        signal_timeout_minutes: m.optional("signalTimeoutMinutes", integer),
+        private_ip_address: m.optional("privateIpAddress", string),
+        logical_id: m.optional("logicalId", string),
+        configure_script: m.optional("configureScript", string),
+        configure_script_type: m.optional("configureScriptType", |n, d| {
+            choice(
+                n,
+                d,
+                &[
+                    ("SHELL_SCRIPT", ScriptType::Shell),
+                    ("POWERSHELL_SCRIPT", ScriptType::PowerShell),
+                ],
+            )
+        }),
+        test: m.optional("test", test_settings),
+    };
+    m.finish();
+    Some(Spanned::new(s, node.pos))
+}
+
+fn test_settings(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<TestSettings>> {
+    let mut m = Fields::open(node, "test settings", diags)?;
+    let s = TestSettings {
+        vpc: m.optional("vpc", string),
+        subnet: m.optional("subnet", string),
+        security_groups: m.optional("securityGroups", security_groups),
+        instance_type: m.optional("instanceType", string),
+        private_ip_address: m.optional("privateIpAddress", string),
+        associate_public_ip_address: m.optional("associatePublicIpAddress", boolean),
+    };
+    m.finish();
+    Some(Spanned::new(s, node.pos))
+}
+
+fn security_groups(
+    node: &Node,
+    diags: &mut Diagnostics,
+) -> Option<Spanned<Vec<Spanned<SecurityGroupId>>>> {
+    list(node, diags, |n, d| {
+        string(n, d).map(|s| Spanned::new(SecurityGroupId(s.value), s.pos))
+    })
+}
+
+fn server(node: &Node, diags: &mut Diagnostics) -> Option<Server> {
+    let mut m = Fields::open(node, "a server", diags)?;
+    let id = m.required("id", string);
+    let description = m.optional("description", string);
+    let os = m.required("os", |n, d| {
+        choice(n, d, &[("windows", Os::Windows), ("linux", Os::Linux)])
+    });
+    let architecture = m.optional("architecture", |n, d| {
+        choice(
+            n,
+            d,
+            &[
+                ("x86_64", Architecture::X86_64),
+                ("arm64", Architecture::Arm64),
+            ],
+        )
+    });
+    let boot_mode = m.optional("bootMode", |n, d| {
+        choice(
+            n,
+            d,
+            &[
+                ("legacy-bios", BootMode::LegacyBios),
+                ("uefi", BootMode::Uefi),
+                ("uefi-preferred", BootMode::UefiPreferred),
+            ],
+        )
+    });
+    let ena_support = m.optional("enaSupport", boolean);
+    let disks = m.required("disks", |n, d| list(n, d, disk));
+    let replication = m.optional("replication", replication);
+    let launch = m.optional("launch", launch);
+    m.finish();
+    Some(Server {
+        id: id?,
+        description,
+        os: os?,
+        architecture,
+        boot_mode,
+        ena_support,
+        disks: disks?,
+        replication: replication.map(|s| s.value),
+        launch: launch.map(|s| s.value),
+        pos: node.pos,
+    })
+}
+
+fn disk(node: &Node, diags: &mut Diagnostics) -> Option<Disk> {
+    let mut m = Fields::open(node, "a disk", diags)?;
+    let source = m.required("source", string);
+    m.finish();
+    Some(Disk { source: source? })
+}
+
+fn group(node: &Node, diags: &mut Diagnostics) -> Option<Group> {
+    let mut m = Fields::open(node, "a group", diags)?;
+    let name = m.required("name", string);
+    let description = m.optional("description", string);
+    let depends_on = m.optional("dependsOn", |n, d| list(n, d, string));
+    let launch_order = m.optional("launchOrder", integer);
+    let servers = m.required("servers", |n, d| list(n, d, string));
+    let replication = m.optional("replication", replication);
+    let launch = m.optional("launch", launch);
+    m.finish();
+    Some(Group {
+        name: name?,
+        description,
+        depends_on,
+        launch_order,
+        servers: servers?,
+        replication: replication.map(|s| s.value),
+        launch: launch.map(|s| s.value),
+        pos: node.pos,
+    })
+}
+
+fn tags(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<Tags>> {
+    let Value::Map(entries) = &node.value else {
+        diags.error(
+            node.pos,
+            format!(
+                "`tags` must be a mapping of tag keys to values, found {}",
+                node.kind()
+            ),
+        );
+        return None;
+    };
+    let mut out = Vec::new();
+    for (key, value) in entries {
+        let (Some(k), Some(v)) = (string(key, diags), string(value, diags)) else {
+            continue;
+        };
+        out.push((k, v));
+    }
+    Some(Spanned::new(Tags(out), node.pos))
+}
+
+/// Reads a mapping's fields, remembering which ones were asked for so the rest are reported as
+/// unknown, with a suggestion when one is a likely typo.
+struct Fields<'n, 'd> {
+    node: &'n Node,
+    entries: &'n [(Node, Node)],
+    known: Vec<&'static str>,
+    diags: &'d mut Diagnostics,
+    what: String,
+}
+
+impl<'n, 'd> Fields<'n, 'd> {
+    fn open(node: &'n Node, what: &str, diags: &'d mut Diagnostics) -> Option<Self> {
+        let Value::Map(entries) = &node.value else {
+            diags.error(
+                node.pos,
+                format!(
+                    "expected {} (a mapping of fields), found {}",
+                    describe(what),
+                    node.kind()
+                ),
+            );
+            return None;
+        };
+        Some(Fields {
+            node,
+            entries,
+            known: Vec::new(),
+            diags,
+            what: what.to_string(),
+        })
+    }
+
+    fn find(&mut self, key: &'static str) -> Option<&'n Node> {
+        self.known.push(key);
+        self.entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    fn required<T>(
+        &mut self,
+        key: &'static str,
+        read: impl FnOnce(&Node, &mut Diagnostics) -> Option<T>,
+    ) -> Option<T> {
+        match self.find(key) {
+            Some(v) if !v.is_null() => read(v, self.diags),
+            Some(v) => {
+                self.diags
+                    .error(v.pos, format!("`{key}` must have a value"));
+                None
+            }
+            None => {
+                self.diags.error(
+                    self.node.pos,
+                    format!("{} is missing required field `{key}`", self.what),
+                );
+                None
+            }
+        }
+    }
+
+    /// An absent field and an explicit `null` both mean "not set".
+    fn optional<T>(
+        &mut self,
+        key: &'static str,
+        read: impl FnOnce(&Node, &mut Diagnostics) -> Option<T>,
+    ) -> Option<T> {
+        match self.find(key) {
+            Some(v) if !v.is_null() => read(v, self.diags),
+            _ => None,
+        }
+    }
+
+    fn finish(self) {
+        for (key, _) in self.entries {
+            let name = key.as_str().unwrap_or_default();
+            if self.known.contains(&name) {
+                continue;
+            }
+            let hint = if name == "<<" {
+                " (YAML merge keys are not supported: use `defaults` or a group's settings)"
+                    .to_string()
+            } else {
+                let close = suggestion(name, self.known.iter().copied());
+                if close.is_empty() {
+                    format!("; expected one of: {}", self.known.join(", "))
+                } else {
+                    close
+                }
+            };
+            self.diags.error(
+                key.pos,
+                format!("unknown field `{name}` in {}{hint}", self.what),
+            );
+        }
+    }
+}
+
+fn describe(what: &str) -> &str {
+    match what {
+        "the application" => "the application definition",
+        other => other,
+    }
+}
+
+fn string(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<String>> {
+    match &node.value {
+        Value::Scalar { text, plain } => {
+            if *plain && matches!(node.kind(), "a boolean" | "null") {
+                diags.error(
+                    node.pos,
+                    format!(
+                        "expected a string, found {} (quote it if you mean the text)",
+                        node.kind()
+                    ),
+                );
+                return None;
+            }
+            Some(Spanned::new(text.clone(), node.pos))
+        }
+        _ => {
+            diags.error(
+                node.pos,
+                format!("expected a string, found {}", node.kind()),
+            );
+            None
+        }
+    }
+}
+
+fn integer(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<i64>> {
+    if let Value::Scalar { text, plain: true } = &node.value {
+        if let Ok(n) = text.parse::<i64>() {
+            return Some(Spanned::new(n, node.pos));
+        }
+    }
+    diags.error(
+        node.pos,
+        format!("expected an integer, found {}", node.kind()),
+    );
+    None
+}
+
+fn boolean(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<bool>> {
+    if let Value::Scalar { text, plain: true } = &node.value {
+        match text.as_str() {
+            "true" | "True" | "TRUE" => return Some(Spanned::new(true, node.pos)),
+            "false" | "False" | "FALSE" => return Some(Spanned::new(false, node.pos)),
+            _ => {}
+        }
+    }
+    let hint = match node.as_str() {
+        Some("yes" | "no" | "on" | "off" | "Yes" | "No") => " (YAML 1.2: write true or false)",
+        _ => "",
+    };
+    diags.error(
+        node.pos,
+        format!("expected true or false, found {}{hint}", node.kind()),
+    );
+    None
+}
+
+fn timestamp(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<Timestamp>> {
+    let s = string(node, diags)?;
+    match OffsetDateTime::parse(&s.value, &Rfc3339) {
+        Ok(t) => Some(Spanned::new(Timestamp(t), s.pos)),
+        Err(e) => {
+            diags.error(
+                s.pos,
+                format!(
+                    "`{}` is not an RFC 3339 timestamp such as 2026-12-01T02:00:00Z ({e})",
+                    s.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn choice<T: Copy>(
+    node: &Node,
+    diags: &mut Diagnostics,
+    options: &[(&'static str, T)],
+) -> Option<Spanned<T>> {
+    let s = string(node, diags)?;
+    if let Some((_, v)) = options.iter().find(|(name, _)| *name == s.value) {
+        return Some(Spanned::new(*v, s.pos));
+    }
+    let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+    let close = names
+        .iter()
+        .find(|n| n.eq_ignore_ascii_case(&s.value))
+        .map(|n| format!(" (did you mean `{n}`?)"));
+    let close = close.unwrap_or_else(|| suggestion(&s.value, names.iter().copied()));
+    diags.error(
+        s.pos,
+        format!("`{}` is not one of {}{close}", s.value, names.join(", ")),
+    );
+    None
+}
+
+/// A list with a broken element still yields the good ones, so cross-checks (references,
+/// uniqueness) run on what could be read; the error already recorded keeps the file invalid.
+fn list<T>(
+    node: &Node,
+    diags: &mut Diagnostics,
+    mut item: impl FnMut(&Node, &mut Diagnostics) -> Option<T>,
+) -> Option<Spanned<Vec<T>>> {
+    let Value::Seq(items) = &node.value else {
+        diags.error(node.pos, format!("expected a list, found {}", node.kind()));
+        return None;
+    };
+    Some(Spanned::new(
+        items.iter().filter_map(|n| item(n, diags)).collect(),
+        node.pos,
+    ))
+}

@@ -1,0 +1,298 @@
+//! The application file as written: every field keeps its position so validation can point at it.
+//! These types are also the source of the JSON Schema (`rehost schema`); `decode` fills them.
+//!
+//! Field names follow the AWS SMS API where it has one, so SMS users recognise them.
+
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use time::OffsetDateTime;
+
+use crate::yaml::Pos;
+
+/// A value and where it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spanned<T> {
+    pub value: T,
+    pub pos: Pos,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(value: T, pos: Pos) -> Self {
+        Spanned { value, pos }
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Spanned<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
+
+pub const API_VERSION: &str = "rehost/v1";
+pub const KIND: &str = "Application";
+
+/// An application: servers, the groups they launch in, and how to replicate and launch them.
+#[derive(Clone, Debug, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "rehost application", extend("$id" = "https://rehost.dev/schema/application.schema.json"))]
+pub struct Application {
+    /// Always `rehost/v1`.
+    #[schemars(extend("const" = "rehost/v1"))]
+    pub api_version: Spanned<String>,
+    /// Always `Application`.
+    #[schemars(extend("const" = "Application"))]
+    pub kind: Spanned<String>,
+    /// Names the application; stack names (`rehost-<name>-<mode>`) derive from it.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,62}$"))]
+    pub name: Spanned<String>,
+    #[schemars(length(max = 1000))]
+    pub description: Option<Spanned<String>>,
+    /// Tags for every snapshot, AMI, instance and stack of the application.
+    pub tags: Option<Spanned<Tags>>,
+    /// Settings every group and server inherits; a group's and then a server's own blocks
+    /// override them field by field.
+    pub defaults: Option<Settings>,
+    #[schemars(length(min = 1))]
+    pub servers: Spanned<Vec<Server>>,
+    #[schemars(length(min = 1))]
+    pub groups: Spanned<Vec<Group>>,
+}
+
+/// At most 50 tags; keys up to 128 characters, values up to 256; no `aws:` or `rehost:` prefix.
+#[derive(Clone, Debug, Default)]
+pub struct Tags(pub Vec<(Spanned<String>, Spanned<String>)>);
+
+impl JsonSchema for Tags {
+    fn schema_name() -> Cow<'static, str> {
+        "Tags".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "maxProperties": 50,
+            "propertyNames": {"minLength": 1, "maxLength": 128, "not": {"pattern": "^(?i)(aws|rehost):"}},
+            "additionalProperties": {"type": "string", "maxLength": 256}
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    pub replication: Option<ReplicationSettings>,
+    pub launch: Option<LaunchSettings>,
+}
+
+#[derive(Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplicationSettings {
+    /// Hours between replication runs, 1..24 (`--watch`). Exclusive with `runOnce`.
+    #[schemars(range(min = 1, max = 24))]
+    pub frequency_hours: Option<Spanned<i64>>,
+    /// Replicate once instead of on a frequency.
+    pub run_once: Option<Spanned<bool>>,
+    /// When the first run may start (RFC 3339); later runs follow the frequency from it.
+    #[schemars(extend("format" = "date-time"))]
+    pub seed_time: Option<Spanned<Timestamp>>,
+    pub license_type: Option<Spanned<LicenseType>>,
+    /// How many of the most recent AMIs to keep per server; 0 keeps all, else 1..270.
+    #[schemars(range(min = 0, max = 270))]
+    pub keep_recent_amis: Option<Spanned<i64>>,
+    /// Encrypt snapshots and AMIs.
+    pub encrypted: Option<Spanned<bool>>,
+    /// KMS key (key id, `alias/...`, or key ARN); only with `encrypted: true`.
+    pub kms_key_id: Option<Spanned<String>>,
+}
+
+/// An RFC 3339 timestamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timestamp(pub OffsetDateTime);
+
+impl JsonSchema for Timestamp {
+    fn schema_name() -> Cow<'static, str> {
+        "Timestamp".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        schemars::json_schema!({"type": "string", "format": "date-time"})
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum LicenseType {
+    #[serde(rename = "AUTO")]
+    Auto,
+    #[serde(rename = "AWS")]
+    Aws,
+    #[serde(rename = "BYOL")]
+    Byol,
+}
+
+#[derive(Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LaunchSettings {
+    /// EC2 instance type, e.g. `m5.large`.
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"))]
+    pub instance_type: Option<Spanned<String>>,
+    /// When set, pre-flight checks that the subnet and security groups belong to it.
+    #[schemars(regex(pattern = r"^vpc-([0-9a-f]{8}|[0-9a-f]{17})$"))]
+    pub vpc: Option<Spanned<String>>,
+    #[schemars(regex(pattern = r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$"))]
+    pub subnet: Option<Spanned<String>>,
+    pub security_groups: Option<Spanned<Vec<Spanned<SecurityGroupId>>>>,
+    pub key_name: Option<Spanned<String>>,
+    /// Name of an IAM instance profile.
+    pub iam_instance_profile: Option<Spanned<String>>,
+    /// When set (true or false), the instance gets a network interface that says so explicitly,
+    /// whatever the subnet's default.
+    pub associate_public_ip_address: Option<Spanned<bool>>,
+    /// Minutes a server has to boot, run its configure script and signal, 1..720.
+    #[schemars(range(min = 1, max = 720))]
+    pub signal_timeout_minutes: Option<Spanned<i64>>,
+    /// Server only: the instance's primary private IPv4 address (cutover mode).
+    pub private_ip_address: Option<Spanned<String>>,
+    /// Server only: the CloudFormation logical id of the instance (default: from the server id).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]{1,200}$"))]
+    pub logical_id: Option<Spanned<String>>,
+    /// Script run at first boot (path relative to the application file).
+    pub configure_script: Option<Spanned<String>>,
+    /// Default: POWERSHELL_SCRIPT on Windows, SHELL_SCRIPT on Linux.
+    pub configure_script_type: Option<Spanned<ScriptType>>,
+    /// Used instead of the settings above when launching in test mode.
+    pub test: Option<Spanned<TestSettings>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecurityGroupId(pub String);
+
+impl JsonSchema for SecurityGroupId {
+    fn schema_name() -> Cow<'static, str> {
+        "SecurityGroupId".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        schemars::json_schema!({"type": "string", "pattern": "^sg-([0-9a-f]{8}|[0-9a-f]{17})$"})
+    }
+}
+
+/// Test-mode overrides; a test launch and a cutover launch run side by side, so a test instance
+/// keeps no cutover private IP unless `privateIpAddress` is given here.
+#[derive(Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TestSettings {
+    /// The test subnet's VPC, when it is not the cutover `vpc`.
+    #[schemars(regex(pattern = r"^vpc-([0-9a-f]{8}|[0-9a-f]{17})$"))]
+    pub vpc: Option<Spanned<String>>,
+    #[schemars(regex(pattern = r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$"))]
+    pub subnet: Option<Spanned<String>>,
+    pub security_groups: Option<Spanned<Vec<Spanned<SecurityGroupId>>>>,
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"))]
+    pub instance_type: Option<Spanned<String>>,
+    /// Server only.
+    pub private_ip_address: Option<Spanned<String>>,
+    pub associate_public_ip_address: Option<Spanned<bool>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ScriptType {
+    #[serde(rename = "SHELL_SCRIPT")]
+    Shell,
+    #[serde(rename = "POWERSHELL_SCRIPT")]
+    PowerShell,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Os {
+    Windows,
+    Linux,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Architecture {
+    #[serde(rename = "x86_64")]
+    X86_64,
+    #[serde(rename = "arm64")]
+    Arm64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum BootMode {
+    #[serde(rename = "legacy-bios")]
+    LegacyBios,
+    #[serde(rename = "uefi")]
+    Uefi,
+    #[serde(rename = "uefi-preferred")]
+    UefiPreferred,
+}
+
+#[derive(Clone, Debug, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Server {
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$"))]
+    pub id: Spanned<String>,
+    pub description: Option<Spanned<String>>,
+    pub os: Spanned<Os>,
+    /// CPU architecture of the AMI (default x86_64).
+    pub architecture: Option<Spanned<Architecture>>,
+    /// Firmware the AMI boots with (default: EC2's default for the instance type).
+    pub boot_mode: Option<Spanned<BootMode>>,
+    /// Whether the AMI declares ENA networking (default true: current instance types need it).
+    pub ena_support: Option<Spanned<bool>>,
+    /// The disks to replicate; the first is the boot disk.
+    #[schemars(length(min = 1, max = 26))]
+    pub disks: Spanned<Vec<Disk>>,
+    pub replication: Option<ReplicationSettings>,
+    pub launch: Option<LaunchSettings>,
+    #[schemars(skip)]
+    pub pos: Pos,
+}
+
+#[derive(Clone, Debug, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Disk {
+    /// A raw, qcow2, vmdk, vhd or vhdx image file, or a `/dev/` block device; relative paths
+    /// are relative to the application file.
+    pub source: Spanned<String>,
+}
+
+#[derive(Clone, Debug, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Group {
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$"))]
+    pub name: Spanned<String>,
+    pub description: Option<Spanned<String>>,
+    /// Groups whose servers must all have signalled success before this group starts.
+    pub depends_on: Option<Spanned<Vec<Spanned<String>>>>,
+    /// SMS-style shorthand: depends on every group with the largest launchOrder below this one.
+    #[schemars(range(min = 0))]
+    pub launch_order: Option<Spanned<i64>>,
+    #[schemars(length(min = 1))]
+    pub servers: Spanned<Vec<Spanned<String>>>,
+    pub replication: Option<ReplicationSettings>,
+    pub launch: Option<LaunchSettings>,
+    #[schemars(skip)]
+    pub pos: Pos,
+}
+
+/// The JSON Schema of the application file, as `rehost schema` prints it and
+/// `schema/application.schema.json` holds it.
+pub fn json_schema() -> String {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<Application>();
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema always serializes");
+    text.push('\n');
+    text
+}
