@@ -1,1 +1,31 @@
-pub fn placeholder() {}
+//! rehost's replication engine: reads each disk of a server (raw, block device, qcow2, VMDK,
+//! VHD, VHDX), sends the 512 KiB blocks that changed since the last run to a new EBS snapshot
+//! through the EBS direct APIs, and registers an AMI from the snapshots.
+//!
+//! Entry points: [`Replicator::replicate`] for one server, [`aws::load_sdk_config`] for the AWS
+//! configuration every rehost client shares, [`state::StateStore`] for the embedded state and
+//! [`schedule::next_run`] for `--watch`.
+
+pub mod ami;
+pub mod aws;
+mod engine;
+pub mod error;
+pub mod job;
+pub mod manifest;
+mod progress;
+mod recorder;
+pub mod report;
+pub mod scan;
+pub mod schedule;
+pub mod snapshot;
+pub mod source;
+pub mod state;
+pub mod tags;
+pub mod watch;
+
+pub use engine::{ReplicateOptions, Replicator, ami_name, client_token};
+pub use error::ReplicationError;
+pub use job::{Architecture, BootMode, DiskJob, Encryption, LicenseType, ServerJob};
+pub use progress::ProgressMode;
+pub use report::{ReportStatus, ServerReport, SnapshotReport};
+pub use state::{AmiRecord, AppLock, RunRecord, StateError, StateStore};

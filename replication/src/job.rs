@@ -1,0 +1,88 @@
+//! What to replicate: one server of an application and its disks.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerJob {
+    pub app: String,
+    pub server: String,
+    pub group: String,
+    /// The first disk is the boot disk.
+    pub disks: Vec<DiskJob>,
+    pub architecture: Architecture,
+    pub boot_mode: Option<BootMode>,
+    pub ena_support: bool,
+    pub license_type: LicenseType,
+    pub encryption: Option<Encryption>,
+    /// How many of the server's most recent AMIs to keep; 0 keeps all.
+    pub keep_recent_amis: u32,
+    /// The application's own tags, added to snapshots and AMIs.
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskJob {
+    /// "disk0", "disk1", ...
+    pub name: String,
+    /// A raw image or block device, or a qcow2, VMDK, VHD or VHDX image.
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Architecture {
+    X86_64,
+    Arm64,
+}
+
+impl Architecture {
+    /// The EC2 API value.
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            Architecture::X86_64 => "x86_64",
+            Architecture::Arm64 => "arm64",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BootMode {
+    LegacyBios,
+    Uefi,
+    UefiPreferred,
+}
+
+impl BootMode {
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            BootMode::LegacyBios => "legacy-bios",
+            BootMode::Uefi => "uefi",
+            BootMode::UefiPreferred => "uefi-preferred",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LicenseType {
+    Auto,
+    Aws,
+    Byol,
+}
+
+impl LicenseType {
+    /// The tag value.
+    pub fn as_tag(self) -> &'static str {
+        match self {
+            LicenseType::Auto => "AUTO",
+            LicenseType::Aws => "AWS",
+            LicenseType::Byol => "BYOL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Encryption {
+    /// `alias/...`, a key id or a key ARN; `None` uses the account's default EBS key.
+    pub kms_key_id: Option<String>,
+}

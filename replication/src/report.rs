@@ -1,0 +1,53 @@
+//! What `rehost replicate --output json` prints per server. Scripts rely on these field names.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportStatus {
+    Completed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerReport {
+    pub server: String,
+    pub ami_id: Option<String>,
+    pub snapshots: Vec<SnapshotReport>,
+    pub status: ReportStatus,
+    pub error: Option<String>,
+    pub run_id: String,
+    pub app: String,
+    pub ami_name: Option<String>,
+    /// True when this call continued a run that had been interrupted or had failed.
+    pub resumed: bool,
+    pub seconds: f64,
+    /// Problems that did not fail the run (retention, cleanup of stale snapshots).
+    pub warnings: Vec<String>,
+    /// AMIs deregistered by retention after this run.
+    pub deregistered_amis: Vec<String>,
+    pub deleted_snapshots: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotReport {
+    pub disk: String,
+    pub snapshot_id: String,
+    pub parent_snapshot_id: Option<String>,
+    /// Blocks of 512 KiB covering the disk.
+    pub blocks_total: u64,
+    /// Blocks read from the source (regions without data are known to be zeros and not read).
+    pub blocks_scanned: u64,
+    /// Blocks sent by this call (PutSnapshotBlock accepted).
+    pub blocks_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub seconds: f64,
+    /// Blocks written to the snapshot in all (ChangedBlocksCount), including those accepted
+    /// before an interruption.
+    pub blocks_changed: u64,
+    /// Blocks an interrupted attempt had already written and this call did not resend.
+    pub blocks_resumed: u64,
+    pub volume_size_gib: u64,
+    /// The finished snapshot of an interrupted run was reused as is.
+    pub reused: bool,
+}
