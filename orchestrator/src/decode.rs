@@ -16,8 +16,27 @@ pub fn application(root: &Node, diags: &mut Diagnostics) -> Option<Application> 
     let description = m.optional("description", string);
     let tags = m.optional("tags", tags);
     let defaults = m.optional("defaults", |n, d| settings(n, d, "defaults"));
-    let servers = m.required("servers", |n, d| list(n, d, server));
-    let groups = m.required("groups", |n, d| list(n, d, group));
+    let mut unreadable = Unreadable::default();
+    let servers = m.required("servers", |n, d| {
+        list(n, d, |item, d| {
+            let read = server(item, d);
+            if read.is_none() {
+                unreadable.servers += 1;
+                unreadable.server_ids.extend(field_text(item, "id"));
+            }
+            read
+        })
+    });
+    let groups = m.required("groups", |n, d| {
+        list(n, d, |item, d| {
+            let read = group(item, d);
+            if read.is_none() {
+                unreadable.groups += 1;
+                unreadable.group_names.extend(field_text(item, "name"));
+            }
+            read
+        })
+    });
     m.finish();
     Some(Application {
         api_version: api_version?,
@@ -28,7 +47,20 @@ pub fn application(root: &Node, diags: &mut Diagnostics) -> Option<Application> 
         defaults: defaults.map(|s| s.value),
         servers: servers?,
         groups: groups?,
+        unreadable,
     })
+}
+
+/// A scalar field of a mapping that could not be read as a whole.
+fn field_text(node: &Node, key: &str) -> Option<String> {
+    let Value::Map(entries) = &node.value else {
+        return None;
+    };
+    entries
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .and_then(|(_, v)| v.as_str())
+        .map(str::to_string)
 }
 
 fn settings(node: &Node, diags: &mut Diagnostics, what: &str) -> Option<Spanned<Settings>> {

@@ -63,9 +63,22 @@ pub struct Application {
     pub servers: Spanned<Vec<Server>>,
     #[schemars(length(min = 1))]
     pub groups: Spanned<Vec<Group>>,
+    /// Servers and groups that could not be read (their errors are already reported); kept so
+    /// references to them do not raise a second, misleading error.
+    #[schemars(skip)]
+    pub unreadable: Unreadable,
 }
 
-/// At most 50 tags; keys up to 128 characters, values up to 256; no `aws:` or `rehost:` prefix.
+#[derive(Clone, Debug, Default)]
+pub struct Unreadable {
+    pub servers: usize,
+    pub server_ids: Vec<String>,
+    pub groups: usize,
+    pub group_names: Vec<String>,
+}
+
+/// At most 45 tags (EC2's 50 less rehost's 5); keys up to 128 characters, values up to 256; no
+/// `aws:` or `rehost:` prefix and no `Name` (rehost names instances after their servers).
 #[derive(Clone, Debug, Default)]
 pub struct Tags(pub Vec<(Spanned<String>, Spanned<String>)>);
 
@@ -76,8 +89,12 @@ impl JsonSchema for Tags {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         schemars::json_schema!({
             "type": "object",
-            "maxProperties": 50,
-            "propertyNames": {"minLength": 1, "maxLength": 128, "not": {"pattern": "^(?i)(aws|rehost):"}},
+            "maxProperties": crate::validate::MAX_APP_TAGS,
+            "propertyNames": {
+                "minLength": 1,
+                "maxLength": 128,
+                "not": {"pattern": "^([aA][wW][sS]|[rR][eE][hH][oO][sS][tT]):|^Name$"}
+            },
             "additionalProperties": {"type": "string", "maxLength": 256}
         })
     }

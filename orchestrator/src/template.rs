@@ -597,6 +597,9 @@ fn instance(
 /// quotas, for every variant a launch can produce (modes, gated or not, portable or not).
 pub fn check(app: &App, diags: &mut Diagnostics) {
     check_names(app, diags);
+    // Each quota is reported once, for the first variant that breaks it.
+    let mut errors: BTreeMap<&str, String> = BTreeMap::new();
+    let mut warnings: BTreeMap<&str, String> = BTreeMap::new();
     for mode in [Mode::Cutover, Mode::Test] {
         for portable in [false, true] {
             let opts = RenderOptions {
@@ -608,54 +611,55 @@ pub fn check(app: &App, diags: &mut Diagnostics) {
             let t = render(app, &opts);
             let what = format!("{mode}{} template", if portable { " portable" } else { "" });
             if t.resources > MAX_RESOURCES {
-                diags.error(
-                    app.servers_pos,
+                errors.entry("resources").or_insert_with(|| {
                     format!(
                         "the {what} needs {} resources ({} instances and 2 launch-gate resources per group); \
                          CloudFormation allows {MAX_RESOURCES}: split the application",
                         t.resources,
                         app.servers.len()
-                    ),
-                );
+                    )
+                });
             }
             if t.parameters > MAX_PARAMETERS {
-                diags.error(
-                    app.servers_pos,
+                errors.entry("parameters").or_insert_with(|| {
                     format!(
                         "the {what} needs {} parameters; CloudFormation allows {MAX_PARAMETERS}: split the application",
                         t.parameters
-                    ),
-                );
+                    )
+                });
             }
             let size = t.to_json_compact().len();
             if size > MAX_S3_BODY {
-                diags.error(
-                    app.servers_pos,
+                errors.entry("size").or_insert_with(|| {
                     format!(
                         "the {what} is {size} bytes; CloudFormation accepts at most {MAX_S3_BODY} through S3: \
                          shorten configure scripts or split the application"
-                    ),
-                );
-            } else if size > MAX_INLINE_BODY && mode == Mode::Cutover && !portable {
-                diags.warning(
-                    app.servers_pos,
+                    )
+                });
+            } else if size > MAX_INLINE_BODY {
+                warnings.entry("size").or_insert_with(|| {
                     format!(
-                        "the template is {size} bytes, over the {MAX_INLINE_BODY} bytes CloudFormation takes inline: \
+                        "the {what} is {size} bytes, over the {MAX_INLINE_BODY} bytes CloudFormation takes inline: \
                          `rehost launch` uploads it to its S3 bucket"
-                    ),
-                );
+                    )
+                });
             }
-            if t.ami_parameters == AmiParameters::PerGroup && mode == Mode::Cutover && !portable {
-                diags.warning(
-                    app.servers_pos,
+            if t.ami_parameters == AmiParameters::PerGroup {
+                warnings.entry("amis").or_insert_with(|| {
                     format!(
                         "{} servers do not fit one AMI parameter each within CloudFormation's {MAX_PARAMETERS} \
                          parameters: AMIs are passed as one list parameter per group",
                         app.servers.len()
-                    ),
-                );
+                    )
+                });
             }
         }
+    }
+    for message in errors.into_values() {
+        diags.error(app.servers_pos, message);
+    }
+    for message in warnings.into_values() {
+        diags.warning(app.servers_pos, message);
     }
 }
 

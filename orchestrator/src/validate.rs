@@ -306,6 +306,9 @@ fn index_groups(
             );
         }
         for reference in &group.servers.value {
+            if model.unreadable.server_ids.contains(&reference.value) {
+                continue;
+            }
             let Some(&s) = servers.get(reference.value.as_str()) else {
                 diags.error(
                     reference.pos,
@@ -345,6 +348,9 @@ fn index_groups(
             continue;
         };
         for dep in &deps.value {
+            if model.unreadable.group_names.contains(&dep.value) {
+                continue;
+            }
             match by_name.get(dep.value.as_str()) {
                 None => diags.error(
                     dep.pos,

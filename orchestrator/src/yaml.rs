@@ -376,7 +376,16 @@ impl<'a> Loader<'a> {
                         ..
                     }) => {
                         match pending_key.take() {
-                            Some(key) => entries.push((key, node)),
+                            Some(key) => {
+                                // A block list or mapping starts on the line after its key;
+                                // problems with it as a whole read best at the key
+                                // (`servers:`), so it takes the key's position.
+                                let mut node = node;
+                                if matches!(node.value, Value::Seq(_) | Value::Map(_)) {
+                                    node.pos = key.pos;
+                                }
+                                entries.push((key, node))
+                            }
                             None => {
                                 let Value::Scalar { text, .. } = &node.value else {
                                     return Err(SyntaxError {
