@@ -2,6 +2,7 @@
 //! nothing here imitates AWS.
 
 pub mod moto;
+pub mod proxy;
 pub mod tools;
 
 pub use moto::Moto;

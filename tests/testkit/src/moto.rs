@@ -40,7 +40,10 @@ impl Moto {
             .stderr(log_file)
             .spawn()
             .expect("moto_server starts");
-        let moto = Moto { child: Mutex::new(child), port };
+        let moto = Moto {
+            child: Mutex::new(child),
+            port,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if moto.request("GET", "/moto-api/").is_ok() {
@@ -51,7 +54,10 @@ impl Moto {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("moto_server did not answer on port {port} within 60 s; see {}", log.display());
+        panic!(
+            "moto_server did not answer on port {port} within 60 s; see {}",
+            log.display()
+        );
     }
 
     /// One emulator shared by every test of the calling test binary.
@@ -99,7 +105,9 @@ impl Moto {
         if out.starts_with("HTTP/1.1 2") || out.starts_with("HTTP/1.0 2") {
             Ok(out)
         } else {
-            Err(std::io::Error::other(out.lines().next().unwrap_or("").to_string()))
+            Err(std::io::Error::other(
+                out.lines().next().unwrap_or("").to_string(),
+            ))
         }
     }
 }
@@ -107,11 +115,18 @@ impl Moto {
 impl Drop for Moto {
     fn drop(&mut self) {
         let mut child = self.child.lock().unwrap();
-        let _ = Command::new("kill").arg("--").arg(format!("-{}", child.id())).status();
+        let _ = Command::new("kill")
+            .arg("--")
+            .arg(format!("-{}", child.id()))
+            .status();
         let _ = child.wait();
     }
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind loopback")
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -53,5 +53,8 @@ pub fn cfn_lint(template: &Path) -> LintReport {
         .expect("cfn-lint runs");
     let mut output = String::from_utf8_lossy(&out.stdout).into_owned();
     output.push_str(&String::from_utf8_lossy(&out.stderr));
-    LintReport { success: out.status.success() && output.trim().is_empty(), output }
+    LintReport {
+        success: out.status.success() && output.trim().is_empty(),
+        output,
+    }
 }
