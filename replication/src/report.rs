@@ -1,15 +1,15 @@
 //! What `rehost replicate --output json` prints per server. Scripts rely on these field names.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportStatus {
     Completed,
     Failed,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerReport {
     pub server: String,
     pub ami_id: Option<String>,
@@ -29,7 +29,7 @@ pub struct ServerReport {
     pub deleted_snapshots: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotReport {
     pub disk: String,
     pub snapshot_id: String,
