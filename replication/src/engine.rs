@@ -81,10 +81,13 @@ struct DiskDone {
     report: SnapshotReport,
 }
 
+/// An upload task's outcome: (block, bytes) sent, or the block and why it failed.
+type UploadResult = Result<(u64, u64), (u64, AwsFailure)>;
+
 /// How a disk's snapshot gets written.
 enum Plan {
     Fresh,
-    Resume(SnapshotRecord),
+    Resume(Box<SnapshotRecord>),
 }
 
 impl Replicator {
@@ -177,7 +180,7 @@ impl Replicator {
         match tokio::task::spawn_blocking(move || f(&store)).await {
             Ok(r) => r.map_err(|source| ReplicationError::State {
                 server: server.to_string(),
-                source,
+                source: Box::new(source),
             }),
             Err(e) => Err(ReplicationError::Invalid {
                 server: server.to_string(),
@@ -197,7 +200,7 @@ impl Replicator {
             server: job.server.clone(),
             disk: disk.map(str::to_string),
             block,
-            failure,
+            failure: Box::new(failure),
         }
     }
 
@@ -461,7 +464,7 @@ impl Replicator {
                     // one still accepting blocks; on AWS a snapshot we never completed cannot be
                     // `completed`, and if it were, its first PutSnapshotBlock would be refused and
                     // the run would start afresh below.)
-                    RemoteState::Pending | RemoteState::Completed => Plan::Resume(rec),
+                    RemoteState::Pending | RemoteState::Completed => Plan::Resume(Box::new(rec)),
                     state => {
                         self.abandon(job, &rec, &format!("it is {state:?}")).await?;
                         continue;
@@ -541,6 +544,7 @@ impl Replicator {
 
         let (rec, parent) = match plan {
             Plan::Resume(rec) => {
+                let rec = *rec;
                 let parent = match &rec.parent_snapshot_id {
                     None => None,
                     Some(pid) => {
@@ -781,12 +785,9 @@ impl Replicator {
             blocks_total,
             ..Default::default()
         };
-        let mut tasks: JoinSet<Result<(u64, u64), (u64, AwsFailure)>> = JoinSet::new();
+        let mut tasks: JoinSet<UploadResult> = JoinSet::new();
         let mut failure: Option<ReplicationError> = None;
-        let on_done = |joined: Result<
-            Result<(u64, u64), (u64, AwsFailure)>,
-            tokio::task::JoinError,
-        >,
+        let on_done = |joined: Result<UploadResult, tokio::task::JoinError>,
                        counts: &mut SnapshotCounts|
          -> Option<ReplicationError> {
             match joined {
@@ -806,11 +807,11 @@ impl Replicator {
 
         'feed: loop {
             while tasks.len() >= concurrency {
-                if let Some(joined) = tasks.join_next().await {
-                    if let Some(e) = on_done(joined, &mut counts) {
-                        failure = Some(e);
-                        break 'feed;
-                    }
+                if let Some(joined) = tasks.join_next().await
+                    && let Some(e) = on_done(joined, &mut counts)
+                {
+                    failure = Some(e);
+                    break 'feed;
                 }
             }
             tokio::select! {
@@ -1164,11 +1165,11 @@ fn unusable(job: &ServerJob, disk: &DiskJob, why: &str) -> ReplicationError {
         server: job.server.clone(),
         disk: Some(disk.name.clone()),
         block: None,
-        failure: AwsFailure {
+        failure: Box::new(AwsFailure {
             operation: "resume",
             code: "ValidationException".into(),
             message: why.to_string(),
-        },
+        }),
     }
 }
 

@@ -18,10 +18,13 @@ pub enum ReplicationError {
         server: String,
         disk: Option<String>,
         block: Option<u64>,
-        failure: AwsFailure,
+        failure: Box<AwsFailure>,
     },
     #[error("server {server}: {source}")]
-    State { server: String, source: StateError },
+    State {
+        server: String,
+        source: Box<StateError>,
+    },
     #[error("server {server}{}: {message}", at_disk(disk))]
     Invalid {
         server: String,

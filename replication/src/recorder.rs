@@ -73,12 +73,13 @@ fn run(store: &StateStore, snapshot_id: &str, rx: &mpsc::Receiver<Msg>) {
                 None
             };
         }
-        if !batch.is_empty() && failed.is_none() {
-            if let Err(e) = store.record_written(snapshot_id, &batch) {
-                let e: StateError = e;
-                tracing::error!("cannot record accepted blocks of {snapshot_id}: {e}");
-                failed = Some(e.to_string());
-            }
+        if !batch.is_empty()
+            && failed.is_none()
+            && let Err(e) = store.record_written(snapshot_id, &batch)
+        {
+            let e: StateError = e;
+            tracing::error!("cannot record accepted blocks of {snapshot_id}: {e}");
+            failed = Some(e.to_string());
         }
         batch.clear();
         for reply in flushes.drain(..) {

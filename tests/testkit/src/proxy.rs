@@ -274,10 +274,10 @@ fn serve(client: TcpStream, shared: &Shared) {
                 if (200..300).contains(&status) {
                     let mut c = shared.counters.lock().unwrap();
                     *c.accepted.entry(req.operation.clone()).or_default() += 1;
-                    if req.operation == "PutSnapshotBlock" {
-                        if let Some(key) = req.block() {
-                            *c.block_accepts.entry(key).or_default() += 1;
-                        }
+                    if req.operation == "PutSnapshotBlock"
+                        && let Some(key) = req.block()
+                    {
+                        *c.block_accepts.entry(key).or_default() += 1;
                     }
                 }
                 match action {
