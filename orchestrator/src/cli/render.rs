@@ -96,7 +96,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let options = args.template.options(&app, BTreeMap::new())?;
     let template = render(&app, &options);
     let text = match args.format {
-        Format::Json => template.to_json_pretty(),
+        Format::Json => {
+            let pretty = template.to_json_pretty();
+            if pretty.len() > crate::template::MAX_S3_BODY {
+                // Indentation alone can push a large template over CloudFormation's limit.
+                eprintln!(
+                    "note: the indented template would be {} bytes, over CloudFormation's {}: writing it compact",
+                    pretty.len(),
+                    crate::template::MAX_S3_BODY
+                );
+                template.to_json_compact() + "\n"
+            } else {
+                pretty
+            }
+        }
         Format::Yaml => template.to_yaml(),
     };
     write_output(args.output.as_deref(), &text)

@@ -1,0 +1,71 @@
+//! Benchmark (a bench binary, run with `cargo bench -p rehost --bench validate_render`): parse +
+//! validate (which renders every template variant to check CloudFormation's quotas) + render the
+//! cutover template to JSON, for applications of 50, 200 and 480 servers. Prints a table.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rehost::app::Mode;
+use rehost::load::load_bytes;
+use rehost::template::{RenderOptions, render};
+
+fn application(servers: usize, groups: usize, script: &Path) -> String {
+    let mut text = String::from(
+        "apiVersion: rehost/v1\nkind: Application\nname: bench\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: subnet-0a1b2c3d\n    securityGroups: [sg-0a1b2c3d]\n    keyName: admin\nservers:\n",
+    );
+    let per = servers / groups;
+    for g in 0..groups {
+        for s in 0..per {
+            text.push_str(&format!(
+                "  - id: s{g}x{s}\n    os: windows\n    disks:\n      - source: /vmstore/s{g}x{s}/disk0.vmdk\n      - source: /vmstore/s{g}x{s}/data.vmdk\n"
+            ));
+        }
+    }
+    text.push_str("groups:\n");
+    for g in 0..groups {
+        let members: Vec<String> = (0..per).map(|s| format!("s{g}x{s}")).collect();
+        text.push_str(&format!(
+            "  - name: g{g}\n    servers: [{}]\n",
+            members.join(", ")
+        ));
+        text.push_str(&format!(
+            "    launch: {{configureScript: {}}}\n",
+            script.display()
+        ));
+        if g > 0 {
+            text.push_str(&format!("    dependsOn: [g{}]\n", (g - 1) / 2));
+        }
+    }
+    text
+}
+
+fn main() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../launch-scripts/sharepoint/check-sql-server.ps1");
+    println!(
+        "{:>8} {:>7} {:>12} {:>12} {:>12} {:>12}",
+        "servers", "groups", "file bytes", "template B", "median", "min"
+    );
+    for (servers, groups) in [(50, 5), (200, 20), (480, 10)] {
+        let text = application(servers, groups, &script);
+        let mut times = Vec::new();
+        let mut size = 0;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while times.len() < 5 || (Instant::now() < deadline && times.len() < 200) {
+            let start = Instant::now();
+            let loaded = load_bytes(text.as_bytes(), Path::new("bench.yaml"))
+                .expect("benchmark application is valid");
+            let template = render(&loaded.app, &RenderOptions::new(Mode::Cutover));
+            size = std::hint::black_box(template.to_json_pretty()).len();
+            times.push(start.elapsed());
+        }
+        times.sort();
+        println!(
+            "{servers:>8} {groups:>7} {:>12} {:>12} {:>10.2}ms {:>10.2}ms",
+            text.len(),
+            size,
+            times[times.len() / 2].as_secs_f64() * 1e3,
+            times[0].as_secs_f64() * 1e3
+        );
+    }
+}
