@@ -12,6 +12,7 @@ pub mod error;
 pub mod graph;
 pub mod load;
 pub mod model;
+pub mod replication_plan;
 pub mod syntax;
 pub mod template;
 pub mod userdata;

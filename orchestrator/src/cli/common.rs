@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::app::Mode;
+use crate::app::{App, Mode};
+use crate::diag::suggestion;
 use crate::error::InvalidInput;
 use crate::load::{Loaded, load_bytes};
 
@@ -103,4 +104,74 @@ fn write_stdout(content: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(e).context("cannot write to standard output"),
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// How to reach AWS: the standard chain (environment, profiles, SSO, instance metadata) and the
+/// standard `AWS_ENDPOINT_URL` override, with rehost's retry and timeout policy.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AwsArgs {
+    /// AWS region (default: from the environment or profile).
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+}
+
+impl AwsArgs {
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let opts = rehost_replication::aws::AwsOptions {
+            region: self.region.clone(),
+            ..Default::default()
+        };
+        rehost_replication::aws::load_sdk_config(&opts).await
+    }
+}
+
+/// The replication state database: `--state`, else `.rehost/state.db` beside the application file.
+pub fn state_path(explicit: Option<&Path>, app_file: &Path) -> PathBuf {
+    explicit.map_or_else(
+        || rehost_replication::state::default_state_path(app_file),
+        Path::to_path_buf,
+    )
+}
+
+/// Every `--server` must name a server of the application; all wrong ones are reported at once.
+pub fn validate_server_ids(app: &App, ids: &[String]) -> anyhow::Result<()> {
+    let wrong: Vec<String> = ids
+        .iter()
+        .filter(|id| app.server(id).is_none())
+        .map(|id| {
+            format!(
+                "--server {id}: no such server in application {}{}",
+                app.name,
+                suggestion(id, app.servers.iter().map(|s| s.id.as_str()))
+            )
+        })
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidInput::new(wrong.join("\n")).into())
+    }
+}
+
+/// The latest replicated AMI of each server, for template parameter defaults. A missing state
+/// database means nothing was replicated yet (and is not created by reading).
+pub fn replicated_amis(
+    state: &Path,
+    app: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    if !state.exists() {
+        return Ok(Default::default());
+    }
+    let store = rehost_replication::StateStore::open(state)?;
+    Ok(store
+        .latest_amis(app)?
+        .into_iter()
+        .map(|(server, ami)| (server, ami.ami_id))
+        .collect())
 }

@@ -3,6 +3,7 @@
 pub mod common;
 pub mod graph;
 pub mod render;
+pub mod replicate;
 pub mod schema;
 pub mod validate;
 
@@ -34,6 +35,8 @@ pub enum Command {
     Render(render::Args),
     /// Print the JSON Schema of the application file
     Schema(schema::Args),
+    /// Replicate servers' disks block by block to EBS snapshots and register AMIs
+    Replicate(replicate::Args),
 }
 
 impl Command {
@@ -52,5 +55,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Graph(args) => graph::run(args),
         Command::Render(args) => render::run(args),
         Command::Schema(args) => schema::run(args),
+        Command::Replicate(args) => replicate::run(args).await,
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::app::App;
-use crate::cli::common::{ModeArg, load_app, write_output};
+use crate::cli::common::{ModeArg, load_app, replicated_amis, state_path, write_output};
 use crate::diag::suggestion;
 use crate::error::InvalidInput;
 use crate::syntax::check_aws_id;
@@ -31,16 +31,16 @@ pub struct TemplateFlags {
     /// Default AMI of a server's parameter (repeatable), over the replication state's.
     #[arg(long = "ami", value_name = "SERVER=AMI")]
     pub amis: Vec<String>,
+    /// Replication state database (default `.rehost/state.db` beside the application file),
+    /// whose latest AMIs become the parameter defaults.
+    #[arg(long = "state", value_name = "PATH")]
+    pub state: Option<PathBuf>,
 }
 
 impl TemplateFlags {
-    /// Render options with the AMI defaults: `state` (latest replicated) overridden by `--ami`.
-    pub fn options(
-        &self,
-        app: &App,
-        state: BTreeMap<String, String>,
-    ) -> anyhow::Result<RenderOptions> {
-        let mut amis = state;
+    /// Render options with the AMI defaults: the latest replicated AMIs, overridden by `--ami`.
+    pub fn options(&self, app: &App) -> anyhow::Result<RenderOptions> {
+        let mut amis = replicated_amis(&state_path(self.state.as_deref(), &app.file), &app.name)?;
         amis.extend(parse_amis(app, &self.amis)?);
         Ok(RenderOptions {
             mode: self.mode.into(),
@@ -93,7 +93,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let app = load_app(&args.file)?.app;
-    let options = args.template.options(&app, BTreeMap::new())?;
+    let options = args.template.options(&app)?;
     let template = render(&app, &options);
     let text = match args.format {
         Format::Json => {
