@@ -234,12 +234,7 @@ impl Replicator {
         self.cleanup_abandoned(job, report).await;
         let encryption = self.resolve_encryption(job).await?;
 
-        let total_bytes = job
-            .disks
-            .iter()
-            .map(|d| std::fs::metadata(&d.source).map(|m| m.len()).unwrap_or(0))
-            .sum();
-        self.lock_progress().start_server(&job.server, total_bytes);
+        self.lock_progress().start_server(&job.server);
 
         for disk in &job.disks {
             let t = Instant::now();
@@ -435,14 +430,24 @@ impl Replicator {
                             let (changed, sum) = self
                                 .db(&job.server, move |s| s.written_checksum(&id))
                                 .await?;
-                            snapshot::complete(
+                            let done = snapshot::complete(
                                 &self.ebs,
                                 &rec.snapshot_id,
                                 changed,
                                 (changed > 0).then_some(sum),
                             )
-                            .await
-                            .map_err(|f| aws(None, f))?;
+                            .await;
+                            match done {
+                                Ok(()) => {}
+                                // Completed before the interruption and still finishing in EBS:
+                                // the wait before RegisterImage sees it through.
+                                Err(f) if f.code == "ValidationException" => tracing::info!(
+                                    "snapshot {} was already completed: {}",
+                                    rec.snapshot_id,
+                                    f.message
+                                ),
+                                Err(f) => return Err(aws(None, f)),
+                            }
                         }
                         state => {
                             self.abandon(job, &rec, &format!("it is {state:?}")).await?;

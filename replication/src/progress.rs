@@ -46,12 +46,12 @@ impl Progress {
         }
     }
 
-    /// Starts the overall bar of a server's run.
-    pub fn start_server(&mut self, server: &str, total_bytes: u64) {
+    /// Starts the overall bar of a server's run; each disk adds its size when it starts.
+    pub fn start_server(&mut self, server: &str) {
         if self.mode != ProgressMode::Bars {
             return;
         }
-        let bar = self.multi.add(ProgressBar::new(total_bytes));
+        let bar = self.multi.add(ProgressBar::new(0));
         bar.set_style(
             ProgressStyle::with_template(
                 "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
@@ -65,6 +65,9 @@ impl Progress {
     }
 
     pub fn disk(&self, server: &str, disk: &str, blocks_total: u64) -> DiskProgress {
+        if let Some(all) = &self.overall {
+            all.inc_length(blocks_total * crate::manifest::BLOCK_SIZE_U64);
+        }
         let bar = (self.mode == ProgressMode::Bars).then(|| {
             let bar = self.multi.add(ProgressBar::new(blocks_total));
             bar.set_style(

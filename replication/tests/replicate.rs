@@ -422,3 +422,56 @@ async fn missing_kms_key_fails_fast_with_its_code() {
         "not retried"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_replicates_due_servers_and_stops_when_none_is_left() {
+    use rehost_replication::schedule::Frequency;
+    use rehost_replication::watch::{WatchEntry, watch};
+    init_tracing();
+    let moto = Moto::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("w.raw");
+    write_raw(&raw, 2 * BLOCK, &[(0, 2, Fill::Random)], 4);
+    let missing = dir.path().join("missing.raw");
+    let rep = replicator(
+        &moto.endpoint(),
+        &dir.path().join("state.db"),
+        test_options(),
+    )
+    .await;
+    let entries = vec![
+        WatchEntry {
+            job: job("watch", "once", &[("disk0", &raw)]),
+            frequency: Frequency::Once,
+            seed_time: None,
+        },
+        // A server whose run fails is retried at its next slot, an hour away: the loop keeps
+        // going, so it is stopped from outside.
+        WatchEntry {
+            job: job("watch", "broken", &[("disk0", &missing)]),
+            frequency: Frequency::Hours(1),
+            seed_time: None,
+        },
+    ];
+    let mut reports = Vec::new();
+    let shutdown = tokio::time::sleep(std::time::Duration::from_secs(5));
+    watch(&rep, &entries, shutdown, |r| reports.push(r.clone()))
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 2, "each server ran once: {reports:?}");
+    let once = reports.iter().find(|r| r.server == "once").unwrap();
+    assert_eq!(once.status, ReportStatus::Completed);
+    let broken = reports.iter().find(|r| r.server == "broken").unwrap();
+    assert_eq!(broken.status, ReportStatus::Failed);
+    assert!(broken.error.as_deref().unwrap().contains("missing.raw"));
+
+    // Only the once server: done after its single success.
+    let only_once = &entries[..1];
+    let t = std::time::Instant::now();
+    watch(&rep, only_once, std::future::pending(), |_| {
+        panic!("already replicated")
+    })
+    .await
+    .unwrap();
+    assert!(t.elapsed() < std::time::Duration::from_secs(2));
+}
