@@ -293,7 +293,8 @@ async fn kill_at_several_points_and_resume() {
     println!(
         "kill at an arbitrary point of the upload: blocks sent twice = {twice} (in-flight bound {CONCURRENCY})"
     );
-    assert!(twice <= CONCURRENCY as u64, "{twice} blocks sent twice");
+    // In flight when killed, or acknowledged but not yet committed by the recorder.
+    assert!(twice <= 2 * CONCURRENCY as u64, "{twice} blocks sent twice");
     assert_eq!(
         report.snapshots[0].blocks_resumed + report.snapshots[0].blocks_uploaded,
         BLOCKS
