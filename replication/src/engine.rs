@@ -110,6 +110,12 @@ impl Replicator {
         &self.opts
     }
 
+    /// The bars' owner, so a CLI can print log lines above the bars
+    /// (`multi.suspend(|| ...)` in its tracing writer) instead of through them.
+    pub fn multi_progress(&self) -> indicatif::MultiProgress {
+        self.lock_progress().multi()
+    }
+
     /// Replicates one server. Never panics: a failure lands in the report (and the state), and
     /// the next call for the server resumes where this one stopped.
     pub async fn replicate(&self, job: &ServerJob) -> ServerReport {
