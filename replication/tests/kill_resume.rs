@@ -105,7 +105,7 @@ impl Harness {
             cmd.env(k, v);
         }
         cmd.env("AWS_ENDPOINT_URL", self.proxy.endpoint())
-            .env("REHOST_AWS_ATTEMPT_TIMEOUT_SECS", "3")
+            .env("REHOST_AWS_ATTEMPT_TIMEOUT_SECS", "10")
             .env("REHOST_AWS_CONNECT_TIMEOUT_SECS", "2")
             .env("REHOST_AWS_MAX_BACKOFF_SECS", "0.5")
             .env("REHOST_TEST_CHILD", serde_json::to_string(&cfg).unwrap())

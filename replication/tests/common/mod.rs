@@ -44,8 +44,8 @@ pub fn fast_aws_options() -> AwsOptions {
     AwsOptions {
         max_attempts: Some(8),
         connect_timeout: Some(Duration::from_secs(2)),
-        read_timeout: Some(Duration::from_secs(3)),
-        attempt_timeout: Some(Duration::from_secs(3)),
+        read_timeout: Some(Duration::from_secs(5)),
+        attempt_timeout: Some(Duration::from_secs(5)),
         operation_timeout: Some(Duration::from_secs(60)),
         max_backoff: Some(Duration::from_millis(500)),
         ..Default::default()
