@@ -10,6 +10,7 @@ pub mod decode;
 pub mod diag;
 pub mod error;
 pub mod graph;
+pub mod launch;
 pub mod load;
 pub mod model;
 pub mod replication_plan;

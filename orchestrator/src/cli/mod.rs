@@ -2,9 +2,15 @@
 
 pub mod common;
 pub mod graph;
+pub mod launch;
+pub mod migrate;
+pub mod plan;
 pub mod render;
 pub mod replicate;
 pub mod schema;
+pub mod share;
+pub mod status;
+pub mod terminate;
 pub mod validate;
 
 use clap::{Parser, Subcommand};
@@ -37,6 +43,18 @@ pub enum Command {
     Schema(schema::Args),
     /// Replicate servers' disks block by block to EBS snapshots and register AMIs
     Replicate(replicate::Args),
+    /// Show what a launch would create or change, without changing anything
+    Plan(plan::Args),
+    /// Launch the whole application (test or cutover) from its template, tier by tier
+    Launch(launch::Args),
+    /// Replication and launch state of every server
+    Status(status::Args),
+    /// Share the latest AMIs with other accounts and write the portable template
+    Share(share::Args),
+    /// Delete a mode's stack
+    Terminate(terminate::Args),
+    /// Replicate every server, then launch: the whole application in one action
+    Migrate(migrate::Args),
 }
 
 impl Command {
@@ -56,5 +74,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Render(args) => render::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Replicate(args) => replicate::run(args).await,
+        Command::Plan(args) => plan::run(args).await,
+        Command::Launch(args) => launch::run(args).await,
+        Command::Status(args) => status::run(args).await,
+        Command::Share(args) => share::run(args).await,
+        Command::Terminate(args) => terminate::run(args).await,
+        Command::Migrate(args) => migrate::run(args).await,
     }
 }

@@ -1,0 +1,68 @@
+//! `rehost share FILE --account ID...`: grant other accounts the latest AMIs and their
+//! snapshots, and write the portable template they launch.
+
+use std::path::PathBuf;
+
+use crate::cli::common::ModeArg;
+use crate::cli::common::{AwsArgs, load_app, state_path, write_output};
+use crate::cli::launch::invalid_if_user_error;
+use crate::cli::replicate::StateArg;
+use crate::launch::{AwsClients, share};
+use crate::template::{RenderOptions, render};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    pub file: PathBuf,
+    /// Account to share with (repeatable).
+    #[arg(long = "account", value_name = "ID", required = true)]
+    pub accounts: Vec<String>,
+    /// The mode whose launch settings the portable template carries.
+    #[arg(long, value_enum, default_value_t = ModeArg::Cutover)]
+    pub mode: ModeArg,
+    /// Render without launch gates.
+    #[arg(long)]
+    pub no_health_gate: bool,
+    /// Where to write the portable template (default: standard output).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArg,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let app = load_app(&args.file)?.app;
+    let path = state_path(args.state.path.as_deref(), &args.file);
+    let store = rehost_replication::StateStore::open(&path)?;
+    let amis = store.latest_amis(&app.name)?;
+    let clients = AwsClients::new(&args.aws.sdk_config().await);
+    let shared = share::share(&clients, &app, &amis, &args.accounts)
+        .await
+        .map_err(|e| invalid_if_user_error(e.into()))?;
+    for s in &shared {
+        eprintln!(
+            "shared {}: {} and snapshots {} with {}",
+            s.server,
+            s.ami_id,
+            s.snapshot_ids.join(", "),
+            args.accounts.join(", ")
+        );
+    }
+    if let Some(note) = share::kms_note(&shared, &args.accounts) {
+        eprintln!("note: {note}");
+    }
+    let options = RenderOptions {
+        mode: args.mode.into(),
+        portable: true,
+        health_gate: !args.no_health_gate,
+        amis: shared
+            .iter()
+            .map(|s| (s.server.clone(), s.ami_id.clone()))
+            .collect(),
+    };
+    write_output(
+        args.output.as_deref(),
+        &render(&app, &options).to_json_pretty(),
+    )
+}

@@ -1,0 +1,45 @@
+//! `rehost status FILE`: replication and launch state of every server, in one place.
+
+use std::path::PathBuf;
+
+use crate::cli::common::{AwsArgs, OutputFormat, load_app, state_path};
+use crate::cli::replicate::StateArg;
+use crate::launch::{AwsClients, status};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub state: StateArg,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let app = load_app(&args.file)?.app;
+    let path = state_path(args.state.path.as_deref(), &args.file);
+    let store = if path.exists() {
+        Some(rehost_replication::StateStore::open(&path)?)
+    } else {
+        None
+    };
+    let servers = status::replication(&app, store.as_ref(), time::OffsetDateTime::now_utc())?;
+    let clients = AwsClients::new(&args.aws.sdk_config().await);
+    let stacks = status::stacks(&clients, &app).await;
+    let unreachable: Vec<String> = stacks.iter().filter_map(|s| s.error.clone()).collect();
+    let report = status::Status {
+        application: app.name.clone(),
+        servers,
+        stacks,
+    };
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        OutputFormat::Text => status::print(&report),
+    }
+    if let Some(first) = unreachable.first() {
+        anyhow::bail!("stack status incomplete: {first}");
+    }
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! The AWS edge of launching: pre-flight checks, the template bucket, CloudFormation stacks and
+//! change sets, status and sharing. Each step looks before it acts, so every command can be
+//! re-run after a crash or Ctrl-C and converges.
+
+pub mod bucket;
+pub mod changes;
+pub mod preflight;
+pub mod share;
+pub mod stack;
+pub mod status;
+
+use aws_config::SdkConfig;
+use rehost_replication::aws::AwsFailure;
+
+/// Every client a launch needs, built from one SDK configuration (one retry/timeout policy).
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub cfn: aws_sdk_cloudformation::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub sts: aws_sdk_sts::Client,
+    /// Set when `AWS_ENDPOINT_URL` (or a profile) points the SDK elsewhere, e.g. at an emulator.
+    pub endpoint_url: Option<String>,
+    pub region: String,
+}
+
+impl AwsClients {
+    pub fn new(sdk: &SdkConfig) -> Self {
+        let endpoint_url = sdk.endpoint_url().map(str::to_string);
+        // Custom endpoints rarely serve virtual-hosted bucket names; path style works everywhere.
+        let s3_config = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(endpoint_url.is_some())
+            .build();
+        AwsClients {
+            cfn: aws_sdk_cloudformation::Client::new(sdk),
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            iam: aws_sdk_iam::Client::new(sdk),
+            sts: aws_sdk_sts::Client::new(sdk),
+            endpoint_url,
+            region: sdk
+                .region()
+                .map_or_else(|| "us-east-1".to_string(), |r| r.to_string()),
+        }
+    }
+
+    pub async fn account_id(&self) -> Result<String, LaunchError> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| LaunchError::Aws(AwsFailure::from_sdk("sts:GetCallerIdentity", &e)))?;
+        out.account()
+            .map(str::to_string)
+            .ok_or_else(|| LaunchError::Unexpected("GetCallerIdentity returned no account".into()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{0}")]
+    Aws(AwsFailure),
+    /// What the user must fix before anything is launched (exit code 2).
+    #[error("pre-flight found {} problem{}:\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n"))]
+    Preflight(Vec<String>),
+    #[error("stack {stack} ended {status}: {resource} failed: {reason}")]
+    StackFailed {
+        stack: String,
+        status: String,
+        resource: String,
+        reason: String,
+    },
+    #[error(
+        "stack {stack} is {status} after waiting {minutes} minutes; it keeps going in CloudFormation"
+    )]
+    Timeout {
+        stack: String,
+        status: String,
+        minutes: u64,
+    },
+    #[error("{0}")]
+    Refused(String),
+    #[error("unexpected answer from AWS: {0}")]
+    Unexpected(String),
+    #[error(transparent)]
+    State(#[from] rehost_replication::StateError),
+}
+
+impl LaunchError {
+    /// Whether the fix is the user's (exit code 2) rather than a runtime failure (1).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, LaunchError::Preflight(_) | LaunchError::Refused(_))
+    }
+}
+
+/// Shorthand for mapping an SDK error to a `LaunchError` naming the operation.
+pub(crate) fn aws<E>(
+    operation: &'static str,
+) -> impl FnOnce(
+    aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> LaunchError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    move |e| LaunchError::Aws(AwsFailure::from_sdk(operation, &e))
+}

@@ -1,0 +1,222 @@
+//! `rehost status`: where a migration stands, in one place: per server the last replication
+//! and how far behind its schedule it is, per mode the stack and its instances.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::app::{App, Frequency, Mode};
+use crate::launch::AwsClients;
+use crate::launch::stack::{self, InstanceView};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub application: String,
+    pub servers: Vec<ServerStatus>,
+    pub stacks: Vec<StackView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerStatus {
+    pub server: String,
+    pub group: String,
+    /// "every 12h" or "once".
+    pub schedule: String,
+    pub last_run: Option<RunView>,
+    pub last_success: Option<RunView>,
+    /// Hours since the last successful replication.
+    pub lag_hours: Option<f64>,
+    /// The last success is older than the schedule allows (or there is none yet).
+    pub behind_schedule: bool,
+    /// Failed runs since the last success.
+    pub failures: usize,
+    pub next_run: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunView {
+    pub run_id: String,
+    pub status: String,
+    pub phase: String,
+    pub time: String,
+    pub ami_id: Option<String>,
+    pub snapshot_ids: Vec<String>,
+    pub error: Option<String>,
+    pub seconds: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StackView {
+    pub mode: String,
+    pub stack: String,
+    /// None when the stack does not exist.
+    pub status: Option<String>,
+    pub reason: Option<String>,
+    pub updated: Option<String>,
+    pub instances: Vec<InstanceView>,
+    /// Set when AWS could not be asked.
+    pub error: Option<String>,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// The replication half, from the local state only (works offline).
+pub fn replication(
+    app: &App,
+    store: Option<&rehost_replication::StateStore>,
+    now: OffsetDateTime,
+) -> Result<Vec<ServerStatus>, rehost_replication::StateError> {
+    let mut out = Vec::new();
+    for s in app.servers_in_launch_order() {
+        let history = match store {
+            Some(store) => store.server_history(&app.name, &s.id, 50)?,
+            None => Vec::new(),
+        };
+        let view = |r: &rehost_replication::RunRecord| RunView {
+            run_id: r.run_id.clone(),
+            status: r.status.as_str().to_string(),
+            phase: r.phase.clone(),
+            time: rfc3339(r.finished_at.unwrap_or(r.attempted_at)),
+            ami_id: r.ami_id.clone(),
+            snapshot_ids: r.snapshot_ids(),
+            error: r.error.clone(),
+            seconds: r.timings.get("total").copied(),
+        };
+        let success = history.iter().find(|r| r.status.as_str() == "completed");
+        let failures = history
+            .iter()
+            .take_while(|r| r.status.as_str() != "completed")
+            .filter(|r| r.status.as_str() == "failed")
+            .count();
+        let success_time = success.and_then(|r| r.finished_at);
+        let lag_hours =
+            success_time.map(|t| ((now - t).whole_seconds() as f64 / 3600.0 * 10.0).round() / 10.0);
+        let (schedule, frequency, behind) = match s.replication.frequency {
+            Frequency::Hours(h) => (
+                format!("every {h}h"),
+                rehost_replication::schedule::Frequency::Hours(h),
+                lag_hours.is_none_or(|lag| lag > f64::from(h)),
+            ),
+            Frequency::Once => (
+                "once".to_string(),
+                rehost_replication::schedule::Frequency::Once,
+                success.is_none(),
+            ),
+        };
+        let last_attempt = history.first().map(|r| r.attempted_at);
+        let next = rehost_replication::schedule::next_run(
+            frequency,
+            s.replication.seed_time,
+            success_time,
+            last_attempt,
+            now,
+        );
+        out.push(ServerStatus {
+            server: s.id.clone(),
+            group: app.group_of(s).name.clone(),
+            schedule,
+            last_run: history.first().map(view),
+            last_success: success.map(view),
+            lag_hours,
+            behind_schedule: behind,
+            failures,
+            next_run: next.map(rfc3339),
+        });
+    }
+    Ok(out)
+}
+
+/// The launch half: each mode's stack and instances.
+pub async fn stacks(clients: &AwsClients, app: &App) -> Vec<StackView> {
+    let mut out = Vec::new();
+    for mode in [Mode::Test, Mode::Cutover] {
+        let name = app.stack_name(mode);
+        let mut view = StackView {
+            mode: mode.to_string(),
+            stack: name.clone(),
+            status: None,
+            reason: None,
+            updated: None,
+            instances: vec![],
+            error: None,
+        };
+        match stack::describe(clients, &name).await {
+            Ok(None) => {}
+            Ok(Some(info)) => {
+                view.status = Some(info.status.clone());
+                view.reason = info.reason.clone();
+                view.updated = info.updated.clone();
+                match stack::instances(clients, app, &info.id).await {
+                    Ok(list) => view.instances = list,
+                    Err(e) => view.error = Some(e.to_string()),
+                }
+            }
+            Err(e) => view.error = Some(e.to_string()),
+        }
+        out.push(view);
+    }
+    out
+}
+
+pub fn print(status: &Status) {
+    println!("application {}", status.application);
+    println!(
+        "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  {}",
+        "SERVER", "GROUP", "SCHEDULE", "LAST SUCCESS", "AMI", "LAG (h)", "NOTE"
+    );
+    for s in &status.servers {
+        let success = s.last_success.as_ref();
+        let mut note = Vec::new();
+        if s.behind_schedule {
+            note.push("behind schedule".to_string());
+        }
+        if s.failures > 0 {
+            let last_error = s
+                .last_run
+                .as_ref()
+                .and_then(|r| r.error.clone())
+                .unwrap_or_default();
+            note.push(format!(
+                "{} failed run(s) since, last: {last_error}",
+                s.failures
+            ));
+        }
+        if let Some(run) = &s.last_run {
+            if run.status == "running" {
+                note.push(format!("run {} {} ({})", run.run_id, run.status, run.phase));
+            }
+        }
+        println!(
+            "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  {}",
+            s.server,
+            s.group,
+            s.schedule,
+            success.map_or("never", |r| r.time.as_str()),
+            success.and_then(|r| r.ami_id.as_deref()).unwrap_or("-"),
+            s.lag_hours.map_or("-".to_string(), |l| format!("{l:.1}")),
+            note.join("; ")
+        );
+    }
+    for st in &status.stacks {
+        match (&st.status, &st.error) {
+            (_, Some(e)) => println!("{} stack {}: unknown ({e})", st.mode, st.stack),
+            (None, None) => println!("{} stack {}: not launched", st.mode, st.stack),
+            (Some(status), None) => {
+                println!(
+                    "{} stack {}: {status}{}",
+                    st.mode,
+                    st.stack,
+                    st.reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
+                if !st.instances.is_empty() {
+                    stack::print_instances(&st.instances);
+                }
+            }
+        }
+    }
+}
