@@ -49,7 +49,8 @@ fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
+        // The credential chain warns about every provider it tries; the final error says enough.
+        0 => "warn,aws_config=error",
         1 => "info,rehost=info,rehost_replication=info",
         _ => "debug,hyper=info,h2=info,aws_smithy_runtime=info",
     };

@@ -324,10 +324,18 @@ async fn create_change_set(
         Body::Inline(b) => create.template_body(b),
         Body::Url(u) => create.template_url(u),
     };
-    let out = create
-        .send()
-        .await
-        .map_err(aws("cloudformation:CreateChangeSet"))?;
+    let out = match create.send().await {
+        Ok(out) => out,
+        Err(e) => {
+            let failure =
+                rehost_replication::aws::AwsFailure::from_sdk("cloudformation:CreateChangeSet", &e);
+            // Some endpoints refuse an empty change set up front instead of failing it.
+            if failure.message.contains("No updates are to be performed") {
+                return Ok(None);
+            }
+            return Err(LaunchError::Aws(failure));
+        }
+    };
     let id = out.id().unwrap_or_default().to_string();
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut interval = Duration::from_millis(500);
