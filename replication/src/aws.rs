@@ -11,7 +11,6 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, ConfigLoader, Region, SdkConfig};
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 pub const ENV_MAX_ATTEMPTS: &str = "REHOST_AWS_MAX_ATTEMPTS";
@@ -155,6 +154,21 @@ pub async fn load_sdk_config(opts: &AwsOptions) -> SdkConfig {
         .await
 }
 
+/// "a: b: c" from an error and its sources, each by its Display (never a Debug dump), skipping
+/// a cause its parent already quotes.
+pub fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    parts.join(": ")
+}
+
 /// What an AWS call failed with, reduced to what an operator needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsFailure {
@@ -199,7 +213,7 @@ impl AwsFailure {
         };
         let message = match err.message() {
             Some(m) => m.to_string(),
-            None => DisplayErrorContext(err).to_string(),
+            None => cause_chain(err),
         };
         AwsFailure {
             operation,

@@ -1,0 +1,784 @@
+//! The launch lifecycle end to end against the moto server: replicate the example applications
+//! from small generated disk images, plan, launch test and cutover side by side, check every
+//! instance against the definition, plan a one-field change, share, report status, terminate;
+//! pre-flight failures and an unreachable endpoint.
+//!
+//! Emulator gaps stepped around (see README): moto creates stacks instantly and treats
+//! WaitConditions as no-ops, so most launches use `--no-health-gate` (the gated templates are
+//! proven by cfn-lint in render_templates); moto ignores an instance's NetworkInterfaces (subnet,
+//! security groups, private IP) and shows no security groups, so those are checked in the
+//! deployed template (GetTemplate) instead of on the instance; moto corrupts a stack when an
+//! instance property is updated, so the one-change plan is computed but never executed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::Filter;
+use rehost_testkit::{Moto, cfn_lint, workspace_root};
+use serde_json::Value;
+
+fn moto() -> &'static Moto {
+    Moto::shared()
+}
+
+fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+fn rehost(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rehost"));
+    cmd.args(args).current_dir(dir).env("NO_COLOR", "1");
+    for (k, v) in moto().env() {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("rehost runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&ok(out)).expect("JSON output")
+}
+
+async fn sdk() -> aws_config::SdkConfig {
+    for (k, v) in moto().env() {
+        // SAFETY: set once per process before any client reads the environment, identical values.
+        unsafe { std::env::set_var(k, v) };
+    }
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await
+}
+
+struct Infra {
+    vpc: String,
+    subnet: String,
+    test_subnet: String,
+    sg: String,
+    test_sg: String,
+}
+
+/// Network, key pair, instance profile and KMS alias the examples name, created in the emulator
+/// (its ids are random, so the example files are copied with the real ids put in).
+async fn infra(prefix: &str) -> Infra {
+    // Tests of this binary run in parallel against one emulator: set up one at a time.
+    static SETUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = SETUP.lock().await;
+    let conf = sdk().await;
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
+    let subnet = |cidr: &'static str| {
+        let ec2 = ec2.clone();
+        let vpc = vpc.clone();
+        async move {
+            ec2.create_subnet()
+                .vpc_id(vpc)
+                .cidr_block(cidr)
+                .send()
+                .await
+                .unwrap()
+                .subnet
+                .unwrap()
+                .subnet_id
+                .unwrap()
+        }
+    };
+    let (s1, s2) = (subnet("10.0.1.0/24").await, subnet("10.0.9.0/24").await);
+    let sg = |name: String| {
+        let ec2 = ec2.clone();
+        let vpc = vpc.clone();
+        async move {
+            ec2.create_security_group()
+                .group_name(&name)
+                .description(&name)
+                .vpc_id(vpc)
+                .send()
+                .await
+                .unwrap()
+                .group_id
+                .unwrap()
+        }
+    };
+    let (g1, g2) = (
+        sg(format!("{prefix}-app")).await,
+        sg(format!("{prefix}-test")).await,
+    );
+    for key in ["farm-admin", "shop-admin"] {
+        let _ = ec2.create_key_pair().key_name(key).send().await;
+    }
+    let _ = aws_sdk_iam::Client::new(&conf)
+        .create_instance_profile()
+        .instance_profile_name("rehost-ssm")
+        .send()
+        .await;
+    let kms = aws_sdk_kms::Client::new(&conf);
+    let aliases = kms.list_aliases().send().await.unwrap();
+    if !aliases
+        .aliases()
+        .iter()
+        .any(|a| a.alias_name() == Some("alias/migration"))
+    {
+        let key = kms
+            .create_key()
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        kms.create_alias()
+            .alias_name("alias/migration")
+            .target_key_id(key)
+            .send()
+            .await
+            .unwrap();
+    }
+    Infra {
+        vpc,
+        subnet: s1,
+        test_subnet: s2,
+        sg: g1,
+        test_sg: g2,
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so images differ per disk but not per run.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// An 8 MiB disk with 1.5 MiB of data in the given format, made with qemu-img.
+fn make_disk(path: &Path, seed: u64) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let raw = path.with_extension("raw-src");
+    let mut data = vec![0u8; 8 << 20];
+    data[..1 << 20].copy_from_slice(&noise(seed, 1 << 20));
+    data[(5 << 20)..(5 << 20) + (512 << 10)].copy_from_slice(&noise(seed + 1000, 512 << 10));
+    std::fs::write(&raw, &data).unwrap();
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some("vmdk") => "vmdk",
+        Some("vhdx") => "vhdx",
+        Some("vhd") => "vpc",
+        Some("qcow2") => "qcow2",
+        _ => "raw",
+    };
+    let status = Command::new("qemu-img")
+        .args(["convert", "-q", "-f", "raw", "-O", format])
+        .arg(&raw)
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "qemu-img convert to {format}");
+    std::fs::remove_file(raw).unwrap();
+}
+
+/// Copies an example into `dir` with the emulator's ids, generated disks and absolute script paths.
+fn prepare(example: &str, dir: &Path, infra: &Infra, name: &str) -> PathBuf {
+    let root = workspace_root();
+    let mut text = std::fs::read_to_string(root.join(format!("apps/{example}.yaml"))).unwrap();
+    for (from, to) in [
+        ("vpc-0a1b2c3d4e5f60718", infra.vpc.as_str()),
+        ("subnet-0a1b2c3d4e5f60718", infra.subnet.as_str()),
+        ("subnet-0f0e0d0c0b0a09080", infra.test_subnet.as_str()),
+        ("sg-0a1b2c3d4e5f60718", infra.sg.as_str()),
+        ("sg-0f0e0d0c0b0a09080", infra.test_sg.as_str()),
+        ("subnet-0b1c2d3e4f5a60718", infra.subnet.as_str()),
+        ("subnet-0e0d0c0b0a0908070", infra.test_subnet.as_str()),
+        ("sg-0b1c2d3e4f5a60718", infra.sg.as_str()),
+        ("sg-0e0d0c0b0a0908070", infra.test_sg.as_str()),
+        ("10.1.2.15", "10.0.1.15"),
+        (
+            "../launch-scripts/",
+            &format!("{}/launch-scripts/", root.display()),
+        ),
+        (&format!("name: {example}"), &format!("name: {name}")),
+    ] {
+        text = text.replace(from, to);
+    }
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, &text).unwrap();
+    for (i, line) in text
+        .lines()
+        .filter(|l| l.contains("source: vmstore/"))
+        .enumerate()
+    {
+        let source = line.split("source:").nth(1).unwrap().trim();
+        make_disk(&dir.join(source), i as u64 + 1);
+    }
+    file
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rehost-launch-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+struct Instance {
+    image: String,
+    instance_type: String,
+    state: String,
+    tags: BTreeMap<String, String>,
+}
+
+async fn instances(app: &str, mode: &str) -> BTreeMap<String, Instance> {
+    let ec2 = aws_sdk_ec2::Client::new(&sdk().await);
+    let out = ec2
+        .describe_instances()
+        .filters(Filter::builder().name("tag:rehost:app").values(app).build())
+        .filters(
+            Filter::builder()
+                .name("tag:rehost:mode")
+                .values(mode)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut map = BTreeMap::new();
+    for r in out.reservations() {
+        for i in r.instances() {
+            let tags: BTreeMap<String, String> = i
+                .tags()
+                .iter()
+                .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+                .collect();
+            let state = i
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_default();
+            if state == "terminated" {
+                continue;
+            }
+            map.insert(
+                tags["rehost:server"].clone(),
+                Instance {
+                    image: i.image_id().unwrap().to_string(),
+                    instance_type: i.instance_type().unwrap().as_str().to_string(),
+                    state,
+                    tags,
+                },
+            );
+        }
+    }
+    map
+}
+
+async fn deployed_template(stack: &str) -> Value {
+    let cfn = aws_sdk_cloudformation::Client::new(&sdk().await);
+    let body = cfn
+        .get_template()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap()
+        .template_body
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+async fn stack_exists(stack: &str) -> bool {
+    let cfn = aws_sdk_cloudformation::Client::new(&sdk().await);
+    match cfn.describe_stacks().stack_name(stack).send().await {
+        Ok(out) => out
+            .stacks()
+            .iter()
+            .any(|s| s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE")),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn sharepoint_farm_lifecycle() {
+    let dir = scratch("sharepoint");
+    let infra = rt().block_on(infra("sp"));
+    let file = prepare("sharepoint-farm", &dir, &infra, "sp-farm");
+    let f = file.to_str().unwrap();
+
+    // Replicate every server; the JSON report names each AMI.
+    let report = json(&rehost(&dir, &["replicate", f, "--output", "json"]));
+    let mut amis = BTreeMap::new();
+    for s in report["servers"].as_array().unwrap() {
+        assert_eq!(s["status"], "completed", "{s}");
+        amis.insert(
+            s["server"].as_str().unwrap().to_string(),
+            s["ami_id"].as_str().unwrap().to_string(),
+        );
+    }
+    assert_eq!(amis.len(), 6);
+
+    // Plan a new test stack: every server, wave by wave.
+    let plan = json(&rehost(
+        &dir,
+        &[
+            "plan",
+            f,
+            "--mode",
+            "test",
+            "--no-health-gate",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(plan["action"], "create");
+    let waves: Vec<Vec<String>> = plan["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            w["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|r| r["server"].as_str().map(str::to_string))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        waves,
+        vec![
+            vec!["dc01"],
+            vec!["sql01"],
+            vec!["app01", "app02"],
+            vec!["web01", "web02"]
+        ]
+    );
+    assert!(
+        !rt().block_on(stack_exists("rehost-sp-farm-test")),
+        "plan changes nothing"
+    );
+
+    // Launch the test farm; the table lists servers in launch order.
+    let out = ok(&rehost(
+        &dir,
+        &["launch", f, "--mode", "test", "--no-health-gate"],
+    ));
+    let order: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("SERVER"))
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        ["dc01", "sql01", "app01", "app02", "web01", "web02"],
+        "{out}"
+    );
+
+    let test = rt().block_on(instances("sp-farm", "test"));
+    assert_eq!(test.len(), 6);
+    let expected_types = [
+        ("dc01", "m5.large"),
+        ("sql01", "r5.xlarge"),
+        ("app01", "m5.xlarge"),
+        ("app02", "m5.xlarge"),
+        ("web01", "m5.large"),
+        ("web02", "m5.large"),
+    ];
+    for (server, ty) in expected_types {
+        let i = &test[server];
+        assert_eq!(i.image, amis[server], "{server} runs its replicated AMI");
+        assert_eq!(i.instance_type, ty, "{server}");
+        assert_eq!(i.state, "running");
+        assert_eq!(i.tags["Name"], format!("{server}-test"));
+        assert_eq!(i.tags["rehost:mode"], "test");
+        assert_eq!(i.tags["Project"], "intranet");
+    }
+    assert_eq!(test["sql01"].tags["rehost:group"], "database");
+
+    // Subnet, security groups, private IP and launch order, in the deployed template.
+    let t = rt().block_on(deployed_template("rehost-sp-farm-test"));
+    let r = &t["Resources"];
+    for server in ["Dc01", "SqlServer01", "App01", "Web02"] {
+        let nic = &r[server]["Properties"]["NetworkInterfaces"][0];
+        assert_eq!(
+            nic["SubnetId"],
+            infra.test_subnet.as_str(),
+            "{server} in the test subnet"
+        );
+        assert_eq!(
+            nic["GroupSet"],
+            serde_json::json!([infra.test_sg]),
+            "{server}"
+        );
+        assert_eq!(nic["AssociatePublicIpAddress"], false);
+        assert!(
+            nic.get("PrivateIpAddress").is_none(),
+            "test instances never take cutover addresses"
+        );
+    }
+    assert!(r["Dc01"].get("DependsOn").is_none());
+    assert_eq!(r["SqlServer01"]["DependsOn"], serde_json::json!(["Dc01"]));
+    assert_eq!(r["App01"]["DependsOn"], serde_json::json!(["SqlServer01"]));
+    assert_eq!(
+        r["Web01"]["DependsOn"],
+        serde_json::json!(["App01", "App02"])
+    );
+
+    // Cutover beside test: the test stack is untouched.
+    ok(&rehost(
+        &dir,
+        &["launch", f, "--mode", "cutover", "--no-health-gate"],
+    ));
+    let cutover = rt().block_on(instances("sp-farm", "cutover"));
+    assert_eq!(cutover.len(), 6);
+    assert_eq!(cutover["dc01"].tags["Name"], "dc01");
+    let test_again = rt().block_on(instances("sp-farm", "test"));
+    assert_eq!(test_again.len(), 6, "cutover never touches the test stack");
+    let t = rt().block_on(deployed_template("rehost-sp-farm-cutover"));
+    let nic = &t["Resources"]["SqlServer01"]["Properties"]["NetworkInterfaces"][0];
+    assert_eq!(nic["PrivateIpAddress"], "10.0.1.20");
+    assert_eq!(nic["SubnetId"], infra.subnet.as_str());
+    assert_eq!(nic["GroupSet"], serde_json::json!([infra.sg]));
+
+    // Re-running a launch converges: nothing to do, no second stack.
+    let again = ok(&rehost(
+        &dir,
+        &["launch", f, "--mode", "cutover", "--no-health-gate"],
+    ));
+    assert!(again.contains("up to date"), "{again}");
+
+    // One server's instance type changes: the plan shows exactly one Modify.
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("instanceType: r5.xlarge", "instanceType: r5.2xlarge"),
+    )
+    .unwrap();
+    let plan = json(&rehost(
+        &dir,
+        &[
+            "plan",
+            f,
+            "--mode",
+            "cutover",
+            "--no-health-gate",
+            "--output",
+            "json",
+        ],
+    ));
+    assert_eq!(plan["action"], "update");
+    let changes = plan["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{plan}");
+    assert_eq!(changes[0]["action"], "Modify");
+    assert_eq!(changes[0]["logical_id"], "SqlServer01");
+    assert_eq!(changes[0]["server"], "sql01");
+    let props: Vec<&str> = changes[0]["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(props, ["InstanceType"]);
+    assert_eq!(changes[0]["properties"][0]["effect"], "some interruption");
+    std::fs::write(&file, text).unwrap();
+
+    // Share with another account: launch and create-volume permissions, plus the portable template.
+    let portable = dir.join("portable.json");
+    let out = rehost(
+        &dir,
+        &[
+            "share",
+            f,
+            "--account",
+            "111122223333",
+            "-o",
+            portable.to_str().unwrap(),
+        ],
+    );
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("kms:CreateGrant"),
+        "encrypted AMIs need a key grant"
+    );
+    rt().block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&sdk().await);
+        for ami in amis.values() {
+            let attr = ec2
+                .describe_image_attribute()
+                .image_id(ami)
+                .attribute(aws_sdk_ec2::types::ImageAttributeName::LaunchPermission)
+                .send()
+                .await
+                .unwrap();
+            let users: Vec<&str> = attr
+                .launch_permissions()
+                .iter()
+                .filter_map(|p| p.user_id())
+                .collect();
+            assert!(users.contains(&"111122223333"), "{ami}: {users:?}");
+        }
+        let snapshot = report["servers"][0]["snapshots"][0]["snapshot_id"]
+            .as_str()
+            .unwrap();
+        let attr = ec2
+            .describe_snapshot_attribute()
+            .snapshot_id(snapshot)
+            .attribute(aws_sdk_ec2::types::SnapshotAttributeName::CreateVolumePermission)
+            .send()
+            .await
+            .unwrap();
+        let users: Vec<&str> = attr
+            .create_volume_permissions()
+            .iter()
+            .filter_map(|p| p.user_id())
+            .collect();
+        assert!(users.contains(&"111122223333"), "{snapshot}: {users:?}");
+    });
+    let t: Value = serde_json::from_str(&std::fs::read_to_string(&portable).unwrap()).unwrap();
+    assert_eq!(
+        t["Parameters"]["SqlServer01ImageId"]["Default"],
+        amis["sql01"].as_str()
+    );
+    assert_eq!(
+        t["Parameters"]["DefaultSubnet"]["Type"],
+        "AWS::EC2::Subnet::Id"
+    );
+    let lint = cfn_lint(&portable);
+    assert!(lint.success, "{}", lint.output);
+
+    // Status: replication and both stacks in one place.
+    let status = json(&rehost(&dir, &["status", f, "--output", "json"]));
+    let servers = status["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 6);
+    for s in servers {
+        assert_eq!(
+            s["last_success"]["ami_id"],
+            amis[s["server"].as_str().unwrap()].as_str()
+        );
+        assert_eq!(s["behind_schedule"], false);
+    }
+    for st in status["stacks"].as_array().unwrap() {
+        assert_eq!(
+            st["status"].as_str().unwrap().ends_with("_COMPLETE"),
+            true,
+            "{st}"
+        );
+        assert_eq!(st["instances"].as_array().unwrap().len(), 6);
+    }
+
+    // Terminate: test freely, cutover only with --yes.
+    ok(&rehost(&dir, &["terminate", f, "--mode", "test"]));
+    assert!(!rt().block_on(stack_exists("rehost-sp-farm-test")));
+    let refused = rehost(&dir, &["terminate", f, "--mode", "cutover"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(rt().block_on(stack_exists("rehost-sp-farm-cutover")));
+    ok(&rehost(
+        &dir,
+        &["terminate", f, "--mode", "cutover", "--yes"],
+    ));
+    assert!(!rt().block_on(stack_exists("rehost-sp-farm-cutover")));
+    let again = ok(&rehost(&dir, &["terminate", f, "--mode", "test"]));
+    assert!(again.contains("nothing to terminate"));
+}
+
+/// The three-tier example in SMS's launchOrder style, migrated in one action with its launch
+/// gates on (a no-op in the emulator, but the gated template is what is deployed), and the
+/// configure script arriving intact in the instance's user data.
+#[test]
+fn ecommerce_migrates_in_one_action_with_gates() {
+    let dir = scratch("ecommerce");
+    let infra = rt().block_on(infra("shop"));
+    let file = prepare("ecommerce-3tier", &dir, &infra, "shop");
+    let f = file.to_str().unwrap();
+    let out = ok(&rehost(&dir, &["migrate", f]));
+    let order: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("SERVER"))
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        ["shopdb", "tomcat01", "tomcat02", "iis01", "iis02"],
+        "{out}"
+    );
+    let t = rt().block_on(deployed_template("rehost-shop-cutover"));
+    assert_eq!(
+        t["Resources"]["Tomcat01"]["DependsOn"],
+        serde_json::json!(["DatabaseGate"])
+    );
+    assert_eq!(
+        t["Resources"]["Iis01"]["DependsOn"],
+        serde_json::json!(["ApplicationGate"])
+    );
+    assert_eq!(t["Resources"]["ApplicationGate"]["Properties"]["Count"], 2);
+
+    // The user data as the instance sees it: the script verbatim, `${...}` and all.
+    let script = std::fs::read_to_string(
+        workspace_root().join("launch-scripts/ecommerce/point-tomcat-at-database.sh"),
+    )
+    .unwrap();
+    rt().block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&sdk().await);
+        let id = instances("shop", "cutover").await;
+        assert_eq!(id.len(), 5);
+        let out = ec2
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("tag:rehost:server")
+                    .values("tomcat01")
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name("tag:rehost:app")
+                    .values("shop")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let instance_id = out.reservations()[0].instances()[0]
+            .instance_id()
+            .unwrap()
+            .to_string();
+        let attr = ec2
+            .describe_instance_attribute()
+            .instance_id(instance_id)
+            .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+            .send()
+            .await
+            .unwrap();
+        use base64::Engine as _;
+        let encoded = attr.user_data().and_then(|u| u.value()).unwrap();
+        let user_data = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            user_data.contains(&script),
+            "script arrives verbatim:\n{user_data}"
+        );
+        assert!(
+            !user_data.contains("${GateUrl}"),
+            "the gate URL was substituted"
+        );
+    });
+
+    // migrate again with --max-age: every AMI is fresh, nothing is replicated, the stack is current.
+    let again = ok(&rehost(&dir, &["migrate", f, "--max-age", "1h"]));
+    assert_eq!(again.matches("reusing").count(), 5, "{again}");
+    assert!(again.contains("up to date"), "{again}");
+}
+
+#[test]
+fn preflight_reports_every_problem_at_once_and_launches_nothing() {
+    let dir = scratch("preflight");
+    let infra = rt().block_on(infra("pf"));
+    let app = format!(
+        "apiVersion: rehost/v1\nkind: Application\nname: pf\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: {}\n    securityGroups: [{}]\nservers:\n  - {{id: a, os: linux, disks: [{{source: a.img}}]}}\n  - {{id: b, os: linux, disks: [{{source: b.img}}], launch: {{subnet: subnet-0123456789abcdef0}}}}\n  - {{id: c, os: linux, disks: [{{source: c.img}}], launch: {{instanceType: zz9.large}}}}\ngroups:\n  - {{name: g, servers: [a, b, c]}}\n",
+        infra.subnet, infra.sg
+    );
+    std::fs::write(dir.join("pf.yaml"), app).unwrap();
+    // Only b and c get AMIs (any existing image will do): a has none.
+    let image = rt().block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&sdk().await);
+        let out = ec2.describe_images().owners("amazon").send().await.unwrap();
+        out.images()[0].image_id().unwrap().to_string()
+    });
+    let b = format!("b={image}");
+    let c = format!("c={image}");
+    let out = rehost(
+        &dir,
+        &[
+            "launch",
+            "pf.yaml",
+            "--ami",
+            &b,
+            "--ami",
+            &c,
+            "--no-health-gate",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("server a: no AMI"), "{stderr}");
+    assert!(
+        stderr.contains("server b: subnet subnet-0123456789abcdef0 does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("server c: instance type zz9.large is not offered"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 problems"), "{stderr}");
+    assert!(!rt().block_on(stack_exists("rehost-pf-cutover")));
+}
+
+#[test]
+fn unreachable_endpoint_fails_fast_with_a_clear_message() {
+    let dir = scratch("unreachable");
+    let port = rehost_testkit::moto::free_port();
+    std::fs::write(
+        dir.join("u.yaml"),
+        "apiVersion: rehost/v1\nkind: Application\nname: u\ndefaults:\n  launch: {instanceType: m5.large}\nservers:\n  - {id: a, os: linux, disks: [{source: a.img}]}\ngroups:\n  - {name: g, servers: [a]}\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rehost"));
+    cmd.args(["launch", "u.yaml", "--ami", "a=ami-0123456789abcdef0"])
+        .current_dir(&dir);
+    for (k, v) in moto().env() {
+        cmd.env(k, v);
+    }
+    cmd.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("REHOST_AWS_MAX_ATTEMPTS", "2");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(stderr.contains("ec2:DescribeImages failed"), "{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("connect"),
+        "names the connection problem: {stderr}"
+    );
+    assert!(
+        !stderr.contains("DispatchFailure {"),
+        "no Debug dumps: {stderr}"
+    );
+}
