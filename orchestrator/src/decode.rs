@@ -384,10 +384,10 @@ fn string(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<String>> {
 }
 
 fn integer(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<i64>> {
-    if let Value::Scalar { text, plain: true } = &node.value {
-        if let Ok(n) = text.parse::<i64>() {
-            return Some(Spanned::new(n, node.pos));
-        }
+    if let Value::Scalar { text, plain: true } = &node.value
+        && let Ok(n) = text.parse::<i64>()
+    {
+        return Some(Spanned::new(n, node.pos));
     }
     diags.error(
         node.pos,

@@ -143,10 +143,10 @@ fn check_header(model: &Application, diags: &mut Diagnostics) {
     if let Err(e) = check_app_name(&model.name.value) {
         diags.error(model.name.pos, e);
     }
-    if let Some(d) = &model.description {
-        if d.value.chars().count() > 1000 {
-            diags.error(d.pos, "description is longer than 1000 characters");
-        }
+    if let Some(d) = &model.description
+        && d.value.chars().count() > 1000
+    {
+        diags.error(d.pos, "description is longer than 1000 characters");
     }
     if model.servers.value.is_empty() {
         diags.error(
@@ -437,56 +437,56 @@ fn check_replication_block(r: &ReplicationSettings, diags: &mut Diagnostics) {
             );
         }
     }
-    if let Some(k) = &r.keep_recent_amis {
-        if !(0..=270).contains(&k.value) {
-            diags.error(
-                k.pos,
-                format!(
-                    "keepRecentAmis must be 0 (keep all) or 1 to 270, not {}",
-                    k.value
-                ),
-            );
-        }
+    if let Some(k) = &r.keep_recent_amis
+        && !(0..=270).contains(&k.value)
+    {
+        diags.error(
+            k.pos,
+            format!(
+                "keepRecentAmis must be 0 (keep all) or 1 to 270, not {}",
+                k.value
+            ),
+        );
     }
-    if let Some(k) = &r.kms_key_id {
-        if let Err(e) = check_kms_key(&k.value) {
-            diags.error(k.pos, e);
-        }
+    if let Some(k) = &r.kms_key_id
+        && let Err(e) = check_kms_key(&k.value)
+    {
+        diags.error(k.pos, e);
     }
 }
 
 fn check_launch_block(l: &LaunchSettings, level: BlockLevel, diags: &mut Diagnostics) {
-    if let Some(t) = &l.instance_type {
-        if let Err(e) = check_instance_type(&t.value) {
-            diags.error(t.pos, e);
-        }
+    if let Some(t) = &l.instance_type
+        && let Err(e) = check_instance_type(&t.value)
+    {
+        diags.error(t.pos, e);
     }
-    if let Some(v) = &l.vpc {
-        if let Err(e) = check_aws_id(&v.value, "vpc") {
-            diags.error(v.pos, e);
-        }
+    if let Some(v) = &l.vpc
+        && let Err(e) = check_aws_id(&v.value, "vpc")
+    {
+        diags.error(v.pos, e);
     }
     check_network(l.subnet.as_ref(), l.security_groups.as_ref(), diags);
-    if let Some(k) = &l.key_name {
-        if let Err(e) = check_key_name(&k.value) {
-            diags.error(k.pos, e);
-        }
+    if let Some(k) = &l.key_name
+        && let Err(e) = check_key_name(&k.value)
+    {
+        diags.error(k.pos, e);
     }
-    if let Some(p) = &l.iam_instance_profile {
-        if let Err(e) = check_instance_profile(&p.value) {
-            diags.error(p.pos, e);
-        }
+    if let Some(p) = &l.iam_instance_profile
+        && let Err(e) = check_instance_profile(&p.value)
+    {
+        diags.error(p.pos, e);
     }
-    if let Some(t) = &l.signal_timeout_minutes {
-        if !(1..=720).contains(&t.value) {
-            diags.error(
-                t.pos,
-                format!(
-                    "signalTimeoutMinutes must be between 1 and 720, not {}",
-                    t.value
-                ),
-            );
-        }
+    if let Some(t) = &l.signal_timeout_minutes
+        && !(1..=720).contains(&t.value)
+    {
+        diags.error(
+            t.pos,
+            format!(
+                "signalTimeoutMinutes must be between 1 and 720, not {}",
+                t.value
+            ),
+        );
     }
     server_only(
         l.private_ip_address.as_ref(),
@@ -495,15 +495,15 @@ fn check_launch_block(l: &LaunchSettings, level: BlockLevel, diags: &mut Diagnos
         diags,
     );
     server_only(l.logical_id.as_ref(), "logicalId", level, diags);
-    if let Some(ip) = &l.private_ip_address {
-        if let Err(e) = check_private_ipv4(&ip.value) {
-            diags.error(ip.pos, e);
-        }
+    if let Some(ip) = &l.private_ip_address
+        && let Err(e) = check_private_ipv4(&ip.value)
+    {
+        diags.error(ip.pos, e);
     }
-    if let Some(id) = &l.logical_id {
-        if let Err(e) = check_logical_id(&id.value) {
-            diags.error(id.pos, e);
-        }
+    if let Some(id) = &l.logical_id
+        && let Err(e) = check_logical_id(&id.value)
+    {
+        diags.error(id.pos, e);
     }
     if let Some(test) = &l.test {
         check_test_block(&test.value, level, diags);
@@ -511,16 +511,16 @@ fn check_launch_block(l: &LaunchSettings, level: BlockLevel, diags: &mut Diagnos
 }
 
 fn check_test_block(t: &TestSettings, level: BlockLevel, diags: &mut Diagnostics) {
-    if let Some(v) = &t.vpc {
-        if let Err(e) = check_aws_id(&v.value, "vpc") {
-            diags.error(v.pos, e);
-        }
+    if let Some(v) = &t.vpc
+        && let Err(e) = check_aws_id(&v.value, "vpc")
+    {
+        diags.error(v.pos, e);
     }
     check_network(t.subnet.as_ref(), t.security_groups.as_ref(), diags);
-    if let Some(it) = &t.instance_type {
-        if let Err(e) = check_instance_type(&it.value) {
-            diags.error(it.pos, e);
-        }
+    if let Some(it) = &t.instance_type
+        && let Err(e) = check_instance_type(&it.value)
+    {
+        diags.error(it.pos, e);
     }
     server_only(
         t.private_ip_address.as_ref(),
@@ -528,10 +528,10 @@ fn check_test_block(t: &TestSettings, level: BlockLevel, diags: &mut Diagnostics
         level,
         diags,
     );
-    if let Some(ip) = &t.private_ip_address {
-        if let Err(e) = check_private_ipv4(&ip.value) {
-            diags.error(ip.pos, e);
-        }
+    if let Some(ip) = &t.private_ip_address
+        && let Err(e) = check_private_ipv4(&ip.value)
+    {
+        diags.error(ip.pos, e);
     }
 }
 
@@ -540,10 +540,10 @@ fn check_network(
     groups: Option<&Spanned<Vec<Spanned<model::SecurityGroupId>>>>,
     diags: &mut Diagnostics,
 ) {
-    if let Some(s) = subnet {
-        if let Err(e) = check_aws_id(&s.value, "subnet") {
-            diags.error(s.pos, e);
-        }
+    if let Some(s) = subnet
+        && let Err(e) = check_aws_id(&s.value, "subnet")
+    {
+        diags.error(s.pos, e);
     }
     if let Some(list) = groups {
         if list.value.is_empty() {
@@ -583,13 +583,13 @@ fn server_only(
     level: BlockLevel,
     diags: &mut Diagnostics,
 ) {
-    if let Some(v) = value {
-        if level != BlockLevel::Server {
-            diags.error(
-                v.pos,
-                format!("{field} can only be set on a server: every instance needs its own"),
-            );
-        }
+    if let Some(v) = value
+        && level != BlockLevel::Server
+    {
+        diags.error(
+            v.pos,
+            format!("{field} can only be set on a server: every instance needs its own"),
+        );
     }
 }
 
@@ -697,7 +697,9 @@ fn resolve_server(
             .launch(|l| l.vpc.as_ref())
             .map(|(v, _)| v.value.clone()),
         subnet: setting(layers.launch(|l| l.subnet.as_ref()), false, Clone::clone),
-        security_groups: setting(layers.launch(|l| l.security_groups.as_ref()), false, sg_ids),
+        security_groups: setting(layers.launch(|l| l.security_groups.as_ref()), false, |v| {
+            sg_ids(v)
+        }),
         key_name: setting(layers.launch(|l| l.key_name.as_ref()), false, Clone::clone),
         iam_instance_profile: setting(
             layers.launch(|l| l.iam_instance_profile.as_ref()),
@@ -727,8 +729,10 @@ fn resolve_server(
             .test(|t| t.instance_type.as_ref())
             .map_or_else(|| cutover.instance_type.clone(), |(v, _)| v.value.clone()),
         subnet: test_subnet.or_else(|| cutover.subnet.clone()),
-        security_groups: setting(layers.test(|t| t.security_groups.as_ref()), true, sg_ids)
-            .or_else(|| cutover.security_groups.clone()),
+        security_groups: setting(layers.test(|t| t.security_groups.as_ref()), true, |v| {
+            sg_ids(v)
+        })
+        .or_else(|| cutover.security_groups.clone()),
         associate_public_ip_address: layers
             .test(|t| t.associate_public_ip_address.as_ref())
             .map(|(v, _)| v.value)
@@ -782,7 +786,7 @@ fn resolve_server(
     })
 }
 
-fn sg_ids(list: &Vec<Spanned<model::SecurityGroupId>>) -> Vec<String> {
+fn sg_ids(list: &[Spanned<model::SecurityGroupId>]) -> Vec<String> {
     list.iter().map(|s| s.value.0.clone()).collect()
 }
 
@@ -804,10 +808,10 @@ fn resolve_replication(layers: &Layers<'_>, diags: &mut Diagnostics) -> Option<R
     }
     let encrypted = layers.replication(|r| r.encrypted.as_ref());
     let kms = layers.replication(|r| r.kms_key_id.as_ref());
-    if let Some(k) = kms {
-        if !encrypted.is_some_and(|e| e.value) {
-            diags.error(k.pos, "kmsKeyId is set but encrypted is not true: add `encrypted: true` (in this block or an outer one)");
-        }
+    if let Some(k) = kms
+        && !encrypted.is_some_and(|e| e.value)
+    {
+        diags.error(k.pos, "kmsKeyId is set but encrypted is not true: add `encrypted: true` (in this block or an outer one)");
     }
     Some(Replication {
         frequency: frequency.unwrap_or(Frequency::Hours(DEFAULT_FREQUENCY_HOURS)),
@@ -918,13 +922,14 @@ fn resolve_script(
     } else {
         None
     };
-    if let Some(ext_kind) = looks_like {
-        if ext_kind != kind {
-            let name = |k: ScriptType| match k {
-                ScriptType::PowerShell => "POWERSHELL_SCRIPT",
-                ScriptType::Shell => "SHELL_SCRIPT",
-            };
-            diags.error(
+    if let Some(ext_kind) = looks_like
+        && ext_kind != kind
+    {
+        let name = |k: ScriptType| match k {
+            ScriptType::PowerShell => "POWERSHELL_SCRIPT",
+            ScriptType::Shell => "SHELL_SCRIPT",
+        };
+        diags.error(
                 declared.pos,
                 format!(
                     "`{}` looks like a {} but runs as {} on server `{}`; set configureScriptType or fix the file",
@@ -934,7 +939,6 @@ fn resolve_script(
                     server.id.value
                 ),
             );
-        }
     }
     let path = {
         let p = PathBuf::from(&declared.value);

@@ -239,16 +239,16 @@ impl<'a> Loader<'a> {
             let (event, pos) = self.next()?;
             let finished: Option<(Node, usize)> = match event {
                 Event::Scalar(text, style, anchor, tag) => {
-                    if let Some(tag) = tag {
-                        if !tag.is_yaml_core_schema() {
-                            return Err(SyntaxError {
-                                pos,
-                                message: format!(
-                                    "YAML tag `{}{}` is not supported here",
-                                    tag.handle, tag.suffix
-                                ),
-                            });
-                        }
+                    if let Some(tag) = tag
+                        && !tag.is_yaml_core_schema()
+                    {
+                        return Err(SyntaxError {
+                            pos,
+                            message: format!(
+                                "YAML tag `{}{}` is not supported here",
+                                tag.handle, tag.suffix
+                            ),
+                        });
                     }
                     let plain = matches!(style, ScalarStyle::Plain);
                     Some((
@@ -534,7 +534,7 @@ mod tests {
             let prev = format!("*a{}", i - 1);
             doc.push_str(&format!(
                 "a{i}: &a{i} [{}]\n",
-                vec![prev.as_str(); 10].join(", ")
+                [prev.as_str(); 10].join(", ")
             ));
         }
         assert!(p(&doc).unwrap_err().message.contains("expands"));

@@ -77,13 +77,13 @@ impl Preflight<'_> {
                 );
             }
             for s in &servers {
-                if let Some(ami) = self.amis.get(&s.id) {
-                    if !ami_arch.contains_key(ami) {
-                        findings.push(format!(
-                            "server {}: AMI {ami} does not exist in {}",
-                            s.id, clients.region
-                        ));
-                    }
+                if let Some(ami) = self.amis.get(&s.id)
+                    && !ami_arch.contains_key(ami)
+                {
+                    findings.push(format!(
+                        "server {}: AMI {ami} does not exist in {}",
+                        s.id, clients.region
+                    ));
                 }
             }
         }
@@ -278,20 +278,20 @@ impl Preflight<'_> {
                         clients.region
                     )),
                     Some(info) => {
-                        if let Some(vpc) = &l.vpc {
-                            if &info.vpc != vpc {
-                                findings.push(format!(
-                                    "server {id}: subnet {subnet_id} is in {}, not in vpc {vpc}",
-                                    info.vpc
-                                ));
-                            }
+                        if let Some(vpc) = &l.vpc
+                            && &info.vpc != vpc
+                        {
+                            findings.push(format!(
+                                "server {id}: subnet {subnet_id} is in {}, not in vpc {vpc}",
+                                info.vpc
+                            ));
                         }
-                        if let (Some(ip), Some(cidr)) = (&l.private_ip_address, &info.cidr) {
-                            if let Err(why) = address_fits(ip, cidr) {
-                                findings.push(format!(
-                                    "server {id}: private IP {ip} {why} ({subnet_id} is {cidr})"
-                                ));
-                            }
+                        if let (Some(ip), Some(cidr)) = (&l.private_ip_address, &info.cidr)
+                            && let Err(why) = address_fits(ip, cidr)
+                        {
+                            findings.push(format!(
+                                "server {id}: private IP {ip} {why} ({subnet_id} is {cidr})"
+                            ));
                         }
                     }
                 }
@@ -308,32 +308,32 @@ impl Preflight<'_> {
                                 .and_then(|sn| subnets.get(sn))
                                 .map(|i| i.vpc.as_str())
                                 .or(l.vpc.as_deref());
-                            if let Some(expected) = expected {
-                                if sg_vpc_id != expected {
-                                    findings.push(format!(
+                            if let Some(expected) = expected
+                                && sg_vpc_id != expected
+                            {
+                                findings.push(format!(
                                         "server {id}: security group {sg} is in {sg_vpc_id}, but the instance goes into {expected}"
                                     ));
-                                }
                             }
                         }
                     }
                 }
             }
-            if let Some(key) = &l.key_name {
-                if !keys.contains(&key.value) {
-                    findings.push(format!(
-                        "server {id}: key pair {} does not exist in {}",
-                        key.value, clients.region
-                    ));
-                }
+            if let Some(key) = &l.key_name
+                && !keys.contains(&key.value)
+            {
+                findings.push(format!(
+                    "server {id}: key pair {} does not exist in {}",
+                    key.value, clients.region
+                ));
             }
-            if let Some(profile) = &l.iam_instance_profile {
-                if missing_profiles.contains(&profile.value) {
-                    findings.push(format!(
-                        "server {id}: IAM instance profile {} does not exist",
-                        profile.value
-                    ));
-                }
+            if let Some(profile) = &l.iam_instance_profile
+                && missing_profiles.contains(&profile.value)
+            {
+                findings.push(format!(
+                    "server {id}: IAM instance profile {} does not exist",
+                    profile.value
+                ));
             }
         }
         findings.dedup();

@@ -224,27 +224,28 @@ pub async fn start(
     let (body, text) = body(clients, req).await?;
     let token = req.token(&text);
     let mut existing = describe(clients, &name).await?;
-    if let Some(info) = &existing {
-        if info.in_progress() && info.status != "REVIEW_IN_PROGRESS" {
-            eprintln!(
-                "stack {name} is {}: waiting for it to settle first",
-                info.status
-            );
-            wait(clients, &name, None, req.wait_limit, observer)
-                .await
-                .ok();
-            existing = describe(clients, &name).await?;
-        }
+    if let Some(info) = &existing
+        && info.in_progress()
+        && info.status != "REVIEW_IN_PROGRESS"
+    {
+        eprintln!(
+            "stack {name} is {}: waiting for it to settle first",
+            info.status
+        );
+        wait(clients, &name, None, req.wait_limit, observer)
+            .await
+            .ok();
+        existing = describe(clients, &name).await?;
     }
-    if let Some(info) = &existing {
-        if failed_creation(&info.status) {
-            eprintln!(
-                "stack {name} is {} from a failed creation: deleting it before launching again",
-                info.status
-            );
-            delete(clients, &name, req.wait_limit, observer).await?;
-            existing = None;
-        }
+    if let Some(info) = &existing
+        && failed_creation(&info.status)
+    {
+        eprintln!(
+            "stack {name} is {} from a failed creation: deleting it before launching again",
+            info.status
+        );
+        delete(clients, &name, req.wait_limit, observer).await?;
+        existing = None;
     }
     match existing {
         None => {
@@ -573,6 +574,14 @@ pub struct InstanceView {
     pub image_id: Option<String>,
 }
 
+#[derive(Clone, Debug, Default)]
+struct Ec2Detail {
+    private_ip: Option<String>,
+    state: Option<String>,
+    instance_type: Option<String>,
+    image_id: Option<String>,
+}
+
 /// The application's instances in this stack, in launch order.
 pub async fn instances(
     clients: &AwsClients,
@@ -598,15 +607,7 @@ pub async fn instances(
         })
         .filter(|(_, id)| id.starts_with("i-"))
         .collect();
-    let mut details: BTreeMap<
-        String,
-        (
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        ),
-    > = BTreeMap::new();
+    let mut details: BTreeMap<String, Ec2Detail> = BTreeMap::new();
     if !physical.is_empty() {
         let out = clients
             .ec2
@@ -620,14 +621,15 @@ pub async fn instances(
                 if let Some(id) = i.instance_id() {
                     details.insert(
                         id.to_string(),
-                        (
-                            i.private_ip_address().map(str::to_string),
-                            i.state()
+                        Ec2Detail {
+                            private_ip: i.private_ip_address().map(str::to_string),
+                            state: i
+                                .state()
                                 .and_then(|s| s.name())
                                 .map(|n| n.as_str().to_string()),
-                            i.instance_type().map(|t| t.as_str().to_string()),
-                            i.image_id().map(str::to_string),
-                        ),
+                            instance_type: i.instance_type().map(|t| t.as_str().to_string()),
+                            image_id: i.image_id().map(str::to_string),
+                        },
                     );
                 }
             }
@@ -648,10 +650,10 @@ pub async fn instances(
                 group: app.group_of(s).name.clone(),
                 logical_id: s.logical_id.clone(),
                 instance_id,
-                private_ip: d.0,
-                state: d.1,
-                instance_type: d.2,
-                image_id: d.3,
+                private_ip: d.private_ip,
+                state: d.state,
+                instance_type: d.instance_type,
+                image_id: d.image_id,
             }
         })
         .collect())
@@ -660,8 +662,8 @@ pub async fn instances(
 /// Prints the table of servers in launch order.
 pub fn print_instances(instances: &[InstanceView]) {
     println!(
-        "{:<16} {:<14} {:<21} {:<16} {}",
-        "SERVER", "GROUP", "INSTANCE", "PRIVATE IP", "STATE"
+        "{:<16} {:<14} {:<21} {:<16} STATE",
+        "SERVER", "GROUP", "INSTANCE", "PRIVATE IP"
     );
     for i in instances {
         println!(

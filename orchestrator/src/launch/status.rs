@@ -163,8 +163,8 @@ pub async fn stacks(clients: &AwsClients, app: &App) -> Vec<StackView> {
 pub fn print(status: &Status) {
     println!("application {}", status.application);
     println!(
-        "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  {}",
-        "SERVER", "GROUP", "SCHEDULE", "LAST SUCCESS", "AMI", "LAG (h)", "NOTE"
+        "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  NOTE",
+        "SERVER", "GROUP", "SCHEDULE", "LAST SUCCESS", "AMI", "LAG (h)"
     );
     for s in &status.servers {
         let success = s.last_success.as_ref();
@@ -183,10 +183,10 @@ pub fn print(status: &Status) {
                 s.failures
             ));
         }
-        if let Some(run) = &s.last_run {
-            if run.status == "running" {
-                note.push(format!("run {} {} ({})", run.run_id, run.status, run.phase));
-            }
+        if let Some(run) = &s.last_run
+            && run.status == "running"
+        {
+            note.push(format!("run {} {} ({})", run.run_id, run.status, run.phase));
         }
         println!(
             "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  {}",
