@@ -5,7 +5,6 @@
 //! `graph` -> {replication plan, `template`} -> AWS. Everything before AWS is pure.
 
 pub mod app;
-pub mod cli;
 pub mod decode;
 pub mod diag;
 pub mod error;

@@ -3,8 +3,10 @@
 
 use std::process::ExitCode;
 
+mod cli;
+
 use clap::Parser;
-use rehost::cli::{Cli, run};
+use cli::{Cli, run};
 use rehost::error::InvalidInput;
 
 fn main() -> ExitCode {

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::app::{App, Mode};
-use crate::diag::suggestion;
-use crate::error::InvalidInput;
-use crate::load::{Loaded, load_bytes};
+use rehost::app::{App, Mode};
+use rehost::diag::suggestion;
+use rehost::error::InvalidInput;
+use rehost::load::{Loaded, load_bytes};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModeArg {
@@ -54,7 +54,7 @@ pub fn load_app(path: &Path) -> anyhow::Result<Loaded> {
             let errors = invalid
                 .diagnostics
                 .iter()
-                .filter(|d| d.severity == crate::diag::Severity::Error)
+                .filter(|d| d.severity == rehost::diag::Severity::Error)
                 .count();
             Err(InvalidInput::new(format!(
                 "{} is invalid: {errors} problem{}",

@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::app::Mode;
 use crate::cli::common::{load_app, write_output};
-use crate::graph::{GroupView, render_dot, render_mermaid, render_text};
+use rehost::app::Mode;
+use rehost::graph::{GroupView, render_dot, render_mermaid, render_text};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Format {

@@ -9,14 +9,14 @@ use std::time::Duration;
 use aws_smithy_types::DateTime;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::app::App;
 use crate::cli::common::AwsArgs;
 use crate::cli::render::TemplateFlags;
-use crate::error::InvalidInput;
-use crate::launch::preflight::Preflight;
-use crate::launch::stack::{self, EventView, Observer, OnFailureChoice, StackRequest, Started};
-use crate::launch::{AwsClients, LaunchError};
-use crate::template::{Template, render};
+use rehost::app::App;
+use rehost::error::InvalidInput;
+use rehost::launch::preflight::Preflight;
+use rehost::launch::stack::{self, EventView, Observer, OnFailureChoice, StackRequest, Started};
+use rehost::launch::{AwsClients, LaunchError};
+use rehost::template::{Template, render};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -74,8 +74,8 @@ impl Progress {
                     .iter()
                     .map(|&s| app.servers[s].logical_id.clone())
                     .collect();
-                ids.push(crate::template::Names::gate(&group.logical_stem));
-                ids.push(crate::template::Names::gate_handle(&group.logical_stem));
+                ids.push(rehost::template::Names::gate(&group.logical_stem));
+                ids.push(rehost::template::Names::gate_handle(&group.logical_stem));
                 for id in ids.into_iter().filter(|id| resources.contains_key(id)) {
                     wave_of.insert(id, i);
                     count += 1;
@@ -134,6 +134,13 @@ pub async fn launch(
     flags: &TemplateFlags,
     launch: &LaunchFlags,
 ) -> anyhow::Result<()> {
+    if flags.portable {
+        return Err(InvalidInput::new(
+            "--portable renders a template for another account, whose ids it leaves as parameters: \
+             launch it there (`rehost share` writes it); here, launch without --portable",
+        )
+        .into());
+    }
     let options = flags.options(app)?;
     let mode = options.mode;
     let template = render(app, &options);

@@ -10,8 +10,8 @@ use crate::cli::common::{AwsArgs, load_app, state_path};
 use crate::cli::launch::{LaunchFlags, invalid_if_user_error, launch};
 use crate::cli::render::TemplateFlags;
 use crate::cli::replicate::{print_report_line, replicate_once};
-use crate::launch::AwsClients;
-use crate::replication_plan;
+use rehost::launch::AwsClients;
+use rehost::replication_plan;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -1,4 +1,5 @@
-//! The `rehost` command line: one module per subcommand, each owning its clap `Args` and `run`.
+//! The `rehost` command line, part of the binary: one module per subcommand, each owning its clap
+//! `Args` and `run`, on top of the `rehost` library (the engine). anyhow lives only here.
 
 pub mod common;
 pub mod graph;

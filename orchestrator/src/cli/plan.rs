@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use crate::cli::common::{AwsArgs, OutputFormat, load_app};
 use crate::cli::launch::invalid_if_user_error;
 use crate::cli::render::TemplateFlags;
-use crate::launch::{AwsClients, changes};
-use crate::template::render;
+use rehost::error::InvalidInput;
+use rehost::launch::{AwsClients, changes};
+use rehost::template::render;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,6 +22,12 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let app = load_app(&args.file)?.app;
+    if args.template.portable {
+        return Err(InvalidInput::new(
+            "--portable templates are launched in other accounts: plan without it",
+        )
+        .into());
+    }
     let options = args.template.options(&app)?;
     let template = render(&app, &options);
     let clients = AwsClients::new(&args.aws.sdk_config().await);

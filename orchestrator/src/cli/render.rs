@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::app::App;
 use crate::cli::common::{ModeArg, load_app, replicated_amis, state_path, write_output};
-use crate::diag::suggestion;
-use crate::error::InvalidInput;
-use crate::syntax::check_aws_id;
-use crate::template::{RenderOptions, render};
+use rehost::app::App;
+use rehost::diag::suggestion;
+use rehost::error::InvalidInput;
+use rehost::syntax::check_aws_id;
+use rehost::template::{RenderOptions, render};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Format {
@@ -98,12 +98,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let text = match args.format {
         Format::Json => {
             let pretty = template.to_json_pretty();
-            if pretty.len() > crate::template::MAX_S3_BODY {
+            if pretty.len() > rehost::template::MAX_S3_BODY {
                 // Indentation alone can push a large template over CloudFormation's limit.
                 eprintln!(
                     "note: the indented template would be {} bytes, over CloudFormation's {}: writing it compact",
                     pretty.len(),
-                    crate::template::MAX_S3_BODY
+                    rehost::template::MAX_S3_BODY
                 );
                 template.to_json_compact() + "\n"
             } else {

@@ -8,7 +8,7 @@ use rehost_replication::watch::{WatchEntry, watch};
 use rehost_replication::{ProgressMode, ReplicateOptions, Replicator, ServerReport, StateStore};
 
 use crate::cli::common::{AwsArgs, OutputFormat, load_app, state_path, validate_server_ids};
-use crate::replication_plan;
+use rehost::replication_plan;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum ArchitectureArg {
@@ -87,8 +87,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let app = load_app(&args.file)?.app;
     validate_server_ids(&app, &args.servers)?;
     let architecture = args.architecture.map(|a| match a {
-        ArchitectureArg::X86_64 => crate::app::Architecture::X86_64,
-        ArchitectureArg::Arm64 => crate::app::Architecture::Arm64,
+        ArchitectureArg::X86_64 => rehost::app::Architecture::X86_64,
+        ArchitectureArg::Arm64 => rehost::app::Architecture::Arm64,
     });
     let entries = replication_plan::plan(&app, &args.servers, architecture);
     let state = state_path(args.state.path.as_deref(), &args.file);

@@ -12,5 +12,5 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    write_output(args.output.as_deref(), &crate::model::json_schema())
+    write_output(args.output.as_deref(), &rehost::model::json_schema())
 }

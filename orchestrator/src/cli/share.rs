@@ -7,8 +7,8 @@ use crate::cli::common::ModeArg;
 use crate::cli::common::{AwsArgs, load_app, state_path, write_output};
 use crate::cli::launch::invalid_if_user_error;
 use crate::cli::replicate::StateArg;
-use crate::launch::{AwsClients, share};
-use crate::template::{RenderOptions, render};
+use rehost::launch::{AwsClients, share};
+use rehost::template::{RenderOptions, render};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::cli::common::{AwsArgs, OutputFormat, load_app, state_path};
 use crate::cli::replicate::StateArg;
-use crate::launch::{AwsClients, status};
+use rehost::launch::{AwsClients, status};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::app::Mode;
 use crate::cli::common::{AwsArgs, ModeArg, load_app};
 use crate::cli::launch::Progress;
-use crate::error::InvalidInput;
-use crate::launch::{AwsClients, stack};
+use rehost::app::Mode;
+use rehost::error::InvalidInput;
+use rehost::launch::{AwsClients, stack};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::cli::common::load_app;
-use crate::error::InvalidInput;
+use rehost::error::InvalidInput;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
