@@ -781,3 +781,132 @@ fn unreachable_endpoint_fails_fast_with_a_clear_message() {
         "no Debug dumps: {stderr}"
     );
 }
+
+/// A template over CloudFormation's 51,200-byte inline limit goes through the bucket rehost owns,
+/// which is created encrypted, private and expiring; the stack launches from its URL.
+#[test]
+fn large_templates_go_through_the_template_bucket() {
+    let dir = scratch("large");
+    let infra = rt().block_on(infra("big"));
+    let script = workspace_root().join("launch-scripts/ecommerce/point-tomcat-at-database.sh");
+    let mut app = format!(
+        "apiVersion: rehost/v1\nkind: Application\nname: big\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: {}\n    securityGroups: [{}]\n    configureScript: {}\nservers:\n",
+        infra.subnet,
+        infra.sg,
+        script.display()
+    );
+    for i in 0..40 {
+        app.push_str(&format!(
+            "  - {{id: s{i}, os: linux, disks: [{{source: s{i}.img}}]}}\n"
+        ));
+    }
+    app.push_str("groups:\n");
+    for g in 0..4 {
+        let members: Vec<String> = (0..10).map(|i| format!("s{}", g * 10 + i)).collect();
+        app.push_str(&format!(
+            "  - {{name: g{g}, servers: [{}]",
+            members.join(", ")
+        ));
+        app.push_str(&if g > 0 {
+            format!(", dependsOn: [g{}]}}\n", g - 1)
+        } else {
+            "}\n".to_string()
+        });
+    }
+    std::fs::write(dir.join("big.yaml"), app).unwrap();
+    let image = rt().block_on(async {
+        let ec2 = aws_sdk_ec2::Client::new(&sdk().await);
+        ec2.describe_images()
+            .owners("amazon")
+            .send()
+            .await
+            .unwrap()
+            .images()[0]
+            .image_id()
+            .unwrap()
+            .to_string()
+    });
+    let mut args: Vec<String> = vec!["launch".into(), "big.yaml".into()];
+    for i in 0..40 {
+        args.push("--ami".into());
+        args.push(format!("s{i}={image}"));
+    }
+    // Emulator gap: moto's CloudFormation reads a path-style TemplateURL only when its host is
+    // "localhost" (it takes "127" of 127.0.0.1 for a bucket name), so this launch names the
+    // emulator by that loopback name.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rehost"));
+    cmd.args(args.iter().map(String::as_str)).current_dir(&dir);
+    for (k, v) in moto().env() {
+        cmd.env(k, v);
+    }
+    cmd.env(
+        "AWS_ENDPOINT_URL",
+        format!("http://localhost:{}", moto().port()),
+    );
+    let out = ok(&cmd.output().unwrap());
+    assert!(
+        out.contains("stack rehost-big-cutover: CREATE_COMPLETE"),
+        "{out}"
+    );
+    assert_eq!(rt().block_on(instances("big", "cutover")).len(), 40);
+
+    rt().block_on(async {
+        let conf = sdk().await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&conf)
+                .force_path_style(true)
+                .build(),
+        );
+        let bucket = "rehost-templates-123456789012-us-east-1";
+        let objects = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix("rehost-big-cutover/")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            objects.contents().len(),
+            1,
+            "one content-addressed template"
+        );
+        assert!(objects.contents()[0].size().unwrap() > 51_200);
+        let enc = s3
+            .get_bucket_encryption()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
+        assert_eq!(
+            rule.apply_server_side_encryption_by_default()
+                .unwrap()
+                .sse_algorithm()
+                .as_str(),
+            "AES256"
+        );
+        let block = s3
+            .get_public_access_block()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        let block = block.public_access_block_configuration().unwrap();
+        assert_eq!(
+            (
+                block.block_public_acls(),
+                block.ignore_public_acls(),
+                block.block_public_policy(),
+                block.restrict_public_buckets()
+            ),
+            (Some(true), Some(true), Some(true), Some(true))
+        );
+        let lifecycle = s3
+            .get_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(lifecycle.rules()[0].expiration().unwrap().days(), Some(7));
+    });
+}
