@@ -244,10 +244,7 @@ fn prepare(example: &str, dir: &Path, infra: &Infra, name: &str) -> PathBuf {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rehost-launch-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    rehost_testkit::scratch_dir("launch", name)
 }
 
 struct Instance {

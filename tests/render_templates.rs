@@ -45,10 +45,7 @@ fn render(args: &[&str]) -> String {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rehost-render-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    rehost_testkit::scratch_dir("render", name)
 }
 
 fn ami_args(app: &str) -> Vec<String> {

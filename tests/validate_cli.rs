@@ -18,10 +18,7 @@ fn rehost(args: &[&str], dir: &Path) -> Output {
 }
 
 fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rehost-validate-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    rehost_testkit::scratch_dir("validate", name)
 }
 
 /// The position of the marker (1-based line and column, in characters) and the text without it.

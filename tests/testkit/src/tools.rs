@@ -58,3 +58,12 @@ pub fn cfn_lint(template: &Path) -> LintReport {
         output,
     }
 }
+
+/// A fresh, empty directory for one test (`<tmp>/rehost-<suite>-<pid>-<name>`): unique per test
+/// process, removed and recreated so a rerun starts clean.
+pub fn scratch_dir(suite: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rehost-{suite}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch directory");
+    dir
+}
