@@ -510,22 +510,34 @@ pub async fn first_failure(
     stack: &str,
     since: Option<DateTime>,
 ) -> Result<Option<(String, String)>, LaunchError> {
-    let events = events(clients, stack, since).await?;
-    let failed = events.iter().map(|(_, e)| e).find(|e| {
-        e.status.ends_with("_FAILED")
-            && e.resource_type != "AWS::CloudFormation::Stack"
-            && !e
-                .reason
-                .as_deref()
-                .unwrap_or_default()
-                .contains("cancelled")
-    });
-    Ok(failed.map(|e| {
-        (
-            e.logical_id.clone(),
-            e.reason.clone().unwrap_or_else(|| e.status.clone()),
-        )
-    }))
+    let events: Vec<EventView> = events(clients, stack, since)
+        .await?
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    Ok(cause_of_failure(&events))
+}
+
+/// Among events oldest first: the first resource that failed, and CloudFormation's reason. The
+/// stack's own events and the cancellations a failure triggers in its siblings are not causes.
+pub fn cause_of_failure(events: &[EventView]) -> Option<(String, String)> {
+    events
+        .iter()
+        .find(|e| {
+            e.status.ends_with("_FAILED")
+                && e.resource_type != "AWS::CloudFormation::Stack"
+                && !e
+                    .reason
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("cancelled")
+        })
+        .map(|e| {
+            (
+                e.logical_id.clone(),
+                e.reason.clone().unwrap_or_else(|| e.status.clone()),
+            )
+        })
 }
 
 /// Deletes the stack and waits until it is gone. Deleting a missing stack is not an error.
@@ -674,5 +686,68 @@ pub fn print_instances(instances: &[InstanceView]) {
             i.private_ip.as_deref().unwrap_or("-"),
             i.state.as_deref().unwrap_or("-")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(
+        logical_id: &str,
+        resource_type: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> EventView {
+        EventView {
+            time: String::new(),
+            logical_id: logical_id.into(),
+            resource_type: resource_type.into(),
+            status: status.into(),
+            reason: reason.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_cause_is_the_first_failed_resource_not_the_cancellations_after_it() {
+        let events = [
+            event(
+                "shop",
+                "AWS::CloudFormation::Stack",
+                "CREATE_IN_PROGRESS",
+                Some("User Initiated"),
+            ),
+            event("Shopdb", "AWS::EC2::Instance", "CREATE_COMPLETE", None),
+            event(
+                "Tomcat02",
+                "AWS::EC2::Instance",
+                "CREATE_FAILED",
+                Some("Resource creation cancelled"),
+            ),
+            event(
+                "DatabaseGate",
+                "AWS::CloudFormation::WaitCondition",
+                "CREATE_FAILED",
+                Some(
+                    "WaitCondition received failed message: 'configure script exited with 4' for uniqueId: shopdb",
+                ),
+            ),
+            event(
+                "Tomcat01",
+                "AWS::EC2::Instance",
+                "CREATE_FAILED",
+                Some("Resource creation cancelled"),
+            ),
+            event(
+                "shop",
+                "AWS::CloudFormation::Stack",
+                "ROLLBACK_IN_PROGRESS",
+                Some("The following resource(s) failed to create: [DatabaseGate]"),
+            ),
+        ];
+        let (resource, reason) = cause_of_failure(&events).unwrap();
+        assert_eq!(resource, "DatabaseGate");
+        assert!(reason.contains("configure script exited with 4"));
+        assert_eq!(cause_of_failure(&events[..2]), None);
     }
 }
