@@ -388,22 +388,7 @@ fn hostile_configure_scripts_survive_embedding() {
 
 #[test]
 fn two_hundred_servers_in_twenty_groups_render_and_lint() {
-    let dir = scratch("large");
-    let file = dir.join("large.yaml");
-    std::fs::write(&file, large_app(200, 20)).unwrap();
-    let out = dir.join("large.json");
-    let status = rehost(&[
-        "render",
-        file.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    let t = load(&std::fs::read_to_string(&out).unwrap());
+    let (t, out, _) = render_large("large", 200, 20);
     let resources = t["Resources"].as_object().unwrap();
     assert_eq!(resources.len(), 200 + 2 * 20);
     assert_eq!(
@@ -419,23 +404,8 @@ fn two_hundred_servers_in_twenty_groups_render_and_lint() {
 /// CloudFormation and cfn-lint accept.
 #[test]
 fn four_hundred_eighty_servers_fit_with_group_ami_lists() {
-    let dir = scratch("larger");
-    let file = dir.join("larger.yaml");
-    std::fs::write(&file, large_app(480, 10)).unwrap();
-    let out = dir.join("larger.json");
-    let status = rehost(&[
-        "render",
-        file.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    assert!(String::from_utf8_lossy(&status.stderr).contains("one list parameter per group"));
-    let t = load(&std::fs::read_to_string(&out).unwrap());
+    let (t, out, stderr) = render_large("larger", 480, 10);
+    assert!(stderr.contains("one list parameter per group"));
     assert_eq!(t["Resources"].as_object().unwrap().len(), 500);
     assert_eq!(
         t["Parameters"]["G3GroupImageIds"]["Type"],
@@ -447,6 +417,23 @@ fn four_hundred_eighty_servers_fit_with_group_ami_lists() {
     );
     let report = cfn_lint(&out);
     assert!(report.success, "{}", report.output);
+}
+
+/// Renders a generated application to a file: the template, its path, and rehost's stderr.
+fn render_large(name: &str, servers: usize, groups: usize) -> (Value, PathBuf, String) {
+    let dir = scratch(name);
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, large_app(servers, groups)).unwrap();
+    let out = dir.join(format!("{name}.json"));
+    let status = rehost(&[
+        "render",
+        file.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&status.stderr).into_owned();
+    assert!(status.status.success(), "{stderr}");
+    (load(&std::fs::read_to_string(&out).unwrap()), out, stderr)
 }
 
 fn large_app(servers: usize, groups: usize) -> String {
