@@ -79,15 +79,11 @@ pub fn resolve(model: &Application, file: &Path, diags: &mut Diagnostics) -> Opt
         ));
     }
 
-    check_unique_private_ips(model, &servers, diags);
+    check_unique_private_ips(model, diags);
 
     if diags.has_errors() {
         return None;
     }
-    let servers: Vec<AppServer> = servers
-        .into_iter()
-        .map(|s| s.expect("no errors means every server resolved"))
-        .collect();
     let groups = model
         .groups
         .value
@@ -652,7 +648,7 @@ fn resolve_server(
     base_dir: &Path,
     scripts: &mut ScriptCache,
     diags: &mut Diagnostics,
-) -> Option<AppServer> {
+) -> AppServer {
     let layers = Layers {
         levels: [
             (Level::Server(index), server.launch.as_ref()),
@@ -766,7 +762,7 @@ fn resolve_server(
         })
         .collect();
 
-    Some(AppServer {
+    AppServer {
         id: id.clone(),
         description: server.description.as_ref().map(|d| d.value.clone()),
         group,
@@ -780,17 +776,17 @@ fn resolve_server(
         logical_id,
         logical_id_pos,
         disks,
-        replication: replication?,
+        replication,
         cutover,
         test,
-    })
+    }
 }
 
 fn sg_ids(list: &[Spanned<model::SecurityGroupId>]) -> Vec<String> {
     list.iter().map(|s| s.value.0.clone()).collect()
 }
 
-fn resolve_replication(layers: &Layers<'_>, diags: &mut Diagnostics) -> Option<Replication> {
+fn resolve_replication(layers: &Layers<'_>, diags: &mut Diagnostics) -> Replication {
     // frequencyHours and runOnce are one choice: the most specific block that makes it wins.
     let mut frequency = None;
     for (_, block) in &layers.replication {
@@ -813,7 +809,7 @@ fn resolve_replication(layers: &Layers<'_>, diags: &mut Diagnostics) -> Option<R
     {
         diags.error(k.pos, "kmsKeyId is set but encrypted is not true: add `encrypted: true` (in this block or an outer one)");
     }
-    Some(Replication {
+    Replication {
         frequency: frequency.unwrap_or(Frequency::Hours(DEFAULT_FREQUENCY_HOURS)),
         seed_time: layers
             .replication(|r| r.seed_time.as_ref())
@@ -826,7 +822,7 @@ fn resolve_replication(layers: &Layers<'_>, diags: &mut Diagnostics) -> Option<R
             .map_or(0, |k| u32::try_from(k.value.clamp(0, 270)).unwrap_or(0)),
         encrypted: encrypted.is_some_and(|e| e.value),
         kms_key_id: kms.map(|k| k.value.clone()),
-    })
+    }
 }
 
 #[derive(Default)]
@@ -974,11 +970,7 @@ fn resolve_script(
     Some(script)
 }
 
-fn check_unique_private_ips(
-    model: &Application,
-    servers: &[Option<AppServer>],
-    diags: &mut Diagnostics,
-) {
+fn check_unique_private_ips(model: &Application, diags: &mut Diagnostics) {
     for (mode, pick) in [
         (
             Mode::Cutover,
@@ -992,10 +984,7 @@ fn check_unique_private_ips(
         }),
     ] {
         let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
-        for (server, resolved) in model.servers.value.iter().zip(servers) {
-            if resolved.is_none() {
-                continue;
-            }
+        for server in &model.servers.value {
             let Some(ip) = server.launch.as_ref().and_then(pick) else {
                 continue;
             };
