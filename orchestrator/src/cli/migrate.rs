@@ -3,13 +3,14 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use rehost_replication::{ReplicateOptions, Replicator, StateStore};
 use time::OffsetDateTime;
 
 use crate::cli::common::{AwsArgs, load_app, state_path};
 use crate::cli::launch::{LaunchFlags, invalid_if_user_error, launch};
 use crate::cli::render::TemplateFlags;
-use crate::cli::replicate::{print_report_line, replicate_once};
+use crate::cli::replicate::{all_replicated, print_report_line, replicate_once};
 use rehost::launch::AwsClients;
 use rehost::replication_plan;
 
@@ -73,17 +74,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let replicator = Replicator::new(&sdk, store.clone(), ReplicateOptions::default());
         let reports = replicate_once(&replicator, &plan).await;
         reports.iter().for_each(print_report_line);
-        let failed: Vec<&str> = reports
-            .iter()
-            .filter(|r| r.ami_id.is_none())
-            .map(|r| r.server.as_str())
-            .collect();
-        if !failed.is_empty() {
-            anyhow::bail!(
-                "replication failed for {}: not launching",
-                failed.join(", ")
-            );
-        }
+        all_replicated(&reports).context("not launching")?;
     }
     let clients = AwsClients::new(&sdk);
     launch(&clients, &app, &args.template, &args.launch)

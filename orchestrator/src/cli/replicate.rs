@@ -131,6 +131,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         OutputFormat::Text => reports.iter().for_each(print_report_line),
     }
+    all_replicated(&reports)
+}
+
+/// An error naming every server whose replication failed, if any did.
+pub fn all_replicated(reports: &[ServerReport]) -> anyhow::Result<()> {
     let failed: Vec<&str> = reports
         .iter()
         .filter(|r| r.ami_id.is_none())
