@@ -1,5 +1,5 @@
 //! The validated application: every server's settings merged (defaults, then group, then
-//! server), references resolved to indices, scripts read. Everything downstream (graph output,
+//! server), references resolved to indices, configure scripts checked and embedded. Everything downstream (graph output,
 //! template, replication plan, launch) works from this and never from the raw file.
 
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use crate::graph::LaunchGraph;
 pub use crate::model::{Architecture, BootMode, LicenseType, Os, ScriptType};
 use crate::yaml::Pos;
+pub use rehost_replication::domain::Frequency;
 
 #[derive(Clone, Debug)]
 pub struct App {
@@ -84,12 +85,6 @@ impl AppServer {
             Mode::Cutover => &self.cutover,
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Frequency {
-    Hours(u8),
-    Once,
 }
 
 #[derive(Clone, Debug, PartialEq)]

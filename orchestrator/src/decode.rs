@@ -4,6 +4,8 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use rehost_replication::domain::Choice;
+
 use crate::diag::{Diagnostics, suggestion};
 use crate::model::*;
 use crate::yaml::{Node, Value};
@@ -21,7 +23,6 @@ pub fn application(root: &Node, diags: &mut Diagnostics) -> Option<Application> 
         list(n, d, |item, d| {
             let read = server(item, d);
             if read.is_none() {
-                unreadable.servers += 1;
                 unreadable.server_ids.extend(field_text(item, "id"));
             }
             read
@@ -31,7 +32,6 @@ pub fn application(root: &Node, diags: &mut Diagnostics) -> Option<Application> 
         list(n, d, |item, d| {
             let read = group(item, d);
             if read.is_none() {
-                unreadable.groups += 1;
                 unreadable.group_names.extend(field_text(item, "name"));
             }
             read
@@ -83,17 +83,7 @@ fn replication(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<Replicati
         frequency_hours: m.optional("frequencyHours", integer),
         run_once: m.optional("runOnce", boolean),
         seed_time: m.optional("seedTime", timestamp),
-        license_type: m.optional("licenseType", |n, d| {
-            choice(
-                n,
-                d,
-                &[
-                    ("AUTO", LicenseType::Auto),
-                    ("AWS", LicenseType::Aws),
-                    ("BYOL", LicenseType::Byol),
-                ],
-            )
-        }),
+        license_type: m.optional("licenseType", choice),
         keep_recent_amis: m.optional("keepRecentAmis", integer),
         encrypted: m.optional("encrypted", boolean),
         kms_key_id: m.optional("kmsKeyId", string),
@@ -116,16 +106,7 @@ fn launch(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<LaunchSettings
         private_ip_address: m.optional("privateIpAddress", string),
         logical_id: m.optional("logicalId", string),
         configure_script: m.optional("configureScript", string),
-        configure_script_type: m.optional("configureScriptType", |n, d| {
-            choice(
-                n,
-                d,
-                &[
-                    ("SHELL_SCRIPT", ScriptType::Shell),
-                    ("POWERSHELL_SCRIPT", ScriptType::PowerShell),
-                ],
-            )
-        }),
+        configure_script_type: m.optional("configureScriptType", choice),
         test: m.optional("test", test_settings),
     };
     m.finish();
@@ -159,30 +140,9 @@ fn server(node: &Node, diags: &mut Diagnostics) -> Option<Server> {
     let mut m = Fields::open(node, "a server", diags)?;
     let id = m.required("id", string);
     let description = m.optional("description", string);
-    let os = m.required("os", |n, d| {
-        choice(n, d, &[("windows", Os::Windows), ("linux", Os::Linux)])
-    });
-    let architecture = m.optional("architecture", |n, d| {
-        choice(
-            n,
-            d,
-            &[
-                ("x86_64", Architecture::X86_64),
-                ("arm64", Architecture::Arm64),
-            ],
-        )
-    });
-    let boot_mode = m.optional("bootMode", |n, d| {
-        choice(
-            n,
-            d,
-            &[
-                ("legacy-bios", BootMode::LegacyBios),
-                ("uefi", BootMode::Uefi),
-                ("uefi-preferred", BootMode::UefiPreferred),
-            ],
-        )
-    });
+    let os = m.required("os", choice);
+    let architecture = m.optional("architecture", choice);
+    let boot_mode = m.optional("bootMode", choice);
     let ena_support = m.optional("enaSupport", boolean);
     let disks = m.required("disks", |n, d| list(n, d, disk));
     let replication = m.optional("replication", replication);
@@ -432,11 +392,9 @@ fn timestamp(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<Timestamp>>
     }
 }
 
-fn choice<T: Copy>(
-    node: &Node,
-    diags: &mut Diagnostics,
-    options: &[(&'static str, T)],
-) -> Option<Spanned<T>> {
+/// One of an enum's spellings (`Choice::CHOICES`), with "did you mean" for a wrong case or a typo.
+fn choice<T: Choice>(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<T>> {
+    let options = T::CHOICES;
     let s = string(node, diags)?;
     if let Some((_, v)) = options.iter().find(|(name, _)| *name == s.value) {
         return Some(Spanned::new(*v, s.pos));

@@ -10,6 +10,7 @@ pub mod diag;
 pub mod error;
 pub mod graph;
 pub mod launch;
+pub mod limits;
 pub mod load;
 pub mod model;
 pub mod replication_plan;

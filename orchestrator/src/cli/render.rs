@@ -98,12 +98,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let text = match args.format {
         Format::Json => {
             let pretty = template.to_json_pretty();
-            if pretty.len() > rehost::template::MAX_S3_BODY {
+            if pretty.len() > rehost::limits::MAX_S3_BODY {
                 // Indentation alone can push a large template over CloudFormation's limit.
                 eprintln!(
                     "note: the indented template would be {} bytes, over CloudFormation's {}: writing it compact",
                     pretty.len(),
-                    rehost::template::MAX_S3_BODY
+                    rehost::limits::MAX_S3_BODY
                 );
                 template.to_json_compact() + "\n"
             } else {

@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 use crate::app::{App, Mode};
 use crate::launch::{AwsClients, LaunchError, aws, bucket};
-use crate::template::{MAX_INLINE_BODY, Template};
+use crate::limits::MAX_INLINE_BODY;
+use crate::template::Template;
 
 /// What to do when a launch fails (`--on-failure`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
