@@ -57,11 +57,17 @@ pub struct AppServer {
     pub test: Launch,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     Test,
     Cutover,
 }
+
+rehost_replication::choices!(Mode {
+    "test" => Mode::Test,
+    "cutover" => Mode::Cutover,
+});
 
 impl Mode {
     pub fn as_str(self) -> &'static str {

@@ -13,7 +13,7 @@ pub mod launch;
 pub mod limits;
 pub mod load;
 pub mod model;
-pub mod replication_plan;
+pub mod replication_jobs;
 pub mod syntax;
 pub mod template;
 pub mod userdata;

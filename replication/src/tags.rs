@@ -24,9 +24,6 @@ pub const KMS_KEY: &str = "rehost:kms-key";
 /// application's own tags share EC2's 50-tag budget with these.
 pub const INSTANCE_KEYS: [&str; 5] = [NAME, APP, GROUP, SERVER, MODE];
 
-/// The tags every stack carries (before the application's own).
-pub const STACK_KEYS: [&str; 2] = [APP, MODE];
-
 /// Snapshot ids recorded in an AMI's tags.
 pub fn snapshot_ids(tags: &[(String, String)]) -> Vec<String> {
     tags.iter()

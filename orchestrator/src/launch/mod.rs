@@ -3,8 +3,9 @@
 //! re-run after a crash or Ctrl-C and converges.
 
 pub mod bucket;
-pub mod changes;
+pub mod deploy;
 pub mod preflight;
+pub mod preview;
 pub mod share;
 pub mod stack;
 pub mod status;
