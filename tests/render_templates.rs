@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use rehost_testkit::{cfn_lint, tools_bin, workspace_root};
+use rehost_testkit::{Rehost, cfn_lint, tools_bin, workspace_root};
 use serde_json::Value;
 
 const EXAMPLES: &[&str] = &["sharepoint-farm", "ecommerce-3tier"];
@@ -25,13 +25,14 @@ const AMIS: &[(&str, &[&str])] = &[
 /// Runs rehost from the workspace root. `render` gets a state database that does not exist, so
 /// a developer's local replication state never changes the templates compared here.
 fn rehost(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rehost"));
-    cmd.args(args).current_dir(workspace_root());
+    let cmd = Rehost::new(env!("CARGO_BIN_EXE_rehost")).args(args);
     if args.first() == Some(&"render") {
         cmd.arg("--state")
-            .arg(std::env::temp_dir().join("rehost-render-tests-no-state.db"));
+            .arg(std::env::temp_dir().join("rehost-render-tests-no-state.db"))
+            .run()
+    } else {
+        cmd.run()
     }
-    cmd.output().expect("rehost runs")
 }
 
 fn render(args: &[&str]) -> String {

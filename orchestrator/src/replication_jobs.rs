@@ -90,11 +90,18 @@ mod tests {
     use crate::app::Frequency;
 
     fn app() -> App {
-        let text = "apiVersion: rehost/v1\nkind: Application\nname: shop\ntags: {Team: web}\n\
-            defaults:\n  launch: {instanceType: m5.large}\n  replication: {licenseType: BYOL, keepRecentAmis: 3}\n\
-            servers:\n  - {id: db, os: linux, architecture: arm64, bootMode: uefi, disks: [{source: db.img}, {source: /data/db2.img}]}\n\
-              - {id: web, os: linux, disks: [{source: web.img}], replication: {runOnce: true, encrypted: true, kmsKeyId: alias/k}}\n\
-            groups:\n  - {name: web, servers: [web], dependsOn: [db]}\n  - {name: db, servers: [db]}\n";
+        let text = concat!(
+            "apiVersion: rehost/v1\nkind: Application\nname: shop\ntags: {Team: web}\n",
+            "defaults:\n  launch: {instanceType: m5.large}\n",
+            "  replication: {licenseType: BYOL, keepRecentAmis: 3}\n",
+            "servers:\n",
+            "  - {id: db, os: linux, architecture: arm64, bootMode: uefi,",
+            " disks: [{source: db.img}, {source: /data/db2.img}]}\n",
+            "  - {id: web, os: linux, disks: [{source: web.img}],",
+            " replication: {runOnce: true, encrypted: true, kmsKeyId: alias/k}}\n",
+            "groups:\n  - {name: web, servers: [web], dependsOn: [db]}\n",
+            "  - {name: db, servers: [db]}\n",
+        );
         crate::load::load_with(
             text.as_bytes(),
             std::path::Path::new("apps/shop.yaml"),

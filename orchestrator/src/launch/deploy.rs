@@ -144,12 +144,16 @@ mod tests {
 
     #[test]
     fn a_launch_is_followed_along_its_critical_path_plus_half_an_hour() {
-        let text = "apiVersion: rehost/v1\nkind: Application\nname: shop\n\
-            defaults:\n  launch: {instanceType: m5.large}\n\
-            servers:\n  - {id: db, os: linux, disks: [{source: a}], launch: {signalTimeoutMinutes: 45}}\n\
-              - {id: web, os: linux, disks: [{source: b}]}\n  - {id: cache, os: linux, disks: [{source: c}], launch: {signalTimeoutMinutes: 5}}\n\
-            groups:\n  - {name: db, servers: [db]}\n  - {name: cache, servers: [cache]}\n\
-              - {name: web, servers: [web], dependsOn: [db, cache]}\n";
+        let text = concat!(
+            "apiVersion: rehost/v1\nkind: Application\nname: shop\n",
+            "defaults:\n  launch: {instanceType: m5.large}\n",
+            "servers:\n",
+            "  - {id: db, os: linux, disks: [{source: a}], launch: {signalTimeoutMinutes: 45}}\n",
+            "  - {id: web, os: linux, disks: [{source: b}]}\n",
+            "  - {id: cache, os: linux, disks: [{source: c}], launch: {signalTimeoutMinutes: 5}}\n",
+            "groups:\n  - {name: db, servers: [db]}\n  - {name: cache, servers: [cache]}\n",
+            "  - {name: web, servers: [web], dependsOn: [db, cache]}\n",
+        );
         let app = crate::load::load_with(text.as_bytes(), std::path::Path::new("a.yaml"), |_| {
             Default::default()
         })
