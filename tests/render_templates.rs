@@ -424,7 +424,7 @@ fn four_hundred_eighty_servers_fit_with_group_ami_lists() {
 fn render_large(name: &str, servers: usize, groups: usize) -> (Value, PathBuf, String) {
     let dir = scratch(name);
     let file = dir.join(format!("{name}.yaml"));
-    std::fs::write(&file, large_app(servers, groups)).unwrap();
+    std::fs::write(&file, rehost_testkit::apps::large_app(servers, groups)).unwrap();
     let out = dir.join(format!("{name}.json"));
     let status = rehost(&[
         "render",
@@ -435,32 +435,6 @@ fn render_large(name: &str, servers: usize, groups: usize) -> (Value, PathBuf, S
     let stderr = String::from_utf8_lossy(&status.stderr).into_owned();
     assert!(status.status.success(), "{stderr}");
     (load(&std::fs::read_to_string(&out).unwrap()), out, stderr)
-}
-
-fn large_app(servers: usize, groups: usize) -> String {
-    let mut text = String::from(
-        "apiVersion: rehost/v1\nkind: Application\nname: large\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: subnet-0a1b2c3d\n    securityGroups: [sg-0a1b2c3d]\nservers:\n",
-    );
-    let per = servers / groups;
-    for g in 0..groups {
-        for s in 0..per {
-            text.push_str(&format!(
-                "  - {{id: s{g}x{s}, os: linux, disks: [{{source: s{g}x{s}.img}}]}}\n"
-            ));
-        }
-    }
-    text.push_str("groups:\n");
-    for g in 0..groups {
-        let members: Vec<String> = (0..per).map(|s| format!("s{g}x{s}")).collect();
-        text.push_str(&format!(
-            "  - name: g{g}\n    servers: [{}]\n",
-            members.join(", ")
-        ));
-        if g > 0 {
-            text.push_str(&format!("    dependsOn: [g{}]\n", (g - 1) / 2));
-        }
-    }
-    text
 }
 
 #[test]

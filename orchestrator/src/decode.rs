@@ -432,19 +432,13 @@ fn list<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diag::Diagnostic;
 
     /// Decodes a document; returns the model (if any) and every problem as `LINE:COL message`.
     fn decode(text: &str) -> (Option<Application>, Vec<String>) {
         let root = crate::yaml::parse(text.as_bytes()).expect("valid YAML");
         let mut diags = Diagnostics::default();
         let model = application(&root, &mut diags);
-        let problems = diags
-            .into_sorted()
-            .into_iter()
-            .map(|Diagnostic { pos, message, .. }| format!("{pos} {message}"))
-            .collect();
-        (model, problems)
+        (model, diags.lines())
     }
 
     const HEAD: &str = "apiVersion: rehost/v1\nkind: Application\nname: shop\n";

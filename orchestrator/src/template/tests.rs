@@ -25,31 +25,9 @@ fn app(text: &str) -> App {
     app.expect("valid application")
 }
 
-/// `servers` Linux servers `s<g>x<i>` in `groups` groups, each group after the one before.
+/// The test kit's generated application (`s<g>x<i>` servers, `g<g>` groups).
 fn generated(servers: usize, groups: usize) -> App {
-    let per = servers / groups;
-    let mut text = format!("{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n");
-    for g in 0..groups {
-        for s in 0..per {
-            text.push_str(&format!(
-                "  - {{id: s{g}x{s}, os: linux, disks: [{{source: a}}]}}\n"
-            ));
-        }
-    }
-    text.push_str("groups:\n");
-    for g in 0..groups {
-        let members: Vec<String> = (0..per).map(|s| format!("s{g}x{s}")).collect();
-        text.push_str(&format!(
-            "  - {{name: g{g}, servers: [{}]",
-            members.join(", ")
-        ));
-        text.push_str(&if g > 0 {
-            format!(", dependsOn: [g{}]}}\n", g - 1)
-        } else {
-            "}\n".to_string()
-        });
-    }
-    app(&text)
+    app(&rehost_testkit::apps::large_app(servers, groups))
 }
 
 const NETWORK: &str = "defaults:\n  launch:\n    instanceType: m5.large\n    subnet: subnet-0a1b2c3d\n    \

@@ -2,6 +2,7 @@
 //! syntax, server-only fields, unique private IPs. Each problem is reported at its node.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 
 use rehost_replication::tags;
 
@@ -148,24 +149,19 @@ pub(super) enum BlockLevel {
 }
 
 pub(super) fn check_replication_block(r: &ReplicationSettings, diags: &mut Diagnostics) {
-    if let Some(f) = &r.frequency_hours {
-        if !FREQUENCY_HOURS.contains(&f.value) {
-            diags.error(
-                f.pos,
-                format!(
-                    "frequencyHours must be between {} and {}, not {}",
-                    FREQUENCY_HOURS.start(),
-                    FREQUENCY_HOURS.end(),
-                    f.value
-                ),
-            );
-        }
-        if r.run_once.as_ref().is_some_and(|o| o.value) {
-            diags.error(
-                f.pos,
-                "set either frequencyHours or runOnce: true, not both",
-            );
-        }
+    in_range(
+        r.frequency_hours.as_ref(),
+        "frequencyHours",
+        &FREQUENCY_HOURS,
+        diags,
+    );
+    if let Some(f) = &r.frequency_hours
+        && r.run_once.as_ref().is_some_and(|o| o.value)
+    {
+        diags.error(
+            f.pos,
+            "set either frequencyHours or runOnce: true, not both",
+        );
     }
     if let Some(k) = &r.keep_recent_amis
         && !KEEP_RECENT_AMIS.contains(&k.value)
@@ -179,48 +175,25 @@ pub(super) fn check_replication_block(r: &ReplicationSettings, diags: &mut Diagn
             ),
         );
     }
-    if let Some(k) = &r.kms_key_id
-        && let Err(e) = check_kms_key(&k.value)
-    {
-        diags.error(k.pos, e);
-    }
+    valid(r.kms_key_id.as_ref(), check_kms_key, diags);
 }
 
 pub(super) fn check_launch_block(l: &LaunchSettings, level: BlockLevel, diags: &mut Diagnostics) {
-    if let Some(t) = &l.instance_type
-        && let Err(e) = check_instance_type(&t.value)
-    {
-        diags.error(t.pos, e);
-    }
-    if let Some(v) = &l.vpc
-        && let Err(e) = check_aws_id(&v.value, "vpc")
-    {
-        diags.error(v.pos, e);
-    }
+    valid(l.instance_type.as_ref(), check_instance_type, diags);
+    valid(l.vpc.as_ref(), |v| check_aws_id(v, "vpc"), diags);
     check_network(l.subnet.as_ref(), l.security_groups.as_ref(), diags);
-    if let Some(k) = &l.key_name
-        && let Err(e) = check_key_name(&k.value)
-    {
-        diags.error(k.pos, e);
-    }
-    if let Some(p) = &l.iam_instance_profile
-        && let Err(e) = check_instance_profile(&p.value)
-    {
-        diags.error(p.pos, e);
-    }
-    if let Some(t) = &l.signal_timeout_minutes
-        && !SIGNAL_TIMEOUT_MINUTES.contains(&t.value)
-    {
-        diags.error(
-            t.pos,
-            format!(
-                "signalTimeoutMinutes must be between {} and {}, not {}",
-                SIGNAL_TIMEOUT_MINUTES.start(),
-                SIGNAL_TIMEOUT_MINUTES.end(),
-                t.value
-            ),
-        );
-    }
+    valid(l.key_name.as_ref(), check_key_name, diags);
+    valid(
+        l.iam_instance_profile.as_ref(),
+        check_instance_profile,
+        diags,
+    );
+    in_range(
+        l.signal_timeout_minutes.as_ref(),
+        "signalTimeoutMinutes",
+        &SIGNAL_TIMEOUT_MINUTES,
+        diags,
+    );
     server_only(
         l.private_ip_address.as_ref(),
         "privateIpAddress",
@@ -228,44 +201,24 @@ pub(super) fn check_launch_block(l: &LaunchSettings, level: BlockLevel, diags: &
         diags,
     );
     server_only(l.logical_id.as_ref(), "logicalId", level, diags);
-    if let Some(ip) = &l.private_ip_address
-        && let Err(e) = check_private_ipv4(&ip.value)
-    {
-        diags.error(ip.pos, e);
-    }
-    if let Some(id) = &l.logical_id
-        && let Err(e) = check_logical_id(&id.value)
-    {
-        diags.error(id.pos, e);
-    }
+    valid(l.private_ip_address.as_ref(), check_private_ipv4, diags);
+    valid(l.logical_id.as_ref(), check_logical_id, diags);
     if let Some(test) = &l.test {
         check_test_block(&test.value, level, diags);
     }
 }
 
 fn check_test_block(t: &TestSettings, level: BlockLevel, diags: &mut Diagnostics) {
-    if let Some(v) = &t.vpc
-        && let Err(e) = check_aws_id(&v.value, "vpc")
-    {
-        diags.error(v.pos, e);
-    }
+    valid(t.vpc.as_ref(), |v| check_aws_id(v, "vpc"), diags);
     check_network(t.subnet.as_ref(), t.security_groups.as_ref(), diags);
-    if let Some(it) = &t.instance_type
-        && let Err(e) = check_instance_type(&it.value)
-    {
-        diags.error(it.pos, e);
-    }
+    valid(t.instance_type.as_ref(), check_instance_type, diags);
     server_only(
         t.private_ip_address.as_ref(),
         "test.privateIpAddress",
         level,
         diags,
     );
-    if let Some(ip) = &t.private_ip_address
-        && let Err(e) = check_private_ipv4(&ip.value)
-    {
-        diags.error(ip.pos, e);
-    }
+    valid(t.private_ip_address.as_ref(), check_private_ipv4, diags);
 }
 
 fn check_network(
@@ -273,11 +226,7 @@ fn check_network(
     groups: Option<&Spanned<Vec<Spanned<model::SecurityGroupId>>>>,
     diags: &mut Diagnostics,
 ) {
-    if let Some(s) = subnet
-        && let Err(e) = check_aws_id(&s.value, "subnet")
-    {
-        diags.error(s.pos, e);
-    }
+    valid(subnet, |s| check_aws_id(s, "subnet"), diags);
     if let Some(list) = groups {
         if list.value.is_empty() {
             diags.error(
@@ -307,6 +256,41 @@ fn check_network(
             }
             seen.push(&sg.value.0);
         }
+    }
+}
+
+/// A value `check` refuses is reported at its node, with the reason `check` gives.
+fn valid<T>(
+    value: Option<&Spanned<String>>,
+    check: impl FnOnce(&str) -> Result<T, String>,
+    diags: &mut Diagnostics,
+) {
+    if let Some(v) = value
+        && let Err(e) = check(&v.value)
+    {
+        diags.error(v.pos, e);
+    }
+}
+
+/// A number outside its range is reported at its node.
+fn in_range(
+    value: Option<&Spanned<i64>>,
+    field: &str,
+    range: &RangeInclusive<i64>,
+    diags: &mut Diagnostics,
+) {
+    if let Some(v) = value
+        && !range.contains(&v.value)
+    {
+        diags.error(
+            v.pos,
+            format!(
+                "{field} must be between {} and {}, not {}",
+                range.start(),
+                range.end(),
+                v.value
+            ),
+        );
     }
 }
 

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::diag::Diagnostic;
 
 const HEAD: &str = "apiVersion: rehost/v1\nkind: Application\nname: shop\n";
 
@@ -21,12 +20,7 @@ fn resolve_with(
         .map(|(p, r)| (Path::new("apps").join(p), r.clone().map(<[u8]>::to_vec)))
         .collect();
     let app = resolve(&model, Path::new("apps/shop.yaml"), &files, &mut diags);
-    let problems = diags
-        .into_sorted()
-        .into_iter()
-        .map(|Diagnostic { pos, message, .. }| format!("{pos} {message}"))
-        .collect();
-    (app, problems)
+    (app, diags.lines())
 }
 
 fn valid(text: &str) -> App {
