@@ -60,11 +60,13 @@ fn ami_args(app: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The rendered example templates match `tests/expected/`. Set REHOST_UPDATE_EXPECTED=1 to
-/// rewrite them after an intended change (and review the diff).
+/// The rendered example templates match `tests/expected/`. Set REHOST_BLESS=1 (or the older
+/// REHOST_UPDATE_EXPECTED=1) to rewrite them after an intended change (and review the diff).
 #[test]
 fn example_templates_match_expected_files() {
-    let update = std::env::var_os("REHOST_UPDATE_EXPECTED").is_some();
+    let update = ["REHOST_BLESS", "REHOST_UPDATE_EXPECTED"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
     let mut stale = Vec::new();
     for app in EXAMPLES {
         for (suffix, extra) in [
@@ -88,7 +90,7 @@ fn example_templates_match_expected_files() {
     }
     assert!(
         stale.is_empty(),
-        "rendered templates differ from {stale:?}; if the change is intended, rerun with REHOST_UPDATE_EXPECTED=1 and review the diff"
+        "rendered templates differ from {stale:?}; if the change is intended, rerun with REHOST_BLESS=1 and review the diff"
     );
 }
 

@@ -1,6 +1,7 @@
 //! The validated application: every server's settings merged (defaults, then group, then
-//! server), references resolved to indices, configure scripts checked and embedded. Everything downstream (graph output,
-//! template, replication plan, launch) works from this and never from the raw file.
+//! server), references resolved to indices, configure scripts checked and embedded. Everything
+//! downstream (graph output, template, replication jobs, launch) works from this and never from
+//! the raw file.
 
 use std::path::PathBuf;
 
