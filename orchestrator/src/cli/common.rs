@@ -15,8 +15,8 @@ use rehost::launch::{AwsClients, LaunchError};
 use rehost::load::{Loaded, load_bytes};
 use rehost_replication::ServerReport;
 
-use crate::cli::Io;
 use crate::cli::args::{LaunchFlags, TemplateFlags};
+use crate::cli::io::Io;
 use crate::cli::print;
 use crate::cli::progress::Progress;
 

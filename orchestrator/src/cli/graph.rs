@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use rehost::app::{App, Mode};
 use rehost::graph::{GroupView, render_dot, render_mermaid, render_text};
 
-use crate::cli::Io;
 use crate::cli::common::{load_app, write_output};
+use crate::cli::io::Io;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Format {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use rehost::launch::AwsClients;
 
-use crate::cli::Io;
 use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags};
 use crate::cli::common::{deploy_and_report, load_app};
+use crate::cli::io::Io;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

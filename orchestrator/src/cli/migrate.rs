@@ -11,9 +11,9 @@ use rehost_replication::watch::replicate_each;
 use rehost_replication::{ReplicateOptions, Replicator, StateStore};
 use time::OffsetDateTime;
 
-use crate::cli::Io;
 use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, state_path};
 use crate::cli::common::{all_replicated, deploy_and_report, exit_code_of, load_app};
+use crate::cli::io::Io;
 use crate::cli::print;
 
 #[derive(Debug, clap::Args)]

@@ -3,12 +3,13 @@
 //!
 //! Subcommands never import each other: shared flags live in `args`, shared helpers in
 //! `common`, the printed text in `print` (tested against `tests/expected/cli/`), and the launch
-//! progress display in `progress`. Every command writes through an [`Io`], so its output can be
-//! captured in process.
+//! progress display in `progress`. Every command writes through an [`Io`] (`io`), so its output can
+//! be captured in process.
 
 pub mod args;
 pub mod common;
 pub mod graph;
+pub mod io;
 pub mod launch;
 pub mod migrate;
 pub mod plan;
@@ -23,10 +24,11 @@ pub mod terminate;
 pub mod validate;
 
 use std::future::Future;
-use std::io::Write;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+pub use io::Io;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,12 +70,6 @@ pub enum Command {
     Terminate(terminate::Args),
     /// Replicate every server, then launch: the whole application in one action
     Migrate(migrate::Args),
-}
-
-/// Where a command writes its output (`out`) and its diagnostics and progress (`err`).
-pub struct Io<'a> {
-    pub out: &'a mut dyn Write,
-    pub err: &'a mut dyn Write,
 }
 
 /// Runs a command. The pure ones (validate, graph, render, schema) run without an async

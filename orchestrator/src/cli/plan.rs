@@ -6,9 +6,9 @@ use rehost::error::InvalidInput;
 use rehost::launch::{AwsClients, preview};
 use rehost::template::render;
 
-use crate::cli::Io;
 use crate::cli::args::{AwsArgs, OutputFormat, TemplateFlags};
 use crate::cli::common::{exit_code_of, load_app};
+use crate::cli::io::Io;
 use crate::cli::print;
 
 #[derive(Debug, clap::Args)]

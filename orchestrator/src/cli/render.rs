@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use rehost::limits::MAX_S3_BODY;
 use rehost::template::render;
 
-use crate::cli::Io;
 use crate::cli::args::TemplateFlags;
 use crate::cli::common::{load_app, write_output};
+use crate::cli::io::Io;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Format {

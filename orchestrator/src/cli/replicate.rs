@@ -9,9 +9,9 @@ use rehost::replication_jobs::scheduled_jobs;
 use rehost_replication::watch::{replicate_each, watch};
 use rehost_replication::{Architecture, ProgressMode, ReplicateOptions, Replicator, StateStore};
 
-use crate::cli::Io;
 use crate::cli::args::{AwsArgs, OutputFormat, StateArg, choice, state_path};
 use crate::cli::common::{all_replicated, load_app, validate_server_ids};
+use crate::cli::io::Io;
 use crate::cli::print;
 
 #[derive(Debug, clap::Args)]

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::cli::Io;
 use crate::cli::common::write_output;
+use crate::cli::io::Io;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -7,9 +7,9 @@ use rehost::app::Mode;
 use rehost::launch::{AwsClients, share};
 use rehost::template::{RenderOptions, render};
 
-use crate::cli::Io;
 use crate::cli::args::{AwsArgs, StateArg, choice, state_path};
 use crate::cli::common::{exit_code_of, load_app, write_output};
+use crate::cli::io::Io;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use rehost::launch::{AwsClients, status};
 
-use crate::cli::Io;
 use crate::cli::args::{AwsArgs, OutputFormat, StateArg, state_path};
 use crate::cli::common::load_app;
+use crate::cli::io::Io;
 use crate::cli::print;
 
 #[derive(Debug, clap::Args)]

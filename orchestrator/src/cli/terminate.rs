@@ -7,9 +7,9 @@ use rehost::app::Mode;
 use rehost::error::InvalidInput;
 use rehost::launch::{AwsClients, stack};
 
-use crate::cli::Io;
 use crate::cli::args::{AwsArgs, choice};
 use crate::cli::common::load_app;
+use crate::cli::io::Io;
 use crate::cli::progress::Progress;
 
 #[derive(Debug, clap::Args)]

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use rehost::error::InvalidInput;
 
-use crate::cli::Io;
 use crate::cli::common::load_app;
+use crate::cli::io::Io;
 use crate::cli::print;
 
 #[derive(Debug, clap::Args)]

@@ -7,8 +7,9 @@ use crate::app::{App, Level, Mode, Origin};
 use crate::diag::Diagnostics;
 use crate::limits::{MAX_INLINE_BODY, MAX_PARAMETERS, MAX_RESOURCES, MAX_S3_BODY};
 
+use super::document::{AmiParameters, RenderOptions};
 use super::names::{Names, PORTABLE_FIELDS};
-use super::{AmiParameters, RenderOptions, render};
+use super::render::render;
 
 /// The checks only a rendered template can answer: logical-id collisions and CloudFormation's
 /// quotas, for every variant a launch can produce (modes, gated or not, portable or not).

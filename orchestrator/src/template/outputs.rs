@@ -54,8 +54,23 @@ pub(super) fn build(app: &App, waves: &[Vec<usize>]) -> Map<String, Value> {
         "LaunchWaves".into(),
         json!({
             "Description": "Groups in launch order; groups in one wave launch together",
-            "Value": super::launch_waves_text(app),
+            "Value": launch_waves_text(app),
         }),
     );
     outputs
+}
+
+/// `directory | database | app, search | web`: waves in order, groups of one wave by commas.
+pub fn launch_waves_text(app: &App) -> String {
+    app.graph
+        .waves()
+        .iter()
+        .map(|w| {
+            w.iter()
+                .map(|&g| app.groups[g].name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect::<Vec<_>>()
+        .join(" | ")
 }

@@ -8,8 +8,8 @@ use serde_json::{Map, Value, json};
 use crate::app::{App, Mode};
 use crate::limits::MAX_PARAMETERS;
 
+use super::document::{AmiParameters, RenderOptions};
 use super::names::{Names, PORTABLE_FIELDS, shown};
-use super::{AmiParameters, RenderOptions};
 
 /// Portable-mode parameters, one per (origin, field): every server that inherits the value from
 /// the same block shares the parameter. Name -> (type, description), sorted by name.

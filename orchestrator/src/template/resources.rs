@@ -8,8 +8,8 @@ use serde_json::{Map, Value, json};
 use crate::app::{App, AppServer, Mode};
 use crate::userdata::{GATE_URL_VARIABLE, Rendered, Wrapper};
 
+use super::document::{AmiParameters, RenderOptions};
 use super::names::{INSTANCE_PROFILE, KEY_NAME, Names, SECURITY_GROUPS, SUBNET};
-use super::{AmiParameters, RenderOptions};
 
 /// The `Resources` section.
 pub(super) fn build(

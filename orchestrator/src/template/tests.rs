@@ -6,6 +6,7 @@ use rehost_replication::tags;
 use serde_json::json;
 
 use super::*;
+use crate::app::{App, Mode};
 use crate::diag::Diagnostics;
 
 const HEAD: &str = "apiVersion: rehost/v1\nkind: Application\nname: shop\n";

@@ -4,10 +4,12 @@
 //!
 //! - `checks`: single values and blocks (header, tags, ranges, id syntax, server-only fields)
 //! - `references`: server and group references, membership, `dependsOn` and `launchOrder`
+//! - `layers`: the blocks a server's settings come from, most specific first
 //! - `settings`: each server's settings merged from defaults, its group and itself
 //! - `scripts`: which scripts an application declares, and each server's script checks
 
 mod checks;
+mod layers;
 mod references;
 mod scripts;
 mod settings;

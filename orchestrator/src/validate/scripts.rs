@@ -13,7 +13,7 @@ use crate::limits::{SCRIPT_BUDGET, URL_RESERVE, USER_DATA_LIMIT};
 use crate::model::{self, Application};
 use crate::userdata;
 
-use super::settings::{Layers, relative_to};
+use super::layers::{Layers, relative_to};
 
 /// Configure scripts as read from disk: each declared path (resolved against the application
 /// file's directory) with its bytes, or why they could not be read.

@@ -2,7 +2,7 @@
 //! (the server's block, then its group's, then `defaults`), remembering which block each
 //! account-specific value came from (portable templates name their parameters after it).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::app::*;
 use crate::diag::Diagnostics;
@@ -10,59 +10,11 @@ use crate::limits::{
     self, DEFAULT_FREQUENCY_HOURS, DEFAULT_SIGNAL_TIMEOUT_MINUTES, FREQUENCY_HOURS,
     KEEP_RECENT_AMIS, SIGNAL_TIMEOUT_MINUTES,
 };
-use crate::model::{self, LaunchSettings, ReplicationSettings, Spanned, TestSettings};
+use crate::model::{self, Spanned};
 use crate::syntax::pascal_case;
 
+use super::layers::{Layers, relative_to, setting};
 use super::scripts::{ScriptFiles, resolve_script};
-
-/// The blocks that apply to one server, most specific first.
-pub(super) struct Layers<'a> {
-    levels: [(Level, Option<&'a LaunchSettings>); 3],
-    replication: [(Level, Option<&'a ReplicationSettings>); 3],
-}
-
-impl<'a> Layers<'a> {
-    pub(super) fn launch<T>(
-        &self,
-        get: impl Fn(&'a LaunchSettings) -> Option<&'a Spanned<T>>,
-    ) -> Option<(&'a Spanned<T>, Level)> {
-        self.levels
-            .iter()
-            .find_map(|(level, block)| block.and_then(&get).map(|v| (v, *level)))
-    }
-
-    fn test<T>(
-        &self,
-        get: impl Fn(&'a TestSettings) -> Option<&'a Spanned<T>>,
-    ) -> Option<(&'a Spanned<T>, Level)> {
-        self.levels.iter().find_map(|(level, block)| {
-            block
-                .and_then(|b| b.test.as_ref())
-                .and_then(|t| get(&t.value))
-                .map(|v| (v, *level))
-        })
-    }
-
-    fn replication<T>(
-        &self,
-        get: impl Fn(&'a ReplicationSettings) -> Option<&'a Spanned<T>>,
-    ) -> Option<&'a Spanned<T>> {
-        self.replication
-            .iter()
-            .find_map(|(_, block)| block.and_then(&get))
-    }
-}
-
-fn setting<T: Clone, U>(
-    found: Option<(&Spanned<T>, Level)>,
-    test: bool,
-    map: impl Fn(&T) -> U,
-) -> Option<Setting<U>> {
-    found.map(|(v, level)| Setting {
-        value: map(&v.value),
-        origin: Origin { level, test },
-    })
-}
 
 /// What every server's resolution reads besides its own entry.
 pub(super) struct Inputs<'a> {
@@ -81,25 +33,7 @@ pub(super) fn resolve_server(
     inputs: &Inputs<'_>,
     diags: &mut Diagnostics,
 ) -> AppServer {
-    let defaults = inputs.defaults;
-    let layers = Layers {
-        levels: [
-            (Level::Server(index), server.launch.as_ref()),
-            (
-                Level::Group(group),
-                group_model.and_then(|g| g.launch.as_ref()),
-            ),
-            (Level::Defaults, defaults.launch.as_ref()),
-        ],
-        replication: [
-            (Level::Server(index), server.replication.as_ref()),
-            (
-                Level::Group(group),
-                group_model.and_then(|g| g.replication.as_ref()),
-            ),
-            (Level::Defaults, defaults.replication.as_ref()),
-        ],
-    };
+    let layers = Layers::new(index, server, group, group_model, inputs.defaults);
     let id = &server.id.value;
 
     let replication = resolve_replication(&layers, diags);
@@ -224,8 +158,7 @@ fn sg_ids(list: &[Spanned<model::SecurityGroupId>]) -> Vec<String> {
 fn resolve_replication(layers: &Layers<'_>, diags: &mut Diagnostics) -> Replication {
     // frequencyHours and runOnce are one choice: the most specific block that makes it wins.
     let mut frequency = None;
-    for (_, block) in &layers.replication {
-        let Some(block) = block else { continue };
+    for block in layers.replication_blocks() {
         if block.run_once.as_ref().is_some_and(|o| o.value) {
             frequency = Some(Frequency::Once);
             break;
@@ -260,10 +193,4 @@ fn resolve_replication(layers: &Layers<'_>, diags: &mut Diagnostics) -> Replicat
         encrypted: encrypted.is_some_and(|e| e.value),
         kms_key_id: kms.map(|k| k.value.clone()),
     }
-}
-
-/// A path as written in the application file: absolute, or relative to the file's directory.
-pub(crate) fn relative_to(base_dir: &Path, written: &str) -> PathBuf {
-    let p = PathBuf::from(written);
-    if p.is_absolute() { p } else { base_dir.join(p) }
 }

@@ -7,7 +7,7 @@ use aws_sdk_cloudformation::types::{ChangeSetStatus, ChangeSetType};
 
 use crate::launch::{AwsClients, LaunchError, aws};
 
-use super::{Body, StackRequest, body};
+use super::request::{Body, StackRequest, body};
 
 /// Creates a change set and waits until CloudFormation has computed it. Returns its id, or
 /// None when the template changes nothing (the empty change set is deleted).

@@ -12,7 +12,7 @@ use crate::app::App;
 use crate::launch::{AwsClients, LaunchError, aws};
 use crate::template::Template;
 
-use super::{StackInfo, describe};
+use super::info::{StackInfo, describe};
 
 /// One stack event, as shown to the user.
 #[derive(Clone, Debug)]
