@@ -1,7 +1,7 @@
-//! Flags several subcommands share: the template flags (render, plan, launch, migrate), the
-//! launch flags (launch, migrate), `--state`, `--output`, `--region`, and the parser for the
-//! domain's enums (`--mode`, `--architecture`), which reads the same words the application
-//! file uses.
+//! Flags several subcommands share and what they mean: the template flags (render, plan, launch,
+//! migrate) with `--ami` and the state database's AMI defaults, the launch flags (launch,
+//! migrate), `--state`, `--output`, `--region`, and the parser for the domain's enums (`--mode`,
+//! `--architecture`), which reads the same words the application file uses.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
