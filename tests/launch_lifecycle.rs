@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
-use rehost_testkit::{Moto, cfn_lint, workspace_root};
+use rehost_testkit::{Moto, Rehost, cfn_lint, workspace_root};
 use serde_json::Value;
 
 fn moto() -> &'static Moto {
@@ -34,13 +34,15 @@ fn rt() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// rehost against the shared emulator, from the test kit's one command builder.
+fn rehost_at(dir: &Path) -> Rehost {
+    Rehost::new(env!("CARGO_BIN_EXE_rehost"))
+        .current_dir(dir)
+        .env_moto(moto())
+}
+
 fn rehost(dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rehost"));
-    cmd.args(args).current_dir(dir).env("NO_COLOR", "1");
-    for (k, v) in moto().env() {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("rehost runs")
+    rehost_at(dir).args(args).run()
 }
 
 fn ok(out: &Output) -> String {
@@ -752,15 +754,11 @@ fn unreachable_endpoint_fails_fast_with_a_clear_message() {
     )
     .unwrap();
     let started = Instant::now();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rehost"));
-    cmd.args(["launch", "u.yaml", "--ami", "a=ami-0123456789abcdef0"])
-        .current_dir(&dir);
-    for (k, v) in moto().env() {
-        cmd.env(k, v);
-    }
-    cmd.env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
-        .env("REHOST_AWS_MAX_ATTEMPTS", "2");
-    let out = cmd.output().unwrap();
+    let out = rehost_at(&dir)
+        .args(["launch", "u.yaml", "--ami", "a=ami-0123456789abcdef0"])
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("REHOST_AWS_MAX_ATTEMPTS", "2")
+        .run();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -831,16 +829,13 @@ fn large_templates_go_through_the_template_bucket() {
     // Emulator gap: moto's CloudFormation reads a path-style TemplateURL only when its host is
     // "localhost" (it takes "127" of 127.0.0.1 for a bucket name), so this launch names the
     // emulator by that loopback name.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rehost"));
-    cmd.args(args.iter().map(String::as_str)).current_dir(&dir);
-    for (k, v) in moto().env() {
-        cmd.env(k, v);
-    }
-    cmd.env(
-        "AWS_ENDPOINT_URL",
-        format!("http://localhost:{}", moto().port()),
-    );
-    let out = ok(&cmd.output().unwrap());
+    let out = ok(&rehost_at(&dir)
+        .args(&args)
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://localhost:{}", moto().port()),
+        )
+        .run());
     assert!(
         out.contains("stack rehost-big-cutover: CREATE_COMPLETE"),
         "{out}"

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use rehost_testkit::{cfn_lint, tools_bin, workspace_root};
+use rehost_testkit::{Rehost, cfn_lint, tools_bin, workspace_root};
 use serde_json::Value;
 
 const EXAMPLES: &[&str] = &["sharepoint-farm", "ecommerce-3tier"];
@@ -25,13 +25,14 @@ const AMIS: &[(&str, &[&str])] = &[
 /// Runs rehost from the workspace root. `render` gets a state database that does not exist, so
 /// a developer's local replication state never changes the templates compared here.
 fn rehost(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rehost"));
-    cmd.args(args).current_dir(workspace_root());
+    let cmd = Rehost::new(env!("CARGO_BIN_EXE_rehost")).args(args);
     if args.first() == Some(&"render") {
         cmd.arg("--state")
-            .arg(std::env::temp_dir().join("rehost-render-tests-no-state.db"));
+            .arg(std::env::temp_dir().join("rehost-render-tests-no-state.db"))
+            .run()
+    } else {
+        cmd.run()
     }
-    cmd.output().expect("rehost runs")
 }
 
 fn render(args: &[&str]) -> String {
@@ -59,11 +60,13 @@ fn ami_args(app: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The rendered example templates match `tests/expected/`. Set REHOST_UPDATE_EXPECTED=1 to
-/// rewrite them after an intended change (and review the diff).
+/// The rendered example templates match `tests/expected/`. Set REHOST_BLESS=1 (or the older
+/// REHOST_UPDATE_EXPECTED=1) to rewrite them after an intended change (and review the diff).
 #[test]
 fn example_templates_match_expected_files() {
-    let update = std::env::var_os("REHOST_UPDATE_EXPECTED").is_some();
+    let update = ["REHOST_BLESS", "REHOST_UPDATE_EXPECTED"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
     let mut stale = Vec::new();
     for app in EXAMPLES {
         for (suffix, extra) in [
@@ -87,7 +90,7 @@ fn example_templates_match_expected_files() {
     }
     assert!(
         stale.is_empty(),
-        "rendered templates differ from {stale:?}; if the change is intended, rerun with REHOST_UPDATE_EXPECTED=1 and review the diff"
+        "rendered templates differ from {stale:?}; if the change is intended, rerun with REHOST_BLESS=1 and review the diff"
     );
 }
 
@@ -423,7 +426,7 @@ fn four_hundred_eighty_servers_fit_with_group_ami_lists() {
 fn render_large(name: &str, servers: usize, groups: usize) -> (Value, PathBuf, String) {
     let dir = scratch(name);
     let file = dir.join(format!("{name}.yaml"));
-    std::fs::write(&file, large_app(servers, groups)).unwrap();
+    std::fs::write(&file, rehost_testkit::apps::large_app(servers, groups)).unwrap();
     let out = dir.join(format!("{name}.json"));
     let status = rehost(&[
         "render",
@@ -434,32 +437,6 @@ fn render_large(name: &str, servers: usize, groups: usize) -> (Value, PathBuf, S
     let stderr = String::from_utf8_lossy(&status.stderr).into_owned();
     assert!(status.status.success(), "{stderr}");
     (load(&std::fs::read_to_string(&out).unwrap()), out, stderr)
-}
-
-fn large_app(servers: usize, groups: usize) -> String {
-    let mut text = String::from(
-        "apiVersion: rehost/v1\nkind: Application\nname: large\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: subnet-0a1b2c3d\n    securityGroups: [sg-0a1b2c3d]\nservers:\n",
-    );
-    let per = servers / groups;
-    for g in 0..groups {
-        for s in 0..per {
-            text.push_str(&format!(
-                "  - {{id: s{g}x{s}, os: linux, disks: [{{source: s{g}x{s}.img}}]}}\n"
-            ));
-        }
-    }
-    text.push_str("groups:\n");
-    for g in 0..groups {
-        let members: Vec<String> = (0..per).map(|s| format!("s{g}x{s}")).collect();
-        text.push_str(&format!(
-            "  - name: g{g}\n    servers: [{}]\n",
-            members.join(", ")
-        ));
-        if g > 0 {
-            text.push_str(&format!("    dependsOn: [g{}]\n", (g - 1) / 2));
-        }
-    }
-    text
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The validated application: every server's settings merged (defaults, then group, then
-//! server), references resolved to indices, scripts read. Everything downstream (graph output,
-//! template, replication plan, launch) works from this and never from the raw file.
+//! server), references resolved to indices, configure scripts checked and embedded. Everything
+//! downstream (graph output, template, replication jobs, launch) works from this and never from
+//! the raw file.
 
 use std::path::PathBuf;
 
@@ -9,6 +10,7 @@ use time::OffsetDateTime;
 use crate::graph::LaunchGraph;
 pub use crate::model::{Architecture, BootMode, LicenseType, Os, ScriptType};
 use crate::yaml::Pos;
+pub use rehost_replication::domain::Frequency;
 
 #[derive(Clone, Debug)]
 pub struct App {
@@ -56,11 +58,17 @@ pub struct AppServer {
     pub test: Launch,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     Test,
     Cutover,
 }
+
+rehost_replication::choices!(Mode {
+    "test" => Mode::Test,
+    "cutover" => Mode::Cutover,
+});
 
 impl Mode {
     pub fn as_str(self) -> &'static str {
@@ -84,12 +92,6 @@ impl AppServer {
             Mode::Cutover => &self.cutover,
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Frequency {
-    Hours(u8),
-    Once,
 }
 
 #[derive(Clone, Debug, PartialEq)]

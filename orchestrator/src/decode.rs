@@ -4,6 +4,8 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use rehost_replication::domain::Choice;
+
 use crate::diag::{Diagnostics, suggestion};
 use crate::model::*;
 use crate::yaml::{Node, Value};
@@ -21,7 +23,6 @@ pub fn application(root: &Node, diags: &mut Diagnostics) -> Option<Application> 
         list(n, d, |item, d| {
             let read = server(item, d);
             if read.is_none() {
-                unreadable.servers += 1;
                 unreadable.server_ids.extend(field_text(item, "id"));
             }
             read
@@ -31,7 +32,6 @@ pub fn application(root: &Node, diags: &mut Diagnostics) -> Option<Application> 
         list(n, d, |item, d| {
             let read = group(item, d);
             if read.is_none() {
-                unreadable.groups += 1;
                 unreadable.group_names.extend(field_text(item, "name"));
             }
             read
@@ -83,17 +83,7 @@ fn replication(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<Replicati
         frequency_hours: m.optional("frequencyHours", integer),
         run_once: m.optional("runOnce", boolean),
         seed_time: m.optional("seedTime", timestamp),
-        license_type: m.optional("licenseType", |n, d| {
-            choice(
-                n,
-                d,
-                &[
-                    ("AUTO", LicenseType::Auto),
-                    ("AWS", LicenseType::Aws),
-                    ("BYOL", LicenseType::Byol),
-                ],
-            )
-        }),
+        license_type: m.optional("licenseType", choice),
         keep_recent_amis: m.optional("keepRecentAmis", integer),
         encrypted: m.optional("encrypted", boolean),
         kms_key_id: m.optional("kmsKeyId", string),
@@ -116,16 +106,7 @@ fn launch(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<LaunchSettings
         private_ip_address: m.optional("privateIpAddress", string),
         logical_id: m.optional("logicalId", string),
         configure_script: m.optional("configureScript", string),
-        configure_script_type: m.optional("configureScriptType", |n, d| {
-            choice(
-                n,
-                d,
-                &[
-                    ("SHELL_SCRIPT", ScriptType::Shell),
-                    ("POWERSHELL_SCRIPT", ScriptType::PowerShell),
-                ],
-            )
-        }),
+        configure_script_type: m.optional("configureScriptType", choice),
         test: m.optional("test", test_settings),
     };
     m.finish();
@@ -159,30 +140,9 @@ fn server(node: &Node, diags: &mut Diagnostics) -> Option<Server> {
     let mut m = Fields::open(node, "a server", diags)?;
     let id = m.required("id", string);
     let description = m.optional("description", string);
-    let os = m.required("os", |n, d| {
-        choice(n, d, &[("windows", Os::Windows), ("linux", Os::Linux)])
-    });
-    let architecture = m.optional("architecture", |n, d| {
-        choice(
-            n,
-            d,
-            &[
-                ("x86_64", Architecture::X86_64),
-                ("arm64", Architecture::Arm64),
-            ],
-        )
-    });
-    let boot_mode = m.optional("bootMode", |n, d| {
-        choice(
-            n,
-            d,
-            &[
-                ("legacy-bios", BootMode::LegacyBios),
-                ("uefi", BootMode::Uefi),
-                ("uefi-preferred", BootMode::UefiPreferred),
-            ],
-        )
-    });
+    let os = m.required("os", choice);
+    let architecture = m.optional("architecture", choice);
+    let boot_mode = m.optional("bootMode", choice);
     let ena_support = m.optional("enaSupport", boolean);
     let disks = m.required("disks", |n, d| list(n, d, disk));
     let replication = m.optional("replication", replication);
@@ -432,11 +392,9 @@ fn timestamp(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<Timestamp>>
     }
 }
 
-fn choice<T: Copy>(
-    node: &Node,
-    diags: &mut Diagnostics,
-    options: &[(&'static str, T)],
-) -> Option<Spanned<T>> {
+/// One of an enum's spellings (`Choice::CHOICES`), with "did you mean" for a wrong case or a typo.
+fn choice<T: Choice>(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<T>> {
+    let options = T::CHOICES;
     let s = string(node, diags)?;
     if let Some((_, v)) = options.iter().find(|(name, _)| *name == s.value) {
         return Some(Spanned::new(*v, s.pos));
@@ -469,4 +427,147 @@ fn list<T>(
         items.iter().filter_map(|n| item(n, diags)).collect(),
         node.pos,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes a document; returns the model (if any) and every problem as `LINE:COL message`.
+    fn decode(text: &str) -> (Option<Application>, Vec<String>) {
+        let root = crate::yaml::parse(text.as_bytes()).expect("valid YAML");
+        let mut diags = Diagnostics::default();
+        let model = application(&root, &mut diags);
+        (model, diags.lines())
+    }
+
+    const HEAD: &str = "apiVersion: rehost/v1\nkind: Application\nname: shop\n";
+
+    #[test]
+    fn a_complete_server_decodes_with_positions() {
+        let (model, problems) = decode(&format!(
+            "{HEAD}servers:\n  - id: web01\n    os: windows\n    architecture: arm64\n    bootMode: uefi\n    \
+             enaSupport: false\n    disks: [{{source: a.vmdk}}]\n    replication: {{licenseType: BYOL, frequencyHours: 6}}\n    \
+             launch: {{configureScriptType: POWERSHELL_SCRIPT, securityGroups: [sg-0a1b2c3d]}}\ngroups:\n  - {{name: web, servers: [web01]}}\n"
+        ));
+        assert_eq!(problems, Vec::<String>::new());
+        let model = model.unwrap();
+        let server = &model.servers.value[0];
+        assert_eq!(server.id.value, "web01");
+        assert_eq!(server.id.pos.line, 5);
+        assert_eq!(server.os.value, Os::Windows);
+        assert_eq!(
+            server.architecture.as_ref().unwrap().value,
+            Architecture::Arm64
+        );
+        assert_eq!(server.boot_mode.as_ref().unwrap().value, BootMode::Uefi);
+        assert!(!server.ena_support.as_ref().unwrap().value);
+        let r = server.replication.as_ref().unwrap();
+        assert_eq!(r.license_type.as_ref().unwrap().value, LicenseType::Byol);
+        assert_eq!(r.frequency_hours.as_ref().unwrap().value, 6);
+        let l = server.launch.as_ref().unwrap();
+        assert_eq!(
+            l.configure_script_type.as_ref().unwrap().value,
+            ScriptType::PowerShell
+        );
+        assert_eq!(
+            l.security_groups.as_ref().unwrap().value[0].value,
+            SecurityGroupId("sg-0a1b2c3d".into())
+        );
+    }
+
+    #[test]
+    fn every_shape_error_is_reported_and_decoding_goes_on() {
+        let (model, problems) = decode(&format!(
+            "{HEAD}servers:\n  - id: web01\n    os: linux\n    disks: [{{source: a}}]\n    replication: {{frequencyHours: \"6\", encrypted: yes}}\n    \
+             launch: {{instanceType: true, subnt: subnet-0a1b2c3d}}\ngroups:\n  - {{name: web, servers: [web01], launchOrder: first}}\n"
+        ));
+        assert_eq!(
+            problems,
+            [
+                "8:35 expected an integer, found a string",
+                "8:51 expected true or false, found a string (YAML 1.2: write true or false)",
+                "9:28 expected a string, found a boolean (quote it if you mean the text)",
+                "9:34 unknown field `subnt` in launch settings (did you mean `subnet`?)",
+                "11:48 expected an integer, found a string",
+            ]
+        );
+        // The server and the group are still read, so later checks can run on them.
+        let model = model.unwrap();
+        assert_eq!(model.servers.value.len(), 1);
+        assert_eq!(model.groups.value.len(), 1);
+    }
+
+    #[test]
+    fn enum_values_suggest_their_spelling() {
+        let (_, problems) = decode(&format!(
+            "{HEAD}servers:\n  - {{id: a, os: Linux, architecture: x86-64, disks: [{{source: a}}]}}\ngroups: []\n"
+        ));
+        assert_eq!(
+            problems,
+            [
+                "5:17 `Linux` is not one of windows, linux (did you mean `linux`?)",
+                "5:38 `x86-64` is not one of x86_64, arm64 (did you mean `x86_64`?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn null_means_unset_but_a_required_field_needs_a_value() {
+        let (model, problems) = decode(&format!(
+            "{HEAD}description: ~\nservers:\n  - {{id: a, os: linux, disks: [{{source: a}}], launch: null}}\ngroups:\n  - name:\n    servers: [a]\n"
+        ));
+        assert_eq!(problems, ["8:9 `name` must have a value"]);
+        let model = model.unwrap();
+        assert!(model.description.is_none());
+        assert!(model.servers.value[0].launch.is_none());
+        assert!(
+            model.groups.value.is_empty(),
+            "the unreadable group is left out"
+        );
+    }
+
+    #[test]
+    fn unreadable_servers_and_groups_are_remembered_by_name() {
+        let (model, problems) = decode(&format!(
+            "{HEAD}servers:\n  - {{id: db, os: solaris, disks: [{{source: a}}]}}\n  - {{id: web, os: linux, disks: [{{source: b}}]}}\n\
+             groups:\n  - {{name: data, servers: db}}\n"
+        ));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        let model = model.unwrap();
+        assert_eq!(model.unreadable.server_ids, ["db"]);
+        assert_eq!(model.unreadable.group_names, ["data"]);
+        assert_eq!(model.servers.value.len(), 1);
+    }
+
+    #[test]
+    fn missing_fields_and_wrong_top_level_shapes() {
+        let (model, problems) = decode("apiVersion: rehost/v1\nservers: {}\ngroups: []\n");
+        assert!(model.is_none());
+        assert_eq!(
+            problems,
+            [
+                "1:1 the application is missing required field `kind`",
+                "1:1 the application is missing required field `name`",
+                // A flow collection is reported at its key (as `rehost validate` shows it).
+                "2:1 expected a list, found a mapping",
+            ]
+        );
+        let (_, problems) = decode("- a\n- b\n");
+        assert_eq!(
+            problems,
+            ["1:1 expected the application definition (a mapping of fields), found a list"]
+        );
+        let (_, problems) = decode(&format!(
+            "{HEAD}tags: [a]\nservers: []\ngroups: []\nextra: 1\n"
+        ));
+        assert_eq!(
+            problems,
+            [
+                "4:1 `tags` must be a mapping of tag keys to values, found a list",
+                "7:1 unknown field `extra` in the application; expected one of: apiVersion, kind, name, \
+                 description, tags, defaults, servers, groups",
+            ]
+        );
+    }
 }

@@ -74,15 +74,13 @@ impl Diagnostics {
         self.items.iter().any(|d| d.severity == Severity::Error)
     }
 
-    pub fn error_count(&self) -> usize {
-        self.items
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .count()
-    }
-
-    pub fn extend(&mut self, other: Diagnostics) {
-        self.items.extend(other.items);
+    /// Every problem as `LINE:COL message`, in file order: what tests compare.
+    #[cfg(test)]
+    pub(crate) fn lines(self) -> Vec<String> {
+        self.into_sorted()
+            .into_iter()
+            .map(|d| format!("{} {}", d.pos, d.message))
+            .collect()
     }
 
     /// In file order, without repeats (merged settings can report one origin twice).
@@ -91,10 +89,6 @@ impl Diagnostics {
             .sort_by(|a, b| (a.pos, a.severity, &a.message).cmp(&(b.pos, b.severity, &b.message)));
         self.items.dedup();
         self.items
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.items.iter()
     }
 }
 

@@ -2,8 +2,7 @@
 
 use std::fmt;
 
-/// The user's input is wrong (bad file, bad flag, failed pre-flight): exit code 2. The message
-/// has already been printed in detail when `reported` is set.
+/// The user's input is wrong (bad file, bad flag, failed pre-flight, a refusal): exit code 2.
 #[derive(Debug)]
 pub struct InvalidInput {
     pub message: String,

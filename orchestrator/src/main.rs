@@ -1,51 +1,60 @@
 //! The `rehost` binary: parses the command line, runs the command, maps errors to exit codes
 //! (0 ok, 1 runtime failure, 2 invalid input) and prints the cause chain, never a Debug dump.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 mod cli;
 
 use clap::Parser;
-use cli::{Cli, run};
+use cli::{Cli, Io, run};
 use rehost::error::InvalidInput;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    let result = if cli.command.needs_runtime() {
-        match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt.block_on(run(cli.command)),
-            Err(e) => Err(anyhow::Error::new(e).context("cannot start the async runtime")),
-        }
-    } else {
-        futures_lite_block_on(run(cli.command))
+    let mut out = Stdout(std::io::stdout());
+    let mut err = std::io::stderr();
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let invalid = e.chain().any(|c| c.is::<InvalidInput>());
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            if invalid {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
-        }
-    }
+    let result = run(cli.command, &mut io);
+    let _ = io.out.flush();
+    exit(result, io.err)
 }
 
-/// Pure commands need no runtime: their futures never wait, so one poll finishes them.
-fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("a current-thread runtime always builds");
-    rt.block_on(future)
+/// Prints an error with its cause chain and chooses the exit code.
+fn exit(result: anyhow::Result<()>, err: &mut dyn Write) -> ExitCode {
+    let Err(e) = result else {
+        return ExitCode::SUCCESS;
+    };
+    let invalid = e.chain().any(|c| c.is::<InvalidInput>());
+    let _ = writeln!(err, "error: {e}");
+    for cause in e.chain().skip(1) {
+        let _ = writeln!(err, "  caused by: {cause}");
+    }
+    ExitCode::from(if invalid { 2 } else { 1 })
+}
+
+/// Standard output where a closed pipe ends the output quietly: `rehost render | head` is not
+/// a failure.
+struct Stdout(std::io::Stdout);
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.0.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
 }
 
 fn init_tracing(verbose: u8) {

@@ -8,6 +8,9 @@ use std::borrow::Cow;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use time::OffsetDateTime;
 
+pub use rehost_replication::domain::{Architecture, BootMode, LicenseType};
+
+use crate::limits;
 use crate::yaml::Pos;
 
 /// A value and where it was written.
@@ -52,7 +55,7 @@ pub struct Application {
     /// Names the application; stack names (`rehost-<name>-<mode>`) derive from it.
     #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,62}$"))]
     pub name: Spanned<String>,
-    #[schemars(length(max = 1000))]
+    #[schemars(length(max = limits::MAX_APP_DESCRIPTION))]
     pub description: Option<Spanned<String>>,
     /// Tags for every snapshot, AMI, instance and stack of the application.
     pub tags: Option<Spanned<Tags>>,
@@ -69,11 +72,11 @@ pub struct Application {
     pub unreadable: Unreadable,
 }
 
+/// Ids of servers and names of groups whose entries had errors (when the id or name itself
+/// could be read).
 #[derive(Clone, Debug, Default)]
 pub struct Unreadable {
-    pub servers: usize,
     pub server_ids: Vec<String>,
-    pub groups: usize,
     pub group_names: Vec<String>,
 }
 
@@ -89,13 +92,13 @@ impl JsonSchema for Tags {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         schemars::json_schema!({
             "type": "object",
-            "maxProperties": crate::validate::MAX_APP_TAGS,
+            "maxProperties": limits::MAX_APP_TAGS,
             "propertyNames": {
                 "minLength": 1,
-                "maxLength": 128,
+                "maxLength": limits::MAX_TAG_KEY,
                 "not": {"pattern": "^([aA][wW][sS]|[rR][eE][hH][oO][sS][tT]):|^Name$"}
             },
-            "additionalProperties": {"type": "string", "maxLength": 256}
+            "additionalProperties": {"type": "string", "maxLength": limits::MAX_TAG_VALUE}
         })
     }
 }
@@ -111,7 +114,7 @@ pub struct Settings {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplicationSettings {
     /// Hours between replication runs, 1..24 (`--watch`). Exclusive with `runOnce`.
-    #[schemars(range(min = 1, max = 24))]
+    #[schemars(range(min = *limits::FREQUENCY_HOURS.start(), max = *limits::FREQUENCY_HOURS.end()))]
     pub frequency_hours: Option<Spanned<i64>>,
     /// Replicate once instead of on a frequency.
     pub run_once: Option<Spanned<bool>>,
@@ -120,7 +123,7 @@ pub struct ReplicationSettings {
     pub seed_time: Option<Spanned<Timestamp>>,
     pub license_type: Option<Spanned<LicenseType>>,
     /// How many of the most recent AMIs to keep per server; 0 keeps all, else 1..270.
-    #[schemars(range(min = 0, max = 270))]
+    #[schemars(range(min = *limits::KEEP_RECENT_AMIS.start(), max = *limits::KEEP_RECENT_AMIS.end()))]
     pub keep_recent_amis: Option<Spanned<i64>>,
     /// Encrypt snapshots and AMIs.
     pub encrypted: Option<Spanned<bool>>,
@@ -144,16 +147,6 @@ impl JsonSchema for Timestamp {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum LicenseType {
-    #[serde(rename = "AUTO")]
-    Auto,
-    #[serde(rename = "AWS")]
-    Aws,
-    #[serde(rename = "BYOL")]
-    Byol,
-}
-
 #[derive(Clone, Debug, Default, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LaunchSettings {
@@ -165,6 +158,7 @@ pub struct LaunchSettings {
     pub vpc: Option<Spanned<String>>,
     #[schemars(regex(pattern = r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$"))]
     pub subnet: Option<Spanned<String>>,
+    #[schemars(length(min = 1, max = limits::MAX_SECURITY_GROUPS))]
     pub security_groups: Option<Spanned<Vec<Spanned<SecurityGroupId>>>>,
     pub key_name: Option<Spanned<String>>,
     /// Name of an IAM instance profile.
@@ -173,7 +167,10 @@ pub struct LaunchSettings {
     /// whatever the subnet's default.
     pub associate_public_ip_address: Option<Spanned<bool>>,
     /// Minutes a server has to boot, run its configure script and signal, 1..720.
-    #[schemars(range(min = 1, max = 720))]
+    #[schemars(range(
+        min = *limits::SIGNAL_TIMEOUT_MINUTES.start(),
+        max = *limits::SIGNAL_TIMEOUT_MINUTES.end()
+    ))]
     pub signal_timeout_minutes: Option<Spanned<i64>>,
     /// Server only: the instance's primary private IPv4 address (cutover mode).
     pub private_ip_address: Option<Spanned<String>>,
@@ -213,6 +210,7 @@ pub struct TestSettings {
     pub vpc: Option<Spanned<String>>,
     #[schemars(regex(pattern = r"^subnet-([0-9a-f]{8}|[0-9a-f]{17})$"))]
     pub subnet: Option<Spanned<String>>,
+    #[schemars(length(min = 1, max = limits::MAX_SECURITY_GROUPS))]
     pub security_groups: Option<Spanned<Vec<Spanned<SecurityGroupId>>>>,
     #[schemars(regex(pattern = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"))]
     pub instance_type: Option<Spanned<String>>,
@@ -229,6 +227,11 @@ pub enum ScriptType {
     PowerShell,
 }
 
+rehost_replication::choices!(ScriptType {
+    "SHELL_SCRIPT" => ScriptType::Shell,
+    "POWERSHELL_SCRIPT" => ScriptType::PowerShell,
+});
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Os {
@@ -236,22 +239,29 @@ pub enum Os {
     Linux,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum Architecture {
-    #[serde(rename = "x86_64")]
-    X86_64,
-    #[serde(rename = "arm64")]
-    Arm64,
+rehost_replication::choices!(Os {
+    "windows" => Os::Windows,
+    "linux" => Os::Linux,
+});
+
+impl Os {
+    /// The script type a server of this OS runs when `configureScriptType` is not set.
+    pub fn native_script(self) -> ScriptType {
+        match self {
+            Os::Windows => ScriptType::PowerShell,
+            Os::Linux => ScriptType::Shell,
+        }
+    }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum BootMode {
-    #[serde(rename = "legacy-bios")]
-    LegacyBios,
-    #[serde(rename = "uefi")]
-    Uefi,
-    #[serde(rename = "uefi-preferred")]
-    UefiPreferred,
+impl ScriptType {
+    /// The OS that runs scripts of this type.
+    pub fn os(self) -> Os {
+        match self {
+            ScriptType::PowerShell => Os::Windows,
+            ScriptType::Shell => Os::Linux,
+        }
+    }
 }
 
 #[derive(Clone, Debug, JsonSchema)]
@@ -268,7 +278,7 @@ pub struct Server {
     /// Whether the AMI declares ENA networking (default true: current instance types need it).
     pub ena_support: Option<Spanned<bool>>,
     /// The disks to replicate; the first is the boot disk.
-    #[schemars(length(min = 1, max = 26))]
+    #[schemars(length(min = 1, max = limits::MAX_DISKS))]
     pub disks: Spanned<Vec<Disk>>,
     pub replication: Option<ReplicationSettings>,
     pub launch: Option<LaunchSettings>,

@@ -15,12 +15,6 @@ use serde::Serialize;
 
 use crate::app::{ConfigureScript, Os};
 
-/// EC2 accepts at most 16 KB of user data (before base64).
-pub const USER_DATA_LIMIT: usize = 16 * 1024;
-/// The gate's presigned URL replaces `${GateUrl}` at launch; real ones run 400-900 bytes.
-pub const URL_RESERVE: usize = 1024;
-/// What a wrapped script may occupy.
-pub const SCRIPT_BUDGET: usize = USER_DATA_LIMIT - URL_RESERVE;
 /// The Fn::Sub variable the wrappers reference; the template binds it to the gate handle.
 pub const GATE_URL_VARIABLE: &str = "GateUrl";
 
@@ -194,15 +188,11 @@ fn wrap_lines(text: &str, width: usize) -> String {
 /// maximum length so the bound holds whatever the application and group are called.
 pub fn wrapped_size(script: &ConfigureScript, server: &str) -> usize {
     let long = "a".repeat(63);
-    let os = match script.kind {
-        crate::model::ScriptType::PowerShell => Os::Windows,
-        crate::model::ScriptType::Shell => Os::Linux,
-    };
     Wrapper {
         app: &long,
         group: &long,
         server,
-        os,
+        os: script.kind.os(),
         script: Some(script),
         gate: true,
     }

@@ -10,6 +10,9 @@ use std::fmt;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as EventSpan};
 
+// Guards against hostile or accidental inputs, each far above any real application file.
+use crate::limits::{MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES};
+
 /// A position in the source: 1-based line and column (columns count characters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {
@@ -86,12 +89,6 @@ pub struct SyntaxError {
     pub pos: Pos,
     pub message: String,
 }
-
-/// Guards against hostile or accidental inputs; each is far above any real application file.
-pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
-pub const MAX_DEPTH: usize = 64;
-/// Bounds alias expansion ("billion laughs"): nodes materialised, counting copies.
-pub const MAX_NODES: usize = 1_000_000;
 
 /// Parses exactly one YAML document. An empty document is an error: an application file must
 /// say something.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
+pub use crate::domain::{Architecture, BootMode, LicenseType};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerJob {
@@ -28,57 +28,6 @@ pub struct DiskJob {
     pub name: String,
     /// A raw image or block device, or a qcow2, VMDK, VHD or VHDX image.
     pub source: PathBuf,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Architecture {
-    X86_64,
-    Arm64,
-}
-
-impl Architecture {
-    /// The EC2 API value.
-    pub fn as_aws(self) -> &'static str {
-        match self {
-            Architecture::X86_64 => "x86_64",
-            Architecture::Arm64 => "arm64",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BootMode {
-    LegacyBios,
-    Uefi,
-    UefiPreferred,
-}
-
-impl BootMode {
-    pub fn as_aws(self) -> &'static str {
-        match self {
-            BootMode::LegacyBios => "legacy-bios",
-            BootMode::Uefi => "uefi",
-            BootMode::UefiPreferred => "uefi-preferred",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LicenseType {
-    Auto,
-    Aws,
-    Byol,
-}
-
-impl LicenseType {
-    /// The tag value.
-    pub fn as_tag(self) -> &'static str {
-        match self {
-            LicenseType::Auto => "AUTO",
-            LicenseType::Aws => "AWS",
-            LicenseType::Byol => "BYOL",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -8,6 +8,7 @@
 
 pub mod ami;
 pub mod aws;
+pub mod domain;
 mod engine;
 pub mod error;
 pub mod job;
@@ -23,9 +24,11 @@ pub mod state;
 pub mod tags;
 pub mod watch;
 
+pub use domain::{Architecture, BootMode, Choice, Frequency, LicenseType};
 pub use engine::{ReplicateOptions, Replicator, ami_name, client_token};
 pub use error::ReplicationError;
-pub use job::{Architecture, BootMode, DiskJob, Encryption, LicenseType, ServerJob};
+pub use job::{DiskJob, Encryption, ServerJob};
 pub use progress::ProgressMode;
 pub use report::{ReportStatus, ServerReport, SnapshotReport};
 pub use state::{AmiRecord, AppLock, RunRecord, StateError, StateStore};
+pub use watch::ScheduledJob;

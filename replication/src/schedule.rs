@@ -7,13 +7,7 @@
 
 use time::{Duration, OffsetDateTime};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Frequency {
-    /// Every 1..=24 hours (values outside are clamped).
-    Hours(u8),
-    /// Replicate once (runOnce).
-    Once,
-}
+pub use crate::domain::Frequency;
 
 pub const ONCE_RETRY_AFTER: Duration = Duration::hours(1);
 

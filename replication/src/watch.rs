@@ -1,20 +1,36 @@
-//! `rehost replicate --watch`: replicate each server on its schedule until told to stop.
+//! Running scheduled server jobs: once each (`rehost replicate`, `rehost migrate`) or on each
+//! server's schedule until told to stop (`rehost replicate --watch`).
 
 use std::future::Future;
 
 use time::OffsetDateTime;
 
+use crate::domain::Frequency;
 use crate::engine::Replicator;
 use crate::job::ServerJob;
 use crate::report::ServerReport;
-use crate::schedule::{Frequency, next_run};
+use crate::schedule::next_run;
 use crate::state::StateError;
 
+/// One server's replication job and when it runs.
 #[derive(Debug, Clone)]
-pub struct WatchEntry {
+pub struct ScheduledJob {
     pub job: ServerJob,
     pub frequency: Frequency,
     pub seed_time: Option<OffsetDateTime>,
+}
+
+/// The former name of [`ScheduledJob`], kept so existing callers compile.
+pub type WatchEntry = ScheduledJob;
+
+/// Replicates each job once, one after another (each disk already keeps its uploads in flight
+/// and both cores hashing), and returns their reports in order.
+pub async fn replicate_each(replicator: &Replicator, jobs: &[ScheduledJob]) -> Vec<ServerReport> {
+    let mut reports = Vec::with_capacity(jobs.len());
+    for scheduled in jobs {
+        reports.push(replicator.replicate(&scheduled.job).await);
+    }
+    reports
 }
 
 /// Replicates every server when it is due (see [`next_run`]), one after another, handing each
@@ -23,7 +39,7 @@ pub struct WatchEntry {
 /// server needs another run (every one is `Once` and done).
 pub async fn watch<S, F>(
     replicator: &Replicator,
-    entries: &[WatchEntry],
+    jobs: &[ScheduledJob],
     shutdown: S,
     mut on_report: F,
 ) -> Result<(), StateError>
@@ -36,7 +52,7 @@ where
         let now = OffsetDateTime::now_utc();
         let mut due = Vec::new();
         let mut earliest: Option<OffsetDateTime> = None;
-        for (i, e) in entries.iter().enumerate() {
+        for (i, e) in jobs.iter().enumerate() {
             let store = replicator.store().clone();
             let (app, server) = (e.job.app.clone(), e.job.server.clone());
             let (success, attempt) =
@@ -61,7 +77,7 @@ where
         }
         for i in due {
             let report = tokio::select! {
-                r = replicator.replicate(&entries[i].job) => r,
+                r = replicator.replicate(&jobs[i].job) => r,
                 _ = &mut shutdown => return Ok(()),
             };
             on_report(&report);

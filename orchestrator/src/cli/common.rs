@@ -1,34 +1,28 @@
-//! What several subcommands share: loading an application with its diagnostics printed, writing
-//! outputs atomically, the mode flag.
+//! Helpers several subcommands share: loading an application with its diagnostics printed,
+//! writing outputs atomically, the replication state, `--ami` and `--server` checks, and how
+//! library errors map to exit codes.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use rehost::app::{App, Mode};
-use rehost::diag::suggestion;
+use rehost::app::App;
+use rehost::diag::{Severity, suggestion};
 use rehost::error::InvalidInput;
+use rehost::launch::deploy::{self, Deployment};
+use rehost::launch::{AwsClients, LaunchError};
 use rehost::load::{Loaded, load_bytes};
+use rehost_replication::ServerReport;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ModeArg {
-    Test,
-    Cutover,
-}
+use crate::cli::args::{LaunchFlags, TemplateFlags};
+use crate::cli::io::Io;
+use crate::cli::print;
+use crate::cli::progress::Progress;
 
-impl From<ModeArg> for Mode {
-    fn from(m: ModeArg) -> Mode {
-        match m {
-            ModeArg::Test => Mode::Test,
-            ModeArg::Cutover => Mode::Cutover,
-        }
-    }
-}
-
-/// Loads and validates an application file. Problems go to stderr as FILE:LINE:COL lines; an
+/// Loads and validates an application file. Problems go to `err` as FILE:LINE:COL lines; an
 /// invalid file becomes an `InvalidInput` error (exit code 2).
-pub fn load_app(path: &Path) -> anyhow::Result<Loaded> {
+pub fn load_app(path: &Path, err: &mut dyn Write) -> anyhow::Result<Loaded> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow::Error::new(InvalidInput::new(format!(
             "{}: no such file",
@@ -38,23 +32,15 @@ pub fn load_app(path: &Path) -> anyhow::Result<Loaded> {
     })?;
     match load_bytes(&bytes, path) {
         Ok(loaded) => {
-            let stderr = std::io::stderr();
-            let mut err = stderr.lock();
-            for w in &loaded.warnings {
-                let _ = writeln!(err, "{}", w.display(path));
-            }
+            print::diagnostics(err, path, &loaded.warnings)?;
             Ok(loaded)
         }
         Err(invalid) => {
-            let stderr = std::io::stderr();
-            let mut err = stderr.lock();
-            for d in &invalid.diagnostics {
-                let _ = writeln!(err, "{}", d.display(path));
-            }
+            print::diagnostics(err, path, &invalid.diagnostics)?;
             let errors = invalid
                 .diagnostics
                 .iter()
-                .filter(|d| d.severity == rehost::diag::Severity::Error)
+                .filter(|d| d.severity == Severity::Error)
                 .count();
             Err(InvalidInput::new(format!(
                 "{} is invalid: {errors} problem{}",
@@ -66,12 +52,17 @@ pub fn load_app(path: &Path) -> anyhow::Result<Loaded> {
     }
 }
 
-/// Writes `content` to `out` (or stdout for None / "-") atomically: a temporary file beside the
-/// target, renamed over it, so a crash never leaves a half-written template.
-pub fn write_output(out: Option<&Path>, content: &str) -> anyhow::Result<()> {
+/// Writes `content` to the file `out`, or to `stdout` for None / "-". A file is written
+/// atomically: a temporary file beside the target, renamed over it, so a crash never leaves a
+/// half-written template.
+pub fn write_output(
+    out: Option<&Path>,
+    content: &str,
+    stdout: &mut dyn Write,
+) -> anyhow::Result<()> {
     match out {
-        None => write_stdout(content),
-        Some(p) if p == Path::new("-") => write_stdout(content),
+        None => write_stdout(stdout, content),
+        Some(p) if p == Path::new("-") => write_stdout(stdout, content),
         Some(path) => {
             let dir = path
                 .parent()
@@ -96,47 +87,11 @@ pub fn write_output(out: Option<&Path>, content: &str) -> anyhow::Result<()> {
     }
 }
 
-fn write_stdout(content: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(content.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        // `rehost render | head` is not a failure.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(e).context("cannot write to standard output"),
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
-    Text,
-    Json,
-}
-
-/// How to reach AWS: the standard chain (environment, profiles, SSO, instance metadata) and the
-/// standard `AWS_ENDPOINT_URL` override, with rehost's retry and timeout policy.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AwsArgs {
-    /// AWS region (default: from the environment or profile).
-    #[arg(long, env = "AWS_REGION")]
-    pub region: Option<String>,
-}
-
-impl AwsArgs {
-    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        let opts = rehost_replication::aws::AwsOptions {
-            region: self.region.clone(),
-            ..Default::default()
-        };
-        rehost_replication::aws::load_sdk_config(&opts).await
-    }
-}
-
-/// The replication state database: `--state`, else `.rehost/state.db` beside the application file.
-pub fn state_path(explicit: Option<&Path>, app_file: &Path) -> PathBuf {
-    explicit.map_or_else(
-        || rehost_replication::state::default_state_path(app_file),
-        Path::to_path_buf,
-    )
+fn write_stdout(stdout: &mut dyn Write, content: &str) -> anyhow::Result<()> {
+    stdout
+        .write_all(content.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to standard output")
 }
 
 /// Every `--server` must name a server of the application; all wrong ones are reported at once.
@@ -159,19 +114,51 @@ pub fn validate_server_ids(app: &App, ids: &[String]) -> anyhow::Result<()> {
     }
 }
 
-/// The latest replicated AMI of each server, for template parameter defaults. A missing state
-/// database means nothing was replicated yet (and is not created by reading).
-pub fn replicated_amis(
-    state: &Path,
-    app: &str,
-) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
-    if !state.exists() {
-        return Ok(Default::default());
+/// An error naming every server whose replication failed, if any did.
+pub fn all_replicated(reports: &[ServerReport]) -> anyhow::Result<()> {
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.ami_id.is_none())
+        .map(|r| r.server.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("replication failed for {}", failed.join(", "))
     }
-    let store = rehost_replication::StateStore::open(state)?;
-    Ok(store
-        .latest_amis(app)?
-        .into_iter()
-        .map(|(server, ami)| (server, ami.ami_id))
-        .collect())
+}
+
+/// Pre-flight findings and refusals are the user's to fix (exit code 2); other launch errors
+/// are runtime failures (1).
+pub fn exit_code_of(e: LaunchError) -> anyhow::Error {
+    if e.is_invalid_input() {
+        InvalidInput::new(e.to_string()).into()
+    } else {
+        e.into()
+    }
+}
+
+/// A launch as `launch` and `migrate` run it: refuse `--portable`, render with the AMI
+/// defaults, deploy with progress on `io.err`, and print the outcome on `io.out`.
+pub async fn deploy_and_report(
+    clients: &AwsClients,
+    app: &App,
+    template: &TemplateFlags,
+    flags: &LaunchFlags,
+    io: &mut Io<'_>,
+) -> anyhow::Result<()> {
+    deploy::refuse_portable(template.portable).map_err(exit_code_of)?;
+    let options = template.options(app)?;
+    let deployment = Deployment {
+        app,
+        options: &options,
+        on_failure: flags.on_failure,
+        follow: !flags.no_wait,
+        timeout_minutes: flags.timeout,
+    };
+    let outcome = deploy::deploy(clients, &deployment, &mut Progress::new(io.err))
+        .await
+        .map_err(exit_code_of)?;
+    print::outcome(io.out, &app.file, &outcome)?;
+    Ok(())
 }

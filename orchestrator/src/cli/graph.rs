@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 
-use crate::cli::common::{load_app, write_output};
-use rehost::app::Mode;
+use rehost::app::{App, Mode};
 use rehost::graph::{GroupView, render_dot, render_mermaid, render_text};
+
+use crate::cli::common::{load_app, write_output};
+use crate::cli::io::Io;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Format {
@@ -20,8 +22,13 @@ pub struct Args {
     pub format: Format,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let app = load_app(&args.file)?.app;
+pub fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
+    let app = load_app(&args.file, io.err)?.app;
+    write_output(None, &drawing(&app, args.format), io.out)
+}
+
+/// The launch graph in the chosen format, with the cutover gate timeouts as weights.
+pub fn drawing(app: &App, format: Format) -> String {
     let gate = app.gate_minutes(Mode::Cutover);
     let views: Vec<GroupView<'_>> = app
         .groups
@@ -37,10 +44,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             gate_minutes: minutes,
         })
         .collect();
-    let text = match args.format {
+    match format {
         Format::Text => render_text(&app.name, &app.graph, &views),
         Format::Mermaid => render_mermaid(&app.graph, &views),
         Format::Dot => render_dot(&app.name, &app.graph, &views),
-    };
-    write_output(None, &text)
+    }
 }

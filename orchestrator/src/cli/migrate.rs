@@ -4,15 +4,17 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use rehost::launch::AwsClients;
+use rehost::launch::deploy::refuse_portable;
+use rehost::replication_jobs::{scheduled_jobs, split_fresh};
+use rehost_replication::watch::replicate_each;
 use rehost_replication::{ReplicateOptions, Replicator, StateStore};
 use time::OffsetDateTime;
 
-use crate::cli::common::{AwsArgs, load_app, state_path};
-use crate::cli::launch::{LaunchFlags, invalid_if_user_error, launch};
-use crate::cli::render::TemplateFlags;
-use crate::cli::replicate::{all_replicated, print_report_line, replicate_once};
-use rehost::launch::AwsClients;
-use rehost::replication_plan;
+use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, state_path};
+use crate::cli::common::{all_replicated, deploy_and_report, exit_code_of, load_app};
+use crate::cli::io::Io;
+use crate::cli::print;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -44,40 +46,32 @@ pub fn parse_age(s: &str) -> Result<time::Duration, String> {
     }
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let app = load_app(&args.file)?.app;
+pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
+    let app = load_app(&args.file, io.err)?.app;
+    // Refused before replicating anything: a portable template never launches here.
+    refuse_portable(args.template.portable).map_err(exit_code_of)?;
     let state = state_path(args.template.state.as_deref(), &args.file);
     let store = StateStore::open(&state)?;
-    let now = OffsetDateTime::now_utc();
     let latest = store.latest_amis(&app.name)?;
-    let plan: Vec<_> = replication_plan::plan(&app, &[], None)
-        .into_iter()
-        .filter(
-            |entry| match (args.max_age, latest.get(&entry.job.server)) {
-                (Some(age), Some(ami)) => {
-                    let fresh = now - ami.created_at <= age;
-                    if fresh {
-                        println!(
-                            "{}: reusing {} from {}",
-                            entry.job.server, ami.ami_id, ami.created_at
-                        );
-                    }
-                    !fresh
-                }
-                _ => true,
-            },
-        )
-        .collect();
+    let (stale, reused) = split_fresh(
+        scheduled_jobs(&app, &[], None),
+        &latest,
+        args.max_age,
+        OffsetDateTime::now_utc(),
+    );
+    for r in &reused {
+        print::reused(io.out, r)?;
+    }
     let sdk = args.aws.sdk_config().await;
-    if !plan.is_empty() {
+    if !stale.is_empty() {
         let _lock = store.lock_app(&app.name)?;
         let replicator = Replicator::new(&sdk, store.clone(), ReplicateOptions::default());
-        let reports = replicate_once(&replicator, &plan).await;
-        reports.iter().for_each(print_report_line);
+        let reports = replicate_each(&replicator, &stale).await;
+        for report in &reports {
+            print::report_line(io.out, report)?;
+        }
         all_replicated(&reports).context("not launching")?;
     }
     let clients = AwsClients::new(&sdk);
-    launch(&clients, &app, &args.template, &args.launch)
-        .await
-        .map_err(invalid_if_user_error)
+    deploy_and_report(&clients, &app, &args.template, &args.launch, io).await
 }

@@ -1,11 +1,20 @@
 //! The `rehost` command line, part of the binary: one module per subcommand, each owning its clap
 //! `Args` and `run`, on top of the `rehost` library (the engine). anyhow lives only here.
+//!
+//! Subcommands never import each other: shared flags live in `args`, shared helpers in
+//! `common`, the printed text in `print` (tested against `tests/expected/cli/`), and the launch
+//! progress display in `progress`. Every command writes through an [`Io`] (`io`), so its output can
+//! be captured in process.
 
+pub mod args;
 pub mod common;
 pub mod graph;
+pub mod io;
 pub mod launch;
 pub mod migrate;
 pub mod plan;
+pub mod print;
+pub mod progress;
 pub mod render;
 pub mod replicate;
 pub mod schema;
@@ -14,7 +23,12 @@ pub mod status;
 pub mod terminate;
 pub mod validate;
 
+use std::future::Future;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+pub use io::Io;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,28 +72,28 @@ pub enum Command {
     Migrate(migrate::Args),
 }
 
-impl Command {
-    /// Whether the command talks to AWS (and so needs an async runtime).
-    pub fn needs_runtime(&self) -> bool {
-        !matches!(
-            self,
-            Command::Validate(_) | Command::Graph(_) | Command::Render(_) | Command::Schema(_)
-        )
+/// Runs a command. The pure ones (validate, graph, render, schema) run without an async
+/// runtime; the ones that talk to AWS get one.
+pub fn run(command: Command, io: &mut Io<'_>) -> anyhow::Result<()> {
+    match command {
+        Command::Validate(args) => validate::run(args, io),
+        Command::Graph(args) => graph::run(args, io),
+        Command::Render(args) => render::run(args, io),
+        Command::Schema(args) => schema::run(args, io),
+        Command::Replicate(args) => block_on(replicate::run(args, io)),
+        Command::Plan(args) => block_on(plan::run(args, io)),
+        Command::Launch(args) => block_on(launch::run(args, io)),
+        Command::Status(args) => block_on(status::run(args, io)),
+        Command::Share(args) => block_on(share::run(args, io)),
+        Command::Terminate(args) => block_on(terminate::run(args, io)),
+        Command::Migrate(args) => block_on(migrate::run(args, io)),
     }
 }
 
-pub async fn run(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Validate(args) => validate::run(args),
-        Command::Graph(args) => graph::run(args),
-        Command::Render(args) => render::run(args),
-        Command::Schema(args) => schema::run(args),
-        Command::Replicate(args) => replicate::run(args).await,
-        Command::Plan(args) => plan::run(args).await,
-        Command::Launch(args) => launch::run(args).await,
-        Command::Status(args) => status::run(args).await,
-        Command::Share(args) => share::run(args).await,
-        Command::Terminate(args) => terminate::run(args).await,
-        Command::Migrate(args) => migrate::run(args).await,
-    }
+fn block_on(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(command)
 }

@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 
-use crate::cli::common::{AwsArgs, OutputFormat, load_app};
-use crate::cli::launch::invalid_if_user_error;
-use crate::cli::render::TemplateFlags;
 use rehost::error::InvalidInput;
-use rehost::launch::{AwsClients, changes};
+use rehost::launch::{AwsClients, preview};
 use rehost::template::render;
+
+use crate::cli::args::{AwsArgs, OutputFormat, TemplateFlags};
+use crate::cli::common::{exit_code_of, load_app};
+use crate::cli::io::Io;
+use crate::cli::print;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,8 +22,8 @@ pub struct Args {
     pub output: OutputFormat,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let app = load_app(&args.file)?.app;
+pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
+    let app = load_app(&args.file, io.err)?.app;
     if args.template.portable {
         return Err(InvalidInput::new(
             "--portable templates are launched in other accounts: plan without it",
@@ -31,12 +33,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let options = args.template.options(&app)?;
     let template = render(&app, &options);
     let clients = AwsClients::new(&args.aws.sdk_config().await);
-    let plan = changes::plan(&clients, &app, options.mode, &template)
+    let preview = preview::preview(&clients, &app, options.mode, &template)
         .await
-        .map_err(|e| invalid_if_user_error(e.into()))?;
+        .map_err(exit_code_of)?;
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-        OutputFormat::Text => changes::print(&plan),
+        OutputFormat::Json => writeln!(io.out, "{}", serde_json::to_string_pretty(&preview)?)?,
+        OutputFormat::Text => print::preview(io.out, &preview)?,
     }
     Ok(())
 }

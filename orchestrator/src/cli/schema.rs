@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::cli::common::write_output;
+use crate::cli::io::Io;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -11,6 +12,10 @@ pub struct Args {
     pub output: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    write_output(args.output.as_deref(), &rehost::model::json_schema())
+pub fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
+    write_output(
+        args.output.as_deref(),
+        &rehost::model::json_schema(),
+        io.out,
+    )
 }

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 
-use crate::cli::common::ModeArg;
-use crate::cli::common::{AwsArgs, load_app, state_path, write_output};
-use crate::cli::launch::invalid_if_user_error;
-use crate::cli::replicate::StateArg;
+use rehost::app::Mode;
 use rehost::launch::{AwsClients, share};
 use rehost::template::{RenderOptions, render};
+
+use crate::cli::args::{AwsArgs, StateArg, choice, state_path};
+use crate::cli::common::{exit_code_of, load_app, write_output};
+use crate::cli::io::Io;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,8 +18,8 @@ pub struct Args {
     #[arg(long = "account", value_name = "ID", required = true)]
     pub accounts: Vec<String>,
     /// The mode whose launch settings the portable template carries.
-    #[arg(long, value_enum, default_value_t = ModeArg::Cutover)]
-    pub mode: ModeArg,
+    #[arg(long, default_value = "cutover", value_parser = choice::<Mode>())]
+    pub mode: Mode,
     /// Render without launch gates.
     #[arg(long)]
     pub no_health_gate: bool,
@@ -31,29 +32,30 @@ pub struct Args {
     pub aws: AwsArgs,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let app = load_app(&args.file)?.app;
+pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
+    let app = load_app(&args.file, io.err)?.app;
     let path = state_path(args.state.path.as_deref(), &args.file);
     let store = rehost_replication::StateStore::open(&path)?;
     let amis = store.latest_amis(&app.name)?;
     let clients = AwsClients::new(&args.aws.sdk_config().await);
     let shared = share::share(&clients, &app, &amis, &args.accounts)
         .await
-        .map_err(|e| invalid_if_user_error(e.into()))?;
+        .map_err(exit_code_of)?;
     for s in &shared {
-        eprintln!(
+        writeln!(
+            io.err,
             "shared {}: {} and snapshots {} with {}",
             s.server,
             s.ami_id,
             s.snapshot_ids.join(", "),
             args.accounts.join(", ")
-        );
+        )?;
     }
     if let Some(note) = share::kms_note(&shared, &args.accounts) {
-        eprintln!("note: {note}");
+        writeln!(io.err, "note: {note}")?;
     }
     let options = RenderOptions {
-        mode: args.mode.into(),
+        mode: args.mode,
         portable: true,
         health_gate: !args.no_health_gate,
         amis: shared
@@ -64,5 +66,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     write_output(
         args.output.as_deref(),
         &render(&app, &options).to_json_pretty(),
+        io.out,
     )
 }

@@ -2,9 +2,12 @@
 
 use std::path::PathBuf;
 
-use crate::cli::common::{AwsArgs, OutputFormat, load_app, state_path};
-use crate::cli::replicate::StateArg;
 use rehost::launch::{AwsClients, status};
+
+use crate::cli::args::{AwsArgs, OutputFormat, StateArg, state_path};
+use crate::cli::common::load_app;
+use crate::cli::io::Io;
+use crate::cli::print;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,8 +20,8 @@ pub struct Args {
     pub output: OutputFormat,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let app = load_app(&args.file)?.app;
+pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
+    let app = load_app(&args.file, io.err)?.app;
     let path = state_path(args.state.path.as_deref(), &args.file);
     let store = if path.exists() {
         Some(rehost_replication::StateStore::open(&path)?)
@@ -35,8 +38,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         stacks,
     };
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        OutputFormat::Text => status::print(&report),
+        OutputFormat::Json => writeln!(io.out, "{}", serde_json::to_string_pretty(&report)?)?,
+        OutputFormat::Text => print::status(io.out, &report)?,
     }
     if let Some(first) = unreachable.first() {
         anyhow::bail!("stack status incomplete: {first}");

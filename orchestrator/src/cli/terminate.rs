@@ -3,18 +3,21 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::common::{AwsArgs, ModeArg, load_app};
-use crate::cli::launch::Progress;
 use rehost::app::Mode;
 use rehost::error::InvalidInput;
 use rehost::launch::{AwsClients, stack};
+
+use crate::cli::args::{AwsArgs, choice};
+use crate::cli::common::load_app;
+use crate::cli::io::Io;
+use crate::cli::progress::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     pub file: PathBuf,
     /// Which launch to remove (default: the test launch).
-    #[arg(long, value_enum, default_value_t = ModeArg::Test)]
-    pub mode: ModeArg,
+    #[arg(long, default_value = "test", value_parser = choice::<Mode>())]
+    pub mode: Mode,
     /// Required to terminate the cutover stack: it runs production.
     #[arg(long)]
     pub yes: bool,
@@ -22,22 +25,21 @@ pub struct Args {
     pub aws: AwsArgs,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let app = load_app(&args.file)?.app;
-    let mode: Mode = args.mode.into();
-    let name = app.stack_name(mode);
-    if mode == Mode::Cutover && !args.yes {
+pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
+    let app = load_app(&args.file, io.err)?.app;
+    let name = app.stack_name(args.mode);
+    if args.mode == Mode::Cutover && !args.yes {
         return Err(InvalidInput::new(format!(
             "refusing to terminate the cutover stack {name}, which runs the migrated application: add --yes if you mean it"
         ))
         .into());
     }
     let clients = AwsClients::new(&args.aws.sdk_config().await);
-    let mut progress = Progress::Lines;
+    let mut progress = Progress::lines(io.err);
     if stack::delete(&clients, &name, Duration::from_secs(3600), &mut progress).await? {
-        println!("stack {name} deleted");
+        writeln!(io.out, "stack {name} deleted")?;
     } else {
-        println!("stack {name} does not exist: nothing to terminate");
+        writeln!(io.out, "stack {name} does not exist: nothing to terminate")?;
     }
     Ok(())
 }

@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
-use crate::cli::common::load_app;
 use rehost::error::InvalidInput;
+
+use crate::cli::common::load_app;
+use crate::cli::io::Io;
+use crate::cli::print;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -12,23 +15,13 @@ pub struct Args {
     pub files: Vec<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let mut invalid = 0;
     for file in &args.files {
-        match load_app(file) {
-            Ok(loaded) => {
-                let app = &loaded.app;
-                println!(
-                    "{}: ok: application {}, {} servers in {} groups, {} launch waves",
-                    file.display(),
-                    app.name,
-                    app.servers.len(),
-                    app.groups.len(),
-                    app.graph.waves().len()
-                );
-            }
+        match load_app(file, io.err) {
+            Ok(loaded) => print::valid_app(io.out, file, &loaded.app)?,
             Err(e) if e.is::<InvalidInput>() => {
-                eprintln!("{e}");
+                writeln!(io.err, "{e}")?;
                 invalid += 1;
             }
             Err(e) => return Err(e),

@@ -1,10 +1,16 @@
 //! The AWS edge of launching: pre-flight checks, the template bucket, CloudFormation stacks and
 //! change sets, status and sharing. Each step looks before it acts, so every command can be
-//! re-run after a crash or Ctrl-C and converges.
+//! re-run after a crash or Ctrl-C and converges. Functions return data; the CLI prints it.
+//!
+//! - `deploy`: one whole launch (`launch`, `migrate`) -> `Outcome`
+//! - `preview`: what a launch would do (`plan`) -> `LaunchPreview`
+//! - `stack`: stacks, change sets, events and the `Observer` that follows them, instances
+//! - `preflight`, `bucket`, `share`, `status`: the other steps and reports
 
 pub mod bucket;
-pub mod changes;
+pub mod deploy;
 pub mod preflight;
+pub mod preview;
 pub mod share;
 pub mod stack;
 pub mod status;

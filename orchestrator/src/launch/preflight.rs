@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use aws_sdk_ec2::types::{Filter, LocationType};
+use aws_sdk_ec2::types::{Filter, ImageState, LocationType};
 
-use crate::app::{App, Architecture, Mode};
+use crate::app::{App, Mode};
 use crate::launch::{AwsClients, LaunchError, aws};
 
 /// What the launch will use, per server: the AMI plus the mode's launch settings.
@@ -61,12 +61,12 @@ impl Preflight<'_> {
                 .map_err(aws("ec2:DescribeImages"))?;
             for image in out.images() {
                 let id = image.image_id().unwrap_or_default().to_string();
-                let state = image
-                    .state()
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default();
-                if !state.is_empty() && state != "available" {
-                    findings.push(format!("AMI {id} is {state}, not available"));
+                // An image without a state (some endpoints omit it) is not refused.
+                if let Some(state) = image.state()
+                    && *state != ImageState::Available
+                    && !state.as_str().is_empty()
+                {
+                    findings.push(format!("AMI {id} is {}, not available", state.as_str()));
                 }
                 ami_arch.insert(
                     id,
@@ -258,10 +258,7 @@ impl Preflight<'_> {
                 let wanted = ami_arch
                     .get(ami)
                     .cloned()
-                    .unwrap_or_else(|| match s.architecture {
-                        Architecture::X86_64 => "x86_64".into(),
-                        Architecture::Arm64 => "arm64".into(),
-                    });
+                    .unwrap_or_else(|| s.architecture.as_aws().to_string());
                 if !archs.is_empty() && !wanted.is_empty() && !archs.contains(&wanted) {
                     findings.push(format!(
                         "server {id}: instance type {} runs {}, but AMI {ami} is {wanted}",

@@ -1,7 +1,10 @@
 //! `rehost status`: where a migration stands, in one place: per server the last replication
 //! and how far behind its schedule it is, per mode the stack and its instances.
 
-use serde::Serialize;
+use aws_sdk_cloudformation::types::StackStatus;
+use rehost_replication::state::RunStatus;
+use rehost_replication::{RunRecord, StateError, StateStore, schedule};
+use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -36,7 +39,8 @@ pub struct ServerStatus {
 #[derive(Clone, Debug, Serialize)]
 pub struct RunView {
     pub run_id: String,
-    pub status: String,
+    #[serde(serialize_with = "run_status")]
+    pub status: RunStatus,
     pub phase: String,
     pub time: String,
     pub ami_id: Option<String>,
@@ -47,10 +51,11 @@ pub struct RunView {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct StackView {
-    pub mode: String,
+    pub mode: Mode,
     pub stack: String,
     /// None when the stack does not exist.
-    pub status: Option<String>,
+    #[serde(serialize_with = "stack_status")]
+    pub status: Option<StackStatus>,
     pub reason: Option<String>,
     pub updated: Option<String>,
     pub instances: Vec<InstanceView>,
@@ -62,21 +67,32 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
+fn run_status<S: Serializer>(status: &RunStatus, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(status.as_str())
+}
+
+fn stack_status<S: Serializer>(status: &Option<StackStatus>, s: S) -> Result<S::Ok, S::Error> {
+    match status {
+        Some(status) => s.serialize_str(status.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
 /// The replication half, from the local state only (works offline).
 pub fn replication(
     app: &App,
-    store: Option<&rehost_replication::StateStore>,
+    store: Option<&StateStore>,
     now: OffsetDateTime,
-) -> Result<Vec<ServerStatus>, rehost_replication::StateError> {
+) -> Result<Vec<ServerStatus>, StateError> {
     let mut out = Vec::new();
     for s in app.servers_in_launch_order() {
         let history = match store {
             Some(store) => store.server_history(&app.name, &s.id, 50)?,
             None => Vec::new(),
         };
-        let view = |r: &rehost_replication::RunRecord| RunView {
+        let view = |r: &RunRecord| RunView {
             run_id: r.run_id.clone(),
-            status: r.status.as_str().to_string(),
+            status: r.status,
             phase: r.phase.clone(),
             time: rfc3339(r.finished_at.unwrap_or(r.attempted_at)),
             ami_id: r.ami_id.clone(),
@@ -84,29 +100,22 @@ pub fn replication(
             error: r.error.clone(),
             seconds: r.timings.get("total").copied(),
         };
-        let success = history.iter().find(|r| r.status.as_str() == "completed");
+        let success = history.iter().find(|r| r.status == RunStatus::Completed);
         let failures = history
             .iter()
-            .take_while(|r| r.status.as_str() != "completed")
-            .filter(|r| r.status.as_str() == "failed")
+            .take_while(|r| r.status != RunStatus::Completed)
+            .filter(|r| r.status == RunStatus::Failed)
             .count();
         let success_time = success.and_then(|r| r.finished_at);
         let lag_hours =
             success_time.map(|t| ((now - t).whole_seconds() as f64 / 3600.0 * 10.0).round() / 10.0);
-        let (schedule, frequency, behind) = match s.replication.frequency {
-            Frequency::Hours(h) => (
-                format!("every {h}h"),
-                rehost_replication::schedule::Frequency::Hours(h),
-                lag_hours.is_none_or(|lag| lag > f64::from(h)),
-            ),
-            Frequency::Once => (
-                "once".to_string(),
-                rehost_replication::schedule::Frequency::Once,
-                success.is_none(),
-            ),
+        let frequency = s.replication.frequency;
+        let behind = match frequency {
+            Frequency::Hours(h) => lag_hours.is_none_or(|lag| lag > f64::from(h)),
+            Frequency::Once => success.is_none(),
         };
         let last_attempt = history.first().map(|r| r.attempted_at);
-        let next = rehost_replication::schedule::next_run(
+        let next = schedule::next_run(
             frequency,
             s.replication.seed_time,
             success_time,
@@ -116,7 +125,7 @@ pub fn replication(
         out.push(ServerStatus {
             server: s.id.clone(),
             group: app.group_of(s).name.clone(),
-            schedule,
+            schedule: frequency.to_string(),
             last_run: history.first().map(view),
             last_success: success.map(view),
             lag_hours,
@@ -134,7 +143,7 @@ pub async fn stacks(clients: &AwsClients, app: &App) -> Vec<StackView> {
     for mode in [Mode::Test, Mode::Cutover] {
         let name = app.stack_name(mode);
         let mut view = StackView {
-            mode: mode.to_string(),
+            mode,
             stack: name.clone(),
             status: None,
             reason: None,
@@ -158,65 +167,4 @@ pub async fn stacks(clients: &AwsClients, app: &App) -> Vec<StackView> {
         out.push(view);
     }
     out
-}
-
-pub fn print(status: &Status) {
-    println!("application {}", status.application);
-    println!(
-        "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  NOTE",
-        "SERVER", "GROUP", "SCHEDULE", "LAST SUCCESS", "AMI", "LAG (h)"
-    );
-    for s in &status.servers {
-        let success = s.last_success.as_ref();
-        let mut note = Vec::new();
-        if s.behind_schedule {
-            note.push("behind schedule".to_string());
-        }
-        if s.failures > 0 {
-            let last_error = s
-                .last_run
-                .as_ref()
-                .and_then(|r| r.error.clone())
-                .unwrap_or_default();
-            note.push(format!(
-                "{} failed run(s) since, last: {last_error}",
-                s.failures
-            ));
-        }
-        if let Some(run) = &s.last_run
-            && run.status == "running"
-        {
-            note.push(format!("run {} {} ({})", run.run_id, run.status, run.phase));
-        }
-        println!(
-            "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  {}",
-            s.server,
-            s.group,
-            s.schedule,
-            success.map_or("never", |r| r.time.as_str()),
-            success.and_then(|r| r.ami_id.as_deref()).unwrap_or("-"),
-            s.lag_hours.map_or("-".to_string(), |l| format!("{l:.1}")),
-            note.join("; ")
-        );
-    }
-    for st in &status.stacks {
-        match (&st.status, &st.error) {
-            (_, Some(e)) => println!("{} stack {}: unknown ({e})", st.mode, st.stack),
-            (None, None) => println!("{} stack {}: not launched", st.mode, st.stack),
-            (Some(status), None) => {
-                println!(
-                    "{} stack {}: {status}{}",
-                    st.mode,
-                    st.stack,
-                    st.reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                );
-                if !st.instances.is_empty() {
-                    stack::print_instances(&st.instances);
-                }
-            }
-        }
-    }
 }

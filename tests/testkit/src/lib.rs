@@ -1,9 +1,12 @@
 //! Harness shared by the test suites. It starts real tools (the moto server, cfn-lint, qemu-img);
 //! nothing here imitates AWS.
 
+pub mod apps;
+pub mod cli;
 pub mod moto;
 pub mod proxy;
 pub mod tools;
 
+pub use cli::Rehost;
 pub use moto::Moto;
 pub use tools::{cfn_lint, scratch_dir, tools_bin, workspace_root};

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeSet;
 
-use serde::Serialize;
+use aws_sdk_cloudformation::types::{ChangeAction, Replacement, RequiresRecreation};
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::app::{App, Mode};
@@ -13,12 +14,12 @@ use crate::launch::stack::{self, StackRequest};
 use crate::launch::{AwsClients, LaunchError, aws};
 use crate::template::{Names, Template};
 
+/// What `rehost plan` shows: the stack a launch would create or the changes it would make.
 #[derive(Clone, Debug, Serialize)]
-pub struct Plan {
+pub struct LaunchPreview {
     pub stack: String,
-    pub mode: String,
-    /// "create", "update" or "none".
-    pub action: String,
+    pub mode: Mode,
+    pub action: StackAction,
     /// For a new stack: the resources in launch waves.
     pub waves: Vec<PlannedWave>,
     /// For an existing stack: the change set, one entry per resource.
@@ -41,29 +42,80 @@ pub struct PlannedResource {
     pub detail: String,
 }
 
+/// What a launch would do to the mode's stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StackAction {
+    /// No stack (or one left by a failed creation): create it.
+    Create,
+    /// Update the stack through the change set shown.
+    Update,
+    /// The stack already runs this template.
+    None,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ResourceChange {
-    /// Add, Modify, Remove.
-    pub action: String,
+    #[serde(serialize_with = "as_str")]
+    pub action: ChangeAction,
     pub logical_id: String,
     pub resource_type: String,
     pub server: Option<String>,
     pub group: Option<String>,
     /// CloudFormation's verdict when it gives one (True, False, Conditional).
-    pub replacement: Option<String>,
+    #[serde(serialize_with = "opt_as_str")]
+    pub replacement: Option<Replacement>,
     pub properties: Vec<PropertyChange>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PropertyChange {
     pub name: String,
-    /// "replacement", "some interruption", "no interruption" or "unknown".
-    pub effect: String,
+    pub effect: UpdateEffect,
+}
+
+/// How changing a property lands on the running resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum UpdateEffect {
+    #[serde(rename = "replacement")]
+    Replacement,
+    #[serde(rename = "replacement (conditional)")]
+    ConditionalReplacement,
+    #[serde(rename = "some interruption")]
+    SomeInterruption,
+    #[serde(rename = "no interruption")]
+    NoInterruption,
+    #[serde(rename = "unknown")]
+    Unknown,
+}
+
+impl UpdateEffect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateEffect::Replacement => "replacement",
+            UpdateEffect::ConditionalReplacement => "replacement (conditional)",
+            UpdateEffect::SomeInterruption => "some interruption",
+            UpdateEffect::NoInterruption => "no interruption",
+            UpdateEffect::Unknown => "unknown",
+        }
+    }
+}
+
+/// The SDK enums serialise as CloudFormation spells them.
+fn as_str<T: AsRef<str>, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(value.as_ref())
+}
+
+fn opt_as_str<T: AsRef<str>, S: Serializer>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_str(v.as_ref()),
+        None => s.serialize_none(),
+    }
 }
 
 /// How an update of an `AWS::EC2::Instance` property lands, from the CloudFormation resource
 /// reference; used when the change set gives no detail.
-pub fn instance_update_effect(property: &str) -> &'static str {
+pub fn instance_update_effect(property: &str) -> UpdateEffect {
     match property {
         "AvailabilityZone"
         | "ImageId"
@@ -80,39 +132,35 @@ pub fn instance_update_effect(property: &str) -> &'static str {
         | "Ipv6AddressCount"
         | "Ipv6Addresses"
         | "HostId"
-        | "SecurityGroups" => "replacement",
+        | "SecurityGroups" => UpdateEffect::Replacement,
         "InstanceType" | "UserData" | "EbsOptimized" | "KernelId" | "RamdiskId" | "Tenancy" => {
-            "some interruption"
+            UpdateEffect::SomeInterruption
         }
-        _ => "no interruption",
+        _ => UpdateEffect::NoInterruption,
     }
 }
 
-pub async fn plan(
+/// What launching `template` would do to the mode's stack; changes nothing.
+pub async fn preview(
     clients: &AwsClients,
     app: &App,
     mode: Mode,
     template: &Template,
-) -> Result<Plan, LaunchError> {
+) -> Result<LaunchPreview, LaunchError> {
     let name = app.stack_name(mode);
     let existing = stack::describe(clients, &name).await?;
-    let mut plan = Plan {
+    let mut preview = LaunchPreview {
         stack: name.clone(),
-        mode: mode.to_string(),
-        action: String::new(),
+        mode,
+        action: StackAction::None,
         waves: vec![],
         changes: vec![],
     };
-    let replaceable = existing.as_ref().is_none_or(|s| {
-        matches!(
-            s.status.as_str(),
-            "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" | "REVIEW_IN_PROGRESS"
-        )
-    });
-    if replaceable {
-        plan.action = "create".into();
-        plan.waves = new_stack_waves(app, mode, template);
-        return Ok(plan);
+    if existing
+        .as_ref()
+        .is_none_or(|s| stack::replaced_on_launch(&s.status))
+    {
+        return Ok(creation(app, mode, template));
     }
     let req = StackRequest {
         app,
@@ -122,21 +170,17 @@ pub async fn plan(
         wait_limit: std::time::Duration::from_secs(600),
     };
     let Some(change_set) = stack::plan_change_set(clients, &req).await? else {
-        plan.action = "none".into();
-        return Ok(plan);
+        return Ok(preview);
     };
     let described = describe_changes(clients, app, &name, &change_set, template).await;
     // The plan changes nothing, whatever happened while reading it.
     let deleted = stack::delete_change_set(clients, &name, &change_set).await;
-    plan.changes = described?;
+    preview.changes = described?;
     deleted?;
-    plan.action = if plan.changes.is_empty() {
-        "none"
-    } else {
-        "update"
+    if !preview.changes.is_empty() {
+        preview.action = StackAction::Update;
     }
-    .into();
-    Ok(plan)
+    Ok(preview)
 }
 
 async fn describe_changes(
@@ -167,8 +211,8 @@ async fn describe_changes(
             let resource_type = rc.resource_type().unwrap_or_default().to_string();
             let action = rc
                 .action()
-                .map(|a| a.as_str().to_string())
-                .unwrap_or_default();
+                .cloned()
+                .unwrap_or_else(|| ChangeAction::from(""));
             let from_cfn: Vec<PropertyChange> = rc
                 .details()
                 .iter()
@@ -176,20 +220,21 @@ async fn describe_changes(
                 .filter(|t| t.attribute().is_some_and(|a| a.as_str() == "Properties"))
                 .filter_map(|t| {
                     let name = t.name()?.to_string();
-                    let effect = match t.requires_recreation().map(|r| r.as_str()) {
-                        Some("Always") => "replacement".to_string(),
-                        Some("Conditionally") => "replacement (conditional)".to_string(),
-                        Some("Never") => effect_for(&resource_type, &name).to_string(),
-                        _ => effect_for(&resource_type, &name).to_string(),
+                    let effect = match t.requires_recreation() {
+                        Some(RequiresRecreation::Always) => UpdateEffect::Replacement,
+                        Some(RequiresRecreation::Conditionally) => {
+                            UpdateEffect::ConditionalReplacement
+                        }
+                        _ => effect_for(&resource_type, &name),
                     };
                     Some(PropertyChange { name, effect })
                 })
                 .collect();
-            let properties = if from_cfn.is_empty() && action == "Modify" {
+            let properties = if from_cfn.is_empty() && action == ChangeAction::Modify {
                 property_diff(&deployed, &template.body, &logical_id)
                     .into_iter()
                     .map(|name| PropertyChange {
-                        effect: effect_for(&resource_type, &name).to_string(),
+                        effect: effect_for(&resource_type, &name),
                         name,
                     })
                     .collect()
@@ -212,7 +257,7 @@ async fn describe_changes(
                 resource_type,
                 server: server.map(|s| s.id.clone()),
                 group,
-                replacement: rc.replacement().map(|r| r.as_str().to_string()),
+                replacement: rc.replacement().cloned(),
                 properties,
             });
         }
@@ -231,11 +276,11 @@ fn dedup(list: Vec<PropertyChange>) -> Vec<PropertyChange> {
         .collect()
 }
 
-fn effect_for(resource_type: &str, property: &str) -> &'static str {
+fn effect_for(resource_type: &str, property: &str) -> UpdateEffect {
     if resource_type == "AWS::EC2::Instance" {
         instance_update_effect(property)
     } else {
-        "unknown"
+        UpdateEffect::Unknown
     }
 }
 
@@ -273,6 +318,17 @@ pub fn property_diff(old: &Value, new: &Value, logical_id: &str) -> Vec<String> 
         names.insert("DependsOn".to_string());
     }
     names.into_iter().collect()
+}
+
+/// The preview of a new stack: every resource the template creates, wave by wave. Pure.
+pub fn creation(app: &App, mode: Mode, template: &Template) -> LaunchPreview {
+    LaunchPreview {
+        stack: app.stack_name(mode),
+        mode,
+        action: StackAction::Create,
+        waves: new_stack_waves(app, mode, template),
+        changes: vec![],
+    }
 }
 
 fn new_stack_waves(app: &App, mode: Mode, template: &Template) -> Vec<PlannedWave> {
@@ -342,76 +398,6 @@ fn new_stack_waves(app: &App, mode: Mode, template: &Template) -> Vec<PlannedWav
         .collect()
 }
 
-pub fn print(plan: &Plan) {
-    match plan.action.as_str() {
-        "create" => {
-            let count: usize = plan.waves.iter().map(|w| w.resources.len()).sum();
-            println!(
-                "plan: create stack {} ({} mode): {count} resources in {} waves",
-                plan.stack,
-                plan.mode,
-                plan.waves.len()
-            );
-            for wave in &plan.waves {
-                println!("wave {}: {}", wave.wave, wave.groups.join(", "));
-                for r in &wave.resources {
-                    let who = r
-                        .server
-                        .as_deref()
-                        .map(|s| format!("server {s}"))
-                        .unwrap_or_else(|| format!("group {}", r.group));
-                    println!(
-                        "  + {:<22} {:<36} {who}: {}",
-                        r.logical_id, r.resource_type, r.detail
-                    );
-                }
-            }
-        }
-        "none" => println!(
-            "plan: stack {} ({} mode) is up to date: no changes",
-            plan.stack, plan.mode
-        ),
-        _ => {
-            println!("plan: update stack {} ({} mode)", plan.stack, plan.mode);
-            for c in &plan.changes {
-                let who = match (&c.server, &c.group) {
-                    (Some(s), Some(g)) => format!(" (server {s}, group {g})"),
-                    (None, Some(g)) => format!(" (group {g})"),
-                    _ => String::new(),
-                };
-                let props: Vec<String> = c
-                    .properties
-                    .iter()
-                    .map(|p| format!("{} [{}]", p.name, p.effect))
-                    .collect();
-                let replacement = match c.replacement.as_deref() {
-                    Some("True") => " -- replaces the instance",
-                    Some("Conditional") => " -- may replace the instance",
-                    _ => "",
-                };
-                println!(
-                    "  {:<7} {}{who}: {}{replacement}",
-                    c.action,
-                    c.logical_id,
-                    if props.is_empty() {
-                        "-".to_string()
-                    } else {
-                        props.join(", ")
-                    }
-                );
-            }
-            let count = |a: &str| plan.changes.iter().filter(|c| c.action == a).count();
-            println!(
-                "{} changes: {} add, {} modify, {} remove",
-                plan.changes.len(),
-                count("Add"),
-                count("Modify"),
-                count("Remove")
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,11 +411,25 @@ mod tests {
             property_diff(&old, &new, "A"),
             vec!["InstanceType", "KeyName"]
         );
-        assert_eq!(instance_update_effect("InstanceType"), "some interruption");
-        assert_eq!(instance_update_effect("ImageId"), "replacement");
+        assert_eq!(
+            instance_update_effect("InstanceType"),
+            UpdateEffect::SomeInterruption
+        );
+        assert_eq!(instance_update_effect("ImageId"), UpdateEffect::Replacement);
         assert_eq!(
             instance_update_effect("SecurityGroupIds"),
-            "no interruption"
+            UpdateEffect::NoInterruption
         );
+        let json = |e: UpdateEffect| serde_json::to_value(e).unwrap();
+        for effect in [
+            UpdateEffect::Replacement,
+            UpdateEffect::ConditionalReplacement,
+            UpdateEffect::SomeInterruption,
+            UpdateEffect::NoInterruption,
+            UpdateEffect::Unknown,
+        ] {
+            assert_eq!(json(effect), effect.as_str());
+        }
+        assert_eq!(serde_json::to_value(StackAction::None).unwrap(), "none");
     }
 }

@@ -1,0 +1,318 @@
+//! The text the CLI prints, rendered from the libraries' data to any writer: standard output
+//! and standard error in the binary, buffers in the tests below, which compare each rendering
+//! with a file under `tests/expected/cli/` (`REHOST_BLESS=1` rewrites them).
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use aws_sdk_cloudformation::types::{ChangeAction, Replacement};
+use rehost::app::App;
+use rehost::diag::Diagnostic;
+use rehost::launch::deploy::Outcome;
+use rehost::launch::preview::{LaunchPreview, StackAction};
+use rehost::launch::stack::{EventView, InstanceView, Notice, Started};
+use rehost::launch::status::Status;
+use rehost::replication_jobs::Reused;
+use rehost_replication::ServerReport;
+use rehost_replication::state::RunStatus;
+
+/// `FILE:LINE:COL: severity: message`, one line each.
+pub fn diagnostics(w: &mut dyn Write, file: &Path, list: &[Diagnostic]) -> io::Result<()> {
+    for d in list {
+        writeln!(w, "{}", d.display(file))?;
+    }
+    Ok(())
+}
+
+/// `FILE: ok: ...`: a valid application in one line.
+pub fn valid_app(w: &mut dyn Write, file: &Path, app: &App) -> io::Result<()> {
+    writeln!(
+        w,
+        "{}: ok: application {}, {} servers in {} groups, {} launch waves",
+        file.display(),
+        app.name,
+        app.servers.len(),
+        app.groups.len(),
+        app.graph.waves().len()
+    )
+}
+
+/// The servers of a stack in launch order.
+pub fn instances(w: &mut dyn Write, instances: &[InstanceView]) -> io::Result<()> {
+    writeln!(
+        w,
+        "{:<16} {:<14} {:<21} {:<16} STATE",
+        "SERVER", "GROUP", "INSTANCE", "PRIVATE IP"
+    )?;
+    for i in instances {
+        writeln!(
+            w,
+            "{:<16} {:<14} {:<21} {:<16} {}",
+            i.server,
+            i.group,
+            i.instance_id.as_deref().unwrap_or("-"),
+            i.private_ip.as_deref().unwrap_or("-"),
+            i.state.as_deref().unwrap_or("-")
+        )?;
+    }
+    Ok(())
+}
+
+/// How a launch ended; `file` is the application file, for the follow-up command.
+pub fn outcome(w: &mut dyn Write, file: &Path, outcome: &Outcome) -> io::Result<()> {
+    match outcome {
+        Outcome::Unchanged {
+            stack,
+            instances: list,
+        } => {
+            writeln!(w, "stack {stack} is up to date: nothing to launch")?;
+            instances(w, list)
+        }
+        Outcome::Started { stack, started } => {
+            let verb = if *started == Started::Created {
+                "creating"
+            } else {
+                "updating"
+            };
+            writeln!(
+                w,
+                "{verb} stack {stack}; follow it with `rehost status {}`",
+                file.display()
+            )
+        }
+        Outcome::Completed {
+            stack,
+            status,
+            instances: list,
+        } => {
+            writeln!(w, "stack {stack}: {}", status.as_str())?;
+            instances(w, list)
+        }
+    }
+}
+
+/// What a launch would do: the resources of a new stack by wave, or an update's change set.
+pub fn preview(w: &mut dyn Write, preview: &LaunchPreview) -> io::Result<()> {
+    match preview.action {
+        StackAction::Create => {
+            let count: usize = preview.waves.iter().map(|w| w.resources.len()).sum();
+            writeln!(
+                w,
+                "plan: create stack {} ({} mode): {count} resources in {} waves",
+                preview.stack,
+                preview.mode,
+                preview.waves.len()
+            )?;
+            for wave in &preview.waves {
+                writeln!(w, "wave {}: {}", wave.wave, wave.groups.join(", "))?;
+                for r in &wave.resources {
+                    let who = r
+                        .server
+                        .as_deref()
+                        .map(|s| format!("server {s}"))
+                        .unwrap_or_else(|| format!("group {}", r.group));
+                    writeln!(
+                        w,
+                        "  + {:<22} {:<36} {who}: {}",
+                        r.logical_id, r.resource_type, r.detail
+                    )?;
+                }
+            }
+            Ok(())
+        }
+        StackAction::None => writeln!(
+            w,
+            "plan: stack {} ({} mode) is up to date: no changes",
+            preview.stack, preview.mode
+        ),
+        StackAction::Update => {
+            writeln!(
+                w,
+                "plan: update stack {} ({} mode)",
+                preview.stack, preview.mode
+            )?;
+            for c in &preview.changes {
+                let who = match (&c.server, &c.group) {
+                    (Some(s), Some(g)) => format!(" (server {s}, group {g})"),
+                    (None, Some(g)) => format!(" (group {g})"),
+                    _ => String::new(),
+                };
+                let props: Vec<String> = c
+                    .properties
+                    .iter()
+                    .map(|p| format!("{} [{}]", p.name, p.effect.as_str()))
+                    .collect();
+                let replacement = match c.replacement {
+                    Some(Replacement::True) => " -- replaces the instance",
+                    Some(Replacement::Conditional) => " -- may replace the instance",
+                    _ => "",
+                };
+                writeln!(
+                    w,
+                    "  {:<7} {}{who}: {}{replacement}",
+                    c.action.as_str(),
+                    c.logical_id,
+                    if props.is_empty() {
+                        "-".to_string()
+                    } else {
+                        props.join(", ")
+                    }
+                )?;
+            }
+            let count = |a: ChangeAction| preview.changes.iter().filter(|c| c.action == a).count();
+            writeln!(
+                w,
+                "{} changes: {} add, {} modify, {} remove",
+                preview.changes.len(),
+                count(ChangeAction::Add),
+                count(ChangeAction::Modify),
+                count(ChangeAction::Remove)
+            )
+        }
+    }
+}
+
+/// Replication and launch state of every server.
+pub fn status(w: &mut dyn Write, status: &Status) -> io::Result<()> {
+    writeln!(w, "application {}", status.application)?;
+    writeln!(
+        w,
+        "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  NOTE",
+        "SERVER", "GROUP", "SCHEDULE", "LAST SUCCESS", "AMI", "LAG (h)"
+    )?;
+    for s in &status.servers {
+        let success = s.last_success.as_ref();
+        let mut note = Vec::new();
+        if s.behind_schedule {
+            note.push("behind schedule".to_string());
+        }
+        if s.failures > 0 {
+            let last_error = s
+                .last_run
+                .as_ref()
+                .and_then(|r| r.error.clone())
+                .unwrap_or_default();
+            note.push(format!(
+                "{} failed run(s) since, last: {last_error}",
+                s.failures
+            ));
+        }
+        if let Some(run) = &s.last_run
+            && run.status == RunStatus::Running
+        {
+            note.push(format!(
+                "run {} {} ({})",
+                run.run_id,
+                run.status.as_str(),
+                run.phase
+            ));
+        }
+        writeln!(
+            w,
+            "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  {}",
+            s.server,
+            s.group,
+            s.schedule,
+            success.map_or("never", |r| r.time.as_str()),
+            success.and_then(|r| r.ami_id.as_deref()).unwrap_or("-"),
+            s.lag_hours.map_or("-".to_string(), |l| format!("{l:.1}")),
+            note.join("; ")
+        )?;
+    }
+    for st in &status.stacks {
+        match (&st.status, &st.error) {
+            (_, Some(e)) => writeln!(w, "{} stack {}: unknown ({e})", st.mode, st.stack)?,
+            (None, None) => writeln!(w, "{} stack {}: not launched", st.mode, st.stack)?,
+            (Some(status), None) => {
+                writeln!(
+                    w,
+                    "{} stack {}: {}{}",
+                    st.mode,
+                    st.stack,
+                    status.as_str(),
+                    st.reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                )?;
+                if !st.instances.is_empty() {
+                    instances(w, &st.instances)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One line per replicated server (and one per warning).
+pub fn report_line(w: &mut dyn Write, report: &ServerReport) -> io::Result<()> {
+    match (&report.ami_id, &report.error) {
+        (Some(ami), _) => {
+            let uploaded: u64 = report.snapshots.iter().map(|s| s.blocks_uploaded).sum();
+            let total: u64 = report.snapshots.iter().map(|s| s.blocks_total).sum();
+            writeln!(
+                w,
+                "{}: {ami} ({uploaded} of {total} blocks sent, {:.1} s){}",
+                report.server,
+                report.seconds,
+                if report.resumed { ", resumed" } else { "" }
+            )?;
+        }
+        (None, error) => writeln!(
+            w,
+            "{}: failed: {}",
+            report.server,
+            error.as_deref().unwrap_or("unknown error")
+        )?,
+    }
+    for warning in &report.warnings {
+        writeln!(w, "{}: warning: {warning}", report.server)?;
+    }
+    Ok(())
+}
+
+/// A server `migrate --max-age` launches from its existing AMI.
+pub fn reused(w: &mut dyn Write, reused: &Reused) -> io::Result<()> {
+    writeln!(
+        w,
+        "{}: reusing {} from {}",
+        reused.server, reused.ami_id, reused.created_at
+    )
+}
+
+/// A stack event, as one line (logs, pipes).
+pub fn event(w: &mut dyn Write, e: &EventView) -> io::Result<()> {
+    let reason = e
+        .reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    writeln!(
+        w,
+        "{} {:<24} {:<36} {}{reason}",
+        e.time,
+        e.logical_id,
+        e.resource_type,
+        e.status.as_str()
+    )
+}
+
+/// What a launch does before its own operation.
+pub fn notice(w: &mut dyn Write, notice: &Notice) -> io::Result<()> {
+    match notice {
+        Notice::WaitingForOperation { stack, status } => {
+            writeln!(
+                w,
+                "stack {stack} is {status}: waiting for it to settle first"
+            )
+        }
+        Notice::ReplacingFailedStack { stack, status } => writeln!(
+            w,
+            "stack {stack} is {status} from a failed creation: deleting it before launching again"
+        ),
+    }
+}
+
+#[cfg(test)]
+#[path = "print_tests.rs"]
+mod tests;

@@ -1,0 +1,177 @@
+//! One launch of one mode, shared by `rehost launch` and `rehost migrate`: render, pre-flight,
+//! create or update the stack, follow it until it settles, and read back its instances. The
+//! result is data ([`Outcome`]); the CLI prints it, and shows progress through the
+//! [`Observer`].
+
+use std::time::Duration;
+
+use aws_sdk_cloudformation::types::StackStatus;
+use aws_smithy_types::DateTime;
+
+use crate::app::{App, Mode};
+use crate::launch::preflight::Preflight;
+use crate::launch::stack::{self, InstanceView, Observer, OnFailureChoice, StackRequest, Started};
+use crate::launch::{AwsClients, LaunchError};
+use crate::template::{RenderOptions, render};
+
+/// What to launch and how.
+pub struct Deployment<'a> {
+    pub app: &'a App,
+    /// Mode, gates and AMI defaults of the template; never portable.
+    pub options: &'a RenderOptions,
+    pub on_failure: OnFailureChoice,
+    /// Follow the stack until it settles (false: start it and return, `--no-wait`).
+    pub follow: bool,
+    /// Give up following after this many minutes (default: [`follow_limit`]).
+    pub timeout_minutes: Option<u64>,
+}
+
+/// How a launch ended, when it did not fail.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// The stack already runs this template with these parameters.
+    Unchanged {
+        stack: String,
+        instances: Vec<InstanceView>,
+    },
+    /// Created or updated, and not followed.
+    Started { stack: String, started: Started },
+    /// Created or updated, followed until it succeeded.
+    Completed {
+        stack: String,
+        status: StackStatus,
+        instances: Vec<InstanceView>,
+    },
+}
+
+/// A portable template leaves account-specific ids as parameters: it launches elsewhere.
+pub fn refuse_portable(portable: bool) -> Result<(), LaunchError> {
+    if portable {
+        return Err(LaunchError::Refused(
+            "--portable renders a template for another account, whose ids it leaves as parameters: \
+             launch it there (`rehost share` writes it); here, launch without --portable"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// How long a launch is followed: the worst case of the launch gates along the critical path
+/// plus 30 minutes, unless `--timeout` says otherwise.
+pub fn follow_limit(app: &App, mode: Mode, timeout_minutes: Option<u64>) -> Duration {
+    let gate_path = app.graph.critical_path(&app.gate_minutes(mode)).1;
+    Duration::from_secs(60 * timeout_minutes.unwrap_or(gate_path + 30))
+}
+
+/// Launches the application: every problem pre-flight finds is refused before anything is
+/// created; a failed stack is an error naming the first resource that failed and why.
+pub async fn deploy(
+    clients: &AwsClients,
+    deployment: &Deployment<'_>,
+    observer: &mut dyn Observer,
+) -> Result<Outcome, LaunchError> {
+    let Deployment { app, options, .. } = *deployment;
+    refuse_portable(options.portable)?;
+    let mode = options.mode;
+    let template = render(app, options);
+    let findings = Preflight {
+        app,
+        mode,
+        amis: &options.amis,
+    }
+    .run(clients)
+    .await?;
+    if !findings.is_empty() {
+        return Err(LaunchError::Preflight(findings));
+    }
+    let limit = follow_limit(app, mode, deployment.timeout_minutes);
+    let req = StackRequest {
+        app,
+        mode,
+        template: &template,
+        on_failure: deployment.on_failure,
+        wait_limit: limit,
+    };
+    let name = req.name();
+    observer.deploying(app, &template);
+    let since = DateTime::from(std::time::SystemTime::now());
+    let started = stack::start(clients, &req, observer).await?;
+    if started == Started::Unchanged {
+        let instances = stack::instances(clients, app, &name).await?;
+        return Ok(Outcome::Unchanged {
+            stack: name,
+            instances,
+        });
+    }
+    if !deployment.follow {
+        return Ok(Outcome::Started {
+            stack: name,
+            started,
+        });
+    }
+    let info = stack::wait(clients, &name, Some(since), limit, observer).await?;
+    let status = info
+        .as_ref()
+        .map_or(StackStatus::DeleteComplete, |i| i.status.clone());
+    if !stack::succeeded(&status) {
+        let id = info.as_ref().map_or(name.clone(), |i| i.id.clone());
+        let (resource, reason) = stack::first_failure(clients, &id, Some(since))
+            .await?
+            .unwrap_or_else(|| {
+                (
+                    name.clone(),
+                    info.and_then(|i| i.reason).unwrap_or_default(),
+                )
+            });
+        return Err(LaunchError::StackFailed {
+            stack: name,
+            status: status.as_str().to_string(),
+            resource,
+            reason,
+        });
+    }
+    let instances = stack::instances(clients, app, &name).await?;
+    Ok(Outcome::Completed {
+        stack: name,
+        status,
+        instances,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_launch_is_followed_along_its_critical_path_plus_half_an_hour() {
+        let text = concat!(
+            "apiVersion: rehost/v1\nkind: Application\nname: shop\n",
+            "defaults:\n  launch: {instanceType: m5.large}\n",
+            "servers:\n",
+            "  - {id: db, os: linux, disks: [{source: a}], launch: {signalTimeoutMinutes: 45}}\n",
+            "  - {id: web, os: linux, disks: [{source: b}]}\n",
+            "  - {id: cache, os: linux, disks: [{source: c}], launch: {signalTimeoutMinutes: 5}}\n",
+            "groups:\n  - {name: db, servers: [db]}\n  - {name: cache, servers: [cache]}\n",
+            "  - {name: web, servers: [web], dependsOn: [db, cache]}\n",
+        );
+        let app = crate::load::load_with(text.as_bytes(), std::path::Path::new("a.yaml"), |_| {
+            Default::default()
+        })
+        .unwrap()
+        .app;
+        // db (45) then web (30 by default): 75 minutes, plus 30.
+        assert_eq!(
+            follow_limit(&app, Mode::Cutover, None),
+            Duration::from_secs(105 * 60)
+        );
+        assert_eq!(
+            follow_limit(&app, Mode::Cutover, Some(7)),
+            Duration::from_secs(7 * 60)
+        );
+        assert!(refuse_portable(false).is_ok());
+        assert!(matches!(
+            refuse_portable(true),
+            Err(LaunchError::Refused(m)) if m.contains("launch without --portable")
+        ));
+    }
+}

@@ -1,0 +1,93 @@
+//! Every limit an application meets, in one place: the JSON Schema's ranges (model.rs), the
+//! checks that report them (validate/) and the clamps that apply them (validate/settings.rs)
+//! all read these, so a limit is written once. Most are AWS's; each says whose it is.
+
+use std::ops::RangeInclusive;
+
+use rehost_replication::tags;
+
+// --- The application file -------------------------------------------------------------------
+
+/// Largest application file read (a parser guard, far above any real file).
+pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+/// Deepest nesting of mappings and lists the parser accepts.
+pub const MAX_DEPTH: usize = 64;
+/// Bounds alias expansion ("billion laughs"): nodes materialised, counting copies.
+pub const MAX_NODES: usize = 1_000_000;
+/// Longest application description (characters).
+pub const MAX_APP_DESCRIPTION: usize = 1000;
+
+// --- Tags (EC2) ------------------------------------------------------------------------------
+
+/// EC2 allows 50 tags per resource.
+pub const EC2_MAX_TAGS: usize = 50;
+/// Every instance also carries rehost's own tags (`tags::INSTANCE_KEYS`): 45 are left.
+pub const MAX_APP_TAGS: usize = EC2_MAX_TAGS - tags::INSTANCE_KEYS.len();
+/// EC2 tag keys are 1 to 128 characters.
+pub const MAX_TAG_KEY: usize = 128;
+/// EC2 tag values are up to 256 characters.
+pub const MAX_TAG_VALUE: usize = 256;
+
+// --- Replication -----------------------------------------------------------------------------
+
+/// `frequencyHours`: SMS's range.
+pub const FREQUENCY_HOURS: RangeInclusive<i64> = 1..=24;
+/// When no block sets `frequencyHours` or `runOnce`.
+pub const DEFAULT_FREQUENCY_HOURS: u8 = 12;
+/// `keepRecentAmis`: 0 keeps every AMI, else at most SMS's 270.
+pub const KEEP_RECENT_AMIS: RangeInclusive<i64> = 0..=270;
+/// One root device and /dev/sdb to /dev/sdz.
+pub const MAX_DISKS: usize = 26;
+
+// --- Launch ----------------------------------------------------------------------------------
+
+/// `signalTimeoutMinutes`: a server's time to boot, configure and signal (CloudFormation's
+/// WaitCondition allows 12 hours).
+pub const SIGNAL_TIMEOUT_MINUTES: RangeInclusive<i64> = 1..=720;
+/// When no block sets `signalTimeoutMinutes`.
+pub const DEFAULT_SIGNAL_TIMEOUT_MINUTES: u32 = 30;
+/// A network interface takes at most 16 security groups.
+pub const MAX_SECURITY_GROUPS: usize = 16;
+
+// --- User data (EC2) -------------------------------------------------------------------------
+
+/// EC2 accepts at most 16 KB of user data (before base64).
+pub const USER_DATA_LIMIT: usize = 16 * 1024;
+/// The gate's presigned URL replaces `${GateUrl}` at launch; real ones run 400-900 bytes.
+pub const URL_RESERVE: usize = 1024;
+/// What a wrapped configure script may occupy.
+pub const SCRIPT_BUDGET: usize = USER_DATA_LIMIT - URL_RESERVE;
+/// Configure scripts are read into memory only up to this size: anything larger cannot fit in
+/// user data anyway.
+pub const MAX_SCRIPT_READ: u64 = 1024 * 1024;
+
+// --- CloudFormation quotas -------------------------------------------------------------------
+
+pub const MAX_RESOURCES: usize = 500;
+pub const MAX_PARAMETERS: usize = 200;
+pub const MAX_OUTPUTS: usize = 200;
+/// Largest body CreateStack/CreateChangeSet accept inline; larger ones go through S3.
+pub const MAX_INLINE_BODY: usize = 51_200;
+/// Largest body through S3 (TemplateURL).
+pub const MAX_S3_BODY: usize = 1_000_000;
+/// Longest template description.
+pub const MAX_TEMPLATE_DESCRIPTION: usize = 1024;
+
+/// A value clamped into a range and narrowed; validation has already reported values outside.
+pub fn clamp<T: TryFrom<i64>>(value: i64, range: &RangeInclusive<i64>, fallback: T) -> T {
+    T::try_from(value.clamp(*range.start(), *range.end())).unwrap_or(fallback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_limits() {
+        assert_eq!(MAX_APP_TAGS, 45);
+        assert_eq!(SCRIPT_BUDGET, 15 * 1024);
+        assert_eq!(clamp::<u8>(30, &FREQUENCY_HOURS, 24), 24);
+        assert_eq!(clamp::<u32>(0, &SIGNAL_TIMEOUT_MINUTES, 720), 1);
+        assert_eq!(clamp::<u32>(-5, &KEEP_RECENT_AMIS, 0), 0);
+    }
+}

@@ -1,0 +1,166 @@
+//! The checks only a rendered template can answer, run while loading an application: logical-id
+//! collisions and CloudFormation's quotas, for every variant a launch can produce.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::app::{App, Level, Mode, Origin};
+use crate::diag::Diagnostics;
+use crate::limits::{MAX_INLINE_BODY, MAX_PARAMETERS, MAX_RESOURCES, MAX_S3_BODY};
+
+use super::document::{AmiParameters, RenderOptions};
+use super::names::{Names, PORTABLE_FIELDS};
+use super::render::render;
+
+/// The checks only a rendered template can answer: logical-id collisions and CloudFormation's
+/// quotas, for every variant a launch can produce (modes, gated or not, portable or not).
+pub fn check(app: &App, diags: &mut Diagnostics) {
+    check_names(app, diags);
+    // Each quota is reported once, for the first variant that breaks it.
+    let mut errors: BTreeMap<&str, String> = BTreeMap::new();
+    let mut warnings: BTreeMap<&str, String> = BTreeMap::new();
+    for mode in [Mode::Cutover, Mode::Test] {
+        for portable in [false, true] {
+            let opts = RenderOptions {
+                mode,
+                portable,
+                health_gate: true,
+                amis: BTreeMap::new(),
+            };
+            let t = render(app, &opts);
+            let what = format!("{mode}{} template", if portable { " portable" } else { "" });
+            if t.resources > MAX_RESOURCES {
+                errors.entry("resources").or_insert_with(|| {
+                    format!(
+                        "the {what} needs {} resources ({} instances and 2 launch-gate resources per group); \
+                         CloudFormation allows {MAX_RESOURCES}: split the application",
+                        t.resources,
+                        app.servers.len()
+                    )
+                });
+            }
+            if t.parameters > MAX_PARAMETERS {
+                errors.entry("parameters").or_insert_with(|| {
+                    format!(
+                        "the {what} needs {} parameters; CloudFormation allows {MAX_PARAMETERS}: split the application",
+                        t.parameters
+                    )
+                });
+            }
+            let size = t.to_json_compact().len();
+            if size > MAX_S3_BODY {
+                errors.entry("size").or_insert_with(|| {
+                    format!(
+                        "the {what} is {size} bytes; CloudFormation accepts at most {MAX_S3_BODY} through S3: \
+                         shorten configure scripts or split the application"
+                    )
+                });
+            } else if size > MAX_INLINE_BODY {
+                warnings.entry("size").or_insert_with(|| {
+                    format!(
+                        "the {what} is {size} bytes, over the {MAX_INLINE_BODY} bytes CloudFormation takes inline: \
+                         `rehost launch` uploads it to its S3 bucket"
+                    )
+                });
+            }
+            if t.ami_parameters == AmiParameters::PerGroup {
+                warnings.entry("amis").or_insert_with(|| {
+                    format!(
+                        "{} servers do not fit one AMI parameter each within CloudFormation's {MAX_PARAMETERS} \
+                         parameters: AMIs are passed as one list parameter per group",
+                        app.servers.len()
+                    )
+                });
+            }
+        }
+    }
+    for message in errors.into_values() {
+        diags.error(app.servers_pos, message);
+    }
+    for message in warnings.into_values() {
+        diags.warning(app.servers_pos, message);
+    }
+}
+
+/// Every logical id and parameter name the template can use must be unique (CloudFormation puts
+/// parameters and resources in one namespace).
+fn check_names(app: &App, diags: &mut Diagnostics) {
+    let mut taken: BTreeMap<String, String> = BTreeMap::new();
+    let mut claim = |name: String, owner: String, pos, diags: &mut Diagnostics| {
+        if let Some(other) = taken.get(&name) {
+            if *other != owner {
+                diags.error(
+                    pos,
+                    format!(
+                        "logical id `{name}` of {owner} collides with {other}; set a distinct `logicalId` on the server"
+                    ),
+                );
+            }
+        } else {
+            taken.insert(name, owner);
+        }
+    };
+    for group in &app.groups {
+        let owner = format!("group `{}`", group.name);
+        claim(
+            Names::gate(&group.logical_stem),
+            owner.clone(),
+            group.pos,
+            diags,
+        );
+        claim(
+            Names::gate_handle(&group.logical_stem),
+            owner.clone(),
+            group.pos,
+            diags,
+        );
+        claim(
+            Names::group_image_parameter(&group.logical_stem),
+            owner,
+            group.pos,
+            diags,
+        );
+    }
+    for server in &app.servers {
+        let owner = format!("server `{}`", server.id);
+        claim(
+            server.logical_id.clone(),
+            owner.clone(),
+            server.logical_id_pos,
+            diags,
+        );
+        claim(
+            Names::image_parameter(server),
+            owner,
+            server.logical_id_pos,
+            diags,
+        );
+    }
+    let mut origins: BTreeSet<(Origin, &str)> = BTreeSet::new();
+    for server in &app.servers {
+        for mode in [Mode::Cutover, Mode::Test] {
+            for field in PORTABLE_FIELDS {
+                if let Some((origin, _)) = (field.setting)(server.launch(mode)) {
+                    origins.insert((origin, field.name));
+                }
+            }
+        }
+    }
+    for (origin, field) in origins {
+        let name = Names::portable_parameter(app, origin, field);
+        let (pos, block) = match origin.level {
+            Level::Server(s) => (
+                app.servers[s].logical_id_pos,
+                format!("server `{}`", app.servers[s].id),
+            ),
+            Level::Group(g) => (app.groups[g].pos, format!("group `{}`", app.groups[g].name)),
+            Level::Defaults => (app.servers_pos, "defaults".to_string()),
+        };
+        let test = if origin.test { " test" } else { "" };
+        claim(
+            name,
+            format!("the portable {field} parameter of {block}{test}"),
+            pos,
+            diags,
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! What rendering takes and gives: the options of a variant (mode, portable, gates, AMI
+//! defaults) and the rendered template with its counts.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::app::Mode;
+
+#[derive(Clone, Debug)]
+pub struct RenderOptions {
+    pub mode: Mode,
+    /// Account-specific ids become typed parameters so the template launches in other accounts.
+    pub portable: bool,
+    pub health_gate: bool,
+    /// Default AMI per server id (from `--ami` or the replication state).
+    pub amis: BTreeMap<String, String>,
+}
+
+impl RenderOptions {
+    pub fn new(mode: Mode) -> Self {
+        RenderOptions {
+            mode,
+            portable: false,
+            health_gate: true,
+            amis: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Template {
+    pub body: Value,
+    pub resources: usize,
+    pub parameters: usize,
+    pub outputs: usize,
+    /// How AMIs are parameterised (per server while they fit in the parameter quota).
+    pub ami_parameters: AmiParameters,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AmiParameters {
+    /// One `AWS::EC2::Image::Id` per server.
+    PerServer,
+    /// One `List<AWS::EC2::Image::Id>` per group, in the group's server order: used only when
+    /// per-server parameters would exceed CloudFormation's 200-parameter quota.
+    PerGroup,
+}
+
+impl Template {
+    pub fn to_json_pretty(&self) -> String {
+        let mut s = serde_json::to_string_pretty(&self.body).expect("template serializes");
+        s.push('\n');
+        s
+    }
+
+    /// The form sent to CloudFormation: smallest, so more templates fit inline.
+    pub fn to_json_compact(&self) -> String {
+        serde_json::to_string(&self.body).expect("template serializes")
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_norway::to_string(&self.body).expect("template serializes")
+    }
+
+    /// Whether the template declares this logical id.
+    pub fn has_resource(&self, logical_id: &str) -> bool {
+        self.body["Resources"].get(logical_id).is_some()
+    }
+}

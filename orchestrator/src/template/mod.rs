@@ -1,0 +1,30 @@
+//! One CloudFormation template for the whole application.
+//!
+//! Servers launch group by group: each group has a WaitConditionHandle + WaitCondition (its
+//! "gate", Count = its servers) that opens once every server of the group has signalled that its
+//! configure script succeeded; a server's instance DependsOn the gates of exactly the groups its
+//! group depends on, so independent groups start together. `--no-health-gate` drops the gates and
+//! makes instances DependsOn the instances of those groups instead.
+//!
+//! - `document`: `RenderOptions` in, `Template` out
+//! - `render`: assembles `parameters`, `resources` and `outputs` with the description and metadata
+//! - `names`: logical ids and parameter names, and the one table of portable fields
+//! - `check`: collisions and quotas, checked for every variant while loading
+//!
+//! Output is deterministic: maps keep insertion order, which follows launch order.
+
+mod check;
+mod document;
+mod names;
+mod outputs;
+mod parameters;
+mod render;
+mod resources;
+#[cfg(test)]
+mod tests;
+
+pub use check::check;
+pub use document::{AmiParameters, RenderOptions, Template};
+pub use names::{Names, PORTABLE_FIELDS, PortableField};
+pub use outputs::launch_waves_text;
+pub use render::render;

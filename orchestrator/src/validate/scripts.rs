@@ -1,0 +1,155 @@
+//! Configure scripts: which files an application declares (so `load` reads each once), and
+//! the checks of each server's script: type against OS and extension, text, size once wrapped.
+//! Pure: the files' bytes (or why they could not be read) come in as [`ScriptFiles`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use rehost_replication::domain::Choice;
+
+use crate::app::{ConfigureScript, ScriptType};
+use crate::diag::Diagnostics;
+use crate::limits::{SCRIPT_BUDGET, URL_RESERVE, USER_DATA_LIMIT};
+use crate::model::{self, Application};
+use crate::userdata;
+
+use super::layers::{Layers, relative_to};
+
+/// Configure scripts as read from disk: each declared path (resolved against the application
+/// file's directory) with its bytes, or why they could not be read.
+pub type ScriptFiles = BTreeMap<PathBuf, Result<Vec<u8>, ScriptReadError>>;
+
+/// Why a configure script could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScriptReadError {
+    NotFound,
+    NotAFile,
+    /// Larger than any user data could hold, so not read (its size in bytes).
+    TooLarge(u64),
+    /// Any other I/O error, as the OS describes it.
+    Io(String),
+}
+
+/// Every configure script the application declares, in any block, as paths to read.
+pub fn declared_scripts(model: &Application, base_dir: &Path) -> BTreeSet<PathBuf> {
+    let defaults = model.defaults.as_ref().and_then(|d| d.launch.as_ref());
+    let groups = model.groups.value.iter().map(|g| g.launch.as_ref());
+    let servers = model.servers.value.iter().map(|s| s.launch.as_ref());
+    std::iter::once(defaults)
+        .chain(groups)
+        .chain(servers)
+        .flatten()
+        .filter_map(|l| l.configure_script.as_ref())
+        .map(|s| relative_to(base_dir, &s.value))
+        .collect()
+}
+
+/// A script's text, or the message that says why it cannot be used.
+fn script_text(scripts: &ScriptFiles, path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let bytes = match scripts.get(path) {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(ScriptReadError::NotFound)) | None => {
+            return Err(format!("configure script `{shown}` does not exist"));
+        }
+        Some(Err(ScriptReadError::NotAFile)) => {
+            return Err(format!("configure script `{shown}` is not a file"));
+        }
+        Some(Err(ScriptReadError::TooLarge(len))) => {
+            return Err(format!(
+                "configure script `{shown}` is {len} bytes; EC2 user data holds at most {USER_DATA_LIMIT} bytes"
+            ));
+        }
+        Some(Err(ScriptReadError::Io(e))) => {
+            return Err(format!("configure script `{shown}` cannot be read: {e}"));
+        }
+    };
+    let text = String::from_utf8(bytes.clone())
+        .map_err(|_| format!("configure script `{shown}` is not UTF-8 text"))?;
+    if text.contains('\0') {
+        return Err(format!(
+            "configure script `{shown}` contains NUL bytes; it must be text"
+        ));
+    }
+    Ok(text)
+}
+
+/// The server's configure script (from the most specific block that names one), checked against
+/// its OS, its extension and the user-data budget; None when there is none or it is unusable.
+pub(super) fn resolve_script(
+    server: &model::Server,
+    layers: &Layers<'_>,
+    base_dir: &Path,
+    scripts: &ScriptFiles,
+    diags: &mut Diagnostics,
+) -> Option<ConfigureScript> {
+    let (declared, _) = layers.launch(|l| l.configure_script.as_ref())?;
+    let declared_type = layers
+        .launch(|l| l.configure_script_type.as_ref())
+        .map(|(t, _)| t);
+    let os = server.os.value;
+    let kind = declared_type.map_or(os.native_script(), |t| t.value);
+    if kind.os() != os {
+        diags.error(
+            declared_type.map_or(declared.pos, |t| t.pos),
+            format!(
+                "server `{}` runs {}: a {} cannot run there; use {}",
+                server.id.value,
+                os.file_name(),
+                kind.file_name(),
+                os.native_script().file_name()
+            ),
+        );
+    }
+    let lower = declared.value.to_ascii_lowercase();
+    let looks_like = if lower.ends_with(".ps1") {
+        Some(ScriptType::PowerShell)
+    } else if lower.ends_with(".sh") || lower.ends_with(".bash") {
+        Some(ScriptType::Shell)
+    } else {
+        None
+    };
+    if let Some(ext_kind) = looks_like
+        && ext_kind != kind
+    {
+        diags.error(
+                declared.pos,
+                format!(
+                    "`{}` looks like a {} but runs as {} on server `{}`; set configureScriptType or fix the file",
+                    declared.value,
+                    ext_kind.file_name(),
+                    kind.file_name(),
+                    server.id.value
+                ),
+            );
+    }
+    let path = relative_to(base_dir, &declared.value);
+    let content = match script_text(scripts, &path) {
+        Ok(c) => c,
+        Err(e) => {
+            diags.error(declared.pos, e);
+            return None;
+        }
+    };
+    let script = ConfigureScript {
+        declared: declared.value.clone(),
+        path,
+        kind,
+        content,
+    };
+    let size = userdata::wrapped_size(&script, &server.id.value);
+    if size > SCRIPT_BUDGET {
+        diags.error(
+            declared.pos,
+            format!(
+                "configure script `{}` is {size} bytes once wrapped for server `{}`; EC2 user data holds {} bytes \
+                 and {} of them are kept for the launch gate's signal URL",
+                declared.value,
+                server.id.value,
+                USER_DATA_LIMIT,
+                URL_RESERVE
+            ),
+        );
+    }
+    Some(script)
+}

@@ -1,0 +1,196 @@
+//! Settings resolution: each server's launch and replication settings merged field by field
+//! (the server's block, then its group's, then `defaults`), remembering which block each
+//! account-specific value came from (portable templates name their parameters after it).
+
+use std::path::Path;
+
+use crate::app::*;
+use crate::diag::Diagnostics;
+use crate::limits::{
+    self, DEFAULT_FREQUENCY_HOURS, DEFAULT_SIGNAL_TIMEOUT_MINUTES, FREQUENCY_HOURS,
+    KEEP_RECENT_AMIS, SIGNAL_TIMEOUT_MINUTES,
+};
+use crate::model::{self, Spanned};
+use crate::syntax::pascal_case;
+
+use super::layers::{Layers, relative_to, setting};
+use super::scripts::{ScriptFiles, resolve_script};
+
+/// What every server's resolution reads besides its own entry.
+pub(super) struct Inputs<'a> {
+    pub defaults: &'a model::Settings,
+    /// The application file's directory: relative paths are relative to it.
+    pub base_dir: &'a Path,
+    pub scripts: &'a ScriptFiles,
+}
+
+/// One server's settings, merged; problems found while merging go to `diags`.
+pub(super) fn resolve_server(
+    index: usize,
+    server: &model::Server,
+    group: usize,
+    group_model: Option<&model::Group>,
+    inputs: &Inputs<'_>,
+    diags: &mut Diagnostics,
+) -> AppServer {
+    let layers = Layers::new(index, server, group, group_model, inputs.defaults);
+    let id = &server.id.value;
+
+    let replication = resolve_replication(&layers, diags);
+
+    let instance_type = layers.launch(|l| l.instance_type.as_ref());
+    if instance_type.is_none() {
+        diags.error(
+            server.id.pos,
+            format!("server `{id}` has no instance type: set launch.instanceType in defaults, its group or the server"),
+        );
+    }
+    let signal_timeout_minutes = layers.launch(|l| l.signal_timeout_minutes.as_ref()).map_or(
+        DEFAULT_SIGNAL_TIMEOUT_MINUTES,
+        |(v, _)| {
+            limits::clamp(
+                v.value,
+                &SIGNAL_TIMEOUT_MINUTES,
+                DEFAULT_SIGNAL_TIMEOUT_MINUTES,
+            )
+        },
+    );
+    let script = resolve_script(server, &layers, inputs.base_dir, inputs.scripts, diags);
+
+    let cutover = Launch {
+        instance_type: instance_type
+            .map(|(v, _)| v.value.clone())
+            .unwrap_or_default(),
+        vpc: layers
+            .launch(|l| l.vpc.as_ref())
+            .map(|(v, _)| v.value.clone()),
+        subnet: setting(layers.launch(|l| l.subnet.as_ref()), false, Clone::clone),
+        security_groups: setting(layers.launch(|l| l.security_groups.as_ref()), false, |v| {
+            sg_ids(v)
+        }),
+        key_name: setting(layers.launch(|l| l.key_name.as_ref()), false, Clone::clone),
+        iam_instance_profile: setting(
+            layers.launch(|l| l.iam_instance_profile.as_ref()),
+            false,
+            Clone::clone,
+        ),
+        associate_public_ip_address: layers
+            .launch(|l| l.associate_public_ip_address.as_ref())
+            .map(|(v, _)| v.value),
+        signal_timeout_minutes,
+        private_ip_address: server
+            .launch
+            .as_ref()
+            .and_then(|l| l.private_ip_address.as_ref())
+            .map(|v| v.value.clone()),
+        configure_script: script,
+    };
+    let test_subnet = setting(layers.test(|t| t.subnet.as_ref()), true, Clone::clone);
+    let test = Launch {
+        // A test subnet may sit in an isolated VPC: check against test.vpc, or not at all.
+        vpc: match layers.test(|t| t.vpc.as_ref()) {
+            Some((v, _)) => Some(v.value.clone()),
+            None if test_subnet.is_some() => None,
+            None => cutover.vpc.clone(),
+        },
+        instance_type: layers
+            .test(|t| t.instance_type.as_ref())
+            .map_or_else(|| cutover.instance_type.clone(), |(v, _)| v.value.clone()),
+        subnet: test_subnet.or_else(|| cutover.subnet.clone()),
+        security_groups: setting(layers.test(|t| t.security_groups.as_ref()), true, |v| {
+            sg_ids(v)
+        })
+        .or_else(|| cutover.security_groups.clone()),
+        associate_public_ip_address: layers
+            .test(|t| t.associate_public_ip_address.as_ref())
+            .map(|(v, _)| v.value)
+            .or(cutover.associate_public_ip_address),
+        // Test instances run beside the cutover ones, so they never reuse the cutover address.
+        private_ip_address: server
+            .launch
+            .as_ref()
+            .and_then(|l| l.test.as_ref())
+            .and_then(|t| t.value.private_ip_address.as_ref())
+            .map(|v| v.value.clone()),
+        ..cutover.clone()
+    };
+
+    let (logical_id, logical_id_pos) = server
+        .launch
+        .as_ref()
+        .and_then(|l| l.logical_id.as_ref())
+        .map_or_else(
+            || (pascal_case(id), server.id.pos),
+            |l| (l.value.clone(), l.pos),
+        );
+
+    let disks = server
+        .disks
+        .value
+        .iter()
+        .map(|d| relative_to(inputs.base_dir, &d.source.value))
+        .collect();
+
+    AppServer {
+        id: id.clone(),
+        description: server.description.as_ref().map(|d| d.value.clone()),
+        group,
+        os: server.os.value,
+        architecture: server
+            .architecture
+            .as_ref()
+            .map_or(Architecture::X86_64, |a| a.value),
+        boot_mode: server.boot_mode.as_ref().map(|b| b.value),
+        ena_support: server.ena_support.as_ref().is_none_or(|e| e.value),
+        logical_id,
+        logical_id_pos,
+        disks,
+        replication,
+        cutover,
+        test,
+    }
+}
+
+fn sg_ids(list: &[Spanned<model::SecurityGroupId>]) -> Vec<String> {
+    list.iter().map(|s| s.value.0.clone()).collect()
+}
+
+fn resolve_replication(layers: &Layers<'_>, diags: &mut Diagnostics) -> Replication {
+    // frequencyHours and runOnce are one choice: the most specific block that makes it wins.
+    let mut frequency = None;
+    for block in layers.replication_blocks() {
+        if block.run_once.as_ref().is_some_and(|o| o.value) {
+            frequency = Some(Frequency::Once);
+            break;
+        }
+        if let Some(f) = &block.frequency_hours {
+            frequency = Some(Frequency::Hours(limits::clamp(
+                f.value,
+                &FREQUENCY_HOURS,
+                DEFAULT_FREQUENCY_HOURS,
+            )));
+            break;
+        }
+    }
+    let encrypted = layers.replication(|r| r.encrypted.as_ref());
+    let kms = layers.replication(|r| r.kms_key_id.as_ref());
+    if let Some(k) = kms
+        && !encrypted.is_some_and(|e| e.value)
+    {
+        diags.error(k.pos, "kmsKeyId is set but encrypted is not true: add `encrypted: true` (in this block or an outer one)");
+    }
+    Replication {
+        frequency: frequency.unwrap_or(Frequency::Hours(DEFAULT_FREQUENCY_HOURS)),
+        seed_time: layers
+            .replication(|r| r.seed_time.as_ref())
+            .map(|t| t.value.0),
+        license_type: layers
+            .replication(|r| r.license_type.as_ref())
+            .map_or(LicenseType::Auto, |l| l.value),
+        keep_recent_amis: layers
+            .replication(|r| r.keep_recent_amis.as_ref())
+            .map_or(0, |k| limits::clamp(k.value, &KEEP_RECENT_AMIS, 0)),
+        encrypted: encrypted.is_some_and(|e| e.value),
+        kms_key_id: kms.map(|k| k.value.clone()),
+    }
+}

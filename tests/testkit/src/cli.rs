@@ -1,0 +1,67 @@
+//! Running the `rehost` binary from a test: one command builder for every suite.
+//!
+//! ```ignore
+//! let out = Rehost::new(env!("CARGO_BIN_EXE_rehost"))
+//!     .args(["validate", "app.yaml"])
+//!     .current_dir(&dir)
+//!     .run();
+//! ```
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::Moto;
+
+/// A `rehost` invocation being built.
+pub struct Rehost {
+    cmd: Command,
+}
+
+impl Rehost {
+    /// `bin` is the binary under test (`env!("CARGO_BIN_EXE_rehost")` in the calling suite). Runs
+    /// from the workspace root unless `current_dir` says otherwise; no colours.
+    pub fn new(bin: impl AsRef<OsStr>) -> Self {
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(crate::workspace_root())
+            .env("NO_COLOR", "1");
+        Rehost { cmd }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Talk to this emulator (endpoint, region, test credentials, no instance metadata).
+    pub fn env_moto(mut self, moto: &Moto) -> Self {
+        for (k, v) in moto.env() {
+            self.cmd.env(k, v);
+        }
+        self
+    }
+
+    /// Runs to completion and returns the exit status and both outputs.
+    pub fn run(mut self) -> Output {
+        self.cmd.output().expect("rehost runs")
+    }
+}
