@@ -732,3 +732,30 @@ fn json_application_files_are_accepted() {
         "{stderr}"
     );
 }
+
+/// A server id with a space and a configure script once reached the user-data wrapper's debug
+/// assertion (exit 101). Invalid ids are diagnostics: exit 2, the id's error at its position.
+/// Tests run the debug build, so a debug-only assertion would show here.
+#[test]
+fn server_id_with_a_space_and_a_configure_script_is_a_diagnostic_not_a_panic() {
+    let dir = tempdir("web-space-01");
+    std::fs::write(dir.join("setup.sh"), "echo hi\n").unwrap();
+    let (text, pos) = locate(&app(
+        "    configureScript: setup.sh\n",
+        "  - id: ⟦Web 01\n    os: linux\n    disks: [{source: a.img}]\n",
+        "  - name: web\n    servers: [Web 01]\n",
+    ));
+    let (line, col) = pos.unwrap();
+    std::fs::write(dir.join("app.yaml"), text).unwrap();
+    let out = rehost(&["validate", "app.yaml"], &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.lines().any(
+            |l| l.starts_with(&format!("app.yaml:{line}:{col}: error: "))
+                && l.contains("server id")
+        ),
+        "{stderr}"
+    );
+}
