@@ -759,3 +759,33 @@ fn server_id_with_a_space_and_a_configure_script_is_a_diagnostic_not_a_panic() {
         "{stderr}"
     );
 }
+
+/// User text in a diagnostic (here a quoted key) once reached the terminal raw: an OSC 52
+/// sequence could write the clipboard, `\r` overwrite the line. Both are escaped, as are the
+/// same characters in an error's cause chain (here a file name that fails to load).
+#[test]
+fn control_characters_in_diagnostics_are_escaped() {
+    let dir = tempdir("controls");
+    let text = app(
+        "",
+        "  - id: web01\n    os: linux\n    disks: [{source: a.img}]\n    \"x\\e]52;c;ZXZpbA==\\a\\rok\\u202e\": 1\n",
+        WEB_GROUP,
+    );
+    std::fs::write(dir.join("app.yaml"), text).unwrap();
+    let out = rehost(&["validate", "app.yaml"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains(['\u{1b}', '\u{7}', '\r', '\u{202e}']),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr.contains("x\\u{1b}]52;c;ZXZpbA==\\u{7}\\rok\\u{202e}"),
+        "{stderr}"
+    );
+    let out = rehost(&["render", "missing\u{1b}]52;c;eA==\u{7}.yaml"], &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains(['\u{1b}', '\u{7}']), "{stderr:?}");
+    assert!(stderr.contains("missing\\u{1b}]52"), "{stderr}");
+}

@@ -27,9 +27,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let invalid = e.chain().any(|c| c.is::<InvalidInput>());
-            eprintln!("error: {e}");
+            // Errors can quote user text (paths, ids, AWS messages): no control characters
+            // reach the terminal.
+            let shown = |m: &dyn std::fmt::Display| {
+                rehost::diag::escape_controls_multiline(&m.to_string()).into_owned()
+            };
+            eprintln!("error: {}", shown(&e));
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                eprintln!("  caused by: {}", shown(&cause));
             }
             if invalid {
                 ExitCode::from(2)
