@@ -789,3 +789,32 @@ fn control_characters_in_diagnostics_are_escaped() {
     assert!(!stderr.contains(['\u{1b}', '\u{7}']), "{stderr:?}");
     assert!(stderr.contains("missing\\u{1b}]52"), "{stderr}");
 }
+
+/// A 1 MB file of nested aliases of a 1 MB string once expanded to gigabytes (3.97 GB RSS, then
+/// an abort). It is refused at the alias that crosses the tree budget, with the process held to
+/// 256 MiB of address space, so an expansion cannot go unnoticed.
+#[test]
+fn alias_bomb_of_a_large_string_is_refused_in_bounded_memory() {
+    let dir = tempdir("alias-bomb");
+    let mut text = format!("s: &s \"{}\"\n", "x".repeat(1_000_000));
+    let mut previous = "s".to_string();
+    for name in ["a", "b", "c", "d", "e", "f"] {
+        let aliases = vec![format!("*{previous}"); 10].join(", ");
+        text.push_str(&format!("{name}: &{name} [{aliases}]\n"));
+        previous = name.to_string();
+    }
+    std::fs::write(dir.join("bomb.yaml"), &text).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rehost"));
+    cmd.args(["validate", "bomb.yaml"]).current_dir(&dir);
+    rehost_testkit::limit_address_space(&mut cmd, 256 << 20);
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // 10 copies of the string fit the budget, the copies of those do not: line 3 (`b`).
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("bomb.yaml:3:") && l.contains("expands to more than")),
+        "{stderr}"
+    );
+}

@@ -6,4 +6,4 @@ pub mod proxy;
 pub mod tools;
 
 pub use moto::Moto;
-pub use tools::{cfn_lint, scratch_dir, tools_bin, workspace_root};
+pub use tools::{cfn_lint, limit_address_space, scratch_dir, tools_bin, workspace_root};
