@@ -20,6 +20,8 @@ pub fn job(app: &App, server: &AppServer, architecture: Option<app::Architecture
             .map(|(i, source)| DiskJob {
                 name: format!("disk{i}"),
                 source: source.clone(),
+                // Declared formats come with the disk's `format:` field (issue 8, phase 2).
+                format: None,
             })
             .collect(),
         architecture: match architecture.unwrap_or(server.architecture) {
