@@ -1020,9 +1020,30 @@ fn squatted_template_bucket_is_never_written_to() {
         let out = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = ok(&out);
-        assert!(stdout.contains("stack rehost-squat-cutover"), "{attempt}: {stdout}");
+        assert!(
+            stdout.contains("stack rehost-squat-cutover"),
+            "{attempt}: {stdout}"
+        );
+        let squatted = rt().block_on(async {
+            s3_client(&squatter)
+                .list_objects_v2()
+                .bucket(&preferred)
+                .send()
+                .await
+                .unwrap()
+                .key_count()
+        });
+        assert_eq!(
+            squatted,
+            Some(0),
+            "{attempt}: the squatter's bucket stays empty"
+        );
         let own = stand_ins();
-        assert_eq!(own.len(), 1, "{attempt}: one stand-in, found again: {own:?}");
+        assert_eq!(
+            own.len(),
+            1,
+            "{attempt}: one stand-in, found again: {own:?}"
+        );
         if attempt == "create" {
             assert!(
                 stderr.contains(&preferred) && stderr.contains(&own[0]),
@@ -1037,17 +1058,10 @@ fn squatted_template_bucket_is_never_written_to() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(objects.contents().len(), 1, "{attempt}: the template is in rehost's own bucket");
-            let squatted = s3_client(&squatter)
-                .list_objects_v2()
-                .bucket(&preferred)
-                .send()
-                .await
-                .unwrap();
             assert_eq!(
-                squatted.contents().len(),
-                0,
-                "{attempt}: the squatter's bucket stays empty"
+                objects.contents().len(),
+                1,
+                "{attempt}: the template is in rehost's own bucket"
             );
             // Nor was it reconfigured: rehost set no lifecycle rule on it.
             assert!(
