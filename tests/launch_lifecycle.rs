@@ -784,6 +784,20 @@ fn unreachable_endpoint_fails_fast_with_a_clear_message() {
     );
 }
 
+/// The first public image the emulator offers the account `conf` reaches.
+async fn amazon_image(conf: &aws_config::SdkConfig) -> String {
+    aws_sdk_ec2::Client::new(conf)
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap()
+        .images()[0]
+        .image_id()
+        .unwrap()
+        .to_string()
+}
+
 /// `rehost launch` of application `name` (written to `dir`): 40 servers with a configure script
 /// each, so its template is over CloudFormation's 51,200-byte inline limit.
 fn large_launch(dir: &Path, name: &str, infra: &Infra, image: &str) -> Command {
@@ -840,18 +854,7 @@ fn large_launch(dir: &Path, name: &str, infra: &Infra, image: &str) -> Command {
 fn large_templates_go_through_the_template_bucket() {
     let dir = scratch("large");
     let infra = rt().block_on(infra("big"));
-    let image = rt().block_on(async {
-        let ec2 = aws_sdk_ec2::Client::new(&sdk().await);
-        ec2.describe_images()
-            .owners("amazon")
-            .send()
-            .await
-            .unwrap()
-            .images()[0]
-            .image_id()
-            .unwrap()
-            .to_string()
-    });
+    let image = rt().block_on(async { amazon_image(&sdk().await).await });
     let mut cmd = large_launch(&dir, "big", &infra, &image);
     let out = ok(&cmd.output().unwrap());
     assert!(
@@ -991,18 +994,7 @@ fn squatted_template_bucket_is_never_written_to() {
             .unwrap();
     });
     let infra = rt().block_on(infra_in(&victim, "squat"));
-    let image = rt().block_on(async {
-        aws_sdk_ec2::Client::new(&victim)
-            .describe_images()
-            .owners("amazon")
-            .send()
-            .await
-            .unwrap()
-            .images()[0]
-            .image_id()
-            .unwrap()
-            .to_string()
-    });
+    let image = rt().block_on(amazon_image(&victim));
     let stand_ins = || {
         rt().block_on(async {
             let out = s3_client(&victim).list_buckets().send().await.unwrap();

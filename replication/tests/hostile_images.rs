@@ -59,6 +59,13 @@ fn qemu_img(args: &[&str]) {
     );
 }
 
+/// A qcow2 image at `image` over `backing` (as the image names it) in `format`.
+fn overlay(image: &str, backing: &str, format: &str, size: Option<&str>) {
+    let mut args = vec!["create", "-f", "qcow2", "-b", backing, "-F", format, image];
+    args.extend(size);
+    qemu_img(&args);
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -117,17 +124,7 @@ fn assert_outside(rule: &Confinement, scene: &Scene) {
 fn guest_written_qcow2_header_with_a_host_backing_file_is_never_followed() {
     let scene = scene();
     let header = scene.disks.join("header.qcow2");
-    qemu_img(&[
-        "create",
-        "-f",
-        "qcow2",
-        "-b",
-        s(&scene.secret),
-        "-F",
-        "raw",
-        s(&header),
-        "4M",
-    ]);
+    overlay(s(&header), s(&scene.secret), "raw", Some("4M"));
     let mut disk = std::fs::read(&header).unwrap();
     std::fs::remove_file(&header).unwrap();
     disk.resize(4 << 20, 0x5a);
@@ -161,16 +158,7 @@ fn guest_written_qcow2_header_with_a_host_backing_file_is_never_followed() {
 fn qcow2_with_a_backing_file_outside_the_directory_is_refused() {
     let scene = scene();
     let top = scene.disks.join("top.qcow2");
-    qemu_img(&[
-        "create",
-        "-f",
-        "qcow2",
-        "-b",
-        s(&scene.secret),
-        "-F",
-        "raw",
-        s(&top),
-    ]);
+    overlay(s(&top), s(&scene.secret), "raw", None);
     let rule = refused(&top, Reference::BackingFile);
     assert_outside(&rule, &scene);
 
@@ -178,16 +166,7 @@ fn qcow2_with_a_backing_file_outside_the_directory_is_refused() {
     let mid = scene.disks.join("mid.qcow2");
     std::fs::rename(&top, &mid).unwrap();
     let top = scene.disks.join("top2.qcow2");
-    qemu_img(&[
-        "create",
-        "-f",
-        "qcow2",
-        "-b",
-        "mid.qcow2",
-        "-F",
-        "qcow2",
-        s(&top),
-    ]);
+    overlay(s(&top), "mid.qcow2", "qcow2", None);
     let err = DiskSource::open(&top, None, &QemuTools::default()).unwrap_err();
     match &err {
         SourceError::Refused(refusal) => {
@@ -236,16 +215,7 @@ fn symlink_escaping_the_directory_is_refused() {
     std::os::unix::fs::symlink(&scene.secret, scene.disks.join("base.raw")).unwrap();
     let top = scene.disks.join("top.qcow2");
     // Relative, as libvirt writes it: resolved against the image's own directory.
-    qemu_img(&[
-        "create",
-        "-f",
-        "qcow2",
-        "-b",
-        "base.raw",
-        "-F",
-        "raw",
-        s(&top),
-    ]);
+    overlay(s(&top), "base.raw", "raw", None);
     let rule = refused(&top, Reference::BackingFile);
     assert_outside(&rule, &scene);
 }
@@ -258,16 +228,7 @@ fn backing_file_without_a_recorded_format_is_refused() {
     let base = scene.disks.join("base.raw");
     std::fs::write(&base, vec![0u8; 1 << 20]).unwrap();
     let top = scene.disks.join("top.qcow2");
-    qemu_img(&[
-        "create",
-        "-f",
-        "qcow2",
-        "-b",
-        "base.raw",
-        "-F",
-        "raw",
-        s(&top),
-    ]);
+    overlay(s(&top), "base.raw", "raw", None);
     // Turn the backing-format header extension (magic 0xe2792aca) into an unknown one, which
     // qemu skips: the image keeps its backing file and loses its format.
     let mut bytes = std::fs::read(&top).unwrap();
@@ -314,16 +275,7 @@ async fn refused_disks_start_no_snapshot() {
     let good = scene.disks.join("good.raw");
     write_raw(&good, 8 * BLOCK, &[(0, 8, Fill::Random)], 3);
     let outside = scene.disks.join("outside.qcow2");
-    qemu_img(&[
-        "create",
-        "-f",
-        "qcow2",
-        "-b",
-        s(&scene.secret),
-        "-F",
-        "raw",
-        s(&outside),
-    ]);
+    overlay(s(&outside), s(&scene.secret), "raw", None);
     let unknown = scene.disks.join("guest");
     std::fs::copy(&good, &unknown).unwrap();
 
@@ -397,16 +349,7 @@ async fn external_snapshot_chain_inside_the_directory_replicates_exactly() {
     qemu_img(&["convert", "-f", "raw", "-O", "qcow2", s(&raw), s(&base)]);
     std::fs::remove_file(&raw).unwrap();
     let top = scene.disks.join("vm.snap1.qcow2");
-    qemu_img(&[
-        "create",
-        "-f",
-        "qcow2",
-        "-b",
-        "vm.qcow2",
-        "-F",
-        "qcow2",
-        s(&top),
-    ]);
+    overlay(s(&top), "vm.qcow2", "qcow2", None);
     // The guest keeps writing into the overlay: over base data, into a hole, past the base.
     for (pattern, offset) in [
         ("0xab", 2 * BLOCK + 4096),

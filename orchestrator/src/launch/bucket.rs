@@ -241,9 +241,20 @@ mod tests {
     fn stand_ins_are_the_preferred_name_and_twelve_hex_digits() {
         let preferred = bucket_name("123456789012", "eu-west-1");
         assert!(is_template_bucket(&preferred, &preferred));
-        assert!(is_template_bucket(&format!("{preferred}-0a1b2c3d4e5f"), &preferred));
-        for other in ["-0a1b2c3d4e5", "-0a1b2c3d4e5fz", "x0a1b2c3d4e5f", "-0a1b2c3d4e5g"] {
-            assert!(!is_template_bucket(&format!("{preferred}{other}"), &preferred), "{other}");
+        assert!(is_template_bucket(
+            &format!("{preferred}-0a1b2c3d4e5f"),
+            &preferred
+        ));
+        for other in [
+            "-0a1b2c3d4e5",
+            "-0a1b2c3d4e5fz",
+            "x0a1b2c3d4e5f",
+            "-0a1b2c3d4e5g",
+        ] {
+            assert!(
+                !is_template_bucket(&format!("{preferred}{other}"), &preferred),
+                "{other}"
+            );
         }
         // The longest region names still make a valid bucket name (at most 63 characters).
         let longest = bucket_name("123456789012", "ap-southeast-5");
