@@ -158,6 +158,8 @@ pub(super) fn vet(
         }
         let Some(backing) = backing else { break };
         let image = layer.name.clone();
+        confine(&image, &backing, &home)
+            .map_err(|rule| refuse(&image, Reference::BackingFile, &backing, rule))?;
         let Some(format_name) = backing_format else {
             return Err(refuse(
                 &image,
@@ -174,8 +176,6 @@ pub(super) fn vet(
                 Confinement::UnsupportedFormat(format_name),
             ));
         };
-        confine(&image, &backing, &home)
-            .map_err(|rule| refuse(&image, Reference::BackingFile, &backing, rule))?;
         if layers.len() >= MAX_CHAIN {
             return Err(refuse(
                 &image,
