@@ -81,10 +81,15 @@ struct Infra {
 /// Network, key pair, instance profile and KMS alias the examples name, created in the emulator
 /// (its ids are random, so the example files are copied with the real ids put in).
 async fn infra(prefix: &str) -> Infra {
+    infra_in(&sdk().await, prefix).await
+}
+
+/// As [`infra`], in the account `conf` reaches.
+async fn infra_in(conf: &aws_config::SdkConfig, prefix: &str) -> Infra {
     // Tests of this binary run in parallel against one emulator: set up one at a time.
     static SETUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one_at_a_time = SETUP.lock().await;
-    let conf = sdk().await;
+    let conf = conf.clone();
     let ec2 = aws_sdk_ec2::Client::new(&conf);
     let vpc = ec2
         .create_vpc()
@@ -777,15 +782,26 @@ fn unreachable_endpoint_fails_fast_with_a_clear_message() {
     );
 }
 
-/// A template over CloudFormation's 51,200-byte inline limit goes through the bucket rehost owns,
-/// which is created encrypted, private and expiring; the stack launches from its URL.
-#[test]
-fn large_templates_go_through_the_template_bucket() {
-    let dir = scratch("large");
-    let infra = rt().block_on(infra("big"));
+/// The first public image the emulator offers the account `conf` reaches.
+async fn amazon_image(conf: &aws_config::SdkConfig) -> String {
+    aws_sdk_ec2::Client::new(conf)
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap()
+        .images()[0]
+        .image_id()
+        .unwrap()
+        .to_string()
+}
+
+/// `rehost launch` of application `name` (written to `dir`): 40 servers with a configure script
+/// each, so its template is over CloudFormation's 51,200-byte inline limit.
+fn large_launch(dir: &Path, name: &str, infra: &Infra, image: &str) -> Rehost {
     let script = workspace_root().join("launch-scripts/ecommerce/point-tomcat-at-database.sh");
     let mut app = format!(
-        "apiVersion: rehost/v1\nkind: Application\nname: big\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: {}\n    securityGroups: [{}]\n    configureScript: {}\nservers:\n",
+        "apiVersion: rehost/v1\nkind: Application\nname: {name}\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: {}\n    securityGroups: [{}]\n    configureScript: {}\nservers:\n",
         infra.subnet,
         infra.sg,
         script.display()
@@ -808,20 +824,9 @@ fn large_templates_go_through_the_template_bucket() {
             "}\n".to_string()
         });
     }
-    std::fs::write(dir.join("big.yaml"), app).unwrap();
-    let image = rt().block_on(async {
-        let ec2 = aws_sdk_ec2::Client::new(&sdk().await);
-        ec2.describe_images()
-            .owners("amazon")
-            .send()
-            .await
-            .unwrap()
-            .images()[0]
-            .image_id()
-            .unwrap()
-            .to_string()
-    });
-    let mut args: Vec<String> = vec!["launch".into(), "big.yaml".into()];
+    let file = format!("{name}.yaml");
+    std::fs::write(dir.join(&file), app).unwrap();
+    let mut args: Vec<String> = vec!["launch".into(), file];
     for i in 0..40 {
         args.push("--ami".into());
         args.push(format!("s{i}={image}"));
@@ -829,13 +834,20 @@ fn large_templates_go_through_the_template_bucket() {
     // Emulator gap: moto's CloudFormation reads a path-style TemplateURL only when its host is
     // "localhost" (it takes "127" of 127.0.0.1 for a bucket name), so this launch names the
     // emulator by that loopback name.
-    let out = ok(&rehost_at(&dir)
-        .args(&args)
-        .env(
-            "AWS_ENDPOINT_URL",
-            format!("http://localhost:{}", moto().port()),
-        )
-        .run());
+    rehost_at(dir).args(&args).env(
+        "AWS_ENDPOINT_URL",
+        format!("http://localhost:{}", moto().port()),
+    )
+}
+
+/// A template over CloudFormation's 51,200-byte inline limit goes through the bucket rehost owns,
+/// which is created encrypted, private and expiring; the stack launches from its URL.
+#[test]
+fn large_templates_go_through_the_template_bucket() {
+    let dir = scratch("large");
+    let infra = rt().block_on(infra("big"));
+    let image = rt().block_on(async { amazon_image(&sdk().await).await });
+    let out = ok(&large_launch(&dir, "big", &infra, &image).run());
     assert!(
         out.contains("stack rehost-big-cutover: CREATE_COMPLETE"),
         "{out}"
@@ -901,4 +913,150 @@ fn large_templates_go_through_the_template_bucket() {
             .unwrap();
         assert_eq!(lifecycle.rules()[0].expiration().unwrap().days(), Some(7));
     });
+}
+
+/// Credentials of another account of the emulator (STS AssumeRole into its account id): the
+/// SDK configuration for it and the environment a child process needs.
+async fn other_account(account: &str) -> (aws_config::SdkConfig, Vec<(&'static str, String)>) {
+    let sts = aws_sdk_sts::Client::new(&sdk().await);
+    let creds = sts
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/rehost-tests"))
+        .role_session_name("rehost-tests")
+        .send()
+        .await
+        .unwrap()
+        .credentials
+        .unwrap();
+    let (key, secret, token) = (
+        creds.access_key_id().to_string(),
+        creds.secret_access_key().to_string(),
+        creds.session_token().to_string(),
+    );
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            &key,
+            &secret,
+            Some(token.clone()),
+            None,
+            "assumed-role",
+        ))
+        .load()
+        .await;
+    let who = aws_sdk_sts::Client::new(&conf)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(who.account(), Some(account));
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID", key),
+        ("AWS_SECRET_ACCESS_KEY", secret),
+        ("AWS_SESSION_TOKEN", token),
+    ];
+    (conf, env)
+}
+
+fn s3_client(conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// Another account creates `rehost-templates-<account>-<region>` first (bucket names are
+/// global; the emulator, like S3, lets it). rehost never writes to that bucket: it sees the
+/// bucket is not in its own ListBuckets and uses a stand-in of its own with an unguessable
+/// name, which the next launch finds again. The squatter's bucket stays empty.
+#[test]
+fn squatted_template_bucket_is_never_written_to() {
+    let dir = scratch("squatted");
+    let victim_account = "222222222222";
+    let (victim, victim_env) = rt().block_on(other_account(victim_account));
+    let (squatter, _) = rt().block_on(other_account("111111111111"));
+    let preferred = format!("rehost-templates-{victim_account}-us-east-1");
+    rt().block_on(async {
+        s3_client(&squatter)
+            .create_bucket()
+            .bucket(&preferred)
+            .send()
+            .await
+            .unwrap();
+    });
+    let infra = rt().block_on(infra_in(&victim, "squat"));
+    let image = rt().block_on(amazon_image(&victim));
+    let stand_ins = || {
+        rt().block_on(async {
+            let out = s3_client(&victim).list_buckets().send().await.unwrap();
+            out.buckets()
+                .iter()
+                .filter_map(|b| b.name())
+                .filter(|n| n.starts_with(&format!("{preferred}-")))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+    };
+    for attempt in ["create", "update"] {
+        let mut cmd = large_launch(&dir, "squat", &infra, &image);
+        for (k, v) in &victim_env {
+            cmd = cmd.env(k, v);
+        }
+        let out = cmd.run();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = ok(&out);
+        assert!(
+            stdout.contains("stack rehost-squat-cutover"),
+            "{attempt}: {stdout}"
+        );
+        let squatted = rt().block_on(async {
+            s3_client(&squatter)
+                .list_objects_v2()
+                .bucket(&preferred)
+                .send()
+                .await
+                .unwrap()
+                .key_count()
+        });
+        assert_eq!(
+            squatted,
+            Some(0),
+            "{attempt}: the squatter's bucket stays empty"
+        );
+        let own = stand_ins();
+        assert_eq!(
+            own.len(),
+            1,
+            "{attempt}: one stand-in, found again: {own:?}"
+        );
+        if attempt == "create" {
+            assert!(
+                stderr.contains(&preferred) && stderr.contains(&own[0]),
+                "the launch says which bucket it used instead: {stderr}"
+            );
+        }
+        rt().block_on(async {
+            let objects = s3_client(&victim)
+                .list_objects_v2()
+                .bucket(&own[0])
+                .prefix("rehost-squat-cutover/")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                objects.contents().len(),
+                1,
+                "{attempt}: the template is in rehost's own bucket"
+            );
+            // Nor was it reconfigured: rehost set no lifecycle rule on it.
+            assert!(
+                s3_client(&squatter)
+                    .get_bucket_lifecycle_configuration()
+                    .bucket(&preferred)
+                    .send()
+                    .await
+                    .is_err()
+            );
+        });
+    }
 }

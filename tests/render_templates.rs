@@ -3,8 +3,9 @@
 //! JSON Schema kept in step with the model.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use rehost_testkit::{Rehost, cfn_lint, tools_bin, workspace_root};
 use serde_json::Value;
@@ -360,7 +361,7 @@ fn hostile_configure_scripts_survive_embedding() {
         s.replace("${!", "${")
     };
     let win = sub("Win");
-    // The PowerShell script holds a here-string terminator and tags: embedded as base64.
+    // Every PowerShell script travels as base64 of its exact bytes.
     use base64::Engine as _;
     let encoded = base64::engine::general_purpose::STANDARD.encode(ps);
     assert!(win.contains(&encoded), "{win}");
@@ -372,13 +373,17 @@ fn hostile_configure_scripts_survive_embedding() {
         )),
         "{lin}"
     );
-    // Run the Linux wrapper's extraction for real: the script file written must equal the input.
+    // Run the Linux wrapper's extraction for real (up to `chmod`, without the traps that delete
+    // the script on exit): the script file written must equal the input.
     let wrapper = lin
         .replace("/var/lib/rehost", dir.join("state").to_str().unwrap())
         .replace("/var/log/", &format!("{}/", dir.display()));
+    let run_line = |l: &&str| l.starts_with("chmod 700 \"$script\"");
+    assert!(wrapper.lines().any(|l| run_line(&l)), "{wrapper}");
     let extract: String = wrapper
         .lines()
-        .take_while(|l| !l.starts_with("chmod"))
+        .take_while(|l| !run_line(l))
+        .filter(|l| !l.starts_with("trap "))
         .collect::<Vec<_>>()
         .join("\n");
     let status = Command::new("sh").arg("-c").arg(&extract).status().unwrap();
@@ -387,6 +392,174 @@ fn hostile_configure_scripts_survive_embedding() {
         std::fs::read_to_string(dir.join("state/configure.sh")).unwrap(),
         sh
     );
+}
+
+/// What the stand-in launch gate received: one line per PUT, `PATH BODY`.
+struct Gate {
+    url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// A loopback HTTP listener standing in for the gate's presigned URL. It answers each PUT after
+/// 300 ms, so the client process lives long enough to be seen in /proc.
+fn stand_in_gate() -> Gate {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                if header.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
+            seen.lock()
+                .unwrap()
+                .push(format!("{path} {}", String::from_utf8_lossy(&body)));
+            std::thread::sleep(Duration::from_millis(300));
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    Gate {
+        url: format!("http://127.0.0.1:{port}/gate/secret-token-4f2a?X-Amz-Signature=c0ffee"),
+        requests,
+    }
+}
+
+/// Runs `wrapper` with `sh`, watching every process's command line in /proc meanwhile. Returns
+/// the exit code, the command lines of curl/wget processes seen, and whether any command line
+/// held `secret`.
+fn run_watched(wrapper: &Path, path_env: &str, secret: &str) -> (Option<i32>, Vec<String>, bool) {
+    let mut child = Command::new("/bin/sh")
+        .arg(wrapper)
+        .env("PATH", path_env)
+        .spawn()
+        .unwrap();
+    let mut clients = BTreeSet::new();
+    let mut leaked = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            leaked |= cmdline.contains(secret);
+            let program = cmdline.split(' ').next().unwrap_or("");
+            if program.ends_with("curl") || program.ends_with("wget") {
+                clients.insert(cmdline);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (status.code(), clients.into_iter().collect(), leaked)
+}
+
+/// The shell wrapper run for real, once with curl and once with only wget on PATH, with a
+/// loopback listener as the gate: the configure script is gone afterwards, the gate URL appears
+/// on no process's command line, and SUCCESS or FAILURE arrives with the script's exit code.
+#[test]
+fn shell_wrapper_deletes_its_script_and_keeps_the_gate_url_off_command_lines() {
+    let dir = scratch("gate-run");
+    std::fs::write(dir.join("ok.sh"), "#!/bin/sh\necho configured\n").unwrap();
+    std::fs::write(dir.join("fail.sh"), "echo broken\nexit 3\n").unwrap();
+    let app = "apiVersion: rehost/v1\nkind: Application\nname: gated\ndefaults:\n  launch: {instanceType: m5.large}\nservers:\n  - {id: good, os: linux, disks: [{source: a.img}]}\n  - {id: bad, os: linux, disks: [{source: b.img}]}\ngroups:\n  - {name: g1, servers: [good], launch: {configureScript: ok.sh}}\n  - {name: g2, servers: [bad], dependsOn: [g1], launch: {configureScript: fail.sh}}\n";
+    std::fs::write(dir.join("gated.yaml"), app).unwrap();
+    let t = load(&render(&[
+        "render",
+        dir.join("gated.yaml").to_str().unwrap(),
+    ]));
+
+    // Only wget on PATH (plus what the wrapper itself calls), for the second round.
+    let wget_only = dir.join("bin");
+    std::fs::create_dir_all(&wget_only).unwrap();
+    for tool in [
+        "mkdir", "chmod", "rm", "cat", "head", "grep", "sleep", "wget",
+    ] {
+        let found = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{tool} not installed"));
+        let _ = std::os::unix::fs::symlink(found, wget_only.join(tool));
+    }
+    let full_path = std::env::var("PATH").unwrap();
+    for (client, path_env) in [
+        ("curl", full_path.as_str()),
+        ("wget", wget_only.to_str().unwrap()),
+    ] {
+        for (id, server, rc, status) in
+            [("Good", "good", 0, "SUCCESS"), ("Bad", "bad", 3, "FAILURE")]
+        {
+            let gate = stand_in_gate();
+            let state = dir.join(format!("{client}-{server}"));
+            let sub = t["Resources"][id]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"][0]
+                .as_str()
+                .unwrap()
+                .replace("${GateUrl}", &gate.url)
+                .replace("${!", "${")
+                .replace("/var/lib/rehost", state.join("lib").to_str().unwrap())
+                .replace("/var/log/", &format!("{}/", state.display()));
+            std::fs::create_dir_all(&state).unwrap();
+            let wrapper = state.join("user-data.sh");
+            std::fs::write(&wrapper, &sub).unwrap();
+            let (code, clients, leaked) = run_watched(&wrapper, path_env, "secret-token-4f2a");
+            let what = format!("{client}, server {server}");
+            assert_eq!(
+                code,
+                Some(rc),
+                "{what}: the wrapper exits with the script's code"
+            );
+            assert!(
+                clients.iter().any(|c| c.contains(client)),
+                "{what}: {client} was seen running (so /proc was watched): {clients:?}"
+            );
+            assert!(
+                !leaked,
+                "{what}: the gate URL appeared on a command line: {clients:?}"
+            );
+            assert!(
+                !state.join("lib/configure.sh").exists(),
+                "{what}: the configure script is deleted after it ran"
+            );
+            let requests = gate.requests.lock().unwrap().clone();
+            assert_eq!(requests.len(), 1, "{what}: {requests:?}");
+            let (path, body) = requests[0].split_once(' ').unwrap();
+            assert_eq!(
+                path, "/gate/secret-token-4f2a?X-Amz-Signature=c0ffee",
+                "{what}"
+            );
+            let body: Value = serde_json::from_str(body).unwrap();
+            assert_eq!(body["Status"], status, "{what}");
+            assert_eq!(body["Data"], rc.to_string(), "{what}");
+            assert_eq!(body["UniqueId"], server, "{what}");
+            let log = std::fs::read_to_string(state.join("rehost-configure.log")).unwrap();
+            assert!(
+                !log.contains("secret-token"),
+                "{what}: the URL is never logged"
+            );
+        }
+    }
 }
 
 #[test]

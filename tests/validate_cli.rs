@@ -985,3 +985,99 @@ fn json_application_files_are_accepted() {
         "{stderr}"
     );
 }
+
+/// A server id with a space and a configure script once reached the user-data wrapper's debug
+/// assertion (exit 101). Invalid ids are diagnostics: exit 2, the id's error at its position.
+/// Tests run the debug build, so a debug-only assertion would show here.
+#[test]
+fn server_id_with_a_space_and_a_configure_script_is_a_diagnostic_not_a_panic() {
+    let dir = tempdir("web-space-01");
+    std::fs::write(dir.join("setup.sh"), "echo hi\n").unwrap();
+    let (text, pos) = locate(&app(
+        "    configureScript: setup.sh\n",
+        "  - id: ⟦Web 01\n    os: linux\n    disks: [{source: a.img}]\n",
+        "  - name: web\n    servers: [Web 01]\n",
+    ));
+    let (line, col) = pos.unwrap();
+    std::fs::write(dir.join("app.yaml"), text).unwrap();
+    let out = rehost()
+        .args(&["validate", "app.yaml"])
+        .current_dir(&dir)
+        .run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.lines().any(
+            |l| l.starts_with(&format!("app.yaml:{line}:{col}: error: "))
+                && l.contains("server id")
+        ),
+        "{stderr}"
+    );
+}
+
+/// User text in a diagnostic (here a quoted key) once reached the terminal raw: an OSC 52
+/// sequence could write the clipboard, `\r` overwrite the line. Both are escaped, as are the
+/// same characters in an error's cause chain (here a file name that fails to load).
+#[test]
+fn control_characters_in_diagnostics_are_escaped() {
+    let dir = tempdir("controls");
+    let text = app(
+        "",
+        "  - id: web01\n    os: linux\n    disks: [{source: a.img}]\n    \"x\\e]52;c;ZXZpbA==\\a\\rok\\u202e\": 1\n",
+        WEB_GROUP,
+    );
+    std::fs::write(dir.join("app.yaml"), text).unwrap();
+    let out = rehost()
+        .args(&["validate", "app.yaml"])
+        .current_dir(&dir)
+        .run();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains(['\u{1b}', '\u{7}', '\r', '\u{202e}']),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr.contains("x\\u{1b}]52;c;ZXZpbA==\\u{7}\\rok\\u{202e}"),
+        "{stderr}"
+    );
+    let out = rehost()
+        .args(["render", "missing\u{1b}]52;c;eA==\u{7}.yaml"])
+        .current_dir(&dir)
+        .run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains(['\u{1b}', '\u{7}']), "{stderr:?}");
+    assert!(stderr.contains("missing\\u{1b}]52"), "{stderr}");
+}
+
+/// A 1 MB file of nested aliases of a 1 MB string once expanded to gigabytes (3.97 GB RSS, then
+/// an abort). It is refused at the alias that crosses the tree budget, with the process held to
+/// 256 MiB of address space, so an expansion cannot go unnoticed.
+#[test]
+fn alias_bomb_of_a_large_string_is_refused_in_bounded_memory() {
+    let dir = tempdir("alias-bomb");
+    let mut text = format!("s: &s \"{}\"\n", "x".repeat(1_000_000));
+    let mut previous = "s".to_string();
+    for name in ["a", "b", "c", "d", "e", "f"] {
+        let aliases = vec![format!("*{previous}"); 10].join(", ");
+        text.push_str(&format!("{name}: &{name} [{aliases}]\n"));
+        previous = name.to_string();
+    }
+    std::fs::write(dir.join("bomb.yaml"), &text).unwrap();
+    let out = rehost()
+        .args(["validate", "bomb.yaml"])
+        .current_dir(&dir)
+        .limit_address_space(256 << 20)
+        .run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // 10 copies of the string fit the budget, the copies of those do not: line 3 (`b`).
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("bomb.yaml:3:") && l.contains("expands to more than")),
+        "{stderr}"
+    );
+}

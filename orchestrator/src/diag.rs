@@ -1,6 +1,7 @@
 //! Problems found in an application file, each anchored at a node so it prints as
 //! `FILE:LINE:COL: severity: message`, the format editors and CI annotators understand.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::Path;
 
@@ -36,15 +37,63 @@ impl fmt::Display for DisplayWithFile<'_> {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
+        // A diagnostic is one line: file names and messages hold user text, which could
+        // otherwise move the cursor, rewrite the line or reach the terminal's clipboard.
         write!(
             f,
             "{}:{}: {}: {}",
-            self.file.display(),
+            escape_controls(&self.file.display().to_string()),
             self.diag.pos,
             severity,
-            self.diag.message
+            escape_controls(&self.diag.message)
         )
     }
+}
+
+/// `text` as a terminal can show it safely on one line: control characters (C0 such as ESC,
+/// which starts sequences like OSC 52 that write the clipboard, `\r` that returns over what was
+/// printed, `\n`; DEL; C1 such as the 8-bit CSI) and the Unicode characters that reorder or
+/// break what is shown (bidi embeddings, overrides and isolates, line and paragraph separators)
+/// are written as escapes: `\n`, `\r`, `\t`, else `\u{1b}`.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    escape(text, false)
+}
+
+/// As [`escape_controls`], leaving `\n` for messages that are several lines by design.
+pub fn escape_controls_multiline(text: &str) -> Cow<'_, str> {
+    escape(text, true)
+}
+
+fn escape(text: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let unsafe_char = |c: char| !(keep_newlines && c == '\n') && is_unsafe_for_terminal(c);
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            _ if !unsafe_char(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            _ => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn is_unsafe_for_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
 }
 
 /// Collects every problem instead of stopping at the first.
@@ -126,6 +175,28 @@ mod tests {
         assert_eq!(did_you_mean("databse", names), Some("database"));
         assert_eq!(did_you_mean("wbe", names), Some("web"));
         assert_eq!(did_you_mean("frontend", names), None);
+    }
+
+    #[test]
+    fn control_characters_in_messages_are_escaped() {
+        let hostile = "key\u{1b}]52;c;ZXZpbA==\u{7}\rfake\nline\u{9b}2J\u{202e}txt\u{7f}\t";
+        let d = Diagnostic {
+            pos: Pos { line: 3, col: 7 },
+            severity: Severity::Error,
+            message: format!("unknown field `{hostile}`"),
+        };
+        let shown = d.display(Path::new("app\u{1b}[2J.yaml")).to_string();
+        assert_eq!(
+            shown,
+            "app\\u{1b}[2J.yaml:3:7: error: unknown field \
+             `key\\u{1b}]52;c;ZXZpbA==\\u{7}\\rfake\\nline\\u{9b}2J\\u{202e}txt\\u{7f}\\t`"
+        );
+        assert!(!shown.chars().any(is_unsafe_for_terminal), "{shown:?}");
+        assert_eq!(
+            escape_controls("plain `text` ünïcode"),
+            "plain `text` ünïcode"
+        );
+        assert_eq!(escape_controls_multiline("a\nb\u{1b}"), "a\nb\\u{1b}");
     }
 
     #[test]

@@ -12,8 +12,10 @@ use rehost_replication::tags;
 pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
 /// Deepest nesting of mappings and lists the parser accepts.
 pub const MAX_DEPTH: usize = 64;
-/// Bounds alias expansion ("billion laughs"): nodes materialised, counting copies.
-pub const MAX_NODES: usize = 1_000_000;
+/// Bounds the tree, aliases expanded ("billion laughs"): every node costs its size in memory
+/// plus its scalar's bytes, copies included, and an alias is refused before it is copied, so no
+/// document can make the loader hold more than this (about 4 times the largest file).
+pub const MAX_TREE_BYTES: usize = 32 * 1024 * 1024;
 /// Longest application description (characters).
 pub const MAX_APP_DESCRIPTION: usize = 1000;
 

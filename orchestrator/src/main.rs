@@ -30,9 +30,14 @@ fn exit(result: anyhow::Result<()>, err: &mut dyn Write) -> ExitCode {
         return ExitCode::SUCCESS;
     };
     let invalid = e.chain().any(|c| c.is::<InvalidInput>());
-    let _ = writeln!(err, "error: {e}");
+    // Errors can quote user text (paths, ids, AWS messages): no control characters reach the
+    // terminal.
+    let shown = |m: &dyn std::fmt::Display| {
+        rehost::diag::escape_controls_multiline(&m.to_string()).into_owned()
+    };
+    let _ = writeln!(err, "error: {}", shown(&e));
     for cause in e.chain().skip(1) {
-        let _ = writeln!(err, "  caused by: {cause}");
+        let _ = writeln!(err, "  caused by: {}", shown(&cause));
     }
     ExitCode::from(if invalid { 2 } else { 1 })
 }

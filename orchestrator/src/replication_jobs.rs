@@ -22,6 +22,8 @@ pub fn server_job(app: &App, server: &AppServer, architecture: Option<Architectu
             .map(|(i, source)| DiskJob {
                 name: format!("disk{i}"),
                 source: source.clone(),
+                // Declared formats come with the disk's `format:` field (issue 8, phase 2).
+                format: None,
             })
             .collect(),
         architecture: architecture.unwrap_or(server.architecture),

@@ -3,15 +3,21 @@
 //! code) to the group's launch gate with tools a bare OS has (curl/wget, PowerShell's WebClient),
 //! because migrated images rarely carry cfn-bootstrap.
 //!
-//! The user's script is embedded literally (quoted heredoc / single-quoted here-string) so a
-//! reviewer reads it in the template; when a script contains what would end that literal or
-//! confuse EC2Launch's tag parsing, it is embedded as base64 instead. No user text can break out.
+//! No script content can break out of its wrapper: a shell script is embedded literally in a
+//! quoted heredoc whose delimiter is chosen to be none of the script's lines (a reviewer reads it
+//! in the template); a PowerShell script always travels as base64 of its exact bytes, because a
+//! single-quoted here-string also ends after a lone `\r` and at Unicode quotes followed by `@`,
+//! and EC2Launch cuts user data at `</powershell>` wherever it appears. Names are validated ids;
+//! anything else (seen only while validation reports that id's error) is rendered with each other
+//! character replaced by `_`, so rendering is total and the wrapper stays well-formed.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
 use handlebars::Handlebars;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::app::{ConfigureScript, Os};
 
@@ -35,7 +41,7 @@ fn registry() -> &'static Handlebars<'static> {
     })
 }
 
-/// Who the user data is for. Names are validated identifiers (`[a-z0-9-]`), safe in any context.
+/// Who the user data is for.
 pub struct Wrapper<'a> {
     pub app: &'a str,
     pub group: &'a str,
@@ -48,18 +54,21 @@ pub struct Wrapper<'a> {
 
 #[derive(Serialize)]
 struct Context<'a> {
-    app: &'a str,
-    group: &'a str,
-    server: &'a str,
+    app: Cow<'a, str>,
+    group: Cow<'a, str>,
+    server: Cow<'a, str>,
     gate: bool,
     script: Option<ScriptContext>,
 }
 
 #[derive(Serialize)]
 struct ScriptContext {
+    /// Shell: the script's text for the heredoc. PowerShell: base64 of the script's bytes.
     body: String,
-    base64: bool,
+    /// The heredoc's end line (shell only).
     delimiter: String,
+    /// Hex SHA-256 of the script, so a reviewer can match the base64 to the file.
+    sha256: String,
 }
 
 /// How the user data is written into the template.
@@ -86,19 +95,13 @@ impl Wrapper<'_> {
     }
 
     fn render_with(&self, escape_for_sub: bool) -> String {
-        for name in [self.app, self.group, self.server] {
-            debug_assert!(
-                crate::syntax::check_id(name).is_ok(),
-                "unvalidated name {name:?} in user data"
-            );
-        }
         let script = self
             .script
             .map(|s| embed(&s.content, self.os, escape_for_sub));
         let context = Context {
-            app: self.app,
-            group: self.group,
-            server: self.server,
+            app: safe_name(self.app),
+            group: safe_name(self.group),
+            server: safe_name(self.server),
             gate: self.gate,
             script,
         };
@@ -112,56 +115,52 @@ impl Wrapper<'_> {
     }
 }
 
-fn embed(content: &str, os: Os, escape_for_sub: bool) -> ScriptContext {
-    let mut body = content.to_string();
-    if !body.ends_with('\n') {
-        body.push('\n');
-    }
-    let base64 = match os {
-        // A quoted heredoc ends only at its delimiter line, which is chosen to be absent.
-        Os::Linux => false,
-        Os::Windows => needs_base64_powershell(&body),
-    };
-    let delimiter = delimiter_for(&body);
-    let body = if base64 {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(content.as_bytes());
-        match os {
-            Os::Linux => wrap_lines(&encoded, 76),
-            Os::Windows => encoded,
-        }
+/// The name itself when it is a valid id (always, once validation passed); otherwise each
+/// character outside `[a-z0-9-]` becomes `_`, which is inert in a comment, a double-quoted shell
+/// string, a single-quoted PowerShell string and JSON alike.
+fn safe_name(name: &str) -> Cow<'_, str> {
+    let inert = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    if name.chars().all(inert) {
+        Cow::Borrowed(name)
     } else {
-        body
-    };
-    // Fn::Sub reads `${...}` as a variable; `${!` is its escape for a literal `${`.
-    let body = if escape_for_sub {
-        body.replace("${", "${!")
-    } else {
-        body
-    };
-    ScriptContext {
-        body,
-        base64,
-        delimiter,
+        Cow::Owned(
+            name.chars()
+                .map(|c| if inert(c) { c } else { '_' })
+                .collect(),
+        )
     }
 }
 
-/// A single-quoted here-string ends at a line starting with `'@`; EC2Launch extracts
-/// `<powershell>`/`<script>`/`<persist>` blocks from the whole user data, so such text inside the
-/// script would cut it short.
-fn needs_base64_powershell(body: &str) -> bool {
-    let lower = body.to_ascii_lowercase();
-    body.lines().any(|l| l.starts_with("'@"))
-        || [
-            "<powershell",
-            "</powershell",
-            "<script",
-            "</script",
-            "<persist",
-            "</persist",
-            "<runaslocalsystem",
-        ]
+fn embed(content: &str, os: Os, escape_for_sub: bool) -> ScriptContext {
+    let sha256 = Sha256::digest(content.as_bytes())
         .iter()
-        .any(|tag| lower.contains(tag))
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    match os {
+        Os::Linux => {
+            // A quoted heredoc ends only at its delimiter line, which is chosen to be absent.
+            let mut body = content.to_string();
+            if !body.ends_with('\n') {
+                body.push('\n');
+            }
+            let delimiter = delimiter_for(&body);
+            // Fn::Sub reads `${...}` as a variable; `${!` is its escape for a literal `${`.
+            if escape_for_sub {
+                body = body.replace("${", "${!");
+            }
+            ScriptContext {
+                body,
+                delimiter,
+                sha256,
+            }
+        }
+        // Base64 holds no `$`, quote or `<`: nothing to escape, nothing can end the string.
+        Os::Windows => ScriptContext {
+            body: base64::engine::general_purpose::STANDARD.encode(content.as_bytes()),
+            delimiter: String::new(),
+            sha256,
+        },
+    }
 }
 
 fn delimiter_for(body: &str) -> String {
@@ -173,15 +172,6 @@ fn delimiter_for(body: &str) -> String {
         n += 1;
     }
     delimiter
-}
-
-fn wrap_lines(text: &str, width: usize) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / width + 1);
-    for chunk in text.as_bytes().chunks(width) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out
 }
 
 /// Bytes of user data a server's wrapped script takes, for validation. Names are taken at their
@@ -263,23 +253,74 @@ mod tests {
         assert!(raw.contains("<<'REHOST_CONFIGURE_EOF_1'\necho a\nREHOST_CONFIGURE_EOF\necho b\nREHOST_CONFIGURE_EOF_1\n"), "{raw}");
     }
 
+    /// The base64 a PowerShell wrapper carries, decoded.
+    fn embedded_powershell(raw: &str) -> Vec<u8> {
+        let start = raw
+            .find("FromBase64String('")
+            .expect("the script travels as base64")
+            + "FromBase64String('".len();
+        let len = raw[start..].find('\'').unwrap();
+        base64::engine::general_purpose::STANDARD
+            .decode(&raw[start..start + len])
+            .unwrap()
+    }
+
     #[test]
-    fn powershell_falls_back_to_base64_when_the_script_could_escape() {
-        for hostile in [
-            "$x = @'\nhi\n'@\n",
+    fn powershell_here_string_terminators_cannot_end_the_embedded_script() {
+        let mut hostile: Vec<String> = [
+            "$x = @'\nhi\n'@\nWrite-Host after\n",
+            "$x = @'\rhi\r'@\rWrite-Host after",
+            "$x = @'\r\nhi\r\n'@\r\nWrite-Host after\r\n",
             "Write-Host '</powershell>'\n",
             "echo '<script>'\n",
-        ] {
-            let s = script(hostile, ScriptType::PowerShell);
-            let raw = wrap(Os::Windows, Some(&s), true).render_raw();
-            assert!(raw.contains("FromBase64String"), "{hostile}");
-            assert_eq!(raw.matches("</powershell>").count(), 1);
-            let encoded = base64::engine::general_purpose::STANDARD.encode(hostile);
-            assert!(raw.contains(&encoded));
+            "Write-Host ok\n",
+            "",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for quote in ['\u{2018}', '\u{2019}', '\u{201A}', '\u{201B}'] {
+            for newline in ["\n", "\r", "\r\n"] {
+                hostile.push(format!(
+                    "$x = @{quote}{newline}hi{newline}{quote}@{newline}Write-Host after"
+                ));
+            }
         }
-        let plain = script("Write-Host ok\n", ScriptType::PowerShell);
-        let raw = wrap(Os::Windows, Some(&plain), true).render_raw();
-        assert!(raw.contains("$text = @'\nWrite-Host ok\n'@\n"), "{raw}");
+        for text in &hostile {
+            let s = script(text, ScriptType::PowerShell);
+            for gate in [true, false] {
+                let raw = wrap(Os::Windows, Some(&s), gate).render_raw();
+                assert_eq!(embedded_powershell(&raw), text.as_bytes(), "{text:?}");
+                assert!(!raw.contains("@'"), "no here-string: {raw}");
+                assert_eq!(raw.matches("</powershell>").count(), 1);
+                assert!(raw.ends_with("</powershell>\n"));
+                let Rendered::Sub(sub) = wrap(Os::Windows, Some(&s), true).render() else {
+                    panic!()
+                };
+                assert_eq!(sub.matches("${").count(), 1, "only the gate URL");
+            }
+        }
+    }
+
+    #[test]
+    fn wrappers_render_any_name_without_panicking() {
+        let s = script("echo hi\n", ScriptType::Shell);
+        for name in ["Web 01", "a\"b'c$(id)`x`\n\u{2019}@", ""] {
+            for os in [Os::Linux, Os::Windows] {
+                let raw = Wrapper {
+                    app: name,
+                    group: name,
+                    server: name,
+                    os,
+                    script: Some(&s),
+                    gate: true,
+                }
+                .render_raw();
+                assert!(!raw.contains(name) || name.is_empty(), "{raw}");
+            }
+        }
+        assert_eq!(safe_name("Web 01"), "_eb_01");
+        assert_eq!(safe_name("web-01"), "web-01");
     }
 
     #[test]
@@ -301,5 +342,10 @@ mod tests {
         let ps = wrap(Os::Windows, None, true).render_raw();
         assert!(ps.starts_with("<powershell>\n") && ps.ends_with("</powershell>\n"));
         assert!(ps.contains("UploadString($url, 'PUT', $body)"));
+        // The URL reaches curl/wget through the shell's built-in printf, never their arguments.
+        for line in raw.lines().filter(|l| l.contains("$url")) {
+            let before_pipe = line.split('|').next().unwrap();
+            assert!(before_pipe.trim_start().starts_with("printf"), "{line}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::fmt;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span as EventSpan};
 
 // Guards against hostile or accidental inputs, each far above any real application file.
-use crate::limits::{MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES};
+use crate::limits::{MAX_DEPTH, MAX_FILE_BYTES, MAX_TREE_BYTES};
 
 /// A position in the source: 1-based line and column (columns count characters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,6 +90,9 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// What one node costs besides its text.
+const NODE_BYTES: usize = std::mem::size_of::<Node>();
+
 /// Parses exactly one YAML document. An empty document is an error: an application file must
 /// say something.
 pub fn parse(bytes: &[u8]) -> Result<Node, SyntaxError> {
@@ -145,6 +148,8 @@ enum Frame {
         pos: Pos,
         anchor: usize,
         items: Vec<Node>,
+        /// Bytes of the collection so far (its children's costs and its own node).
+        cost: usize,
     },
     Map {
         pos: Pos,
@@ -152,14 +157,25 @@ enum Frame {
         entries: Vec<(Node, Node)>,
         pending_key: Option<Node>,
         seen: HashMap<String, Pos>,
+        cost: usize,
     },
+}
+
+impl Frame {
+    fn cost_mut(&mut self) -> &mut usize {
+        match self {
+            Frame::Seq { cost, .. } | Frame::Map { cost, .. } => cost,
+        }
+    }
 }
 
 struct Loader<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
-    nodes: usize,
+    /// Each anchored node with its cost, so an alias is charged before it is copied.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Bytes of the tree built so far, copies included.
+    bytes: usize,
 }
 
 impl<'a> Loader<'a> {
@@ -168,7 +184,7 @@ impl<'a> Loader<'a> {
             parser: Parser::new_from_str(text),
             stack: Vec::new(),
             anchors: HashMap::new(),
-            nodes: 0,
+            bytes: 0,
         }
     }
 
@@ -234,7 +250,8 @@ impl<'a> Loader<'a> {
     fn document(&mut self) -> Result<Node, SyntaxError> {
         loop {
             let (event, pos) = self.next()?;
-            let finished: Option<(Node, usize)> = match event {
+            // A finished node, its anchor and its cost (already charged to the budget).
+            let finished: Option<(Node, usize, usize)> = match event {
                 Event::Scalar(text, style, anchor, tag) => {
                     if let Some(tag) = tag
                         && !tag.is_yaml_core_schema()
@@ -248,6 +265,8 @@ impl<'a> Loader<'a> {
                         });
                     }
                     let plain = matches!(style, ScalarStyle::Plain);
+                    let cost = NODE_BYTES + text.len();
+                    self.charge(cost, pos)?;
                     Some((
                         Node {
                             pos,
@@ -257,6 +276,7 @@ impl<'a> Loader<'a> {
                             },
                         },
                         anchor,
+                        cost,
                     ))
                 }
                 Event::SequenceStart(anchor, _) => {
@@ -265,6 +285,7 @@ impl<'a> Loader<'a> {
                             pos,
                             anchor,
                             items: Vec::new(),
+                            cost: NODE_BYTES,
                         },
                         pos,
                     )?;
@@ -278,18 +299,25 @@ impl<'a> Loader<'a> {
                             entries: Vec::new(),
                             pending_key: None,
                             seen: HashMap::new(),
+                            cost: NODE_BYTES,
                         },
                         pos,
                     )?;
                     None
                 }
                 Event::SequenceEnd => match self.stack.pop() {
-                    Some(Frame::Seq { pos, anchor, items }) => Some((
+                    Some(Frame::Seq {
+                        pos,
+                        anchor,
+                        items,
+                        cost,
+                    }) => Some((
                         Node {
                             pos,
                             value: Value::Seq(items),
                         },
                         anchor,
+                        cost,
                     )),
                     _ => {
                         return Err(SyntaxError {
@@ -303,6 +331,7 @@ impl<'a> Loader<'a> {
                         pos,
                         anchor,
                         entries,
+                        cost,
                         ..
                     }) => Some((
                         Node {
@@ -310,6 +339,7 @@ impl<'a> Loader<'a> {
                             value: Value::Map(entries),
                         },
                         anchor,
+                        cost,
                     )),
                     _ => {
                         return Err(SyntaxError {
@@ -319,21 +349,17 @@ impl<'a> Loader<'a> {
                     }
                 },
                 Event::Alias(id) => {
-                    let Some(target) = self.anchors.get(&id) else {
+                    let Some((_, cost)) = self.anchors.get(&id) else {
                         return Err(SyntaxError {
                             pos,
                             message: "alias refers to an unknown anchor".into(),
                         });
                     };
-                    let copy = target.clone();
-                    self.count(count_nodes(&copy), pos)?;
-                    Some((
-                        Node {
-                            pos,
-                            value: copy.value,
-                        },
-                        0,
-                    ))
+                    let cost = *cost;
+                    // Charged before the copy is made: a refused alias allocates nothing.
+                    self.charge(cost, pos)?;
+                    let copy = self.anchors[&id].0.value.clone();
+                    Some((Node { pos, value: copy }, 0, cost))
                 }
                 Event::DocumentEnd => {
                     return Err(SyntaxError {
@@ -348,10 +374,14 @@ impl<'a> Loader<'a> {
                     });
                 }
             };
-            if let Some((node, anchor)) = finished {
-                self.count(1, node.pos)?;
+            if let Some((node, anchor, cost)) = finished {
                 if anchor != 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    // The anchor's own copy counts too.
+                    self.charge(cost, node.pos)?;
+                    self.anchors.insert(anchor, (node.clone(), cost));
+                }
+                if let Some(parent) = self.stack.last_mut() {
+                    *parent.cost_mut() = parent.cost_mut().saturating_add(cost);
                 }
                 match self.stack.last_mut() {
                     None => {
@@ -409,6 +439,7 @@ impl<'a> Loader<'a> {
     }
 
     fn push(&mut self, frame: Frame, pos: Pos) -> Result<(), SyntaxError> {
+        self.charge(NODE_BYTES, pos)?;
         if self.stack.len() >= MAX_DEPTH {
             return Err(SyntaxError {
                 pos,
@@ -421,37 +452,22 @@ impl<'a> Loader<'a> {
         Ok(())
     }
 
-    fn count(&mut self, n: usize, pos: Pos) -> Result<(), SyntaxError> {
-        self.nodes = self.nodes.saturating_add(n);
-        if self.nodes > MAX_NODES {
+    /// Adds `cost` bytes to the tree's size, refusing the node at `pos` past the budget.
+    fn charge(&mut self, cost: usize, pos: Pos) -> Result<(), SyntaxError> {
+        self.bytes = self.bytes.saturating_add(cost);
+        if self.bytes > MAX_TREE_BYTES {
             return Err(SyntaxError {
                 pos,
                 message: format!(
-                    "document expands to more than {MAX_NODES} nodes (aliases included)"
+                    "document expands to more than {} MiB here (anchors and aliases included); \
+                     an application file never needs that much: write the values out or use \
+                     `defaults` and group settings",
+                    MAX_TREE_BYTES >> 20
                 ),
             });
         }
         Ok(())
     }
-}
-
-fn count_nodes(node: &Node) -> usize {
-    let mut n = 0;
-    let mut todo = vec![node];
-    while let Some(node) = todo.pop() {
-        n += 1;
-        match &node.value {
-            Value::Scalar { .. } => {}
-            Value::Seq(items) => todo.extend(items),
-            Value::Map(entries) => {
-                for (k, v) in entries {
-                    todo.push(k);
-                    todo.push(v);
-                }
-            }
-        }
-    }
-    n
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ fn scan_once(
     parent: Option<Arc<Manifest>>,
 ) -> (Duration, Manifest, u64) {
     let t = Instant::now();
-    let source = DiskSource::open(path, &QemuTools::default()).expect("open");
+    let source = DiskSource::open(path, None, &QemuTools::default()).expect("open");
     let n = source.block_count();
     let mut s = scan::start(
         source,

@@ -49,6 +49,7 @@ async fn main() -> std::process::ExitCode {
         disks: vec![DiskJob {
             name: "disk0".into(),
             source: image.into(),
+            format: None,
         }],
         architecture: Architecture::X86_64,
         boot_mode: None,

@@ -218,6 +218,16 @@ impl Replicator {
     ) -> Result<(), ReplicationError> {
         let t0 = Instant::now();
         validate(job)?;
+        // Every disk's format and image chain are checked before any snapshot starts, so a
+        // refused disk leaves nothing behind in EC2.
+        let (inspected, tools) = (job.clone(), self.opts.qemu.clone());
+        tokio::task::spawn_blocking(move || inspected.inspect_disks(&tools))
+            .await
+            .map_err(|e| ReplicationError::Invalid {
+                server: job.server.clone(),
+                disk: None,
+                message: format!("inspecting the disks failed: {e}"),
+            })??;
         let (app, server, group) = (job.app.clone(), job.server.clone(), job.group.clone());
         let now = OffsetDateTime::now_utc();
         let (run, resumed) = self
@@ -520,9 +530,9 @@ impl Replicator {
         .await
         .map_err(|e| (e, None))?;
 
-        let path = disk.source.clone();
+        let (path, format) = (disk.source.clone(), disk.format);
         let tools = self.opts.qemu.clone();
-        let source = tokio::task::spawn_blocking(move || DiskSource::open(&path, &tools))
+        let source = tokio::task::spawn_blocking(move || DiskSource::open(&path, format, &tools))
             .await
             .map_err(|e| {
                 let err = ReplicationError::Invalid {

@@ -44,6 +44,12 @@ fn at_block(block: Option<u64>) -> String {
 }
 
 impl ReplicationError {
+    /// Whether the operator must fix a disk or its definition (a refused image, an unknown
+    /// format) rather than retry.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, ReplicationError::Source { source, .. } if source.is_refusal())
+    }
+
     /// The AWS error code, when an AWS call failed.
     pub fn aws_code(&self) -> Option<&str> {
         match self {

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 pub use crate::domain::{Architecture, BootMode, LicenseType};
 
+use crate::error::ReplicationError;
+use crate::source::{DiskSource, QemuTools, SourceFormat};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerJob {
     pub app: String,
@@ -28,6 +31,25 @@ pub struct DiskJob {
     pub name: String,
     /// A raw image or block device, or a qcow2, VMDK, VHD or VHDX image.
     pub source: PathBuf,
+    /// The declared format; `None` takes it from the extension (a block device under `/dev/`
+    /// is raw). Never guessed from the contents.
+    pub format: Option<SourceFormat>,
+}
+
+impl ServerJob {
+    /// Checks every disk as [`DiskSource::inspect`] does, before anything is read or sent.
+    pub fn inspect_disks(&self, tools: &QemuTools) -> Result<(), ReplicationError> {
+        for disk in &self.disks {
+            DiskSource::inspect(&disk.source, disk.format, tools).map_err(|source| {
+                ReplicationError::Source {
+                    server: self.server.clone(),
+                    disk: disk.name.clone(),
+                    source,
+                }
+            })?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

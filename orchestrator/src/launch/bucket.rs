@@ -1,6 +1,17 @@
-//! The S3 bucket rehost owns for templates too large to send inline:
-//! `rehost-templates-<account>-<region>`, encrypted, never public, objects expiring after a week
-//! (CloudFormation keeps its own copy once a stack or change set exists).
+//! The S3 bucket rehost owns for templates too large to send inline: encrypted, never public,
+//! objects expiring after a week (CloudFormation keeps its own copy once a stack or change set
+//! exists).
+//!
+//! Bucket names are global, so another account can create `rehost-templates-<account>-<region>`
+//! first and would then receive every large template (configure scripts included) and could
+//! rewrite it before CloudFormation reads it. A bucket is therefore used only when it appears in
+//! the caller's own ListBuckets, which does not depend on S3 enforcing `ExpectedBucketOwner`
+//! (passed on every call all the same). When the preferred name is taken by someone else, rehost
+//! creates `rehost-templates-<account>-<region>-<12 random hex digits>`, a name nobody can
+//! predict, and finds it again the next time in its own ListBuckets: no state to keep, and the
+//! launch still works.
+
+use std::io::Read;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
@@ -13,34 +24,129 @@ use sha2::{Digest, Sha256};
 
 use crate::launch::{AwsClients, LaunchError, aws};
 
+/// The name rehost prefers for the account's template bucket in a region.
 pub fn bucket_name(account: &str, region: &str) -> String {
     format!("rehost-templates-{account}-{region}")
 }
 
-/// Creates the bucket if needed and makes sure its protections are in place (idempotent: a
-/// bucket left half-configured by an interrupted run is finished here).
-pub async fn ensure_bucket(clients: &AwsClients, bucket: &str) -> Result<(), LaunchError> {
-    let exists = clients.s3.head_bucket().bucket(bucket).send().await.is_ok();
-    if !exists {
-        let mut create = clients.s3.create_bucket().bucket(bucket);
-        if clients.region != "us-east-1" {
-            create = create.create_bucket_configuration(
-                CreateBucketConfiguration::builder()
-                    .location_constraint(BucketLocationConstraint::from(clients.region.as_str()))
-                    .build(),
-            );
+/// Whether `name` is the preferred bucket or one of its unguessable stand-ins.
+fn is_template_bucket(name: &str, preferred: &str) -> bool {
+    name == preferred
+        || name.strip_prefix(preferred).is_some_and(|rest| {
+            rest.len() == 13
+                && rest.starts_with('-')
+                && rest[1..].bytes().all(|b| b.is_ascii_hexdigit())
+        })
+}
+
+/// The account's own buckets whose names start with `prefix` (ListBuckets lists only the
+/// caller's buckets, whatever S3 does with ExpectedBucketOwner).
+async fn own_buckets(clients: &AwsClients, prefix: &str) -> Result<Vec<String>, LaunchError> {
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = clients
+            .s3
+            .list_buckets()
+            .prefix(prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(aws("s3:ListBuckets"))?;
+        names.extend(
+            out.buckets()
+                .iter()
+                .filter_map(|b| b.name())
+                .filter(|n| n.starts_with(prefix))
+                .map(str::to_string),
+        );
+        match out.continuation_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
         }
-        if let Err(e) = create.send().await {
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// 12 hex digits from the kernel's random source.
+fn random_suffix() -> Result<String, LaunchError> {
+    let mut bytes = [0u8; 6];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| LaunchError::Unexpected(format!("cannot read /dev/urandom: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Creates `bucket` in the clients' region. `Ok(false)` when the name belongs to someone else.
+async fn create(clients: &AwsClients, bucket: &str) -> Result<bool, LaunchError> {
+    let mut create = clients.s3.create_bucket().bucket(bucket);
+    if clients.region != "us-east-1" {
+        create = create.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(clients.region.as_str()))
+                .build(),
+        );
+    }
+    match create.send().await {
+        Ok(_) => Ok(true),
+        Err(e) => {
             let failure = rehost_replication::aws::AwsFailure::from_sdk("s3:CreateBucket", &e);
-            if failure.code != "BucketAlreadyOwnedByYou" {
-                return Err(LaunchError::Aws(failure));
+            match failure.code.as_str() {
+                "BucketAlreadyOwnedByYou" => Ok(true),
+                "BucketAlreadyExists" => Ok(false),
+                _ => Err(LaunchError::Aws(failure)),
             }
         }
     }
+}
+
+/// The account's template bucket in the clients' region: found in its own ListBuckets, or
+/// created (under the preferred name, or an unguessable one when that is taken), verified to be
+/// the account's own, and protected. Returns its name.
+pub async fn ensure_bucket(clients: &AwsClients, account: &str) -> Result<String, LaunchError> {
+    let preferred = bucket_name(account, &clients.region);
+    let mut owned = own_buckets(clients, &preferred).await?;
+    owned.retain(|b| is_template_bucket(b, &preferred));
+    // The preferred name first (sorted names put it before its stand-ins), else a stand-in.
+    let bucket = match owned.into_iter().next() {
+        Some(bucket) => bucket,
+        None if create(clients, &preferred).await? => preferred.clone(),
+        None => {
+            let mut created = None;
+            for _ in 0..5 {
+                let candidate = format!("{preferred}-{}", random_suffix()?);
+                if create(clients, &candidate).await? {
+                    created = Some(candidate);
+                    break;
+                }
+            }
+            let bucket = created.ok_or_else(|| {
+                LaunchError::Unexpected("five random bucket names were all taken".into())
+            })?;
+            tracing::warn!(
+                "S3 bucket {preferred} belongs to another account: templates go to {bucket}, \
+                 which this account owns"
+            );
+            bucket
+        }
+    };
+    // Never write to a bucket that is not the caller's, whatever made it look like one.
+    if !own_buckets(clients, &bucket).await?.contains(&bucket) {
+        return Err(LaunchError::BucketNotOwned { bucket });
+    }
+    protect(clients, &bucket, account).await?;
+    Ok(bucket)
+}
+
+/// Makes sure the bucket's protections are in place (idempotent: a bucket left half-configured
+/// by an interrupted run is finished here).
+async fn protect(clients: &AwsClients, bucket: &str, account: &str) -> Result<(), LaunchError> {
     clients
         .s3
         .put_public_access_block()
         .bucket(bucket)
+        .expected_bucket_owner(account)
         .public_access_block_configuration(
             PublicAccessBlockConfiguration::builder()
                 .block_public_acls(true)
@@ -69,6 +175,7 @@ pub async fn ensure_bucket(clients: &AwsClients, bucket: &str) -> Result<(), Lau
         .s3
         .put_bucket_encryption()
         .bucket(bucket)
+        .expected_bucket_owner(account)
         .server_side_encryption_configuration(encryption)
         .send()
         .await
@@ -89,6 +196,7 @@ pub async fn ensure_bucket(clients: &AwsClients, bucket: &str) -> Result<(), Lau
         .s3
         .put_bucket_lifecycle_configuration()
         .bucket(bucket)
+        .expected_bucket_owner(account)
         .lifecycle_configuration(lifecycle)
         .send()
         .await
@@ -103,8 +211,7 @@ pub async fn upload_template(
     body: &str,
 ) -> Result<String, LaunchError> {
     let account = clients.account_id().await?;
-    let bucket = bucket_name(&account, &clients.region);
-    ensure_bucket(clients, &bucket).await?;
+    let bucket = ensure_bucket(clients, &account).await?;
     let digest = Sha256::digest(body.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let key = format!("{stack}/{hex}.json");
@@ -112,6 +219,7 @@ pub async fn upload_template(
         .s3
         .put_object()
         .bucket(&bucket)
+        .expected_bucket_owner(&account)
         .key(&key)
         .content_type("application/json")
         .server_side_encryption(ServerSideEncryption::Aes256)
@@ -123,4 +231,33 @@ pub async fn upload_template(
         Some(endpoint) => format!("{}/{bucket}/{key}", endpoint.trim_end_matches('/')),
         None => format!("https://{bucket}.s3.{}.amazonaws.com/{key}", clients.region),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stand_ins_are_the_preferred_name_and_twelve_hex_digits() {
+        let preferred = bucket_name("123456789012", "eu-west-1");
+        assert!(is_template_bucket(&preferred, &preferred));
+        assert!(is_template_bucket(
+            &format!("{preferred}-0a1b2c3d4e5f"),
+            &preferred
+        ));
+        for other in [
+            "-0a1b2c3d4e5",
+            "-0a1b2c3d4e5fz",
+            "x0a1b2c3d4e5f",
+            "-0a1b2c3d4e5g",
+        ] {
+            assert!(
+                !is_template_bucket(&format!("{preferred}{other}"), &preferred),
+                "{other}"
+            );
+        }
+        // The longest region names still make a valid bucket name (at most 63 characters).
+        let longest = bucket_name("123456789012", "ap-southeast-5");
+        assert!(format!("{longest}-{}", random_suffix().unwrap()).len() <= 63);
+    }
 }

@@ -88,6 +88,12 @@ pub enum LaunchError {
     },
     #[error("{0}")]
     Refused(String),
+    /// The template bucket is not in the caller's own ListBuckets: never written to.
+    #[error(
+        "S3 bucket {bucket} does not belong to this account; rehost writes templates only to a \
+         bucket this account owns"
+    )]
+    BucketNotOwned { bucket: String },
     #[error("unexpected answer from AWS: {0}")]
     Unexpected(String),
     #[error(transparent)]

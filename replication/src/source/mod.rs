@@ -4,7 +4,15 @@
 //! SEEK_DATA/SEEK_HOLE); qcow2, VMDK, VHD and VHDX through qemu's own tools: `qemu-img map` gives
 //! the allocation map and `qemu-nbd` serves the guest-visible bytes. Regions without data are
 //! never read; they are zeros.
+//!
+//! Image contents are never trusted. The format is never guessed from them (a guest can write a
+//! qcow2 header into its own raw disk): it is declared, or follows from the extension, or the
+//! source is a block device under `/dev/` (raw). Every qemu tool is told the format. Before an
+//! image in a qemu format is read, every file its chain names must lie in the directory of the
+//! disk's source (`confine`).
 
+mod bounded;
+mod confine;
 mod nbd;
 mod qemu;
 mod raw;
@@ -29,6 +37,18 @@ pub enum SourceFormat {
     Vhdx,
 }
 
+/// Extensions and the formats they stand for (compared without case).
+pub const EXTENSIONS: &[(&str, SourceFormat)] = &[
+    ("raw", SourceFormat::Raw),
+    ("img", SourceFormat::Raw),
+    ("qcow2", SourceFormat::Qcow2),
+    ("qcow", SourceFormat::Qcow2),
+    ("vmdk", SourceFormat::Vmdk),
+    ("vhd", SourceFormat::Vpc),
+    ("vpc", SourceFormat::Vpc),
+    ("vhdx", SourceFormat::Vhdx),
+];
+
 impl SourceFormat {
     /// qemu's name of the format.
     pub fn qemu_name(self) -> &'static str {
@@ -41,27 +61,142 @@ impl SourceFormat {
         }
     }
 
-    fn from_qemu_name(name: &str) -> Option<SourceFormat> {
+    /// The name an application file uses (`format: vhd`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceFormat::Vpc => "vhd",
+            other => other.qemu_name(),
+        }
+    }
+
+    /// Parses the names an application file uses: raw, qcow2, vmdk, vhd, vhdx.
+    pub fn from_name(name: &str) -> Option<SourceFormat> {
         Some(match name {
             "raw" => SourceFormat::Raw,
             "qcow2" => SourceFormat::Qcow2,
             "vmdk" => SourceFormat::Vmdk,
-            "vpc" => SourceFormat::Vpc,
+            "vhd" => SourceFormat::Vpc,
             "vhdx" => SourceFormat::Vhdx,
             _ => return None,
         })
     }
 
-    fn from_extension(path: &Path) -> Option<SourceFormat> {
+    fn from_qemu_name(name: &str) -> Option<SourceFormat> {
+        match name {
+            "vpc" => Some(SourceFormat::Vpc),
+            "vhd" => None,
+            other => SourceFormat::from_name(other),
+        }
+    }
+
+    /// The format the file name's extension stands for ([`EXTENSIONS`]).
+    pub fn from_extension(path: &Path) -> Option<SourceFormat> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        Some(match ext.as_str() {
-            "raw" => SourceFormat::Raw,
-            "qcow2" | "qcow" => SourceFormat::Qcow2,
-            "vmdk" => SourceFormat::Vmdk,
-            "vhd" | "vpc" => SourceFormat::Vpc,
-            "vhdx" => SourceFormat::Vhdx,
-            _ => return None,
+        EXTENSIONS
+            .iter()
+            .find(|(e, _)| *e == ext)
+            .map(|(_, format)| *format)
+    }
+
+    /// How a disk is read: the declared format, else a block device under `/dev/` is raw, else
+    /// the extension decides. Never the contents.
+    pub fn resolve(
+        path: &Path,
+        declared: Option<SourceFormat>,
+    ) -> Result<SourceFormat, SourceError> {
+        declared
+            .or_else(|| path.starts_with("/dev").then_some(SourceFormat::Raw))
+            .or_else(|| SourceFormat::from_extension(path))
+            .ok_or_else(|| SourceError::UnknownFormat {
+                path: path.to_path_buf(),
+            })
+    }
+}
+
+/// What an image names besides its own data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reference {
+    BackingFile,
+    DataFile,
+    Extent,
+    /// Another file qemu opened for the image.
+    File,
+}
+
+impl std::fmt::Display for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reference::BackingFile => "backing file",
+            Reference::DataFile => "external data file",
+            Reference::Extent => "extent",
+            Reference::File => "file",
         })
+    }
+}
+
+/// The rule a referenced file broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confinement {
+    /// It resolves (symlinks followed) outside the directory of the disk's source.
+    Outside {
+        resolved: PathBuf,
+        directory: PathBuf,
+    },
+    /// It is a qemu protocol (`nbd:`, `http:`, ...) or `json:` name, not a file.
+    NotAFile,
+    /// It is a device, FIFO, socket or directory inside the directory.
+    NotRegular { resolved: PathBuf },
+    /// It does not exist or cannot be resolved.
+    Unresolvable(String),
+    /// A backing file whose format its image does not record: qemu would guess it.
+    UndeclaredFormat,
+    /// A backing file in a format rehost does not read.
+    UnsupportedFormat(String),
+    /// The chain is longer than rehost follows.
+    TooDeep,
+    /// qemu's own walk of the chain found other files than rehost's.
+    Mismatch,
+}
+
+impl std::fmt::Display for Confinement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Confinement::Outside {
+                resolved,
+                directory,
+            } => write!(
+                f,
+                "resolves to {}, outside {}; an image may only use files in the directory of the \
+                 disk's source",
+                resolved.display(),
+                directory.display()
+            ),
+            Confinement::NotAFile => f.write_str(
+                "is a qemu protocol or json: name, not a file in the directory of the disk's source",
+            ),
+            Confinement::NotRegular { resolved } => write!(
+                f,
+                "resolves to {}, which is not a regular file",
+                resolved.display()
+            ),
+            Confinement::Unresolvable(e) => write!(f, "cannot be resolved: {e}"),
+            Confinement::UndeclaredFormat => f.write_str(
+                "has no format recorded in the image, and rehost never lets qemu guess one; \
+                 record it with `qemu-img rebase -u -F FORMAT -b FILE IMAGE`",
+            ),
+            Confinement::UnsupportedFormat(format) => write!(
+                f,
+                "is in format {format:?}, which rehost does not read (raw, qcow2, vmdk, vpc, vhdx)"
+            ),
+            Confinement::TooDeep => write!(
+                f,
+                "makes the chain longer than the {} images rehost follows",
+                confine::MAX_CHAIN
+            ),
+            Confinement::Mismatch => f.write_str(
+                "is the chain qemu-img walks, which differs from the one rehost checked",
+            ),
+        }
     }
 }
 
@@ -84,6 +219,82 @@ pub enum SourceError {
     Nbd { path: PathBuf, message: String },
     #[error("{path}: {message}")]
     Unsupported { path: PathBuf, message: String },
+    /// No declared format, no known extension, not under `/dev/`.
+    #[error(
+        "{path}: the disk format is unknown: the file name has no known extension ({}) and the \
+         disk sets no `format:`; set `format: raw|qcow2|vmdk|vhd|vhdx` (rehost never guesses \
+         from the contents, which the guest controls)",
+        EXTENSIONS.iter().map(|(e, _)| format!(".{e}")).collect::<Vec<_>>().join(" ")
+    )]
+    UnknownFormat { path: PathBuf },
+    /// A file the image names breaks the confinement rule; nothing was read.
+    #[error(transparent)]
+    Refused(Box<Refusal>),
+}
+
+/// Why an image was refused, with what the operator needs to find the file.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path}: refused: {} the {reference} `{target}`, which {rule}",
+    namer(path, image)
+)]
+pub struct Refusal {
+    /// The disk's source.
+    pub path: PathBuf,
+    /// The image (the source or a layer of its chain) that names the file.
+    pub image: PathBuf,
+    pub reference: Reference,
+    /// The file as the image names it.
+    pub target: String,
+    pub rule: Confinement,
+}
+
+/// Who names the offending file: the disk's image itself or a layer of its chain.
+fn namer(path: &Path, image: &Path) -> String {
+    if std::path::absolute(path).ok().as_deref() == Some(image) || path == image {
+        "the image names".to_string()
+    } else {
+        format!("its backing image {} names", image.display())
+    }
+}
+
+impl SourceError {
+    /// Whether the operator must fix the disk or its definition (exit 2), rather than a
+    /// failure of the moment (exit 1).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            SourceError::UnknownFormat { .. } | SourceError::Refused { .. }
+        )
+    }
+}
+
+/// A raw image (by its extension) that starts like an image format is still read raw, since a
+/// guest can write any header into its disk; but cloud images named `.img` are often qcow2, so
+/// the operator hears about it.
+fn warn_if_an_image_format(path: &Path) {
+    let mut head = [0u8; 64];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| io::Read::read(&mut f, &mut head))
+    else {
+        return;
+    };
+    let head = &head[..n];
+    let format = if head.starts_with(b"QFI\xfb") {
+        "qcow2"
+    } else if head.starts_with(b"KDMV") || head.starts_with(b"# Disk DescriptorFile") {
+        "vmdk"
+    } else if head.starts_with(b"vhdxfile") {
+        "vhdx"
+    } else if head.starts_with(b"conectix") {
+        "vhd"
+    } else {
+        return;
+    };
+    tracing::warn!(
+        "{}: read as raw (its extension), though it starts like a {format} image; if it is \
+         one, set `format: {format}` on the disk",
+        path.display()
+    );
 }
 
 /// A byte range holding data.
@@ -135,37 +346,49 @@ pub enum BlockRead {
 }
 
 impl DiskSource {
-    /// Opens a source, choosing the reader by what the path is: a block device or a raw image
-    /// is read directly; an image in a qemu format through qemu-nbd. The format comes from the
-    /// extension (.raw, .qcow2, .vmdk, .vhd, .vhdx), else from `qemu-img info`'s probe.
-    pub fn open(path: &Path, tools: &QemuTools) -> Result<DiskSource, SourceError> {
+    /// Opens a source in its format ([`SourceFormat::resolve`]): a raw image or block device is
+    /// read directly, an image in a qemu format through qemu-nbd once its chain is vetted.
+    pub fn open(
+        path: &Path,
+        declared: Option<SourceFormat>,
+        tools: &QemuTools,
+    ) -> Result<DiskSource, SourceError> {
+        let format = SourceFormat::resolve(path, declared)?;
         let meta = std::fs::metadata(path).map_err(|source| SourceError::Io {
             path: path.to_path_buf(),
             operation: "stat",
             offset: None,
             source,
         })?;
-        if meta.file_type().is_block_device() {
-            return raw::open(path, true);
-        }
-        if !meta.is_file() {
+        let device = meta.file_type().is_block_device();
+        if !device && !meta.is_file() {
             return Err(SourceError::Unsupported {
                 path: path.to_path_buf(),
                 message: "not a regular file or block device".into(),
             });
         }
-        let format = match SourceFormat::from_extension(path) {
-            Some(f) => f,
-            None => match tools.probe_format(path)? {
-                Some(f) => f,
-                // No qemu-img to ask: a plain file is a raw image.
-                None => SourceFormat::Raw,
-            },
-        };
+        if format == SourceFormat::Raw && declared.is_none() && !device {
+            warn_if_an_image_format(path);
+        }
         match format {
-            SourceFormat::Raw => raw::open(path, false),
+            SourceFormat::Raw => raw::open(path, device),
             other => qemu::open(path, other, tools),
         }
+    }
+
+    /// What [`DiskSource::open`] checks before reading anything, without opening: the format,
+    /// and for an image in a qemu format every file its chain names. A replication inspects
+    /// every disk of a server this way before it starts a snapshot.
+    pub fn inspect(
+        path: &Path,
+        declared: Option<SourceFormat>,
+        tools: &QemuTools,
+    ) -> Result<SourceFormat, SourceError> {
+        let format = SourceFormat::resolve(path, declared)?;
+        if format != SourceFormat::Raw {
+            confine::vet(path, format, tools)?;
+        }
+        Ok(format)
     }
 
     pub fn path(&self) -> &Path {

@@ -3,7 +3,6 @@
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
 const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
@@ -31,9 +30,8 @@ fn protocol(msg: impl Into<String>) -> io::Error {
 }
 
 impl NbdClient {
-    /// Connects and negotiates the default export ("").
-    pub fn connect(socket: &Path) -> io::Result<NbdClient> {
-        let mut stream = UnixStream::connect(socket)?;
+    /// Negotiates the default export ("") on a connected stream.
+    pub fn handshake(mut stream: UnixStream) -> io::Result<NbdClient> {
         stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
         if read_u64(&mut stream)? != NBDMAGIC || read_u64(&mut stream)? != IHAVEOPT {
             return Err(protocol("not a newstyle NBD server"));

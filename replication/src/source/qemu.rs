@@ -1,16 +1,20 @@
 //! Images in qemu formats (qcow2, VMDK, VHD, VHDX): size and allocation map from `qemu-img`,
-//! data from a read-only `qemu-nbd` on a private Unix socket.
+//! data from a read-only `qemu-nbd` on a Unix socket in a private directory. Every tool is told
+//! the format, and runs only after the image's chain was vetted (`confine`).
 
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::bounded::{self, Limits};
 use super::nbd::NbdClient;
-use super::{DiskSource, Extent, ReadAt, SourceError, SourceFormat, normalize};
+use super::{DiskSource, Extent, ReadAt, SourceError, SourceFormat, confine, normalize};
 
 /// Where qemu's tools are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +32,12 @@ impl Default for QemuTools {
     }
 }
 
-#[derive(Deserialize)]
-struct Info {
-    #[serde(rename = "virtual-size")]
-    virtual_size: u64,
-    format: String,
-}
+/// `qemu-img map` of a large, fragmented image prints one line per run of clusters: allow it
+/// minutes and up to 1 GiB, as much as the map of a multi-terabyte disk needs.
+const MAP_LIMITS: Limits = Limits {
+    timeout: Duration::from_secs(600),
+    max_stdout: 1 << 30,
+};
 
 #[derive(Deserialize)]
 struct MapEntry {
@@ -44,73 +48,6 @@ struct MapEntry {
 }
 
 impl QemuTools {
-    fn run(
-        &self,
-        tool: &Path,
-        args: &[&std::ffi::OsStr],
-        path: &Path,
-    ) -> Result<Vec<u8>, SourceError> {
-        let out = Command::new(tool)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| SourceError::Tool {
-                path: path.to_path_buf(),
-                tool: tool.display().to_string(),
-                message: format!("cannot run it: {e}"),
-            })?;
-        if !out.status.success() {
-            return Err(SourceError::Tool {
-                path: path.to_path_buf(),
-                tool: tool.display().to_string(),
-                message: format!(
-                    "{}: {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
-        }
-        Ok(out.stdout)
-    }
-
-    /// The format qemu-img detects, or `None` if qemu-img cannot be run at all.
-    pub(super) fn probe_format(&self, path: &Path) -> Result<Option<SourceFormat>, SourceError> {
-        if Command::new(&self.qemu_img)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_err()
-        {
-            return Ok(None);
-        }
-        let info = self.info(path, None)?;
-        SourceFormat::from_qemu_name(&info.format)
-            .map(Some)
-            .ok_or_else(|| SourceError::Unsupported {
-                path: path.to_path_buf(),
-                message: format!(
-                    "image format {:?} is not supported (raw, qcow2, vmdk, vhd, vhdx are)",
-                    info.format
-                ),
-            })
-    }
-
-    fn info(&self, path: &Path, format: Option<SourceFormat>) -> Result<Info, SourceError> {
-        let mut args: Vec<&std::ffi::OsStr> = vec!["info".as_ref(), "--output=json".as_ref()];
-        if let Some(f) = format {
-            args.push("-f".as_ref());
-            args.push(f.qemu_name().as_ref());
-        }
-        args.push(path.as_os_str());
-        let out = self.run(&self.qemu_img, &args, path)?;
-        serde_json::from_slice(&out).map_err(|e| SourceError::Tool {
-            path: path.to_path_buf(),
-            tool: "qemu-img info".into(),
-            message: format!("unexpected output: {e}"),
-        })
-    }
-
     /// Extents holding data: `data` true and `zero` false. Everything else reads as zeros.
     fn map(&self, path: &Path, format: SourceFormat) -> Result<Vec<Extent>, SourceError> {
         let args: [&std::ffi::OsStr; 5] = [
@@ -120,7 +57,7 @@ impl QemuTools {
             format.qemu_name().as_ref(),
             path.as_os_str(),
         ];
-        let out = self.run(&self.qemu_img, &args, path)?;
+        let out = bounded::run(&self.qemu_img, &args, path, MAP_LIMITS)?;
         let entries: Vec<MapEntry> =
             serde_json::from_slice(&out).map_err(|e| SourceError::Tool {
                 path: path.to_path_buf(),
@@ -143,24 +80,20 @@ pub(super) fn open(
     format: SourceFormat,
     tools: &QemuTools,
 ) -> Result<DiskSource, SourceError> {
-    let info = tools.info(path, Some(format))?;
-    let extents = normalize(tools.map(path, format)?, info.virtual_size);
+    let size = confine::vet(path, format, tools)?.virtual_size;
+    let extents = normalize(tools.map(path, format)?, size);
     let mut server = NbdServer::start(path, format, tools)?;
     let client = server.connect(path)?;
-    if client.size() < info.virtual_size {
+    if client.size() < size {
         return Err(SourceError::Nbd {
             path: path.to_path_buf(),
-            message: format!(
-                "export is {} bytes, qemu-img says {}",
-                client.size(),
-                info.virtual_size
-            ),
+            message: format!("export is {} bytes, qemu-img says {size}", client.size()),
         });
     }
     Ok(DiskSource {
         path: path.to_path_buf(),
         format,
-        size: info.virtual_size,
+        size,
         extents,
         reader: Box::new(NbdReader {
             client,
@@ -185,11 +118,11 @@ impl ReadAt for NbdReader {
 /// and cleaned up on drop.
 struct NbdServer {
     child: Child,
-    dir: PathBuf,
     socket: PathBuf,
+    /// Created 0700 under an unpredictable name that must not exist yet (mkdtemp), so no other
+    /// local user can put a socket of theirs where rehost connects. Removed on drop.
+    _dir: tempfile::TempDir,
 }
-
-static NEXT_SOCKET: AtomicU64 = AtomicU64::new(0);
 
 impl NbdServer {
     fn start(
@@ -197,16 +130,17 @@ impl NbdServer {
         format: SourceFormat,
         tools: &QemuTools,
     ) -> Result<NbdServer, SourceError> {
-        let n = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("rehost-nbd-{}-{n}", std::process::id()));
-        let io_err = |operation, source| SourceError::Io {
-            path: path.to_path_buf(),
-            operation,
-            offset: None,
-            source,
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| io_err("create qemu-nbd socket directory", e))?;
-        let socket = dir.join("nbd.sock");
+        let dir = tempfile::Builder::new()
+            .prefix("rehost-nbd-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(|source| SourceError::Io {
+                path: path.to_path_buf(),
+                operation: "create qemu-nbd socket directory",
+                offset: None,
+                source,
+            })?;
+        let socket = dir.path().join("nbd.sock");
         let child = Command::new(&tools.qemu_nbd)
             .arg("--read-only")
             .arg(format!("--format={}", format.qemu_name()))
@@ -222,32 +156,45 @@ impl NbdServer {
                 path: path.to_path_buf(),
                 tool: tools.qemu_nbd.display().to_string(),
                 message: format!("cannot run it: {e}"),
-            });
-        let child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(e);
-            }
-        };
-        Ok(NbdServer { child, dir, socket })
+            })?;
+        Ok(NbdServer {
+            child,
+            socket,
+            _dir: dir,
+        })
     }
 
-    /// Connects once the socket is up (qemu-nbd creates it when ready).
+    /// Connects once the socket is up (qemu-nbd creates it when ready), and only to the
+    /// qemu-nbd this server started: the peer's pid (SO_PEERCRED) must be the child's.
     fn connect(&mut self, path: &Path) -> Result<NbdClient, SourceError> {
+        let nbd_err = |message: String| SourceError::Nbd {
+            path: path.to_path_buf(),
+            message,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut last_err = None;
         while Instant::now() < deadline {
             if self.socket.exists() {
-                match NbdClient::connect(&self.socket) {
-                    Ok(c) => return Ok(c),
+                match UnixStream::connect(&self.socket) {
+                    Ok(stream) => {
+                        let peer = peer_pid(&stream)
+                            .map_err(|e| nbd_err(format!("cannot identify the server: {e}")))?;
+                        if peer != self.child.id() {
+                            return Err(nbd_err(format!(
+                                "the socket is served by process {peer}, not by the qemu-nbd \
+                                 rehost started (process {}); refusing to read from it",
+                                self.child.id()
+                            )));
+                        }
+                        return NbdClient::handshake(stream).map_err(|e| nbd_err(e.to_string()));
+                    }
                     Err(e) => last_err = Some(e),
                 }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 let mut stderr = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = e.read_to_string(&mut stderr);
+                if let Some(e) = self.child.stderr.take() {
+                    let _ = e.take(64 * 1024).read_to_string(&mut stderr);
                 }
                 return Err(SourceError::Tool {
                     path: path.to_path_buf(),
@@ -257,20 +204,40 @@ impl NbdServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(SourceError::Nbd {
-            path: path.to_path_buf(),
-            message: format!(
-                "qemu-nbd did not accept connections within 30 s{}",
-                last_err.map(|e| format!(": {e}")).unwrap_or_default()
-            ),
-        })
+        Err(nbd_err(format!(
+            "qemu-nbd did not accept connections within 30 s{}",
+            last_err.map(|e| format!(": {e}")).unwrap_or_default()
+        )))
     }
+}
+
+/// The pid of the process that listens on the other end of a Unix stream.
+fn peer_pid(stream: &UnixStream) -> io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a ucred we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u32::try_from(cred.pid).map_err(|_| io::Error::other("no peer process"))
 }
 
 impl Drop for NbdServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

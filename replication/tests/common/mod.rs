@@ -78,6 +78,7 @@ pub fn job(app: &str, server: &str, disks: &[(&str, &Path)]) -> ServerJob {
             .map(|(n, p)| DiskJob {
                 name: n.to_string(),
                 source: p.to_path_buf(),
+                format: None,
             })
             .collect(),
         architecture: Architecture::X86_64,

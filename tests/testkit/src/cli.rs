@@ -60,6 +60,12 @@ impl Rehost {
         self
     }
 
+    /// Caps the process's address space (RLIMIT_AS), so a runaway allocation fails fast.
+    pub fn limit_address_space(mut self, bytes: u64) -> Self {
+        crate::tools::limit_address_space(&mut self.cmd, bytes);
+        self
+    }
+
     /// Runs to completion and returns the exit status and both outputs.
     pub fn run(mut self) -> Output {
         self.cmd.output().expect("rehost runs")

@@ -67,3 +67,24 @@ pub fn scratch_dir(suite: &str, name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create scratch directory");
     dir
 }
+
+/// Caps the address space of the process `cmd` starts (RLIMIT_AS), so a test can show that a
+/// command stays in bounded memory: past the cap, allocation fails and the process aborts
+/// instead of swapping the machine.
+pub fn limit_address_space(cmd: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes,
+    };
+    // SAFETY: setrlimit is async-signal-safe and only touches the child after fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
