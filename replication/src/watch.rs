@@ -8,7 +8,7 @@ use crate::engine::Replicator;
 use crate::job::ServerJob;
 use crate::report::ServerReport;
 use crate::schedule::{Frequency, next_run};
-use crate::state::StateError;
+use crate::state::{ServerKey, StateError};
 
 #[derive(Debug, Clone)]
 pub struct WatchEntry {
@@ -37,12 +37,10 @@ where
         let mut due = Vec::new();
         let mut earliest: Option<OffsetDateTime> = None;
         for (i, e) in entries.iter().enumerate() {
-            let store = replicator.store().clone();
-            let (app, server) = (e.job.app.clone(), e.job.server.clone());
-            let (success, attempt) =
-                tokio::task::spawn_blocking(move || store.last_times(&app, &server))
-                    .await
-                    .unwrap_or(Ok((None, None)))?;
+            let (success, attempt) = replicator
+                .store()
+                .last_times(&ServerKey::new(&e.job.app, &e.job.server))
+                .await?;
             match next_run(e.frequency, e.seed_time, success, attempt, now) {
                 None => {}
                 Some(t) if t <= now => due.push(i),
