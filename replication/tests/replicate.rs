@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use rehost_replication::ReportStatus;
+use rehost_replication::{ReportStatus, ServerKey, StateStore};
 use rehost_replication::manifest::BLOCK_SIZE;
 use rehost_testkit::Moto;
 
@@ -193,10 +193,13 @@ async fn increment_sends_exactly_the_changed_blocks() {
     assert_eq!(v["snapshots"][0]["blocks_uploaded"], 5);
 
     // The state knows the latest AMI and the history.
-    let store = rehost_replication::StateStore::open(&state).unwrap();
-    let latest = store.latest_amis("inc").unwrap();
+    let store = rehost_replication::SqliteStore::open(&state).await.unwrap();
+    let latest = store.latest_amis("inc").await.unwrap();
     assert_eq!(latest["db1"].ami_id, same.ami_id.clone().unwrap());
-    let history = store.server_history("inc", "db1", 10).unwrap();
+    let history = store
+        .server_history(&ServerKey::new("inc", "db1"), 10)
+        .await
+        .unwrap();
     assert_eq!(history.len(), 3);
     assert!(
         history
@@ -295,8 +298,8 @@ async fn multi_disk_ami_with_encryption_tags_and_retention() {
     assert_eq!(tag("owner").as_deref(), Some("tests"));
     assert!(img.name().unwrap().starts_with("rehost-ret-app1-"));
 
-    let store = rehost_replication::StateStore::open(&state).unwrap();
-    let latest = &store.latest_amis("ret").unwrap()["app1"];
+    let store = rehost_replication::SqliteStore::open(&state).await.unwrap();
+    let latest = &store.latest_amis("ret").await.unwrap()["app1"];
     assert_eq!(latest.ami_id, last.ami_id.clone().unwrap());
     assert_eq!(
         latest.snapshot_ids,

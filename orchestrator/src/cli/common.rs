@@ -161,16 +161,16 @@ pub fn validate_server_ids(app: &App, ids: &[String]) -> anyhow::Result<()> {
 
 /// The latest replicated AMI of each server, for template parameter defaults. A missing state
 /// database means nothing was replicated yet (and is not created by reading).
-pub fn replicated_amis(
+pub async fn replicated_amis(
     state: &Path,
     app: &str,
 ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     if !state.exists() {
         return Ok(Default::default());
     }
-    let store = rehost_replication::StateStore::open(state)?;
-    Ok(store
-        .latest_amis(app)?
+    let store = rehost_replication::SqliteStore::open(state).await?;
+    Ok(rehost_replication::StateStore::latest_amis(&store, app)
+        .await?
         .into_iter()
         .map(|(server, ami)| (server, ami.ami_id))
         .collect())

@@ -141,7 +141,7 @@ pub async fn launch(
         )
         .into());
     }
-    let options = flags.options(app)?;
+    let options = flags.options(app).await?;
     let mode = options.mode;
     let template = render(app, &options);
     let findings = Preflight {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use rehost_replication::{ReplicateOptions, Replicator, StateStore};
+use rehost_replication::{ReplicateOptions, Replicator, SqliteStore, StateStore};
 use time::OffsetDateTime;
 
 use crate::cli::common::{AwsArgs, load_app, state_path};
@@ -47,9 +47,9 @@ pub fn parse_age(s: &str) -> Result<time::Duration, String> {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let app = load_app(&args.file)?.app;
     let state = state_path(args.template.state.as_deref(), &args.file);
-    let store = StateStore::open(&state)?;
+    let store = SqliteStore::open(&state).await?;
     let now = OffsetDateTime::now_utc();
-    let latest = store.latest_amis(&app.name)?;
+    let latest = store.latest_amis(&app.name).await?;
     let plan: Vec<_> = replication_plan::plan(&app, &[], None)
         .into_iter()
         .filter(
@@ -70,8 +70,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     let sdk = args.aws.sdk_config().await;
     if !plan.is_empty() {
-        let _lock = store.lock_app(&app.name)?;
-        let replicator = Replicator::new(&sdk, store.clone(), ReplicateOptions::default());
+        let _lock = store.lock_app(&app.name).await?;
+        let replicator = Replicator::new(&sdk, std::sync::Arc::new(store), ReplicateOptions::default());
         let reports = replicate_once(&replicator, &plan).await;
         reports.iter().for_each(print_report_line);
         all_replicated(&reports).context("not launching")?;

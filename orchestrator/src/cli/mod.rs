@@ -72,7 +72,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Validate(args) => validate::run(args),
         Command::Graph(args) => graph::run(args),
-        Command::Render(args) => render::run(args),
+        Command::Render(args) => render::run(args).await,
         Command::Schema(args) => schema::run(args),
         Command::Replicate(args) => replicate::run(args).await,
         Command::Plan(args) => plan::run(args).await,

@@ -28,7 +28,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .into());
     }
-    let options = args.template.options(&app)?;
+    let options = args.template.options(&app).await?;
     let template = render(&app, &options);
     let clients = AwsClients::new(&args.aws.sdk_config().await);
     let plan = changes::plan(&clients, &app, options.mode, &template)

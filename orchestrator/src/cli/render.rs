@@ -39,8 +39,9 @@ pub struct TemplateFlags {
 
 impl TemplateFlags {
     /// Render options with the AMI defaults: the latest replicated AMIs, overridden by `--ami`.
-    pub fn options(&self, app: &App) -> anyhow::Result<RenderOptions> {
-        let mut amis = replicated_amis(&state_path(self.state.as_deref(), &app.file), &app.name)?;
+    pub async fn options(&self, app: &App) -> anyhow::Result<RenderOptions> {
+        let mut amis =
+            replicated_amis(&state_path(self.state.as_deref(), &app.file), &app.name).await?;
         amis.extend(parse_amis(app, &self.amis)?);
         Ok(RenderOptions {
             mode: self.mode.into(),
@@ -91,9 +92,9 @@ pub struct Args {
     pub output: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(args: Args) -> anyhow::Result<()> {
     let app = load_app(&args.file)?.app;
-    let options = args.template.options(&app)?;
+    let options = args.template.options(&app).await?;
     let template = render(&app, &options);
     let text = match args.format {
         Format::Json => {

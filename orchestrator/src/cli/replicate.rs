@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use rehost_replication::watch::{WatchEntry, watch};
-use rehost_replication::{ProgressMode, ReplicateOptions, Replicator, ServerReport, StateStore};
+use rehost_replication::{
+    ProgressMode, ReplicateOptions, Replicator, ServerReport, SqliteStore, StateStore,
+};
 
 use crate::cli::common::{AwsArgs, OutputFormat, load_app, state_path, validate_server_ids};
 use rehost::replication_plan;
@@ -92,8 +94,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     });
     let entries = replication_plan::plan(&app, &args.servers, architecture);
     let state = state_path(args.state.path.as_deref(), &args.file);
-    let store = StateStore::open(&state)?;
-    let _lock = store.lock_app(&app.name)?;
+    let store = SqliteStore::open(&state).await?;
+    let _lock = store.lock_app(&app.name).await?;
     let sdk = args.aws.sdk_config().await;
     let options = ReplicateOptions {
         upload_concurrency: usize::from(args.concurrency),
@@ -103,7 +105,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
         ..ReplicateOptions::default()
     };
-    let replicator = Replicator::new(&sdk, store, options);
+    let replicator = Replicator::new(&sdk, std::sync::Arc::new(store), options);
 
     if args.watch {
         let text = matches!(args.output, OutputFormat::Text);

@@ -63,21 +63,24 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 /// The replication half, from the local state only (works offline).
-pub fn replication(
+pub async fn replication(
     app: &App,
-    store: Option<&rehost_replication::StateStore>,
+    store: Option<&dyn rehost_replication::StateStore>,
     now: OffsetDateTime,
 ) -> Result<Vec<ServerStatus>, rehost_replication::StateError> {
     let mut out = Vec::new();
     for s in app.servers_in_launch_order() {
         let history = match store {
-            Some(store) => store.server_history(&app.name, &s.id, 50)?,
+            Some(store) => {
+                let key = rehost_replication::ServerKey::new(&app.name, &s.id);
+                store.server_history(&key, 50).await?
+            }
             None => Vec::new(),
         };
         let view = |r: &rehost_replication::RunRecord| RunView {
             run_id: r.run_id.clone(),
             status: r.status.as_str().to_string(),
-            phase: r.phase.clone(),
+            phase: r.phase.as_str().to_string(),
             time: rfc3339(r.finished_at.unwrap_or(r.attempted_at)),
             ami_id: r.ami_id.clone(),
             snapshot_ids: r.snapshot_ids(),

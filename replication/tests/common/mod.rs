@@ -13,7 +13,7 @@ use rehost_replication::aws::{AwsOptions, configure_loader};
 use rehost_replication::manifest::BLOCK_SIZE;
 use rehost_replication::{
     Architecture, BootMode, DiskJob, LicenseType, ProgressMode, ReplicateOptions, Replicator,
-    ServerJob, StateStore,
+    ServerJob, SqliteStore,
 };
 
 pub const MIB: u64 = 1 << 20;
@@ -65,7 +65,8 @@ pub fn test_options() -> ReplicateOptions {
 
 pub async fn replicator(endpoint: &str, state: &Path, opts: ReplicateOptions) -> Replicator {
     let sdk = sdk_config(endpoint, &fast_aws_options()).await;
-    Replicator::new(&sdk, StateStore::open(state).expect("state store"), opts)
+    let store = SqliteStore::open(state).await.expect("state store");
+    Replicator::new(&sdk, std::sync::Arc::new(store), opts)
 }
 
 pub fn job(app: &str, server: &str, disks: &[(&str, &Path)]) -> ServerJob {
