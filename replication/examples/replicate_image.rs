@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use rehost_replication::aws::{AwsOptions, load_sdk_config};
 use rehost_replication::{
-    Architecture, DiskJob, LicenseType, ReplicateOptions, Replicator, ServerJob, SqliteStore, StateStore,
+    Architecture, DiskJob, LicenseType, ReplicateOptions, Replicator, ServerJob, SqliteStore,
+    StateStore,
 };
 
 #[tokio::main]

@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use rehost_replication::{ReportStatus, ServerKey, StateStore};
 use rehost_replication::manifest::BLOCK_SIZE;
+use rehost_replication::{ReportStatus, ServerKey, StateStore};
 use rehost_testkit::Moto;
 
 const BLOCK: u64 = BLOCK_SIZE as u64;

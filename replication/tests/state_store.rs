@@ -35,9 +35,11 @@ impl Fixture for SqliteFixture {
 
     async fn damage(&self, damage: Damage<'_>) {
         let (sql, id, text) = match damage {
-            Damage::RunStatus { run_id, text } => {
-                ("UPDATE runs SET status = ?2 WHERE run_id = ?1", run_id, text)
-            }
+            Damage::RunStatus { run_id, text } => (
+                "UPDATE runs SET status = ?2 WHERE run_id = ?1",
+                run_id,
+                text,
+            ),
             Damage::RunPhase { run_id, text } => {
                 ("UPDATE runs SET phase = ?2 WHERE run_id = ?1", run_id, text)
             }
@@ -69,7 +71,11 @@ async fn the_sqlite_store_runs_in_wal_mode() {
         "WAL mode"
     );
     assert!(
-        fixture.dir.path().join(".rehost/state.db.shop.lock").exists(),
+        fixture
+            .dir
+            .path()
+            .join(".rehost/state.db.shop.lock")
+            .exists(),
         "the lock file sits beside the database"
     );
 }

@@ -71,7 +71,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let sdk = args.aws.sdk_config().await;
     if !plan.is_empty() {
         let _lock = store.lock_app(&app.name).await?;
-        let replicator = Replicator::new(&sdk, std::sync::Arc::new(store), ReplicateOptions::default());
+        let replicator = Replicator::new(
+            &sdk,
+            std::sync::Arc::new(store),
+            ReplicateOptions::default(),
+        );
         let reports = replicate_once(&replicator, &plan).await;
         reports.iter().for_each(print_report_line);
         all_replicated(&reports).context("not launching")?;

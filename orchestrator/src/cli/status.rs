@@ -25,7 +25,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
-    let store = store.as_ref().map(|s| s as &dyn rehost_replication::StateStore);
+    let store = store
+        .as_ref()
+        .map(|s| s as &dyn rehost_replication::StateStore);
     let servers = status::replication(&app, store, time::OffsetDateTime::now_utc()).await?;
     let clients = AwsClients::new(&args.aws.sdk_config().await);
     let stacks = status::stacks(&clients, &app).await;

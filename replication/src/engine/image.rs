@@ -102,15 +102,13 @@ impl Replicator {
         let ami_id = match ami::register(&self.ec2, &spec).await {
             Ok(id) => id,
             // A retried RegisterImage whose first attempt went through.
-            Err(f) if f.code == "InvalidAMIName.Duplicate" => {
-                ami::find_by_name(&self.ec2, name)
-                    .await
-                    .map_err(ctx.aws_err(None))?
-                    .into_iter()
-                    .next()
-                    .map(|i| i.ami_id)
-                    .ok_or_else(|| ctx.aws_err(None)(f))?
-            }
+            Err(f) if f.code == "InvalidAMIName.Duplicate" => ami::find_by_name(&self.ec2, name)
+                .await
+                .map_err(ctx.aws_err(None))?
+                .into_iter()
+                .next()
+                .map(|i| i.ami_id)
+                .ok_or_else(|| ctx.aws_err(None)(f))?,
             Err(f) => return Err(ctx.aws_err(None)(f)),
         };
         tracing::info!("server {}: registered AMI {ami_id} ({name})", job.server);

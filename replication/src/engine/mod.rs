@@ -99,13 +99,20 @@ impl RunContext<'_> {
     }
 
     /// Turns an AWS failure into the server's (and disk's) error.
-    fn aws_err<'a>(&'a self, disk: Option<&'a str>) -> impl Fn(AwsFailure) -> ReplicationError + 'a {
+    fn aws_err<'a>(
+        &'a self,
+        disk: Option<&'a str>,
+    ) -> impl Fn(AwsFailure) -> ReplicationError + 'a {
         move |f| ReplicationError::aws(&self.job.server, disk, None, f)
     }
 }
 
 impl Replicator {
-    pub fn new(sdk: &aws_config::SdkConfig, store: Arc<dyn StateStore>, opts: ReplicateOptions) -> Self {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        store: Arc<dyn StateStore>,
+        opts: ReplicateOptions,
+    ) -> Self {
         let concurrency = opts.upload_concurrency.max(1);
         let threads = opts.hash_threads.max(1);
         Replicator {

@@ -124,6 +124,16 @@ mod tests {
     }
 
     #[test]
+    fn once_ec2_was_asked_the_step_is_final() {
+        // The engine asks EC2 on LookUp and decides again: that must end.
+        for &status in &[SnapshotStatus::Open, SnapshotStatus::Completing] {
+            for remote in &ALL_REMOTE {
+                assert_ne!(disk_step(Some(status), Some(remote)), DiskStep::LookUp);
+            }
+        }
+    }
+
+    #[test]
     fn a_completing_snapshot_completed_in_ec2_is_only_recorded() {
         assert_eq!(
             disk_step(
@@ -136,7 +146,10 @@ mod tests {
 
     #[test]
     fn a_completing_snapshot_still_pending_is_completed_again() {
-        for remote in [RemoteState::Pending, RemoteState::Other("recoverable".into())] {
+        for remote in [
+            RemoteState::Pending,
+            RemoteState::Other("recoverable".into()),
+        ] {
             assert_eq!(
                 disk_step(Some(SnapshotStatus::Completing), Some(&remote)),
                 DiskStep::Complete

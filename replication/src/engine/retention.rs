@@ -194,7 +194,12 @@ mod tests {
         let mut b = image("ami-b", "1", &["sb"]);
         a.name = "rehost-x-2".into();
         b.name = "rehost-x-1".into();
-        let plan = retention_plan(vec![a, b, image("ami-c", "2", &[])], Some("ami-c"), 2, &none());
+        let plan = retention_plan(
+            vec![a, b, image("ami-c", "2", &[])],
+            Some("ami-c"),
+            2,
+            &none(),
+        );
         assert_eq!(ids(&plan), ["ami-b"]);
     }
 
@@ -202,7 +207,11 @@ mod tests {
     fn deregistered_images_are_ignored() {
         let mut gone = image("ami-0", "0", &["s0"]);
         gone.state = "deregistered".into();
-        let images = vec![gone, image("ami-1", "1", &["s1"]), image("ami-2", "2", &["s2"])];
+        let images = vec![
+            gone,
+            image("ami-1", "1", &["s1"]),
+            image("ami-2", "2", &["s2"]),
+        ];
         let plan = retention_plan(images, Some("ami-2"), 1, &none());
         assert_eq!(ids(&plan), ["ami-1"]);
     }

@@ -39,7 +39,11 @@ struct Target<'a> {
 }
 
 impl Target<'_> {
-    fn upload_failed(&self, joined: Result<UploadResult, JoinError>, counts: &mut SnapshotCounts) -> Option<ReplicationError> {
+    fn upload_failed(
+        &self,
+        joined: Result<UploadResult, JoinError>,
+        counts: &mut SnapshotCounts,
+    ) -> Option<ReplicationError> {
         let server = &self.ctx.job.server;
         match joined {
             Ok(Ok(bytes)) => {
@@ -47,7 +51,12 @@ impl Target<'_> {
                 counts.bytes_uploaded += bytes;
                 None
             }
-            Ok(Err((index, f))) => Some(ReplicationError::aws(server, Some(&self.disk.name), Some(index), f)),
+            Ok(Err((index, f))) => Some(ReplicationError::aws(
+                server,
+                Some(&self.disk.name),
+                Some(index),
+                f,
+            )),
             Err(e) => Some(ReplicationError::invalid(
                 server,
                 Some(&self.disk.name),
@@ -93,10 +102,11 @@ impl Replicator {
             .await
             .map_err(&state_err)?;
 
-        let progress = Arc::new(
-            self.lock_progress()
-                .disk(&ctx.job.server, &disk.name, block_count),
-        );
+        let progress = Arc::new(self.lock_progress().disk(
+            &ctx.job.server,
+            &disk.name,
+            block_count,
+        ));
         let recorder = Recorder::start(Arc::clone(&self.store), ctx.key.clone(), id.clone());
         let scan = scan::start(
             source,
@@ -122,10 +132,7 @@ impl Replicator {
                 let _ = recorder.flush().await;
                 let mut partial = counts;
                 partial.seconds = t0.elapsed().as_secs_f64();
-                let _ = self
-                    .store
-                    .add_partial_counts(&ctx.key, &id, &partial)
-                    .await;
+                let _ = self.store.add_partial_counts(&ctx.key, &id, &partial).await;
                 progress.finish("failed");
                 return Err(err);
             }
@@ -133,10 +140,9 @@ impl Replicator {
         if scanned != block_count {
             return Err(target.invalid(&format!("scanned {scanned} of {block_count} blocks")));
         }
-        recorder
-            .flush()
-            .await
-            .map_err(|message| target.invalid(&format!("cannot record accepted blocks: {message}")))?;
+        recorder.flush().await.map_err(|message| {
+            target.invalid(&format!("cannot record accepted blocks: {message}"))
+        })?;
         drop(recorder);
 
         // Everything accepted: fix the manifest, then complete.

@@ -112,8 +112,7 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StateError>;
 
     /// A run with its snapshots.
-    async fn run(&self, server: &ServerKey, run_id: &str)
-    -> Result<Option<RunRecord>, StateError>;
+    async fn run(&self, server: &ServerKey, run_id: &str) -> Result<Option<RunRecord>, StateError>;
 
     /// The newest runs of a server, newest attempt first, with their snapshots.
     async fn server_history(
@@ -193,8 +192,11 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 
     /// Gives up an open snapshot: status `abandoned`, its accepted blocks forgotten; it is
     /// deleted in AWS by the next cleanup.
-    async fn abandon_snapshot(&self, server: &ServerKey, snapshot_id: &str)
-    -> Result<(), StateError>;
+    async fn abandon_snapshot(
+        &self,
+        server: &ServerKey,
+        snapshot_id: &str,
+    ) -> Result<(), StateError>;
 
     async fn mark_snapshot_deleted(
         &self,

@@ -181,11 +181,7 @@ pub async fn runs_resume_and_only_completed_runs_give_amis(f: &dyn Fixture) {
     .await
     .unwrap();
     assert!(s.latest_amis("shop").await.unwrap().is_empty());
-    assert_eq!(
-        s.last_times(&web).await.unwrap().0,
-        None,
-        "no success yet"
-    );
+    assert_eq!(s.last_times(&web).await.unwrap().0, None, "no success yet");
 
     let (third, resumed) = s
         .begin_run(&web, "front", t0 + time::Duration::minutes(7))
@@ -236,7 +232,10 @@ pub async fn one_run_per_server_is_in_progress(f: &dyn Fixture) {
     assert_ne!(web.run_id, db.run_id);
     let other_app = ServerKey::new("crm", "web");
     let (crm, resumed) = s.begin_run(&other_app, "front", now).await.unwrap();
-    assert!(!resumed, "nor another application's server of the same name");
+    assert!(
+        !resumed,
+        "nor another application's server of the same name"
+    );
     assert_ne!(crm.run_id, web.run_id);
     let (again, resumed) = s
         .begin_run(&key("web"), "front-renamed", now)
@@ -263,9 +262,15 @@ pub async fn a_failed_run_keeps_its_error_until_it_completes(f: &dyn Fixture) {
     );
     let timings = BTreeMap::from([("disk0".to_string(), 1.5), ("total".to_string(), 2.0)]);
     let failed_at = t0 + time::Duration::minutes(1);
-    s.fail_run(&web, &run.run_id, "disk0: AccessDenied", &timings, failed_at)
-        .await
-        .unwrap();
+    s.fail_run(
+        &web,
+        &run.run_id,
+        "disk0: AccessDenied",
+        &timings,
+        failed_at,
+    )
+    .await
+    .unwrap();
     let failed = s.run(&web, &run.run_id).await.unwrap().unwrap();
     assert_eq!(failed.status, RunStatus::Failed);
     assert_eq!(failed.phase, RunPhase::Failed);
@@ -278,7 +283,10 @@ pub async fn a_failed_run_keeps_its_error_until_it_completes(f: &dyn Fixture) {
         .await
         .unwrap();
     assert_eq!(resumed.status, RunStatus::Running);
-    assert_eq!(resumed.error, None, "a resumed run starts without the error");
+    assert_eq!(
+        resumed.error, None,
+        "a resumed run starts without the error"
+    );
     let done = t0 + time::Duration::minutes(3);
     s.complete_run(
         &web,
@@ -306,9 +314,15 @@ pub async fn history_is_newest_first_and_limited(f: &dyn Fixture) {
     for hour in 0..3 {
         let at = t0 + time::Duration::hours(hour);
         let (run, _) = s.begin_run(&web, "front", at).await.unwrap();
-        s.complete_run(&web, &run.run_id, &ami(&format!("ami-{hour}"), &run.run_id, at), &BTreeMap::new(), at)
-            .await
-            .unwrap();
+        s.complete_run(
+            &web,
+            &run.run_id,
+            &ami(&format!("ami-{hour}"), &run.run_id, at),
+            &BTreeMap::new(),
+            at,
+        )
+        .await
+        .unwrap();
         runs.push(run.run_id);
     }
     let history = s.server_history(&web, 2).await.unwrap();
@@ -361,7 +375,10 @@ pub async fn snapshots_go_open_completing_completed(f: &dyn Fixture) {
         s.run_snapshot(&db, &run.run_id, "disk0").await.unwrap(),
         Some(rec.clone())
     );
-    assert_eq!(s.run_snapshot(&db, &run.run_id, "disk1").await.unwrap(), None);
+    assert_eq!(
+        s.run_snapshot(&db, &run.run_id, "disk1").await.unwrap(),
+        None
+    );
     assert_eq!(s.snapshot_manifest(&db, "snap-a").await.unwrap(), None);
 
     let manifest = Manifest::from_hashes(vec![block(0).xxh3, block(1).xxh3]);
@@ -395,7 +412,9 @@ pub async fn snapshots_go_open_completing_completed(f: &dyn Fixture) {
     );
 
     let done = t0 + time::Duration::minutes(1);
-    s.mark_snapshot_completed(&db, "snap-a", done).await.unwrap();
+    s.mark_snapshot_completed(&db, "snap-a", done)
+        .await
+        .unwrap();
     let completed = s.snapshot(&db, "snap-a").await.unwrap().unwrap();
     assert_eq!(completed.status, SnapshotStatus::Completed);
     assert_eq!(completed.completed_at, Some(done));
@@ -463,7 +482,10 @@ pub async fn partial_counts_add_up_while_open(f: &dyn Fixture) {
     // Not open any more: a late partial count is not added.
     s.add_partial_counts(&db, "snap-a", &attempt).await.unwrap();
     let rec = s.snapshot(&db, "snap-a").await.unwrap().unwrap();
-    assert_eq!(rec.blocks_uploaded, 10, "3 + 3 from interrupted attempts, 4 from the last");
+    assert_eq!(
+        rec.blocks_uploaded, 10,
+        "3 + 3 from interrupted attempts, 4 from the last"
+    );
     assert_eq!(rec.bytes_uploaded, 10 << 19);
     assert_eq!(rec.seconds, 5.0);
     assert_eq!(rec.blocks_changed, 10);
@@ -581,7 +603,10 @@ pub async fn abandoned_snapshots_are_forgotten_then_deleted(f: &dyn Fixture) {
     s.record_written(&db, "snap-a", &[block(1), block(2)])
         .await
         .unwrap();
-    assert_eq!(s.abandoned_count(&db, &run.run_id, "disk0").await.unwrap(), 0);
+    assert_eq!(
+        s.abandoned_count(&db, &run.run_id, "disk0").await.unwrap(),
+        0
+    );
 
     s.abandon_snapshot(&db, "snap-a").await.unwrap();
     let rec = s.snapshot(&db, "snap-a").await.unwrap().unwrap();
@@ -593,7 +618,10 @@ pub async fn abandoned_snapshots_are_forgotten_then_deleted(f: &dyn Fixture) {
         "no longer the run's snapshot of the disk"
     );
     assert_eq!(s.abandoned_snapshots(&db).await.unwrap(), ["snap-a"]);
-    assert_eq!(s.abandoned_count(&db, &run.run_id, "disk0").await.unwrap(), 1);
+    assert_eq!(
+        s.abandoned_count(&db, &run.run_id, "disk0").await.unwrap(),
+        1
+    );
 
     s.mark_snapshot_deleted(&db, "snap-a").await.unwrap();
     assert_eq!(
@@ -632,21 +660,36 @@ pub async fn the_parent_is_the_newest_completed_snapshot_of_the_disk(f: &dyn Fix
     let h = time::Duration::hours(1);
     completed_snapshot(&*s, &db, "snap-1", "disk0", t0, t0 + h).await;
     let run = completed_snapshot(&*s, &db, "snap-2", "disk0", t0 + h, t0 + 2 * h).await;
-    s.complete_run(&db, &run, &ami("ami-2", &run, t0 + 2 * h), &BTreeMap::new(), t0 + 2 * h)
-        .await
-        .unwrap();
+    s.complete_run(
+        &db,
+        &run,
+        &ami("ami-2", &run, t0 + 2 * h),
+        &BTreeMap::new(),
+        t0 + 2 * h,
+    )
+    .await
+    .unwrap();
     // A newer snapshot still open is not a parent.
     let (open_run, _) = s.begin_run(&db, "back", t0 + 3 * h).await.unwrap();
-    s.insert_snapshot(&db, &new_snapshot("snap-3", &open_run.run_id, "disk0"), t0 + 3 * h)
-        .await
-        .unwrap();
+    s.insert_snapshot(
+        &db,
+        &new_snapshot("snap-3", &open_run.run_id, "disk0"),
+        t0 + 3 * h,
+    )
+    .await
+    .unwrap();
     let parent = s
         .latest_completed_snapshot(&db, "disk0")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(parent.snapshot_id, "snap-2");
-    assert!(s.latest_completed_snapshot(&db, "disk1").await.unwrap().is_none());
+    assert!(
+        s.latest_completed_snapshot(&db, "disk1")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(
         s.latest_completed_snapshot(&key("web"), "disk0")
             .await
@@ -661,21 +704,37 @@ pub async fn newest_snapshot_per_disk(f: &dyn Fixture) {
     let t0 = datetime!(2025-03-01 10:00 UTC);
     let h = time::Duration::hours(1);
     let run = completed_snapshot(&*s, &db, "d0-old", "disk0", t0, t0 + h).await;
-    s.complete_run(&db, &run, &ami("ami-1", &run, t0 + h), &BTreeMap::new(), t0 + h)
-        .await
-        .unwrap();
+    s.complete_run(
+        &db,
+        &run,
+        &ami("ami-1", &run, t0 + h),
+        &BTreeMap::new(),
+        t0 + h,
+    )
+    .await
+    .unwrap();
     completed_snapshot(&*s, &db, "d0-new", "disk0", t0 + h, t0 + 2 * h).await;
     s.insert_snapshot(&db, &new_snapshot("d1", &run, "disk1"), t0)
         .await
         .unwrap();
-    s.mark_completing(&db, "d1", &Manifest::with_len(1), &SnapshotCounts::default())
-        .await
-        .unwrap();
+    s.mark_completing(
+        &db,
+        "d1",
+        &Manifest::with_len(1),
+        &SnapshotCounts::default(),
+    )
+    .await
+    .unwrap();
     s.mark_snapshot_completed(&db, "d1", t0 + h).await.unwrap();
     let mut newest = s.newest_snapshot_per_disk(&db).await.unwrap();
     newest.sort();
     assert_eq!(newest, ["d0-new", "d1"]);
-    assert!(s.newest_snapshot_per_disk(&key("web")).await.unwrap().is_empty());
+    assert!(
+        s.newest_snapshot_per_disk(&key("web"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn latest_amis_are_per_server_and_newest(f: &dyn Fixture) {
@@ -688,13 +747,18 @@ pub async fn latest_amis_are_per_server_and_newest(f: &dyn Fixture) {
             let mut image = ami(&format!("ami-{server}-{h}"), &run.run_id, at);
             image.snapshot_ids = vec![format!("snap-{h}"), format!("snap-{h}-data")];
             image.encrypted = h % 2 == 1;
-            image.kms_key_id = image.encrypted.then(|| "arn:aws:kms:us-east-1:1:key/k".into());
+            image.kms_key_id = image
+                .encrypted
+                .then(|| "arn:aws:kms:us-east-1:1:key/k".into());
             s.complete_run(&key(server), &run.run_id, &image, &BTreeMap::new(), at)
                 .await
                 .unwrap();
         }
     }
-    let (run, _) = s.begin_run(&ServerKey::new("crm", "web"), "g", t0).await.unwrap();
+    let (run, _) = s
+        .begin_run(&ServerKey::new("crm", "web"), "g", t0)
+        .await
+        .unwrap();
     s.complete_run(
         &ServerKey::new("crm", "web"),
         &run.run_id,
@@ -742,7 +806,10 @@ pub async fn records_of_one_server_are_not_seen_through_another(f: &dyn Fixture)
     s.record_written(&db, "snap-a", &[block(1)]).await.unwrap();
     assert_eq!(s.run(&web, &run.run_id).await.unwrap(), None);
     assert_eq!(s.snapshot(&web, "snap-a").await.unwrap(), None);
-    assert_eq!(s.run_snapshot(&web, &run.run_id, "disk0").await.unwrap(), None);
+    assert_eq!(
+        s.run_snapshot(&web, &run.run_id, "disk0").await.unwrap(),
+        None
+    );
     assert!(s.written_blocks(&web, "snap-a").await.unwrap().is_empty());
     // Writes through the wrong server change nothing.
     s.record_written(&web, "snap-a", &[block(2)]).await.unwrap();

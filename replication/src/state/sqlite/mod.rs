@@ -14,8 +14,8 @@ use rusqlite::{Connection, Params, Row};
 use time::OffsetDateTime;
 
 use super::{
-    AmiRecord, AppLock, AppLockGuard, NewSnapshot, RunPhase, RunRecord, ServerKey,
-    SnapshotCounts, SnapshotRecord, StateError, StateStore, StoredText, WrittenBlock,
+    AmiRecord, AppLock, AppLockGuard, NewSnapshot, RunPhase, RunRecord, ServerKey, SnapshotCounts,
+    SnapshotRecord, StateError, StateStore, StoredText, WrittenBlock,
 };
 use crate::manifest::Manifest;
 
@@ -129,7 +129,8 @@ fn init(db: &Db<'_>) -> Result<(), StateError> {
             known: SCHEMA_VERSION,
         });
     }
-    conn.execute_batch(SCHEMA).map_err(db.sql("create schema"))?;
+    conn.execute_batch(SCHEMA)
+        .map_err(db.sql("create schema"))?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(db.sql("set schema version"))?;
     Ok(())
@@ -356,11 +357,7 @@ impl StateStore for SqliteStore {
         .await
     }
 
-    async fn run(
-        &self,
-        server: &ServerKey,
-        run_id: &str,
-    ) -> Result<Option<RunRecord>, StateError> {
+    async fn run(&self, server: &ServerKey, run_id: &str) -> Result<Option<RunRecord>, StateError> {
         let (server, run_id) = (server.clone(), run_id.to_string());
         self.call("read run", move |conn, path| {
             runs::read(&Db { conn, path }, &server, &run_id)

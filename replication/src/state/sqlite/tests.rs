@@ -42,7 +42,14 @@ async fn a_database_of_a_newer_rehost_is_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, StateError::Schema { found: 2, known: 1, .. }),
+        matches!(
+            err,
+            StateError::Schema {
+                found: 2,
+                known: 1,
+                ..
+            }
+        ),
         "{err}"
     );
 }
