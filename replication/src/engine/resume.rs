@@ -203,12 +203,7 @@ mod tests {
             kms_key_arn: kms.map(str::to_string),
             started_at: OffsetDateTime::UNIX_EPOCH,
             completed_at: None,
-            blocks_total: 0,
-            blocks_scanned: 0,
-            blocks_uploaded: 0,
-            bytes_uploaded: 0,
-            blocks_changed: 0,
-            seconds: 0.0,
+            counts: Default::default(),
         }
     }
 

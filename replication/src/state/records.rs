@@ -171,13 +171,8 @@ pub struct SnapshotRecord {
     pub started_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     pub completed_at: Option<OffsetDateTime>,
-    pub blocks_total: u64,
-    pub blocks_scanned: u64,
-    pub blocks_uploaded: u64,
-    pub bytes_uploaded: u64,
-    /// Blocks written to the snapshot (ChangedBlocksCount), across resumed attempts.
-    pub blocks_changed: u64,
-    pub seconds: f64,
+    #[serde(flatten)]
+    pub counts: SnapshotCounts,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -193,13 +188,14 @@ pub struct AmiRecord {
     pub kms_key_id: Option<String>,
 }
 
-/// Counters stored with a snapshot.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// Counters stored with a snapshot; uploads and seconds add up across resumed attempts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct SnapshotCounts {
     pub blocks_total: u64,
     pub blocks_scanned: u64,
     pub blocks_uploaded: u64,
     pub bytes_uploaded: u64,
+    /// Blocks written to the snapshot (ChangedBlocksCount), across resumed attempts.
     pub blocks_changed: u64,
     pub seconds: f64,
 }

@@ -395,17 +395,7 @@ pub async fn snapshots_go_open_completing_completed(f: &dyn Fixture) {
         .unwrap();
     let completing = s.snapshot(&db, "snap-a").await.unwrap().unwrap();
     assert_eq!(completing.status, SnapshotStatus::Completing);
-    assert_eq!(
-        (
-            completing.blocks_total,
-            completing.blocks_scanned,
-            completing.blocks_uploaded,
-            completing.bytes_uploaded,
-            completing.blocks_changed,
-            completing.seconds
-        ),
-        (2, 2, 2, 1 << 20, 2, 1.5)
-    );
+    assert_eq!(completing.counts, counts);
     assert_eq!(
         s.snapshot_manifest(&db, "snap-a").await.unwrap(),
         Some(manifest)
@@ -483,12 +473,12 @@ pub async fn partial_counts_add_up_while_open(f: &dyn Fixture) {
     s.add_partial_counts(&db, "snap-a", &attempt).await.unwrap();
     let rec = s.snapshot(&db, "snap-a").await.unwrap().unwrap();
     assert_eq!(
-        rec.blocks_uploaded, 10,
+        rec.counts.blocks_uploaded, 10,
         "3 + 3 from interrupted attempts, 4 from the last"
     );
-    assert_eq!(rec.bytes_uploaded, 10 << 19);
-    assert_eq!(rec.seconds, 5.0);
-    assert_eq!(rec.blocks_changed, 10);
+    assert_eq!(rec.counts.bytes_uploaded, 10 << 19);
+    assert_eq!(rec.counts.seconds, 5.0);
+    assert_eq!(rec.counts.blocks_changed, 10);
 }
 
 pub async fn written_blocks_manifest_and_linear_checksum(f: &dyn Fixture) {
@@ -578,7 +568,7 @@ pub async fn written_blocks_manifest_and_linear_checksum(f: &dyn Fixture) {
         .unwrap()
         .unwrap();
     assert_eq!(rec.status, SnapshotStatus::Completed);
-    assert_eq!(rec.blocks_changed, 3);
+    assert_eq!(rec.counts.blocks_changed, 3);
     assert_eq!(m, manifest);
     assert!(
         s.written_blocks(&db, "snap-a").await.unwrap().is_empty(),

@@ -356,12 +356,14 @@ pub(super) fn snapshot_from_row(r: &Row<'_>) -> Result<SnapshotRecord, RowError>
         kms_key_arn: r.get(8)?,
         started_at: from_unix_ms(r.get(9)?),
         completed_at: r.get::<_, Option<i64>>(10)?.map(from_unix_ms),
-        blocks_total: r.get::<_, i64>(11)? as u64,
-        blocks_scanned: r.get::<_, i64>(12)? as u64,
-        blocks_uploaded: r.get::<_, i64>(13)? as u64,
-        bytes_uploaded: r.get::<_, i64>(14)? as u64,
-        blocks_changed: r.get::<_, i64>(15)? as u64,
-        seconds: r.get(16)?,
+        counts: SnapshotCounts {
+            blocks_total: r.get::<_, i64>(11)? as u64,
+            blocks_scanned: r.get::<_, i64>(12)? as u64,
+            blocks_uploaded: r.get::<_, i64>(13)? as u64,
+            bytes_uploaded: r.get::<_, i64>(14)? as u64,
+            blocks_changed: r.get::<_, i64>(15)? as u64,
+            seconds: r.get(16)?,
+        },
         snapshot_id,
     })
 }
