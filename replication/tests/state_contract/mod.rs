@@ -111,6 +111,16 @@ fn block(i: u64) -> WrittenBlock {
     }
 }
 
+/// A run of `server` begun now, with snapshot `id` of disk0 open in it; returns the run id.
+async fn open_snapshot(s: &dyn StateStore, server: &ServerKey, id: &str) -> String {
+    let now = OffsetDateTime::now_utc();
+    let (run, _) = s.begin_run(server, "back", now).await.unwrap();
+    s.insert_snapshot(server, &new_snapshot(id, &run.run_id, "disk0"), now)
+        .await
+        .unwrap();
+    run.run_id
+}
+
 /// A run of `server` begun at `at`, with snapshot `id` of `disk` taken through completing to
 /// completed at `done`.
 async fn completed_snapshot(
@@ -439,17 +449,7 @@ pub async fn a_snapshot_recorded_twice_is_recorded_once(f: &dyn Fixture) {
 pub async fn partial_counts_add_up_while_open(f: &dyn Fixture) {
     let s = f.open().await;
     let db = key("db");
-    let (run, _) = s
-        .begin_run(&db, "back", OffsetDateTime::now_utc())
-        .await
-        .unwrap();
-    s.insert_snapshot(
-        &db,
-        &new_snapshot("snap-a", &run.run_id, "disk0"),
-        OffsetDateTime::now_utc(),
-    )
-    .await
-    .unwrap();
+    open_snapshot(&*s, &db, "snap-a").await;
     let attempt = SnapshotCounts {
         blocks_uploaded: 3,
         bytes_uploaded: 3 << 19,
@@ -484,17 +484,7 @@ pub async fn partial_counts_add_up_while_open(f: &dyn Fixture) {
 pub async fn written_blocks_manifest_and_linear_checksum(f: &dyn Fixture) {
     let s = f.open().await;
     let db = key("db");
-    let (run, _) = s
-        .begin_run(&db, "back", OffsetDateTime::now_utc())
-        .await
-        .unwrap();
-    s.insert_snapshot(
-        &db,
-        &new_snapshot("snap-a", &run.run_id, "disk0"),
-        OffsetDateTime::now_utc(),
-    )
-    .await
-    .unwrap();
+    open_snapshot(&*s, &db, "snap-a").await;
     // Acknowledged out of order, one of them twice.
     s.record_written(&db, "snap-a", &[block(7), block(2)])
         .await
@@ -579,39 +569,23 @@ pub async fn written_blocks_manifest_and_linear_checksum(f: &dyn Fixture) {
 pub async fn abandoned_snapshots_are_forgotten_then_deleted(f: &dyn Fixture) {
     let s = f.open().await;
     let db = key("db");
-    let (run, _) = s
-        .begin_run(&db, "back", OffsetDateTime::now_utc())
-        .await
-        .unwrap();
-    s.insert_snapshot(
-        &db,
-        &new_snapshot("snap-a", &run.run_id, "disk0"),
-        OffsetDateTime::now_utc(),
-    )
-    .await
-    .unwrap();
+    let run_id = open_snapshot(&*s, &db, "snap-a").await;
     s.record_written(&db, "snap-a", &[block(1), block(2)])
         .await
         .unwrap();
-    assert_eq!(
-        s.abandoned_count(&db, &run.run_id, "disk0").await.unwrap(),
-        0
-    );
+    assert_eq!(s.abandoned_count(&db, &run_id, "disk0").await.unwrap(), 0);
 
     s.abandon_snapshot(&db, "snap-a").await.unwrap();
     let rec = s.snapshot(&db, "snap-a").await.unwrap().unwrap();
     assert_eq!(rec.status, SnapshotStatus::Abandoned);
     assert!(s.written_blocks(&db, "snap-a").await.unwrap().is_empty());
     assert_eq!(
-        s.run_snapshot(&db, &run.run_id, "disk0").await.unwrap(),
+        s.run_snapshot(&db, &run_id, "disk0").await.unwrap(),
         None,
         "no longer the run's snapshot of the disk"
     );
     assert_eq!(s.abandoned_snapshots(&db).await.unwrap(), ["snap-a"]);
-    assert_eq!(
-        s.abandoned_count(&db, &run.run_id, "disk0").await.unwrap(),
-        1
-    );
+    assert_eq!(s.abandoned_count(&db, &run_id, "disk0").await.unwrap(), 1);
 
     s.mark_snapshot_deleted(&db, "snap-a").await.unwrap();
     assert_eq!(
@@ -620,7 +594,7 @@ pub async fn abandoned_snapshots_are_forgotten_then_deleted(f: &dyn Fixture) {
     );
     assert!(s.abandoned_snapshots(&db).await.unwrap().is_empty());
     assert_eq!(
-        s.abandoned_count(&db, &run.run_id, "disk0").await.unwrap(),
+        s.abandoned_count(&db, &run_id, "disk0").await.unwrap(),
         1,
         "deleted still counts: the next client token stays new"
     );
@@ -628,13 +602,13 @@ pub async fn abandoned_snapshots_are_forgotten_then_deleted(f: &dyn Fixture) {
     // The fresh snapshot that replaces it is the run's snapshot of the disk.
     s.insert_snapshot(
         &db,
-        &new_snapshot("snap-b", &run.run_id, "disk0"),
+        &new_snapshot("snap-b", &run_id, "disk0"),
         OffsetDateTime::now_utc(),
     )
     .await
     .unwrap();
     assert_eq!(
-        s.run_snapshot(&db, &run.run_id, "disk0")
+        s.run_snapshot(&db, &run_id, "disk0")
             .await
             .unwrap()
             .unwrap()
@@ -782,29 +756,16 @@ pub async fn latest_amis_are_per_server_and_newest(f: &dyn Fixture) {
 pub async fn records_of_one_server_are_not_seen_through_another(f: &dyn Fixture) {
     let s = f.open().await;
     let (db, web) = (key("db"), key("web"));
-    let (run, _) = s
-        .begin_run(&db, "back", OffsetDateTime::now_utc())
-        .await
-        .unwrap();
-    s.insert_snapshot(
-        &db,
-        &new_snapshot("snap-a", &run.run_id, "disk0"),
-        OffsetDateTime::now_utc(),
-    )
-    .await
-    .unwrap();
+    let run_id = open_snapshot(&*s, &db, "snap-a").await;
     s.record_written(&db, "snap-a", &[block(1)]).await.unwrap();
-    assert_eq!(s.run(&web, &run.run_id).await.unwrap(), None);
+    assert_eq!(s.run(&web, &run_id).await.unwrap(), None);
     assert_eq!(s.snapshot(&web, "snap-a").await.unwrap(), None);
-    assert_eq!(
-        s.run_snapshot(&web, &run.run_id, "disk0").await.unwrap(),
-        None
-    );
+    assert_eq!(s.run_snapshot(&web, &run_id, "disk0").await.unwrap(), None);
     assert!(s.written_blocks(&web, "snap-a").await.unwrap().is_empty());
     // Writes through the wrong server change nothing.
     s.record_written(&web, "snap-a", &[block(2)]).await.unwrap();
     s.abandon_snapshot(&web, "snap-a").await.unwrap();
-    s.set_phase(&web, &run.run_id, RunPhase::Registering)
+    s.set_phase(&web, &run_id, RunPhase::Registering)
         .await
         .unwrap();
     assert_eq!(s.written_blocks(&db, "snap-a").await.unwrap(), [block(1)]);
@@ -813,7 +774,7 @@ pub async fn records_of_one_server_are_not_seen_through_another(f: &dyn Fixture)
         SnapshotStatus::Open
     );
     assert_eq!(
-        s.run(&db, &run.run_id).await.unwrap().unwrap().phase,
+        s.run(&db, &run_id).await.unwrap().unwrap().phase,
         RunPhase::Scanning
     );
 }
@@ -821,17 +782,7 @@ pub async fn records_of_one_server_are_not_seen_through_another(f: &dyn Fixture)
 pub async fn unknown_status_text_is_corrupt(f: &dyn Fixture) {
     let s = f.open().await;
     let db = key("db");
-    let (run, _) = s
-        .begin_run(&db, "back", OffsetDateTime::now_utc())
-        .await
-        .unwrap();
-    s.insert_snapshot(
-        &db,
-        &new_snapshot("snap-a", &run.run_id, "disk0"),
-        OffsetDateTime::now_utc(),
-    )
-    .await
-    .unwrap();
+    let run_id = open_snapshot(&*s, &db, "snap-a").await;
     let corrupt = |err: StateError, table: &str, id: &str, text: &str| {
         let msg = err.to_string();
         assert!(
@@ -866,30 +817,30 @@ pub async fn unknown_status_text_is_corrupt(f: &dyn Fixture) {
     assert!(s.snapshot(&db, "snap-a").await.is_ok());
 
     f.damage(Damage::RunStatus {
-        run_id: &run.run_id,
+        run_id: &run_id,
         text: "paused",
     })
     .await;
     corrupt(
-        s.run(&db, &run.run_id).await.unwrap_err(),
+        s.run(&db, &run_id).await.unwrap_err(),
         "runs",
-        &run.run_id,
+        &run_id,
         "paused",
     );
     f.damage(Damage::RunStatus {
-        run_id: &run.run_id,
+        run_id: &run_id,
         text: "running",
     })
     .await;
     f.damage(Damage::RunPhase {
-        run_id: &run.run_id,
+        run_id: &run_id,
         text: "verifying",
     })
     .await;
     corrupt(
         s.server_history(&db, 10).await.unwrap_err(),
         "runs",
-        &run.run_id,
+        &run_id,
         "verifying",
     );
 }
