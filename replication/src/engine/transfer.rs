@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use time::OffsetDateTime;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::{JoinError, JoinSet};
 
 use crate::aws::AwsFailure;
@@ -26,8 +27,10 @@ use crate::state::{RunPhase, SnapshotCounts, SnapshotRecord, WrittenBlock};
 
 use super::{Replicator, RunContext};
 
-/// An upload task's outcome: the bytes sent, or the block and why it failed.
-type UploadResult = Result<u64, (u64, AwsFailure)>;
+/// An upload task's outcome: the bytes sent, or the block and why it failed; with the task's
+/// upload permit, so a finished upload counts as in flight until the feed loop has seen its
+/// outcome (a failure stops the feed before another block is sent).
+type UploadResult = (OwnedSemaphorePermit, Result<u64, (u64, AwsFailure)>);
 
 /// The snapshot a transfer writes and where its accepted blocks are reported.
 struct Target<'a> {
@@ -45,7 +48,7 @@ impl Target<'_> {
         counts: &mut SnapshotCounts,
     ) -> Option<ReplicationError> {
         let server = &self.ctx.job.server;
-        match joined {
+        match joined.map(|(_permit, outcome)| outcome) {
             Ok(Ok(bytes)) => {
                 counts.blocks_uploaded += 1;
                 counts.bytes_uploaded += bytes;
@@ -236,10 +239,16 @@ impl Replicator {
                     }
                     let Some(up) = block.upload else { continue };
                     // One bound on blocks in flight for every transfer of this replicator;
-                    // finished uploads are taken in while waiting for a permit.
+                    // finished uploads are taken in (and their permits returned) first.
                     let permit = loop {
                         tokio::select! {
                             biased;
+                            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                                if let Some(e) = target.upload_failed(joined, &mut counts) {
+                                    failure = Some(e);
+                                    break 'feed;
+                                }
+                            }
                             permit = Arc::clone(&self.uploads).acquire_owned() => match permit {
                                 Ok(p) => break p,
                                 Err(_) => {
@@ -247,12 +256,6 @@ impl Replicator {
                                     break 'feed;
                                 }
                             },
-                            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                                if let Some(e) = target.upload_failed(joined, &mut counts) {
-                                    failure = Some(e);
-                                    break 'feed;
-                                }
-                            }
                         }
                     };
                     let (ebs, sid, record, progress) = (
@@ -263,15 +266,15 @@ impl Replicator {
                     );
                     let (index, hash) = (block.index, block.hash);
                     tasks.spawn(async move {
-                        let _permit = permit;
                         let len = up.data.len() as u64;
-                        snapshot::put_block(&ebs, &sid, index, up.data.clone(), &up.sha256)
-                            .await
-                            .map_err(|f| (index, f))?;
+                        let sent = snapshot::put_block(&ebs, &sid, index, up.data.clone(), &up.sha256).await;
+                        if let Err(f) = sent {
+                            return (permit, Err((index, f)));
+                        }
                         record.record(WrittenBlock { index, xxh3: hash, sha256: up.sha256 });
                         progress.uploaded();
                         up.recycle();
-                        Ok(len)
+                        (permit, Ok(len))
                     });
                 }
             }
