@@ -12,11 +12,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
+use rehost_testkit::images::{Fill, write_image};
 use rehost_testkit::{Moto, Rehost, cfn_lint, workspace_root};
 use serde_json::Value;
 
@@ -176,44 +177,6 @@ async fn infra_in(conf: &aws_config::SdkConfig, prefix: &str) -> Infra {
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so images differ per disk but not per run.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
-/// An 8 MiB disk with 1.5 MiB of data in the given format, made with qemu-img.
-fn make_disk(path: &Path, seed: u64) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let raw = path.with_extension("raw-src");
-    let mut data = vec![0u8; 8 << 20];
-    data[..1 << 20].copy_from_slice(&noise(seed, 1 << 20));
-    data[(5 << 20)..(5 << 20) + (512 << 10)].copy_from_slice(&noise(seed + 1000, 512 << 10));
-    std::fs::write(&raw, &data).unwrap();
-    let format = match path.extension().and_then(|e| e.to_str()) {
-        Some("vmdk") => "vmdk",
-        Some("vhdx") => "vhdx",
-        Some("vhd") => "vpc",
-        Some("qcow2") => "qcow2",
-        _ => "raw",
-    };
-    let status = Command::new("qemu-img")
-        .args(["convert", "-q", "-f", "raw", "-O", format])
-        .arg(&raw)
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success(), "qemu-img convert to {format}");
-    std::fs::remove_file(raw).unwrap();
-}
-
 /// Copies an example into `dir` with the emulator's ids, generated disks and absolute script paths.
 fn prepare(example: &str, dir: &Path, infra: &Infra, name: &str) -> PathBuf {
     let root = workspace_root();
@@ -245,7 +208,13 @@ fn prepare(example: &str, dir: &Path, infra: &Infra, name: &str) -> PathBuf {
         .enumerate()
     {
         let source = line.split("source:").nth(1).unwrap().trim();
-        make_disk(&dir.join(source), i as u64 + 1);
+        // An 8 MiB disk with 1.5 MiB of data, in the format its extension names.
+        write_image(
+            &dir.join(source),
+            8 << 20,
+            &[(0, 2, Fill::Random), (10, 1, Fill::Random)],
+            i as u64 + 1,
+        );
     }
     file
 }

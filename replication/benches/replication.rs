@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rehost_replication::manifest::{BLOCK_SIZE, Manifest};
-use rehost_replication::scan::{self, Reference, ScanConfig};
+use rehost_replication::scan::{self, BufferPool, Reference, ScanConfig};
 use rehost_replication::source::{DiskSource, QemuTools};
 use rehost_replication::{ProgressMode, ReportStatus};
 use rehost_testkit::Moto;
@@ -49,8 +49,8 @@ fn scan_once(
         ScanConfig {
             hash_threads: threads,
             queue: 16,
-            buffers: 2 * 16 + 3 * threads + 2,
         },
+        BufferPool::new(2 * 16 + 3 * threads + 2),
     );
     let mut manifest = Manifest::with_len(n);
     let mut to_send = 0;

@@ -6,10 +6,12 @@
 //! Prints the server report as JSON.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use rehost_replication::aws::{AwsOptions, load_sdk_config};
 use rehost_replication::{
-    Architecture, DiskJob, LicenseType, ReplicateOptions, Replicator, ServerJob, StateStore,
+    Architecture, DiskJob, LicenseType, ReplicateOptions, Replicator, ServerJob, SqliteStore,
+    StateStore,
 };
 
 #[tokio::main]
@@ -26,14 +28,14 @@ async fn main() -> std::process::ExitCode {
         .first()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(".rehost/state.db"));
-    let store = match StateStore::open(&state) {
+    let store = match SqliteStore::open(&state).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    let _lock = match store.lock_app(app) {
+    let _lock = match store.lock_app(app).await {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
@@ -41,7 +43,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let sdk = load_sdk_config(&AwsOptions::default()).await;
-    let replicator = Replicator::new(&sdk, store, ReplicateOptions::default());
+    let replicator = Replicator::new(&sdk, Arc::new(store), ReplicateOptions::default());
     let job = ServerJob {
         app: app.clone(),
         server: server.clone(),

@@ -25,6 +25,16 @@ pub enum ReplicationError {
         server: String,
         source: Box<StateError>,
     },
+    /// An open snapshot that EC2 still accepts cannot be continued with this run's settings
+    /// (its parent's manifest is gone, the disk grew, the encryption changed): the engine gives
+    /// it up and starts a fresh one.
+    #[error("server {server}, disk {disk}: snapshot {snapshot_id} cannot be resumed: {why}")]
+    CannotResume {
+        server: String,
+        disk: String,
+        snapshot_id: String,
+        why: String,
+    },
     #[error("server {server}{}: {message}", at_disk(disk))]
     Invalid {
         server: String,
@@ -48,6 +58,41 @@ impl ReplicationError {
     /// format) rather than retry.
     pub fn is_refusal(&self) -> bool {
         matches!(self, ReplicationError::Source { source, .. } if source.is_refusal())
+    }
+
+    pub fn aws(server: &str, disk: Option<&str>, block: Option<u64>, failure: AwsFailure) -> Self {
+        ReplicationError::Aws {
+            server: server.to_string(),
+            disk: disk.map(str::to_string),
+            block,
+            failure: Box::new(failure),
+        }
+    }
+
+    pub fn state(server: &str, source: StateError) -> Self {
+        ReplicationError::State {
+            server: server.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    pub fn invalid(server: &str, disk: Option<&str>, message: impl Into<String>) -> Self {
+        ReplicationError::Invalid {
+            server: server.to_string(),
+            disk: disk.map(str::to_string),
+            message: message.into(),
+        }
+    }
+
+    /// Whether a resumed snapshot must be given up for a fresh one: it cannot be continued with
+    /// this run's settings, or EBS refused a block because the snapshot no longer accepts any
+    /// or is gone.
+    pub fn ends_resume(&self) -> bool {
+        matches!(self, ReplicationError::CannotResume { .. })
+            || matches!(
+                self.aws_code(),
+                Some("ValidationException" | "ResourceNotFoundException")
+            )
     }
 
     /// The AWS error code, when an AWS call failed.

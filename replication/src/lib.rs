@@ -3,14 +3,16 @@
 //! through the EBS direct APIs, and registers an AMI from the snapshots.
 //!
 //! Entry points: [`Replicator::replicate`] for one server, [`aws::load_sdk_config`] for the AWS
-//! configuration every rehost client shares, [`state::StateStore`] for the embedded state and
-//! [`schedule::next_run`] for `--watch`.
+//! configuration every rehost client shares, [`state::StateStore`] for the state (implemented
+//! by [`state::SqliteStore`]) and [`schedule::next_run`] for `--watch`.
 
 pub mod ami;
 pub mod aws;
+pub mod clock;
 pub mod domain;
 mod engine;
 pub mod error;
+pub mod ids;
 pub mod job;
 pub mod manifest;
 mod progress;
@@ -25,10 +27,13 @@ pub mod tags;
 pub mod watch;
 
 pub use domain::{Architecture, BootMode, Choice, Frequency, LicenseType};
-pub use engine::{ReplicateOptions, Replicator, ami_name, client_token};
+pub use engine::{ReplicateOptions, Replicator};
 pub use error::ReplicationError;
+pub use ids::{ami_name, client_token};
 pub use job::{DiskJob, Encryption, ServerJob};
 pub use progress::ProgressMode;
 pub use report::{ReportStatus, ServerReport, SnapshotReport};
-pub use state::{AmiRecord, AppLock, RunRecord, StateError, StateStore};
+pub use state::{
+    AmiRecord, AppLock, AppLockGuard, RunRecord, ServerKey, SqliteStore, StateError, StateStore,
+};
 pub use watch::ScheduledJob;

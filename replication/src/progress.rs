@@ -46,10 +46,6 @@ impl Progress {
         }
     }
 
-    pub fn multi(&self) -> MultiProgress {
-        self.multi.clone()
-    }
-
     /// Starts the overall bar of a server's run; each disk adds its size when it starts.
     pub fn start_server(&mut self, server: &str) {
         if self.mode != ProgressMode::Bars {

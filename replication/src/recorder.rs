@@ -1,12 +1,12 @@
-//! Records accepted blocks in the state store from a dedicated thread, committing whatever has
-//! arrived in one transaction (group commit), so the async uploader never blocks on SQLite and a
-//! killed run loses at most the acknowledgements of the last few milliseconds.
+//! Records accepted blocks in the state store from a task of its own, committing whatever has
+//! arrived as one batch (group commit): the uploads never wait for the store, and a killed run
+//! loses at most the acknowledgements of the batch being written.
 
-use std::sync::mpsc;
+use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::state::{StateError, StateStore, WrittenBlock};
+use crate::state::{ServerKey, StateStore, WrittenBlock};
 
 const MAX_BATCH: usize = 512;
 
@@ -16,28 +16,27 @@ enum Msg {
 }
 
 pub struct Recorder {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::UnboundedSender<Msg>,
 }
 
 #[derive(Clone)]
 pub struct RecorderHandle {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::UnboundedSender<Msg>,
 }
 
 impl RecorderHandle {
     pub fn record(&self, block: WrittenBlock) {
-        // The thread only ends when every sender is gone.
+        // The task only ends when every sender is gone.
         let _ = self.tx.send(Msg::Block(block));
     }
 }
 
 impl Recorder {
-    pub fn start(store: StateStore, snapshot_id: String) -> std::io::Result<Recorder> {
-        let (tx, rx) = mpsc::channel::<Msg>();
-        std::thread::Builder::new()
-            .name("rehost-record".into())
-            .spawn(move || run(&store, &snapshot_id, &rx))?;
-        Ok(Recorder { tx })
+    /// Starts recording the accepted blocks of one snapshot (on the current tokio runtime).
+    pub fn start(store: Arc<dyn StateStore>, server: ServerKey, snapshot_id: String) -> Recorder {
+        let (tx, rx) = mpsc::unbounded_channel::<Msg>();
+        tokio::spawn(run(store, server, snapshot_id, rx));
+        Recorder { tx }
     }
 
     pub fn handle(&self) -> RecorderHandle {
@@ -56,11 +55,17 @@ impl Recorder {
     }
 }
 
-fn run(store: &StateStore, snapshot_id: &str, rx: &mpsc::Receiver<Msg>) {
+async fn run(
+    store: Arc<dyn StateStore>,
+    server: ServerKey,
+    snapshot_id: String,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+) {
     let mut failed: Option<String> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = rx.recv().await {
+        // Everything that arrived while the last batch was being written is the next batch.
         let mut next = Some(first);
         while let Some(msg) = next {
             match msg {
@@ -75,9 +80,8 @@ fn run(store: &StateStore, snapshot_id: &str, rx: &mpsc::Receiver<Msg>) {
         }
         if !batch.is_empty()
             && failed.is_none()
-            && let Err(e) = store.record_written(snapshot_id, &batch)
+            && let Err(e) = store.record_written(&server, &snapshot_id, &batch).await
         {
-            let e: StateError = e;
             tracing::error!("cannot record accepted blocks of {snapshot_id}: {e}");
             failed = Some(e.to_string());
         }

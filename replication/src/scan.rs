@@ -1,7 +1,8 @@
 //! The scanning pipeline: one reader thread reads blocks in order into pooled buffers, hashing
 //! threads compute xxh3-128 and zero detection for every block and SHA-256 only for the blocks
-//! to send, and hand them to the async uploader over a bounded channel. A fixed pool of buffers
-//! bounds memory whatever the disk size.
+//! to send, and hand them to the async uploader over a bounded channel. A fixed pool of buffers,
+//! handed in by the caller (and shareable by several scans), bounds memory whatever the disk
+//! size.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -190,8 +191,6 @@ pub struct ScanConfig {
     pub hash_threads: usize,
     /// Capacity of the channel to the uploader.
     pub queue: usize,
-    /// Buffers in the pool (bounds memory: buffers × 512 KiB).
-    pub buffers: usize,
 }
 
 struct Work {
@@ -199,17 +198,18 @@ struct Work {
     buf: Option<PooledBuf>,
 }
 
-/// Starts scanning `block_count` blocks of `source` (blocks past its end read as zeros).
+/// Starts scanning `block_count` blocks of `source` (blocks past its end read as zeros),
+/// reading into buffers of `pool` (memory: its size × 512 KiB, however many scans share it).
 pub fn start(
     source: DiskSource,
     block_count: u64,
     reference: Arc<Reference>,
     cfg: ScanConfig,
+    pool: Arc<BufferPool>,
 ) -> Scan {
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
     let (done_tx, done_rx) = oneshot::channel();
     let stop = Arc::new(AtomicBool::new(false));
-    let pool = BufferPool::new(cfg.buffers);
     let threads = cfg.hash_threads.max(1);
     let mut lanes: Vec<SyncSender<Work>> = Vec::with_capacity(threads);
     for n in 0..threads {

@@ -10,7 +10,7 @@ use crate::engine::Replicator;
 use crate::job::ServerJob;
 use crate::report::ServerReport;
 use crate::schedule::next_run;
-use crate::state::StateError;
+use crate::state::{ServerKey, StateError};
 
 /// One server's replication job and when it runs.
 #[derive(Debug, Clone)]
@@ -19,9 +19,6 @@ pub struct ScheduledJob {
     pub frequency: Frequency,
     pub seed_time: Option<OffsetDateTime>,
 }
-
-/// The former name of [`ScheduledJob`], kept so existing callers compile.
-pub type WatchEntry = ScheduledJob;
 
 /// Replicates each job once, one after another (each disk already keeps its uploads in flight
 /// and both cores hashing), and returns their reports in order.
@@ -53,12 +50,10 @@ where
         let mut due = Vec::new();
         let mut earliest: Option<OffsetDateTime> = None;
         for (i, e) in jobs.iter().enumerate() {
-            let store = replicator.store().clone();
-            let (app, server) = (e.job.app.clone(), e.job.server.clone());
-            let (success, attempt) =
-                tokio::task::spawn_blocking(move || store.last_times(&app, &server))
-                    .await
-                    .unwrap_or(Ok((None, None)))?;
+            let (success, attempt) = replicator
+                .store()
+                .last_times(&ServerKey::new(&e.job.app, &e.job.server))
+                .await?;
             match next_run(e.frequency, e.seed_time, success, attempt, now) {
                 None => {}
                 Some(t) if t <= now => due.push(i),

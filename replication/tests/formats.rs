@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use rehost_replication::manifest::{BLOCK_SIZE, BlockHash, block_hash, zero_block_hash};
-use rehost_replication::scan::{self, Decision, Reference, ScanConfig};
+use rehost_replication::scan::{self, BufferPool, Decision, Reference, ScanConfig};
 use rehost_replication::source::{DiskSource, QemuTools, SourceFormat};
 use sha2::{Digest, Sha256};
 
@@ -31,8 +31,8 @@ fn scan_all(path: &Path) -> (SourceFormat, u64, Scanned) {
         ScanConfig {
             hash_threads: 2,
             queue: 8,
-            buffers: 16,
         },
+        BufferPool::new(16),
     );
     let mut hashes = vec![[0u8; 16]; blocks as usize];
     let mut sent = BTreeMap::new();

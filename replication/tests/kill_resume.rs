@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use rehost_replication::manifest::BLOCK_SIZE;
 use rehost_replication::state::{RunStatus, SnapshotStatus};
-use rehost_replication::{ServerReport, StateStore};
+use rehost_replication::{ServerKey, ServerReport, SqliteStore, StateStore};
 use rehost_testkit::Moto;
 use rehost_testkit::proxy::{Action, Proxy};
 use serde::{Deserialize, Serialize};
@@ -50,11 +50,11 @@ fn child_replicate() {
         // The standard chain, as the CLI uses it: endpoint, credentials and the shortened
         // timeouts come from the environment.
         let sdk = rehost_replication::aws::load_sdk_config(&Default::default()).await;
-        let store = StateStore::open(&cfg.state).unwrap();
-        let _lock = store.lock_app(APP).unwrap();
+        let store = SqliteStore::open(&cfg.state).await.unwrap();
+        let _lock = store.lock_app(APP).await.unwrap();
         let mut opts = test_options();
         opts.upload_concurrency = CONCURRENCY;
-        let rep = rehost_replication::Replicator::new(&sdk, store, opts);
+        let rep = rehost_replication::Replicator::new(&sdk, std::sync::Arc::new(store), opts);
         rep.replicate(&job(APP, &cfg.server, &[("disk0", &cfg.image)]))
             .await
     });
@@ -125,31 +125,35 @@ impl Harness {
     }
 
     /// Written-block count of the server's open snapshot, from the state database.
-    fn written(&self, server: &str) -> usize {
-        let Ok(store) = StateStore::open(&self.state_path(server)) else {
+    async fn written(&self, server: &str) -> usize {
+        let Ok(store) = SqliteStore::open(&self.state_path(server)).await else {
             return 0;
         };
-        let Ok(history) = store.server_history(APP, server, 1) else {
+        let key = ServerKey::new(APP, server);
+        let Ok(history) = store.server_history(&key, 1).await else {
             return 0;
         };
         let Some(run) = history.first() else { return 0 };
-        run.snapshots
+        let mut written = 0;
+        for s in run
+            .snapshots
             .iter()
             .filter(|s| s.status == SnapshotStatus::Open)
-            .map(|s| {
-                store
-                    .written_blocks(&s.snapshot_id)
-                    .map(|w| w.len())
-                    .unwrap_or(0)
-            })
-            .sum()
+        {
+            written += store
+                .written_blocks(&key, &s.snapshot_id)
+                .await
+                .map(|w| w.len())
+                .unwrap_or(0);
+        }
+        written
     }
 
-    fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
+    async fn wait_until(&self, what: &str, mut cond: impl AsyncFnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !cond() {
+        while !cond().await {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -169,8 +173,13 @@ impl Harness {
             &raw_blocks(&self.image),
             &report.server,
         );
-        let store = StateStore::open(&self.state_path(&report.server)).unwrap();
-        let runs = store.server_history(APP, &report.server, 10).unwrap();
+        let store = SqliteStore::open(&self.state_path(&report.server))
+            .await
+            .unwrap();
+        let runs = store
+            .server_history(&ServerKey::new(APP, &report.server), 10)
+            .await
+            .unwrap();
         assert_eq!(
             runs.len(),
             1,
@@ -178,7 +187,7 @@ impl Harness {
         );
         assert_eq!(runs[0].status, RunStatus::Completed);
         assert_eq!(
-            store.latest_amis(APP).unwrap()[&report.server].ami_id,
+            store.latest_amis(APP).await.unwrap()[&report.server].ami_id,
             report.ami_id.clone().unwrap()
         );
     }
@@ -220,13 +229,16 @@ async fn kill_at_several_points_and_resume() {
         _ => Action::Forward,
     });
     let child = h.spawn("mid");
-    h.wait_until("17 recorded blocks", || {
-        h.written("mid") == 17 && h.proxy.held() >= 1
-    });
+    h.wait_until("17 recorded blocks", async || {
+        h.written("mid").await == 17 && h.proxy.held() >= 1
+    })
+    .await;
     // The lock is held by the running child: a second replication of the app is refused.
-    let err = StateStore::open(&h.state_path("mid"))
+    let err = SqliteStore::open(&h.state_path("mid"))
+        .await
         .unwrap()
         .lock_app(APP)
+        .await
         .unwrap_err()
         .to_string();
     assert!(
@@ -257,7 +269,8 @@ async fn kill_at_several_points_and_resume() {
         _ => Action::Forward,
     });
     let child = h.spawn("start");
-    h.wait_until("the first block", || h.proxy.held() >= 1);
+    h.wait_until("the first block", async || h.proxy.held() >= 1)
+        .await;
     h.kill(child);
     let report = h.finish(h.spawn("start"));
     assert_eq!(
@@ -277,9 +290,10 @@ async fn kill_at_several_points_and_resume() {
     // never more than the in-flight bound.
     h.proxy.reset_counters();
     let child = h.spawn("any");
-    h.wait_until("20 accepted blocks", || {
+    h.wait_until("20 accepted blocks", async || {
         h.proxy.accepted("PutSnapshotBlock") >= 20
-    });
+    })
+    .await;
     h.kill(child);
     let report = h.finish(h.spawn("any"));
     assert_eq!(
@@ -308,7 +322,8 @@ async fn kill_at_several_points_and_resume() {
         _ => Action::Forward,
     });
     let child = h.spawn("complete");
-    h.wait_until("CompleteSnapshot", || h.proxy.held() >= 1);
+    h.wait_until("CompleteSnapshot", async || h.proxy.held() >= 1)
+        .await;
     h.kill(child);
     let puts = h.proxy.seen("PutSnapshotBlock");
     let report = h.finish(h.spawn("complete"));
@@ -337,7 +352,8 @@ async fn kill_at_several_points_and_resume() {
         _ => Action::Forward,
     });
     let child = h.spawn("register");
-    h.wait_until("RegisterImage", || h.proxy.held() >= 1);
+    h.wait_until("RegisterImage", async || h.proxy.held() >= 1)
+        .await;
     h.kill(child);
     let report = h.finish(h.spawn("register"));
     assert_eq!(
@@ -363,12 +379,14 @@ async fn kill_at_several_points_and_resume() {
         _ => Action::Forward,
     });
     let child = h.spawn("gone");
-    h.wait_until("5 recorded blocks", || {
-        h.written("gone") == 5 && h.proxy.held() >= 1
-    });
+    h.wait_until("5 recorded blocks", async || {
+        h.written("gone").await == 5 && h.proxy.held() >= 1
+    })
+    .await;
     h.kill(child);
-    let store = StateStore::open(&h.state_path("gone")).unwrap();
-    let stale = store.server_history(APP, "gone", 1).unwrap()[0].snapshots[0]
+    let store = SqliteStore::open(&h.state_path("gone")).await.unwrap();
+    let gone = ServerKey::new(APP, "gone");
+    let stale = store.server_history(&gone, 1).await.unwrap()[0].snapshots[0]
         .snapshot_id
         .clone();
     aws_sdk_ec2::Client::new(&sdk)
@@ -387,7 +405,7 @@ async fn kill_at_several_points_and_resume() {
     assert_ne!(report.snapshots[0].snapshot_id, stale);
     assert_eq!(report.snapshots[0].blocks_uploaded, BLOCKS);
     assert_eq!(h.proxy.seen("StartSnapshot"), 2);
-    let stale_state = store.snapshot(&stale).unwrap().unwrap().status;
+    let stale_state = store.snapshot(&gone, &stale).await.unwrap().unwrap().status;
     assert!(
         matches!(
             stale_state,

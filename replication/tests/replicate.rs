@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use rehost_replication::ReportStatus;
 use rehost_replication::manifest::BLOCK_SIZE;
+use rehost_replication::{ReportStatus, ServerKey, StateStore};
 use rehost_testkit::Moto;
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
@@ -193,10 +193,13 @@ async fn increment_sends_exactly_the_changed_blocks() {
     assert_eq!(v["snapshots"][0]["blocks_uploaded"], 5);
 
     // The state knows the latest AMI and the history.
-    let store = rehost_replication::StateStore::open(&state).unwrap();
-    let latest = store.latest_amis("inc").unwrap();
+    let store = rehost_replication::SqliteStore::open(&state).await.unwrap();
+    let latest = store.latest_amis("inc").await.unwrap();
     assert_eq!(latest["db1"].ami_id, same.ami_id.clone().unwrap());
-    let history = store.server_history("inc", "db1", 10).unwrap();
+    let history = store
+        .server_history(&ServerKey::new("inc", "db1"), 10)
+        .await
+        .unwrap();
     assert_eq!(history.len(), 3);
     assert!(
         history
@@ -295,8 +298,8 @@ async fn multi_disk_ami_with_encryption_tags_and_retention() {
     assert_eq!(tag("owner").as_deref(), Some("tests"));
     assert!(img.name().unwrap().starts_with("rehost-ret-app1-"));
 
-    let store = rehost_replication::StateStore::open(&state).unwrap();
-    let latest = &store.latest_amis("ret").unwrap()["app1"];
+    let store = rehost_replication::SqliteStore::open(&state).await.unwrap();
+    let latest = &store.latest_amis("ret").await.unwrap()["app1"];
     assert_eq!(latest.ami_id, last.ami_id.clone().unwrap());
     assert_eq!(
         latest.snapshot_ids,
@@ -426,7 +429,7 @@ async fn missing_kms_key_fails_fast_with_its_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_replicates_due_servers_and_stops_when_none_is_left() {
     use rehost_replication::schedule::Frequency;
-    use rehost_replication::watch::{WatchEntry, watch};
+    use rehost_replication::watch::{ScheduledJob, watch};
     init_tracing();
     let moto = Moto::shared();
     let dir = tempfile::tempdir().unwrap();
@@ -440,14 +443,14 @@ async fn watch_replicates_due_servers_and_stops_when_none_is_left() {
     )
     .await;
     let entries = vec![
-        WatchEntry {
+        ScheduledJob {
             job: job("watch", "once", &[("disk0", &raw)]),
             frequency: Frequency::Once,
             seed_time: None,
         },
         // A server whose run fails is retried at its next slot, an hour away: the loop keeps
         // going, so it is stopped from outside.
-        WatchEntry {
+        ScheduledJob {
             job: job("watch", "broken", &[("disk0", &missing)]),
             frequency: Frequency::Hours(1),
             seed_time: None,

@@ -81,8 +81,9 @@ pub struct TemplateFlags {
 
 impl TemplateFlags {
     /// Render options with the AMI defaults: the latest replicated AMIs, overridden by `--ami`.
-    pub fn options(&self, app: &App) -> anyhow::Result<RenderOptions> {
-        let mut amis = replicated_amis(&state_path(self.state.as_deref(), &app.file), &app.name)?;
+    pub async fn options(&self, app: &App) -> anyhow::Result<RenderOptions> {
+        let mut amis =
+            replicated_amis(&state_path(self.state.as_deref(), &app.file), &app.name).await?;
         amis.extend(parse_amis(app, &self.amis)?);
         Ok(RenderOptions {
             mode: self.mode,
@@ -118,13 +119,13 @@ pub fn state_path(explicit: Option<&Path>, app_file: &Path) -> PathBuf {
 
 /// The latest replicated AMI of each server, for template parameter defaults. A missing state
 /// database means nothing was replicated yet (and is not created by reading).
-pub fn replicated_amis(state: &Path, app: &str) -> anyhow::Result<BTreeMap<String, String>> {
+pub async fn replicated_amis(state: &Path, app: &str) -> anyhow::Result<BTreeMap<String, String>> {
     if !state.exists() {
         return Ok(Default::default());
     }
-    let store = rehost_replication::StateStore::open(state)?;
-    Ok(store
-        .latest_amis(app)?
+    let store = rehost_replication::SqliteStore::open(state).await?;
+    Ok(rehost_replication::StateStore::latest_amis(&store, app)
+        .await?
         .into_iter()
         .map(|(server, ami)| (server, ami.ami_id))
         .collect())

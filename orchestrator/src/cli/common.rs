@@ -148,7 +148,7 @@ pub async fn deploy_and_report(
     io: &mut Io<'_>,
 ) -> anyhow::Result<()> {
     deploy::refuse_portable(template.portable).map_err(exit_code_of)?;
-    let options = template.options(app)?;
+    let options = template.options(app).await?;
     let deployment = Deployment {
         app,
         options: &options,

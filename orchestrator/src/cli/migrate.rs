@@ -8,7 +8,7 @@ use rehost::launch::AwsClients;
 use rehost::launch::deploy::refuse_portable;
 use rehost::replication_jobs::{scheduled_jobs, split_fresh};
 use rehost_replication::watch::replicate_each;
-use rehost_replication::{ReplicateOptions, Replicator, StateStore};
+use rehost_replication::{ReplicateOptions, Replicator, SqliteStore, StateStore};
 use time::OffsetDateTime;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, state_path};
@@ -51,8 +51,8 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     // Refused before replicating anything: a portable template never launches here.
     refuse_portable(args.template.portable).map_err(exit_code_of)?;
     let state = state_path(args.template.state.as_deref(), &args.file);
-    let store = StateStore::open(&state)?;
-    let latest = store.latest_amis(&app.name)?;
+    let store = std::sync::Arc::new(SqliteStore::open(&state).await?);
+    let latest = store.latest_amis(&app.name).await?;
     let (stale, reused) = split_fresh(
         scheduled_jobs(&app, &[], None),
         &latest,
@@ -64,7 +64,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     }
     let sdk = args.aws.sdk_config().await;
     if !stale.is_empty() {
-        let _lock = store.lock_app(&app.name)?;
+        let _lock = store.lock_app(&app.name).await?;
         let replicator = Replicator::new(&sdk, store.clone(), ReplicateOptions::default());
         let reports = replicate_each(&replicator, &stale).await;
         for report in &reports {

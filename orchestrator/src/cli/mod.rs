@@ -72,13 +72,13 @@ pub enum Command {
     Migrate(migrate::Args),
 }
 
-/// Runs a command. The pure ones (validate, graph, render, schema) run without an async
-/// runtime; the ones that talk to AWS get one.
+/// Runs a command. The pure ones (validate, graph, schema) run without an async runtime; the
+/// ones that talk to AWS or read the state store (render reads the latest AMIs) get one.
 pub fn run(command: Command, io: &mut Io<'_>) -> anyhow::Result<()> {
     match command {
         Command::Validate(args) => validate::run(args, io),
         Command::Graph(args) => graph::run(args, io),
-        Command::Render(args) => render::run(args, io),
+        Command::Render(args) => block_on(render::run(args, io)),
         Command::Schema(args) => schema::run(args, io),
         Command::Replicate(args) => block_on(replicate::run(args, io)),
         Command::Plan(args) => block_on(plan::run(args, io)),

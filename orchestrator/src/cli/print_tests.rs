@@ -17,7 +17,7 @@ use rehost::load::{load_bytes, load_with};
 use rehost::replication_jobs::Reused;
 use rehost::template::{RenderOptions, render};
 use rehost::validate::ScriptReadError;
-use rehost_replication::state::RunStatus;
+use rehost_replication::state::{RunPhase, RunStatus};
 use rehost_replication::{ReportStatus, ServerReport, SnapshotReport};
 
 use super::*;
@@ -231,22 +231,23 @@ fn plan_of_an_update_and_of_no_change() {
 
 #[test]
 fn status_report() {
-    let run = |id: &str, status: RunStatus, phase: &str, ami: Option<&str>, error: Option<&str>| {
-        RunView {
-            run_id: id.into(),
-            status,
-            phase: phase.into(),
-            time: "2026-03-01T02:00:00Z".into(),
-            ami_id: ami.map(str::to_string),
-            snapshot_ids: vec![],
-            error: error.map(str::to_string),
-            seconds: Some(12.5),
-        }
-    };
+    let run =
+        |id: &str, status: RunStatus, phase: RunPhase, ami: Option<&str>, error: Option<&str>| {
+            RunView {
+                run_id: id.into(),
+                status,
+                phase,
+                time: "2026-03-01T02:00:00Z".into(),
+                ami_id: ami.map(str::to_string),
+                snapshot_ids: vec![],
+                error: error.map(str::to_string),
+                seconds: Some(12.5),
+            }
+        };
     let ok = run(
         "r1",
         RunStatus::Completed,
-        "completed",
+        RunPhase::Completed,
         Some("ami-0123456789abcdef0"),
         None,
     );
@@ -271,7 +272,7 @@ fn status_report() {
                 last_run: Some(run(
                     "r7",
                     RunStatus::Failed,
-                    "failed",
+                    RunPhase::Failed,
                     None,
                     Some("disk0: AccessDenied"),
                 )),
@@ -285,7 +286,13 @@ fn status_report() {
                 server: "app01".into(),
                 group: "app".into(),
                 schedule: "once".into(),
-                last_run: Some(run("r9", RunStatus::Running, "uploading", None, None)),
+                last_run: Some(run(
+                    "r9",
+                    RunStatus::Running,
+                    RunPhase::Uploading,
+                    None,
+                    None,
+                )),
                 last_success: None,
                 lag_hours: None,
                 behind_schedule: true,

@@ -27,9 +27,9 @@ pub struct Args {
     pub output: Option<PathBuf>,
 }
 
-pub fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
+pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let options = args.template.options(&app)?;
+    let options = args.template.options(&app).await?;
     let template = render(&app, &options);
     let text = match args.format {
         Format::Json => {

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use rehost::replication_jobs::scheduled_jobs;
 use rehost_replication::watch::{replicate_each, watch};
-use rehost_replication::{Architecture, ProgressMode, ReplicateOptions, Replicator, StateStore};
+use rehost_replication::{
+    Architecture, ProgressMode, ReplicateOptions, Replicator, SqliteStore, StateStore,
+};
 
 use crate::cli::args::{AwsArgs, OutputFormat, StateArg, choice, state_path};
 use crate::cli::common::{all_replicated, load_app, validate_server_ids};
@@ -46,8 +48,8 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     validate_server_ids(&app, &args.servers)?;
     let jobs = scheduled_jobs(&app, &args.servers, args.architecture);
     let state = state_path(args.state.path.as_deref(), &args.file);
-    let store = StateStore::open(&state)?;
-    let _lock = store.lock_app(&app.name)?;
+    let store = SqliteStore::open(&state).await?;
+    let _lock = store.lock_app(&app.name).await?;
     let sdk = args.aws.sdk_config().await;
     let options = ReplicateOptions {
         upload_concurrency: usize::from(args.concurrency),
@@ -57,7 +59,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         },
         ..ReplicateOptions::default()
     };
-    let replicator = Replicator::new(&sdk, store, options);
+    let replicator = Replicator::new(&sdk, std::sync::Arc::new(store), options);
 
     if args.watch {
         let Io { out, err } = io;

@@ -35,8 +35,8 @@ pub struct Args {
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     let path = state_path(args.state.path.as_deref(), &args.file);
-    let store = rehost_replication::StateStore::open(&path)?;
-    let amis = store.latest_amis(&app.name)?;
+    let store = rehost_replication::SqliteStore::open(&path).await?;
+    let amis = rehost_replication::StateStore::latest_amis(&store, &app.name).await?;
     let clients = AwsClients::new(&args.aws.sdk_config().await);
     let shared = share::share(&clients, &app, &amis, &args.accounts)
         .await

@@ -24,11 +24,14 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     let path = state_path(args.state.path.as_deref(), &args.file);
     let store = if path.exists() {
-        Some(rehost_replication::StateStore::open(&path)?)
+        Some(rehost_replication::SqliteStore::open(&path).await?)
     } else {
         None
     };
-    let servers = status::replication(&app, store.as_ref(), time::OffsetDateTime::now_utc())?;
+    let store = store
+        .as_ref()
+        .map(|s| s as &dyn rehost_replication::StateStore);
+    let servers = status::replication(&app, store, time::OffsetDateTime::now_utc()).await?;
     let clients = AwsClients::new(&args.aws.sdk_config().await);
     let stacks = status::stacks(&clients, &app).await;
     let unreachable: Vec<String> = stacks.iter().filter_map(|s| s.error.clone()).collect();

@@ -2,7 +2,7 @@
 //! and how far behind its schedule it is, per mode the stack and its instances.
 
 use aws_sdk_cloudformation::types::StackStatus;
-use rehost_replication::state::RunStatus;
+use rehost_replication::state::{RunPhase, RunStatus};
 use rehost_replication::{RunRecord, StateError, StateStore, schedule};
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
@@ -41,7 +41,7 @@ pub struct RunView {
     pub run_id: String,
     #[serde(serialize_with = "run_status")]
     pub status: RunStatus,
-    pub phase: String,
+    pub phase: RunPhase,
     pub time: String,
     pub ami_id: Option<String>,
     pub snapshot_ids: Vec<String>,
@@ -79,21 +79,24 @@ fn stack_status<S: Serializer>(status: &Option<StackStatus>, s: S) -> Result<S::
 }
 
 /// The replication half, from the local state only (works offline).
-pub fn replication(
+pub async fn replication(
     app: &App,
-    store: Option<&StateStore>,
+    store: Option<&dyn StateStore>,
     now: OffsetDateTime,
 ) -> Result<Vec<ServerStatus>, StateError> {
     let mut out = Vec::new();
     for s in app.servers_in_launch_order() {
         let history = match store {
-            Some(store) => store.server_history(&app.name, &s.id, 50)?,
+            Some(store) => {
+                let key = rehost_replication::ServerKey::new(&app.name, &s.id);
+                store.server_history(&key, 50).await?
+            }
             None => Vec::new(),
         };
         let view = |r: &RunRecord| RunView {
             run_id: r.run_id.clone(),
             status: r.status,
-            phase: r.phase.clone(),
+            phase: r.phase,
             time: rfc3339(r.finished_at.unwrap_or(r.attempted_at)),
             ami_id: r.ami_id.clone(),
             snapshot_ids: r.snapshot_ids(),

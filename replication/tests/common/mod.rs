@@ -1,11 +1,11 @@
 //! Helpers shared by the replication test binaries: SDK configuration pointed at the emulator
-//! (directly or through the fault proxy), test images, and reading snapshots back.
+//! (directly or through the fault proxy), test images (from the test kit), and reading
+//! snapshots back.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -13,7 +13,7 @@ use rehost_replication::aws::{AwsOptions, configure_loader};
 use rehost_replication::manifest::BLOCK_SIZE;
 use rehost_replication::{
     Architecture, BootMode, DiskJob, LicenseType, ProgressMode, ReplicateOptions, Replicator,
-    ServerJob, StateStore,
+    ServerJob, SqliteStore,
 };
 
 pub const MIB: u64 = 1 << 20;
@@ -65,7 +65,8 @@ pub fn test_options() -> ReplicateOptions {
 
 pub async fn replicator(endpoint: &str, state: &Path, opts: ReplicateOptions) -> Replicator {
     let sdk = sdk_config(endpoint, &fast_aws_options()).await;
-    Replicator::new(&sdk, StateStore::open(state).expect("state store"), opts)
+    let store = SqliteStore::open(state).await.expect("state store");
+    Replicator::new(&sdk, std::sync::Arc::new(store), opts)
 }
 
 pub fn job(app: &str, server: &str, disks: &[(&str, &Path)]) -> ServerJob {
@@ -91,125 +92,14 @@ pub fn job(app: &str, server: &str, disks: &[(&str, &Path)]) -> ServerJob {
     }
 }
 
-/// A deterministic pseudo-random generator (splitmix64).
-pub struct Rng(u64);
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use rehost_testkit::images::{
+    FORMATS, Fill, Rng, change_blocks, convert, raw_blocks, write_raw,
+};
 
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
-/// What a region of a test image holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fill {
-    Random,
-    /// Zeros written out (allocated in a raw file).
-    Zeros,
-    /// Never written: a hole in a raw file.
-    Hole,
-}
-
-/// Writes a raw image of `size` bytes: `layout` gives (start block, blocks, fill); the rest are
-/// holes. Returns the image's bytes per block index for comparisons (None = all zero).
-pub fn write_raw(path: &Path, size: u64, layout: &[(u64, u64, Fill)], seed: u64) {
-    let file = std::fs::File::create(path).expect("create image");
-    file.set_len(size).expect("size image");
-    let mut rng = Rng::new(seed);
-    let mut buf = vec![0u8; BLOCK_SIZE];
-    for &(start, count, fill) in layout {
-        for b in start..start + count {
-            let off = b * BLOCK_SIZE as u64;
-            if off >= size {
-                break;
-            }
-            let len = (size - off).min(BLOCK_SIZE as u64) as usize;
-            match fill {
-                Fill::Hole => continue,
-                Fill::Zeros => buf[..len].fill(0),
-                Fill::Random => rng.fill(&mut buf[..len]),
-            }
-            std::os::unix::fs::FileExt::write_all_at(&file, &buf[..len], off).expect("write image");
-        }
-    }
-    file.sync_all().ok();
-}
-
-/// Overwrites whole blocks of a raw image (zeros when `zero`, random otherwise).
-pub fn change_blocks(path: &Path, blocks: &[u64], zero_block: Option<u64>, seed: u64) {
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .expect("open image");
-    let mut rng = Rng::new(seed);
-    let mut buf = vec![0u8; BLOCK_SIZE];
-    for &b in blocks {
-        if Some(b) == zero_block {
-            buf.fill(0);
-        } else {
-            rng.fill(&mut buf);
-        }
-        std::os::unix::fs::FileExt::write_all_at(&file, &buf, b * BLOCK_SIZE as u64)
-            .expect("write block");
-    }
-    file.sync_all().ok();
-}
-
-/// The blocks of a raw image, zero-padded; `None` for all-zero blocks.
-pub fn raw_blocks(path: &Path) -> Vec<Option<Vec<u8>>> {
-    let data = std::fs::read(path).expect("read image");
-    data.chunks(BLOCK_SIZE)
-        .map(|c| {
-            let mut b = c.to_vec();
-            b.resize(BLOCK_SIZE, 0);
-            if b.iter().all(|&x| x == 0) {
-                None
-            } else {
-                Some(b)
-            }
-        })
-        .collect()
-}
-
-/// Converts a raw image with qemu-img; returns the new path.
-pub fn convert(raw: &Path, dir: &Path, format: &str) -> PathBuf {
-    let (ext, fmt, opts): (&str, &str, &[&str]) = match format {
-        "qcow2" => ("qcow2", "qcow2", &[]),
-        "vmdk-sparse" => ("vmdk", "vmdk", &["-o", "subformat=monolithicSparse"]),
-        "vmdk-stream" => ("vmdk", "vmdk", &["-o", "subformat=streamOptimized"]),
-        "vhd" => ("vhd", "vpc", &["-o", "subformat=dynamic,force_size=on"]),
-        "vhdx" => ("vhdx", "vhdx", &[]),
-        other => panic!("unknown format {other}"),
-    };
-    let out = dir.join(format!(
-        "{}-{format}.{ext}",
-        raw.file_stem().unwrap().to_string_lossy()
-    ));
-    let status = Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", fmt])
-        .args(opts)
-        .arg(raw)
-        .arg(&out)
-        .status()
-        .expect("qemu-img runs");
-    assert!(status.success(), "qemu-img convert to {format} failed");
-    out
-}
-
-pub const FORMATS: [&str; 5] = ["qcow2", "vmdk-sparse", "vmdk-stream", "vhd", "vhdx"];
+// The test kit lays images out in EBS blocks; so does the engine.
+const _: () = assert!(rehost_testkit::images::BLOCK == BLOCK_SIZE as u64);
 
 /// Every block of a snapshot, read back with ListSnapshotBlocks + GetSnapshotBlock.
 pub async fn read_snapshot(ebs: &aws_sdk_ebs::Client, snapshot_id: &str) -> BTreeMap<u64, Vec<u8>> {

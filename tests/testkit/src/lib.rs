@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod cli;
+pub mod images;
 pub mod moto;
 pub mod proxy;
 pub mod tools;

@@ -1,0 +1,296 @@
+//! The replication state: runs, snapshots, AMIs, manifests and the blocks an open snapshot has
+//! already accepted, behind one trait, [`StateStore`], so the engine does not know where the state
+//! lives. [`SqliteStore`] (a file beside the application, WAL) is the implementation today; a
+//! store on S3 shared by a team (issue 11) is the next.
+//!
+//! The trait is shaped for a store that is a set of objects updated with conditional writes:
+//! - everything about one server is addressed by its [`ServerKey`], so a backend can keep one
+//!   server's runs, snapshots and AMIs together and never needs a cross-server transaction or a
+//!   global index (a snapshot or run id is only looked up within its server);
+//! - a manifest is its own value (16 bytes per 512 KiB block), written once when a snapshot
+//!   starts completing and read back whole;
+//! - an open snapshot's accepted blocks are appended in batches (the recorder's group commits)
+//!   and read back whole;
+//! - application-wide reads ([`StateStore::latest_amis`]) are "for each server" reads a backend
+//!   may run in parallel;
+//! - the application lock is a guard object: an `flock` here, a lease there.
+//!
+//! Room is left for what later issues add (launch history, inspection results, worker leases):
+//! each will be a group of per-server methods like the ones below.
+//!
+//! Every state transition is atomic in the backend, so a killed process leaves a consistent
+//! state and never a half-done run marked completed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::manifest::Manifest;
+
+mod error;
+mod lock;
+mod records;
+mod sqlite;
+
+pub use error::StateError;
+pub use lock::AppLock;
+pub use records::{
+    AmiRecord, NewSnapshot, RunPhase, RunRecord, RunStatus, ServerKey, SnapshotCounts,
+    SnapshotRecord, SnapshotStatus, StoredText, WrittenBlock, linear_checksum,
+};
+pub use sqlite::{SCHEMA_VERSION, SqliteStore};
+
+/// Held for a whole replication of an application; dropping it (or the process dying) lets
+/// another rehost take it.
+pub trait AppLockGuard: Send + Sync + std::fmt::Debug {
+    fn app(&self) -> &str;
+    /// Where the lock lives, for messages (a lock file; for a lease, its object).
+    fn location(&self) -> String;
+}
+
+/// Where rehost keeps its replication state. Object safe: used as `Arc<dyn StateStore>`.
+/// Implementations never block the async caller (blocking I/O runs on blocking threads).
+///
+/// Methods that name a snapshot or run by id also take its server: an id of another server
+/// reads as absent and writes change nothing.
+#[async_trait]
+pub trait StateStore: Send + Sync + std::fmt::Debug {
+    /// Where the state lives, for messages.
+    fn location(&self) -> String;
+
+    /// Takes the application's exclusive lock for a whole replication; refused with
+    /// [`StateError::Locked`] while another holder has it.
+    async fn lock_app(&self, app: &str) -> Result<Box<dyn AppLockGuard>, StateError>;
+
+    // --- Runs (one per server in progress) ---
+
+    /// Starts a run of a server, or resumes its latest unfinished one (killed or failed): the
+    /// same run id keeps snapshot client tokens and the AMI name stable. Returns the run and
+    /// whether it was resumed.
+    async fn begin_run(
+        &self,
+        server: &ServerKey,
+        group: &str,
+        now: OffsetDateTime,
+    ) -> Result<(RunRecord, bool), StateError>;
+
+    async fn set_phase(
+        &self,
+        server: &ServerKey,
+        run_id: &str,
+        phase: RunPhase,
+    ) -> Result<(), StateError>;
+
+    /// Fixes the AMI name of a run once (the first proposal wins), so a resumed run looks up the
+    /// same name. Returns the fixed name.
+    async fn ami_name_for(
+        &self,
+        server: &ServerKey,
+        run_id: &str,
+        proposed: &str,
+    ) -> Result<String, StateError>;
+
+    async fn fail_run(
+        &self,
+        server: &ServerKey,
+        run_id: &str,
+        error: &str,
+        timings: &BTreeMap<String, f64>,
+        now: OffsetDateTime,
+    ) -> Result<(), StateError>;
+
+    /// Records the AMI and marks the run completed, atomically.
+    async fn complete_run(
+        &self,
+        server: &ServerKey,
+        run_id: &str,
+        ami: &AmiRecord,
+        timings: &BTreeMap<String, f64>,
+        now: OffsetDateTime,
+    ) -> Result<(), StateError>;
+
+    /// A run with its snapshots.
+    async fn run(&self, server: &ServerKey, run_id: &str) -> Result<Option<RunRecord>, StateError>;
+
+    /// The newest runs of a server, newest attempt first, with their snapshots.
+    async fn server_history(
+        &self,
+        server: &ServerKey,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StateError>;
+
+    /// When the server last completed a run and last started (or resumed) one: the inputs of
+    /// `schedule::next_run`.
+    async fn last_times(
+        &self,
+        server: &ServerKey,
+    ) -> Result<(Option<OffsetDateTime>, Option<OffsetDateTime>), StateError>;
+
+    // --- AMIs ---
+
+    /// Each server's latest AMI (by creation time, then name) from a completed run, still
+    /// registered. A per-server read for every server of the application.
+    async fn latest_amis(&self, app: &str) -> Result<BTreeMap<String, AmiRecord>, StateError>;
+
+    async fn mark_ami_deregistered(
+        &self,
+        server: &ServerKey,
+        ami_id: &str,
+    ) -> Result<(), StateError>;
+
+    // --- Snapshots ---
+
+    /// Records a snapshot just started (status `open`); recording the same id again changes
+    /// nothing. Returns the record as stored.
+    async fn insert_snapshot(
+        &self,
+        server: &ServerKey,
+        snapshot: &NewSnapshot,
+        now: OffsetDateTime,
+    ) -> Result<SnapshotRecord, StateError>;
+
+    async fn snapshot(
+        &self,
+        server: &ServerKey,
+        snapshot_id: &str,
+    ) -> Result<Option<SnapshotRecord>, StateError>;
+
+    /// The snapshot a run holds for a disk (open, completing or completed), if any.
+    async fn run_snapshot(
+        &self,
+        server: &ServerKey,
+        run_id: &str,
+        disk: &str,
+    ) -> Result<Option<SnapshotRecord>, StateError>;
+
+    /// How many snapshots of this run and disk were given up (abandoned or deleted): part of
+    /// the next client token, so a fresh start is a new snapshot while a retried StartSnapshot
+    /// stays the same one.
+    async fn abandoned_count(
+        &self,
+        server: &ServerKey,
+        run_id: &str,
+        disk: &str,
+    ) -> Result<u32, StateError>;
+
+    /// The disk's newest completed snapshot (from any run, by completion time): the parent of
+    /// the next increment. Its manifest is [`StateStore::snapshot_manifest`].
+    async fn latest_completed_snapshot(
+        &self,
+        server: &ServerKey,
+        disk: &str,
+    ) -> Result<Option<SnapshotRecord>, StateError>;
+
+    /// The newest completed snapshot of each disk of a server: parents of the next increments.
+    async fn newest_snapshot_per_disk(&self, server: &ServerKey)
+    -> Result<Vec<String>, StateError>;
+
+    /// Snapshots of a server given up earlier, to delete in AWS.
+    async fn abandoned_snapshots(&self, server: &ServerKey) -> Result<Vec<String>, StateError>;
+
+    /// Gives up an open snapshot: status `abandoned`, its accepted blocks forgotten; it is
+    /// deleted in AWS by the next cleanup.
+    async fn abandon_snapshot(
+        &self,
+        server: &ServerKey,
+        snapshot_id: &str,
+    ) -> Result<(), StateError>;
+
+    async fn mark_snapshot_deleted(
+        &self,
+        server: &ServerKey,
+        snapshot_id: &str,
+    ) -> Result<(), StateError>;
+
+    /// Adds the upload counters of an interrupted attempt to an open snapshot, so totals stay
+    /// right after a resume.
+    async fn add_partial_counts(
+        &self,
+        server: &ServerKey,
+        snapshot_id: &str,
+        counts: &SnapshotCounts,
+    ) -> Result<(), StateError>;
+
+    /// Every block accepted: stores the manifest and the counters (upload counters added to
+    /// those of earlier attempts) and marks the snapshot `completing`.
+    async fn mark_completing(
+        &self,
+        server: &ServerKey,
+        snapshot_id: &str,
+        manifest: &Manifest,
+        counts: &SnapshotCounts,
+    ) -> Result<(), StateError>;
+
+    /// A `completing` snapshot is completed in AWS: status `completed` with its completion
+    /// time; its accepted-block records are dropped.
+    async fn mark_snapshot_completed(
+        &self,
+        server: &ServerKey,
+        snapshot_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StateError>;
+
+    /// The manifest of a snapshot from `completing` on; `None` before.
+    async fn snapshot_manifest(
+        &self,
+        server: &ServerKey,
+        snapshot_id: &str,
+    ) -> Result<Option<Manifest>, StateError>;
+
+    // --- Blocks an open snapshot accepted ---
+
+    /// Appends a batch of accepted blocks atomically; a block recorded again replaces the
+    /// earlier record of its index.
+    async fn record_written(
+        &self,
+        server: &ServerKey,
+        snapshot_id: &str,
+        blocks: &[WrittenBlock],
+    ) -> Result<(), StateError>;
+
+    /// Everything an open snapshot accepted, one record per block index, ascending.
+    async fn written_blocks(
+        &self,
+        server: &ServerKey,
+        snapshot_id: &str,
+    ) -> Result<Vec<WrittenBlock>, StateError>;
+
+    /// ChangedBlocksCount and the LINEAR checksum of what the snapshot accepted.
+    async fn written_checksum(
+        &self,
+        server: &ServerKey,
+        snapshot_id: &str,
+    ) -> Result<(u64, [u8; 32]), StateError> {
+        Ok(linear_checksum(
+            &self.written_blocks(server, snapshot_id).await?,
+        ))
+    }
+}
+
+/// The default place of the state database: `.rehost/state.db` beside the application file.
+pub fn default_state_path(app_file: &Path) -> PathBuf {
+    let dir = app_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    dir.join(".rehost").join("state.db")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_path_is_beside_the_application_file() {
+        assert_eq!(
+            default_state_path("apps/shop.yaml".as_ref()),
+            Path::new("apps/.rehost/state.db")
+        );
+        assert_eq!(
+            default_state_path("shop.yaml".as_ref()),
+            Path::new("./.rehost/state.db")
+        );
+    }
+}

@@ -1,0 +1,70 @@
+-- The state database (`.rehost/state.db`, SQLite in WAL mode, `PRAGMA user_version = 1`).
+-- Applied on every open (every statement is IF NOT EXISTS); a change of tables or columns needs
+-- a new user_version and a migration. Times are unix milliseconds.
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id       TEXT PRIMARY KEY,
+    app          TEXT NOT NULL,
+    server       TEXT NOT NULL,
+    grp          TEXT NOT NULL,
+    status       TEXT NOT NULL,          -- running | completed | failed
+    phase        TEXT NOT NULL,          -- scanning | uploading | completing | registering | completed | failed
+    started_at   INTEGER NOT NULL,       -- unix ms, first attempt
+    attempted_at INTEGER NOT NULL,       -- unix ms, latest attempt
+    finished_at  INTEGER,
+    attempts     INTEGER NOT NULL DEFAULT 1,
+    ami_name     TEXT,
+    ami_id       TEXT,
+    error        TEXT,
+    timings      TEXT                    -- JSON object: phase -> seconds
+);
+CREATE INDEX IF NOT EXISTS runs_by_server ON runs (app, server, started_at);
+
+CREATE TABLE IF NOT EXISTS snapshots (
+    snapshot_id        TEXT PRIMARY KEY,
+    run_id             TEXT NOT NULL REFERENCES runs (run_id),
+    app                TEXT NOT NULL,
+    server             TEXT NOT NULL,
+    disk               TEXT NOT NULL,
+    parent_snapshot_id TEXT,
+    status             TEXT NOT NULL,    -- open | completing | completed | abandoned | deleted
+    volume_size_gib    INTEGER NOT NULL,
+    block_count        INTEGER NOT NULL,
+    encrypted          INTEGER NOT NULL,
+    kms_key_arn        TEXT,
+    started_at         INTEGER NOT NULL,
+    completed_at       INTEGER,
+    blocks_total       INTEGER NOT NULL DEFAULT 0,
+    blocks_scanned     INTEGER NOT NULL DEFAULT 0,
+    blocks_uploaded    INTEGER NOT NULL DEFAULT 0,
+    bytes_uploaded     INTEGER NOT NULL DEFAULT 0,
+    blocks_changed     INTEGER NOT NULL DEFAULT 0,
+    seconds            REAL NOT NULL DEFAULT 0,
+    manifest           BLOB              -- set from `completing` on
+);
+CREATE INDEX IF NOT EXISTS snapshots_by_disk ON snapshots (app, server, disk, status);
+CREATE INDEX IF NOT EXISTS snapshots_by_run ON snapshots (run_id, disk);
+
+-- Blocks an open snapshot has accepted (PutSnapshotBlock answered), so a resumed run does not
+-- send them again; dropped when the snapshot completes.
+CREATE TABLE IF NOT EXISTS written_blocks (
+    snapshot_id TEXT NOT NULL,
+    block_index INTEGER NOT NULL,
+    xxh3        BLOB NOT NULL,
+    sha256      BLOB NOT NULL,
+    PRIMARY KEY (snapshot_id, block_index)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS amis (
+    ami_id       TEXT PRIMARY KEY,
+    app          TEXT NOT NULL,
+    server       TEXT NOT NULL,
+    run_id       TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    snapshot_ids TEXT NOT NULL,          -- JSON array, boot disk first
+    encrypted    INTEGER NOT NULL,
+    kms_key_id   TEXT,
+    status       TEXT NOT NULL           -- available | deregistered
+);
+CREATE INDEX IF NOT EXISTS amis_by_server ON amis (app, server, created_at);

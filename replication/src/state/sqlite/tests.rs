@@ -1,0 +1,160 @@
+//! SQLite-specific behaviour: the file format (schema version, compatibility with databases
+//! written before the store was split), WAL mode, and what unreadable rows turn into. The
+//! behaviour every store shares is in `replication/tests/state_contract`.
+
+use super::*;
+use crate::state::{RunStatus, SnapshotStatus};
+
+async fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&dir.path().join(".rehost/state.db"))
+        .await
+        .unwrap()
+}
+
+fn raw(dir: &tempfile::TempDir) -> Connection {
+    Connection::open(dir.path().join(".rehost/state.db")).unwrap()
+}
+
+#[tokio::test]
+async fn opening_creates_the_directory_and_a_wal_database_at_version_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    assert_eq!(store.path(), dir.path().join(".rehost/state.db"));
+    let conn = raw(&dir);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn a_database_of_a_newer_rehost_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir).await);
+    raw(&dir)
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    let err = SqliteStore::open(&dir.path().join(".rehost/state.db"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StateError::Schema {
+                found: 2,
+                known: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+/// A database written by rehost before the store was split (same tables, rows inserted as that
+/// version wrote them) reads the same.
+#[tokio::test]
+async fn an_existing_database_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".rehost")).unwrap();
+    let conn = raw(&dir);
+    conn.execute_batch(SCHEMA).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    conn.execute_batch(
+        "INSERT INTO runs (run_id, app, server, grp, status, phase, started_at, attempted_at, finished_at, attempts, \
+         ami_name, ami_id, error, timings) VALUES ('r1', 'shop', 'web', 'front', 'completed', 'completed', \
+         1740823200000, 1740823200000, 1740823500000, 1, 'rehost-shop-web-x', 'ami-1', NULL, '{\"total\":300.0}');
+         INSERT INTO snapshots (snapshot_id, run_id, app, server, disk, parent_snapshot_id, status, volume_size_gib, \
+         block_count, encrypted, kms_key_arn, started_at, completed_at, blocks_total, blocks_changed, manifest) \
+         VALUES ('snap-1', 'r1', 'shop', 'web', 'disk0', NULL, 'completed', 1, 2048, 0, NULL, 1740823200000, \
+         1740823400000, 2048, 3, NULL);
+         INSERT INTO amis (ami_id, app, server, run_id, name, created_at, snapshot_ids, encrypted, kms_key_id, status) \
+         VALUES ('ami-1', 'shop', 'web', 'r1', 'rehost-shop-web-x', 1740823500000, '[\"snap-1\"]', 0, NULL, 'available');",
+    )
+    .unwrap();
+    drop(conn);
+    let store = open(&dir).await;
+    let web = ServerKey::new("shop", "web");
+    let history = store.server_history(&web, 10).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].status, RunStatus::Completed);
+    assert_eq!(history[0].phase, RunPhase::Completed);
+    assert_eq!(history[0].timings["total"], 300.0);
+    assert_eq!(history[0].snapshots[0].status, SnapshotStatus::Completed);
+    assert_eq!(history[0].snapshot_ids(), vec!["snap-1".to_string()]);
+    let latest = store.latest_amis("shop").await.unwrap();
+    assert_eq!(latest["web"].snapshot_ids, vec!["snap-1".to_string()]);
+    let (success, _) = store.last_times(&web).await.unwrap();
+    assert_eq!(success.map(crate::clock::unix_ms), Some(1_740_823_500_000));
+}
+
+#[tokio::test]
+async fn malformed_json_and_manifests_are_corrupt_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let web = ServerKey::new("shop", "web");
+    let (run, _) = store
+        .begin_run(&web, "front", OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    raw(&dir)
+        .execute(
+            "UPDATE runs SET timings = 'not json' WHERE run_id = ?1",
+            [&run.run_id],
+        )
+        .unwrap();
+    let err = store.server_history(&web, 1).await.unwrap_err();
+    assert!(
+        matches!(&err, StateError::Corrupt { table: "runs", id, .. } if *id == run.run_id),
+        "{err}"
+    );
+    assert!(err.to_string().contains("timings"), "{err}");
+
+    store
+        .insert_snapshot(
+            &web,
+            &NewSnapshot {
+                snapshot_id: "snap-m".into(),
+                run_id: run.run_id.clone(),
+                disk: "disk0".into(),
+                parent_snapshot_id: None,
+                volume_size_gib: 1,
+                block_count: 2048,
+                encrypted: false,
+                kms_key_arn: None,
+            },
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+    raw(&dir)
+        .execute(
+            "UPDATE snapshots SET manifest = x'00010203' WHERE snapshot_id = 'snap-m'",
+            [],
+        )
+        .unwrap();
+    let err = store.snapshot_manifest(&web, "snap-m").await.unwrap_err();
+    assert!(
+        matches!(&err, StateError::Corrupt { table: "snapshots", id, .. } if id == "snap-m"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn clones_share_one_connection_and_see_each_others_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(&dir).await;
+    let b = a.clone();
+    let web = ServerKey::new("shop", "web");
+    let (run, _) = a
+        .begin_run(&web, "front", OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(
+        b.run(&web, &run.run_id).await.unwrap().unwrap().run_id,
+        run.run_id
+    );
+}
