@@ -196,7 +196,7 @@ fn instances_depend_only_on_the_gates_of_their_groups_dependencies() {
 #[test]
 fn independent_groups_start_together() {
     let dir = scratch("parallel");
-    let app = "apiVersion: rehost/v1\nkind: Application\nname: par\ndefaults:\n  launch: {instanceType: m5.large}\nservers:\n  - {id: db, os: linux, disks: [{source: a}]}\n  - {id: cache, os: linux, disks: [{source: b}]}\n  - {id: web, os: linux, disks: [{source: c}]}\ngroups:\n  - {name: db, servers: [db]}\n  - {name: cache, servers: [cache]}\n  - {name: web, servers: [web], dependsOn: [db, cache]}\n";
+    let app = "apiVersion: rehost/v1\nkind: Application\nname: par\ndefaults:\n  launch: {instanceType: m5.large}\nservers:\n  - {id: db, os: linux, disks: [{source: a.img}]}\n  - {id: cache, os: linux, disks: [{source: b.img}]}\n  - {id: web, os: linux, disks: [{source: c.img}]}\ngroups:\n  - {name: db, servers: [db]}\n  - {name: cache, servers: [cache]}\n  - {name: web, servers: [web], dependsOn: [db, cache]}\n";
     let file = dir.join("par.yaml");
     std::fs::write(&file, app).unwrap();
     let t = load(&render(&["render", file.to_str().unwrap()]));
@@ -334,7 +334,7 @@ fn hostile_configure_scripts_survive_embedding() {
     let sh = "#!/bin/sh\necho \"${HOME}\" '$(id)' \"`uname`\" \\\"\nREHOST_CONFIGURE_EOF\ncat <<'EOF'\n${x}\nEOF\n";
     std::fs::write(dir.join("hostile.ps1"), ps).unwrap();
     std::fs::write(dir.join("hostile.sh"), sh).unwrap();
-    let app = "apiVersion: rehost/v1\nkind: Application\nname: hostile\ndescription: \"quotes \\\" and ${braces} and \\n newlines\"\ntags: {Team: \"a\\\"b${c}\"}\ndefaults:\n  launch: {instanceType: m5.large}\nservers:\n  - {id: win, os: windows, disks: [{source: a}]}\n  - {id: lin, os: linux, disks: [{source: b}]}\ngroups:\n  - {name: w, servers: [win], launch: {configureScript: hostile.ps1}}\n  - {name: l, servers: [lin], dependsOn: [w], launch: {configureScript: hostile.sh}}\n";
+    let app = "apiVersion: rehost/v1\nkind: Application\nname: hostile\ndescription: \"quotes \\\" and ${braces} and \\n newlines\"\ntags: {Team: \"a\\\"b${c}\"}\ndefaults:\n  launch: {instanceType: m5.large}\nservers:\n  - {id: win, os: windows, disks: [{source: a.img}]}\n  - {id: lin, os: linux, disks: [{source: b.img}]}\ngroups:\n  - {name: w, servers: [win], launch: {configureScript: hostile.ps1}}\n  - {name: l, servers: [lin], dependsOn: [w], launch: {configureScript: hostile.sh}}\n";
     let file = dir.join("hostile.yaml");
     std::fs::write(&file, app).unwrap();
     let text = render(&["render", file.to_str().unwrap()]);

@@ -189,6 +189,8 @@ bad_files!(
     instance_profile_given_as_arn,
     too_many_tags,
     too_many_resources,
+    disk_without_extension_or_format,
+    disk_format_contradicts_its_extension,
 );
 
 /// unknown top-level field with suggestion
@@ -845,6 +847,30 @@ fn too_many_tags() -> Case {
         "defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n{WEB01}groups:\n{WEB_GROUP}"
     ));
     case(&text, &["46 tags", "at most 45"])
+}
+
+/// Issue 8 item 1: a disk without a known extension was opened with the format qemu-img
+/// guessed from its contents, which a guest controls.
+fn disk_without_extension_or_format() -> Case {
+    case(
+        &app(
+            "",
+            "  - id: web01\n    os: linux\n    disks:\n      - source: ⟦exports/web01-disk0\n",
+            WEB_GROUP,
+        ),
+        &["`exports/web01-disk0`", "add `format:`", "never guesses"],
+    )
+}
+
+fn disk_format_contradicts_its_extension() -> Case {
+    case(
+        &app(
+            "",
+            "  - id: web01\n    os: linux\n    disks:\n      - {source: web01.vmdk, format: ⟦qcow2}\n",
+            WEB_GROUP,
+        ),
+        &["`format: qcow2` contradicts", "`web01.vmdk`", "vmdk image"],
+    )
 }
 
 /// 300 servers in 150 groups need 600 resources.

@@ -165,8 +165,12 @@ fn server(node: &Node, diags: &mut Diagnostics) -> Option<Server> {
 fn disk(node: &Node, diags: &mut Diagnostics) -> Option<Disk> {
     let mut m = Fields::open(node, "a disk", diags)?;
     let source = m.required("source", string);
+    let format = m.optional("format", choice);
     m.finish();
-    Some(Disk { source: source? })
+    Some(Disk {
+        source: source?,
+        format,
+    })
 }
 
 fn group(node: &Node, diags: &mut Diagnostics) -> Option<Group> {

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use time::OffsetDateTime;
 
-pub use rehost_replication::domain::{Architecture, BootMode, LicenseType};
+pub use rehost_replication::domain::{Architecture, BootMode, DiskFormat, LicenseType};
 
 use crate::limits;
 use crate::yaml::Pos;
@@ -292,6 +292,9 @@ pub struct Disk {
     /// A raw, qcow2, vmdk, vhd or vhdx image file, or a `/dev/` block device; relative paths
     /// are relative to the application file.
     pub source: Spanned<String>,
+    /// The image format, when the extension does not say it (`.raw`/`.img`, `.qcow2`, `.vmdk`,
+    /// `.vhd`, `.vhdx`); a `/dev/` source is raw. Never guessed from the image's contents.
+    pub format: Option<Spanned<DiskFormat>>,
 }
 
 #[derive(Clone, Debug, JsonSchema)]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-pub use crate::domain::{Architecture, BootMode, LicenseType};
+pub use crate::domain::{Architecture, BootMode, DiskFormat, LicenseType};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerJob {
@@ -28,6 +28,8 @@ pub struct DiskJob {
     pub name: String,
     /// A raw image or block device, or a qcow2, VMDK, VHD or VHDX image.
     pub source: PathBuf,
+    /// Declared in the application file or given by the source's extension; never probed.
+    pub format: DiskFormat,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -33,8 +33,8 @@ fn generated(servers: usize, groups: usize) -> App {
 
 const NETWORK: &str = "defaults:\n  launch:\n    instanceType: m5.large\n    subnet: subnet-0a1b2c3d\n    \
     securityGroups: [sg-0a1b2c3d, sg-0b1b2c3d]\n    test: {subnet: subnet-0e0e0e0e}\n\
-    servers:\n  - {id: db, os: linux, disks: [{source: a}], launch: {subnet: subnet-0f0f0f0f, iamInstanceProfile: ssm}}\n  \
-    - {id: web-01, os: linux, disks: [{source: b}], launch: {associatePublicIpAddress: true, privateIpAddress: 10.0.0.9}}\n\
+    servers:\n  - {id: db, os: linux, disks: [{source: a.img}], launch: {subnet: subnet-0f0f0f0f, iamInstanceProfile: ssm}}\n  \
+    - {id: web-01, os: linux, disks: [{source: b.img}], launch: {associatePublicIpAddress: true, privateIpAddress: 10.0.0.9}}\n\
     groups:\n  - {name: data, servers: [db], launch: {keyName: admin}}\n  - {name: web, servers: [web-01], dependsOn: [data]}\n";
 
 #[test]
@@ -182,7 +182,7 @@ fn over_the_parameter_quota_amis_become_one_list_per_group() {
 #[test]
 fn the_description_is_cut_to_cloudformations_limit_on_a_character_boundary() {
     let app = app(&format!(
-        "{HEAD}description: \"{}\"\ndefaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  - {{id: a, os: linux, disks: [{{source: a}}]}}\ngroups:\n  - {{name: g, servers: [a]}}\n",
+        "{HEAD}description: \"{}\"\ndefaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  - {{id: a, os: linux, disks: [{{source: a.img}}]}}\ngroups:\n  - {{name: g, servers: [a]}}\n",
         "é".repeat(999)
     ));
     let t = render(&app, &RenderOptions::new(Mode::Cutover));
@@ -208,7 +208,7 @@ fn quotas_and_collisions_are_reported_at_the_servers_list() {
     // A server named like a portable parameter of its group collides with it.
     let app = app(&format!(
         "{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  \
-         - {{id: a, os: linux, disks: [{{source: a}}], launch: {{logicalId: WebGroupSubnet}}}}\n\
+         - {{id: a, os: linux, disks: [{{source: a.img}}], launch: {{logicalId: WebGroupSubnet}}}}\n\
          groups:\n  - {{name: web, servers: [a], launch: {{subnet: subnet-0a1b2c3d}}}}\n"
     ));
     let mut diags = Diagnostics::default();

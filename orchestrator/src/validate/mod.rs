@@ -3,12 +3,14 @@
 //! scripts arrive already read (`load` reads them), so nothing here touches the file system.
 //!
 //! - `checks`: single values and blocks (header, tags, ranges, id syntax, server-only fields)
+//! - `disks`: each disk's source and format (declared, or by extension; never guessed)
 //! - `references`: server and group references, membership, `dependsOn` and `launchOrder`
 //! - `layers`: the blocks a server's settings come from, most specific first
 //! - `settings`: each server's settings merged from defaults, its group and itself
 //! - `scripts`: which scripts an application declares, and each server's script checks
 
 mod checks;
+mod disks;
 mod layers;
 mod references;
 mod scripts;

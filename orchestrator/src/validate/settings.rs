@@ -13,7 +13,8 @@ use crate::limits::{
 use crate::model::{self, Spanned};
 use crate::syntax::pascal_case;
 
-use super::layers::{Layers, relative_to, setting};
+use super::disks::resolve_disks;
+use super::layers::{Layers, setting};
 use super::scripts::{ScriptFiles, resolve_script};
 
 /// What every server's resolution reads besides its own entry.
@@ -124,12 +125,7 @@ pub(super) fn resolve_server(
             |l| (l.value.clone(), l.pos),
         );
 
-    let disks = server
-        .disks
-        .value
-        .iter()
-        .map(|d| relative_to(inputs.base_dir, &d.source.value))
-        .collect();
+    let disks = resolve_disks(server, inputs.base_dir, diags);
 
     AppServer {
         id: id.clone(),
