@@ -1011,3 +1011,225 @@ fn json_application_files_are_accepted() {
         "{stderr}"
     );
 }
+
+// --- Files rehost reads: the application file itself, and configure scripts ------------------
+
+/// A command that must answer rather than hang (FIFOs, devices).
+const NO_HANG: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Issue 8 item 10: `rehost validate /dev/zero` read until memory ran out.
+#[test]
+fn validate_dev_zero_is_refused_without_reading_it() {
+    let out = rehost().args(["validate", "/dev/zero"]).run_within(NO_HANG);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("/dev/zero: is a character device, not a regular file"),
+        "{stderr}"
+    );
+}
+
+/// Issue 8 item 10: a FIFO given as the application file blocked the open forever.
+#[test]
+fn validate_a_fifo_answers_instead_of_hanging() {
+    let dir = tempdir("fifo-app");
+    let fifo = dir.join("app.yaml");
+    make_fifo(&fifo);
+    let out = rehost()
+        .args(["validate", "app.yaml"])
+        .current_dir(&dir)
+        .run_within(NO_HANG);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("app.yaml: is a FIFO, not a regular file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_a_directory_or_an_oversized_file_exits_2() {
+    let dir = tempdir("not-a-file");
+    std::fs::create_dir(dir.join("apps.yaml")).unwrap();
+    let limit = rehost::limits::MAX_FILE_BYTES;
+    let mut big = app("", WEB01, WEB_GROUP).into_bytes();
+    big.resize(limit + 1, b'\n');
+    std::fs::write(dir.join("big.yaml"), &big).unwrap();
+    for (file, message) in [
+        (
+            "apps.yaml",
+            "apps.yaml: is a directory, not a regular file".to_string(),
+        ),
+        (
+            "big.yaml",
+            format!(
+                "big.yaml: is larger than the {limit} bytes rehost reads ({} bytes)",
+                limit + 1
+            ),
+        ),
+    ] {
+        let out = rehost()
+            .args(["validate", file])
+            .current_dir(&dir)
+            .run_within(NO_HANG);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {stderr}");
+        assert!(stderr.contains(&message), "{file}: {stderr}");
+    }
+    // Exactly at the bound is read and validated.
+    big.truncate(limit);
+    std::fs::write(dir.join("big.yaml"), &big).unwrap();
+    let out = rehost()
+        .args(["validate", "big.yaml"])
+        .current_dir(&dir)
+        .run_within(NO_HANG);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn make_fifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success());
+}
+
+/// A git work tree with a secret beside it, for configure-script paths:
+/// `<dir>/home/.aws/credentials` and `<dir>/home/repo/{.git/, apps/app.yaml, scripts/ok.sh}`.
+struct Repository {
+    dir: PathBuf,
+    apps: PathBuf,
+}
+
+const SECRET: &str = "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n";
+
+impl Repository {
+    fn new(name: &str) -> Repository {
+        let dir = tempdir(name);
+        let repo = dir.join("home/repo");
+        std::fs::create_dir_all(dir.join("home/.aws")).unwrap();
+        std::fs::write(dir.join("home/.aws/credentials"), SECRET).unwrap();
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        std::fs::create_dir_all(repo.join("apps")).unwrap();
+        std::fs::create_dir_all(repo.join("scripts")).unwrap();
+        std::fs::write(repo.join("scripts/ok.sh"), "#!/bin/sh\necho ok\n").unwrap();
+        Repository {
+            apps: repo.join("apps"),
+            dir,
+        }
+    }
+
+    /// Validates `apps/app.yaml` whose one group runs `script`; returns the exit code and stderr,
+    /// checking the secret never reaches the output.
+    fn validate(&self, script: &str) -> (Option<i32>, String) {
+        let (text, _) = locate(&self.text(script));
+        std::fs::write(self.apps.join("app.yaml"), text).unwrap();
+        let out = rehost()
+            .args(["validate", "app.yaml"])
+            .current_dir(&self.apps)
+            .run_within(NO_HANG);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains("wJalrXUtnFEMI"), "{stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("wJalrXUtnFEMI"));
+        (out.status.code(), stderr)
+    }
+
+    /// The application, with the marker at the script's declaration.
+    fn text(&self, script: &str) -> String {
+        app(
+            "",
+            WEB01,
+            &format!(
+                "  - name: web\n    servers: [web01]\n    launch: {{configureScript: {MARK}\"{script}\"}}\n"
+            ),
+        )
+    }
+
+    /// The script is refused at its FILE:LINE:COL with `message` in the error.
+    fn refuses(&self, script: &str, message: &str) {
+        let (code, stderr) = self.validate(script);
+        assert_eq!(code, Some(2), "{script}: {stderr}");
+        let (line, col) = locate(&self.text(script)).1.expect("marked");
+        let prefix = format!("app.yaml:{line}:{col}: error: ");
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("{script}: no error at the declaration\n{stderr}"));
+        assert!(line.contains(message), "{script}: {line}");
+    }
+}
+
+impl Drop for Repository {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn configure_script_inside_the_repository_but_beside_the_file_is_read() {
+    let repo = Repository::new("script-ok");
+    let (code, stderr) = repo.validate("../scripts/ok.sh");
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// Issue 8 item 7: `../../.aws/credentials` validated and went into the template.
+#[test]
+fn configure_script_reaching_a_credentials_file_outside_the_repository() {
+    let repo = Repository::new("script-credentials");
+    repo.refuses(
+        "../../.aws/credentials",
+        "outside the application's repository",
+    );
+    // Missing, the same path is still named as outside (that is the mistake to fix).
+    std::fs::remove_file(repo.dir.join("home/.aws/credentials")).unwrap();
+    repo.refuses(
+        "../../.aws/credentials",
+        "outside the application's repository",
+    );
+}
+
+/// Issue 8 item 7: `/proc/self/status` (which reports size 0) validated and was embedded.
+#[test]
+fn configure_script_in_proc_is_refused() {
+    let repo = Repository::new("script-proc");
+    repo.refuses("/proc/self/status", "outside the application's repository");
+}
+
+#[test]
+fn configure_script_symlink_escaping_the_repository_is_refused() {
+    let repo = Repository::new("script-symlink");
+    std::os::unix::fs::symlink(
+        repo.dir.join("home/.aws/credentials"),
+        repo.apps.join("setup.sh"),
+    )
+    .unwrap();
+    repo.refuses("setup.sh", "resolves to");
+    repo.refuses("setup.sh", "outside the application's repository");
+}
+
+#[test]
+fn configure_script_fifo_is_refused_without_hanging() {
+    let repo = Repository::new("script-fifo");
+    make_fifo(&repo.apps.join("setup.sh"));
+    repo.refuses("setup.sh", "is a FIFO, not a regular file");
+}
+
+#[test]
+fn configure_script_directory_is_refused() {
+    let repo = Repository::new("script-dir");
+    std::fs::create_dir(repo.apps.join("setup.sh")).unwrap();
+    repo.refuses("setup.sh", "is a directory, not a regular file");
+}
+
+#[test]
+fn configure_script_just_over_the_read_bound_is_refused() {
+    let repo = Repository::new("script-big");
+    let bound = rehost::limits::MAX_SCRIPT_READ as usize;
+    std::fs::write(repo.apps.join("setup.sh"), "#".repeat(bound + 1)).unwrap();
+    repo.refuses("setup.sh", &format!("is {} bytes", bound + 1));
+}

@@ -8,8 +8,9 @@ use rehost_replication::tags;
 
 // --- The application file -------------------------------------------------------------------
 
-/// Largest application file read (a parser guard, far above any real file).
-pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+/// Largest application file read (1 MiB, fifteen times the 480-server example): input beyond it
+/// is refused before parsing, so every file rehost answers is small enough to answer fast.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// Deepest nesting of mappings and lists the parser accepts.
 pub const MAX_DEPTH: usize = 64;
 /// Bounds alias expansion ("billion laughs"): nodes materialised, counting copies.
@@ -57,9 +58,10 @@ pub const USER_DATA_LIMIT: usize = 16 * 1024;
 pub const URL_RESERVE: usize = 1024;
 /// What a wrapped configure script may occupy.
 pub const SCRIPT_BUDGET: usize = USER_DATA_LIMIT - URL_RESERVE;
-/// Configure scripts are read into memory only up to this size: anything larger cannot fit in
-/// user data anyway.
-pub const MAX_SCRIPT_READ: u64 = 1024 * 1024;
+/// Configure scripts are read into memory only up to this size: four times what user data
+/// holds, so a near miss still gets the precise "once wrapped" size, and anything larger cannot
+/// fit anyway.
+pub const MAX_SCRIPT_READ: u64 = 4 * USER_DATA_LIMIT as u64;
 
 // --- CloudFormation quotas -------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ use rehost::diag::{Severity, suggestion};
 use rehost::error::InvalidInput;
 use rehost::launch::deploy::{self, Deployment};
 use rehost::launch::{AwsClients, LaunchError};
-use rehost::load::{Loaded, load_bytes};
+use rehost::load::{Loaded, ReadError, load_bytes, read_application_file};
 use rehost_replication::ServerReport;
 
 use crate::cli::args::{LaunchFlags, TemplateFlags};
@@ -21,14 +21,14 @@ use crate::cli::print;
 use crate::cli::progress::Progress;
 
 /// Loads and validates an application file. Problems go to `err` as FILE:LINE:COL lines; an
-/// invalid file becomes an `InvalidInput` error (exit code 2).
+/// invalid file becomes an `InvalidInput` error (exit code 2), and so does a path that is not a
+/// regular file or holds more than an application file may (nothing past the bound is read).
 pub fn load_app(path: &Path, err: &mut dyn Write) -> anyhow::Result<Loaded> {
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow::Error::new(InvalidInput::new(format!(
-            "{}: no such file",
-            path.display()
-        ))),
-        _ => anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
+    let bytes = read_application_file(path).map_err(|e| match e {
+        ReadError::Io(e) => {
+            anyhow::Error::new(e).context(format!("cannot read {}", path.display()))
+        }
+        refused => anyhow::Error::new(InvalidInput::new(format!("{}: {refused}", path.display()))),
     })?;
     match load_bytes(&bytes, path) {
         Ok(loaded) => {

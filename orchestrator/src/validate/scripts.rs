@@ -9,7 +9,7 @@ use rehost_replication::domain::Choice;
 
 use crate::app::{ConfigureScript, ScriptType};
 use crate::diag::Diagnostics;
-use crate::limits::{SCRIPT_BUDGET, URL_RESERVE, USER_DATA_LIMIT};
+use crate::limits::{MAX_SCRIPT_READ, SCRIPT_BUDGET, URL_RESERVE, USER_DATA_LIMIT};
 use crate::model::{self, Application};
 use crate::userdata;
 
@@ -23,9 +23,16 @@ pub type ScriptFiles = BTreeMap<PathBuf, Result<Vec<u8>, ScriptReadError>>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScriptReadError {
     NotFound,
-    NotAFile,
-    /// Larger than any user data could hold, so not read (its size in bytes).
-    TooLarge(u64),
+    /// A directory, FIFO, socket or device, named ("a directory").
+    NotAFile(&'static str),
+    /// Larger than any user data could hold, so not read (its size in bytes, when the file
+    /// system reports one).
+    TooLarge(Option<u64>),
+    /// It resolves (symlinks followed) outside the application's repository.
+    OutsideRepository {
+        resolved: PathBuf,
+        repository: PathBuf,
+    },
     /// Any other I/O error, as the OS describes it.
     Io(String),
 }
@@ -52,12 +59,26 @@ fn script_text(scripts: &ScriptFiles, path: &Path) -> Result<String, String> {
         Some(Err(ScriptReadError::NotFound)) | None => {
             return Err(format!("configure script `{shown}` does not exist"));
         }
-        Some(Err(ScriptReadError::NotAFile)) => {
-            return Err(format!("configure script `{shown}` is not a file"));
+        Some(Err(ScriptReadError::NotAFile(kind))) => {
+            return Err(format!(
+                "configure script `{shown}` is {kind}, not a regular file"
+            ));
         }
         Some(Err(ScriptReadError::TooLarge(len))) => {
+            let len = len.map_or_else(|| format!("over {MAX_SCRIPT_READ}"), |l| l.to_string());
             return Err(format!(
                 "configure script `{shown}` is {len} bytes; EC2 user data holds at most {USER_DATA_LIMIT} bytes"
+            ));
+        }
+        Some(Err(ScriptReadError::OutsideRepository {
+            resolved,
+            repository,
+        })) => {
+            return Err(format!(
+                "configure script `{shown}` resolves to `{}`, outside the application's repository `{}`: \
+                 scripts must live in the repository the application file belongs to",
+                resolved.display(),
+                repository.display()
             ));
         }
         Some(Err(ScriptReadError::Io(e))) => {

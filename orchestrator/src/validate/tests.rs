@@ -261,12 +261,12 @@ fn scripts_that_cannot_be_used_are_reported_at_their_declaration() {
         ),
         (
             "dir.sh",
-            Err(ScriptReadError::NotAFile),
-            "configure script `apps/dir.sh` is not a file",
+            Err(ScriptReadError::NotAFile("a directory")),
+            "configure script `apps/dir.sh` is a directory, not a regular file",
         ),
         (
             "huge.sh",
-            Err(ScriptReadError::TooLarge(5_000_000)),
+            Err(ScriptReadError::TooLarge(Some(5_000_000))),
             "configure script `apps/huge.sh` is 5000000 bytes; EC2 user data holds at most 16384 bytes",
         ),
         (
