@@ -3,7 +3,7 @@
 //! JSON Schema kept in step with the model.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use rehost_testkit::{Rehost, cfn_lint, tools_bin, workspace_root};
@@ -387,6 +387,87 @@ fn hostile_configure_scripts_survive_embedding() {
         std::fs::read_to_string(dir.join("state/configure.sh")).unwrap(),
         sh
     );
+}
+
+/// Issue 8 item 18: a `--no-health-gate` template from a script holding `${AWS::Region}` failed
+/// cfn-lint (E1029, embedded parameter outside Fn::Sub). Every variant lints clean whatever the
+/// scripts hold, and the user data still carries each script byte for byte.
+#[test]
+fn every_variant_lints_clean_whatever_the_scripts_contain() {
+    let dir = scratch("dollars");
+    let dollars = "${AWS::Region} ${!x} $$ ${Foo.Bar} ${ ${AWS::StackName}";
+    let sh = format!("#!/bin/sh\necho '{dollars}'\n");
+    let ps = format!("Write-Output '{dollars}'\n");
+    std::fs::write(dir.join("dollars.sh"), &sh).unwrap();
+    std::fs::write(dir.join("dollars.ps1"), &ps).unwrap();
+    let app = "apiVersion: rehost/v1\nkind: Application\nname: dollars\ndefaults:\n  launch:\n    \
+        instanceType: m5.large\n    subnet: subnet-0a1b2c3d\n    securityGroups: [sg-0a1b2c3d]\nservers:\n  \
+        - {id: win, os: windows, disks: [{source: a.vhdx}]}\n  - {id: lin, os: linux, disks: [{source: b.qcow2}]}\n\
+        groups:\n  - {name: w, servers: [win], launch: {configureScript: dollars.ps1}}\n  \
+        - {name: l, servers: [lin], dependsOn: [w], launch: {configureScript: dollars.sh}}\n";
+    let file = dir.join("dollars.yaml");
+    std::fs::write(&file, app).unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let mut failures = Vec::new();
+    for mode in ["cutover", "test"] {
+        for portable in [false, true] {
+            for gate in [true, false] {
+                for format in ["json", "yaml"] {
+                    let name = format!("{mode}-{portable}-{gate}.{format}");
+                    let out = dir.join(&name).to_string_lossy().into_owned();
+                    let mut args = vec![
+                        "render", &file, "--mode", mode, "--format", format, "-o", &out,
+                    ];
+                    if portable {
+                        args.push("--portable");
+                    }
+                    if !gate {
+                        args.push("--no-health-gate");
+                    }
+                    render(&args);
+                    let report = cfn_lint(Path::new(&out));
+                    if !report.success {
+                        failures.push(format!("{name}:\n{}", report.output));
+                    }
+                }
+                // The user data as CloudFormation resolves it holds the shell script verbatim.
+                let args = ["render", &file, "--mode", mode];
+                let mut args = args.to_vec();
+                if !gate {
+                    args.push("--no-health-gate");
+                }
+                let t = load(&render(&args));
+                let user_data =
+                    resolve_literal(&t["Resources"]["Lin"]["Properties"]["UserData"]["Fn::Base64"]);
+                assert!(user_data.contains(&sh), "{mode} gate={gate}: {user_data}");
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "cfn-lint findings:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// What CloudFormation makes of user data rehost writes: a string, a Fn::Join of strings, or a
+/// Fn::Sub whose only variable is the gate URL (`${!` is its escape for a literal `${`).
+fn resolve_literal(v: &Value) -> String {
+    if let Some(s) = v.as_str() {
+        return s.to_string();
+    }
+    if let Some(join) = v.get("Fn::Join") {
+        let delimiter = join[0].as_str().unwrap();
+        let parts: Vec<&str> = join[1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        return parts.join(delimiter);
+    }
+    let sub = v["Fn::Sub"][0].as_str().unwrap();
+    sub.replace("${!", "${")
 }
 
 #[test]
