@@ -470,6 +470,145 @@ fn resolve_literal(v: &Value) -> String {
     sub.replace("${!", "${")
 }
 
+/// Issue 8 item 12: `render --format yaml` wrote `yes`, `on`, `12:30`, `1_000` and `2001-12-14`
+/// plain, which YAML 1.1 readers turn into booleans, numbers and dates; `=` and `<<` made PyYAML
+/// fail. Every string reads back as the JSON rendering's, in YAML 1.1 (PyYAML) and YAML 1.2
+/// (serde_norway), and the YAML lints clean.
+#[test]
+fn yaml_rendering_reads_back_as_the_json_in_yaml_1_1_and_1_2() {
+    let dir = scratch("yaml-strings");
+    let values = [
+        "yes",
+        "no",
+        "on",
+        "off",
+        "y",
+        "n",
+        "Y",
+        "N",
+        "~",
+        "null",
+        "Null",
+        "true",
+        "FALSE",
+        "12:30",
+        "190:20:30",
+        "1_000",
+        "0x1F",
+        "0o17",
+        "0b101",
+        "0777",
+        "+1",
+        "-1",
+        "1e3",
+        "1.5",
+        ".5",
+        ".inf",
+        "-.inf",
+        ".nan",
+        "2001-12-14",
+        "2001-12-14t21:59:43.10-05:00",
+        "=",
+        "<<",
+        " lead",
+        "trail ",
+        "a: b",
+        "a #b",
+        "- x",
+        "? x",
+        "[x",
+        "{x",
+        "!x",
+        "&x",
+        "*x",
+        "|x",
+        ">x",
+        "%x",
+        "@x",
+        "`x",
+        "'x",
+        "\"x",
+        "#x",
+        ":x",
+        "x:",
+        "---",
+        "...",
+        "\\",
+        "é ünï",
+        "a\u{2028}b",
+        "a\u{2029}b",
+        "\u{feff}bom",
+    ];
+    let description = serde_json::to_string(
+        "Multi\nline\n  indented\n\n\ttab\r\nCRLF \u{85}NEL \u{7f}DEL \u{1b}[31mESC end ",
+    )
+    .unwrap();
+    // EC2's tag budget leaves room for about 40 application tags: a few applications.
+    for (chunk, values) in values.chunks(30).enumerate() {
+        let mut tags = String::new();
+        for (i, v) in values.iter().enumerate() {
+            tags.push_str(&format!(
+                "  k{i:02}: {}\n",
+                serde_json::to_string(v).unwrap()
+            ));
+        }
+        if chunk == 0 {
+            for key in ["yes", "null", "<<", "=", "12:30"] {
+                tags.push_str(&format!("  {}: v\n", serde_json::to_string(key).unwrap()));
+            }
+        }
+        let app = format!(
+            "apiVersion: rehost/v1\nkind: Application\nname: quoting\ndescription: {description}\n\
+             tags:\n{tags}defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  \
+             - {{id: web, os: linux, disks: [{{source: web.vmdk}}]}}\ngroups:\n  - {{name: on, servers: [web]}}\n"
+        );
+        yaml_reads_back_as_json(&dir, &app);
+    }
+}
+
+/// Renders `app` in two variants as JSON and YAML and compares what YAML 1.2 (serde_norway) and
+/// YAML 1.1 (PyYAML) read with the JSON; the YAML must lint clean.
+fn yaml_reads_back_as_json(dir: &Path, app: &str) {
+    let file = dir.join("quoting.yaml");
+    std::fs::write(&file, app).unwrap();
+    let file = file.to_string_lossy().into_owned();
+    for extra in [
+        &[][..],
+        &["--mode", "test", "--portable", "--no-health-gate"][..],
+    ] {
+        let mut args = vec!["render", file.as_str()];
+        args.extend_from_slice(extra);
+        let json = load(&render(&args));
+        args.extend(["--format", "yaml"]);
+        let yaml = render(&args);
+
+        let yaml_1_2: Value = serde_norway::from_str(&yaml).expect("YAML 1.2 reads it");
+        assert_eq!(yaml_1_2, json, "YAML 1.2 reads back the JSON rendering");
+
+        let path = dir.join("t.yaml");
+        std::fs::write(&path, &yaml).unwrap();
+        let out = Command::new(tools_bin().join("python"))
+            .arg("-c")
+            .arg("import json, sys, yaml\nprint(json.dumps(yaml.safe_load(open(sys.argv[1], encoding='utf-8'))))")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "PyYAML: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let yaml_1_1: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            yaml_1_1, json,
+            "YAML 1.1 (PyYAML) reads back the JSON rendering"
+        );
+
+        let report = cfn_lint(&path);
+        assert!(report.success, "{}", report.output);
+    }
+}
+
 #[test]
 fn two_hundred_servers_in_twenty_groups_render_and_lint() {
     let (t, out, _) = render_large("large", 200, 20);

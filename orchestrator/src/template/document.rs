@@ -59,8 +59,9 @@ impl Template {
         serde_json::to_string(&self.body).expect("template serializes")
     }
 
+    /// Block-style YAML that YAML 1.1 and 1.2 readers read back as the JSON rendering.
     pub fn to_yaml(&self) -> String {
-        serde_norway::to_string(&self.body).expect("template serializes")
+        super::emit_yaml::to_yaml(&self.body)
     }
 
     /// Whether the template declares this logical id.
