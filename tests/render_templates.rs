@@ -187,10 +187,9 @@ fn instances_depend_only_on_the_gates_of_their_groups_dependencies() {
         r["Web01"]["DependsOn"],
         serde_json::json!(["App01", "App02"])
     );
-    let user_data = r["Web01"]["Properties"]["UserData"]["Fn::Base64"]
-        .as_str()
-        .expect("plain user data");
-    assert!(!user_data.contains("GateUrl"));
+    let user_data = &r["Web01"]["Properties"]["UserData"]["Fn::Base64"];
+    assert!(user_data.get("Fn::Sub").is_none(), "nothing to substitute");
+    assert!(!resolve_literal(user_data).contains("GateUrl"));
 }
 
 #[test]

@@ -191,6 +191,9 @@ bad_files!(
     too_many_resources,
     disk_without_extension_or_format,
     disk_format_contradicts_its_extension,
+    tags_that_fit_instances_but_not_the_ami_of_a_many_disk_server,
+    tag_value_with_a_control_character,
+    empty_tag_value,
 );
 
 /// unknown top-level field with suggestion
@@ -846,7 +849,56 @@ fn too_many_tags() -> Case {
     text.push_str(&format!(
         "defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n{WEB01}groups:\n{WEB_GROUP}"
     ));
-    case(&text, &["46 tags", "at most 45"])
+    case(
+        &text,
+        &[
+            "46 application tags",
+            "the AMI of server `web01`",
+            "4 over EC2's 50",
+        ],
+    )
+}
+
+/// Issue 8 item 8: 45 application tags were allowed, but an AMI carries 7 of rehost's tags and
+/// one per disk: a 20-disk server's AMI would exceed EC2's 50 (the emulator does not enforce it,
+/// AWS does).
+fn tags_that_fit_instances_but_not_the_ami_of_a_many_disk_server() -> Case {
+    let mut text = format!("{BASE_HEAD}⟦tags:\n");
+    for i in 0..30 {
+        text.push_str(&format!("  k{i}: v\n"));
+    }
+    let disks: String = (0..20)
+        .map(|d| format!("      - source: db/disk{d}.vmdk\n"))
+        .collect();
+    text.push_str(&format!(
+        "defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  - id: db01\n    os: linux\n    disks:\n{disks}\
+         groups:\n  - {{name: db, servers: [db01]}}\n"
+    ));
+    case(
+        &text,
+        &[
+            "30 application tags and rehost's 27 make 57 tags on the AMI of server `db01` (20 disks)",
+            "7 over",
+        ],
+    )
+}
+
+fn tag_value_with_a_control_character() -> Case {
+    case(
+        &format!(
+            "{BASE_HEAD}tags:\n  owner: ⟦\"me\\u001b]52;c;x\\u0007\"\ndefaults:\n  launch: {{instanceType: m5.large}}\nservers:\n{WEB01}groups:\n{WEB_GROUP}"
+        ),
+        &["tag `owner`", "control character"],
+    )
+}
+
+fn empty_tag_value() -> Case {
+    case(
+        &format!(
+            "{BASE_HEAD}tags:\n  owner: ⟦\"\"\ndefaults:\n  launch: {{instanceType: m5.large}}\nservers:\n{WEB01}groups:\n{WEB_GROUP}"
+        ),
+        &["tag `owner`", "1 to 256 characters", "CloudFormation"],
+    )
 }
 
 /// Issue 8 item 1: a disk without a known extension was opened with the format qemu-img

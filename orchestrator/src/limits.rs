@@ -20,14 +20,26 @@ pub const MAX_APP_DESCRIPTION: usize = 1000;
 
 // --- Tags (EC2) ------------------------------------------------------------------------------
 
-/// EC2 allows 50 tags per resource.
+/// EC2 allows 50 tags per resource (instance, volume, snapshot, AMI), and CloudFormation 50 per
+/// stack; the application's tags go on every one of them, beside rehost's own.
 pub const EC2_MAX_TAGS: usize = 50;
-/// Every instance also carries rehost's own tags (`tags::INSTANCE_KEYS`): 45 are left.
-pub const MAX_APP_TAGS: usize = EC2_MAX_TAGS - tags::INSTANCE_KEYS.len();
+/// rehost's tags on an instance and on its volumes (`tags::INSTANCE_KEYS`).
+pub const INSTANCE_TAGS: usize = tags::INSTANCE_KEYS.len();
+/// rehost's tags on a snapshot (`tags::SNAPSHOT_KEYS`).
+pub const SNAPSHOT_TAGS: usize = tags::SNAPSHOT_KEYS.len();
+/// rehost's tags on the AMI of a server with `disks` disks (`tags::AMI_KEYS`, one per disk, the
+/// KMS key).
+pub fn ami_tags(disks: usize, kms_key: bool) -> usize {
+    tags::ami_tag_count(disks, kms_key)
+}
+/// The most application tags any application can have: what an AMI of one disk leaves (more
+/// disks, or a KMS key, leave fewer; validation counts them per server).
+pub const MAX_APP_TAGS: usize = EC2_MAX_TAGS - tags::AMI_KEYS.len() - 1;
 /// EC2 tag keys are 1 to 128 characters.
 pub const MAX_TAG_KEY: usize = 128;
-/// EC2 tag values are up to 256 characters.
-pub const MAX_TAG_VALUE: usize = 256;
+/// Tag values are 1 to 256 characters: EC2 takes empty values, but the application's tags are
+/// also the stack's, and CloudFormation requires at least one character.
+pub const TAG_VALUE: RangeInclusive<usize> = 1..=256;
 
 // --- Replication -----------------------------------------------------------------------------
 
@@ -86,7 +98,11 @@ mod tests {
 
     #[test]
     fn derived_limits() {
-        assert_eq!(MAX_APP_TAGS, 45);
+        assert_eq!(MAX_APP_TAGS, 42);
+        assert_eq!(INSTANCE_TAGS, 5);
+        assert_eq!(SNAPSHOT_TAGS, 6);
+        assert_eq!(ami_tags(1, false), 8);
+        assert_eq!(ami_tags(26, true), 34);
         assert_eq!(SCRIPT_BUDGET, 15 * 1024);
         assert_eq!(clamp::<u8>(30, &FREQUENCY_HOURS, 24), 24);
         assert_eq!(clamp::<u32>(0, &SIGNAL_TIMEOUT_MINUTES, 720), 1);

@@ -80,10 +80,15 @@ pub struct Unreadable {
     pub group_names: Vec<String>,
 }
 
-/// At most 45 tags (EC2's 50 less rehost's 5); keys up to 128 characters, values up to 256; no
-/// `aws:` or `rehost:` prefix and no `Name` (rehost names instances after their servers).
+/// Tags for everything rehost creates, sharing EC2's 50 per resource with rehost's own (at most
+/// 42: an AMI carries 8 of rehost's for one disk, one more per further disk); keys 1 to 128
+/// characters, values 1 to 256, no control characters; no `aws:` or `rehost:` prefix and no
+/// `Name` (rehost names instances after their servers).
 #[derive(Clone, Debug, Default)]
 pub struct Tags(pub Vec<(Spanned<String>, Spanned<String>)>);
+
+/// Tag keys and values hold no control characters.
+const NO_CONTROLS: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
 
 impl JsonSchema for Tags {
     fn schema_name() -> Cow<'static, str> {
@@ -96,9 +101,15 @@ impl JsonSchema for Tags {
             "propertyNames": {
                 "minLength": 1,
                 "maxLength": limits::MAX_TAG_KEY,
+                "pattern": NO_CONTROLS,
                 "not": {"pattern": "^([aA][wW][sS]|[rR][eE][hH][oO][sS][tT]):|^Name$"}
             },
-            "additionalProperties": {"type": "string", "maxLength": limits::MAX_TAG_VALUE}
+            "additionalProperties": {
+                "type": "string",
+                "minLength": limits::TAG_VALUE.start(),
+                "maxLength": limits::TAG_VALUE.end(),
+                "pattern": NO_CONTROLS
+            }
         })
     }
 }

@@ -29,8 +29,8 @@ use crate::model::Application;
 use crate::syntax::pascal_case;
 
 use checks::{
-    BlockLevel, check_header, check_launch_block, check_replication_block, check_tags,
-    check_unique_private_ips,
+    BlockLevel, check_header, check_launch_block, check_replication_block, check_tag_budget,
+    check_tags, check_unique_private_ips,
 };
 use references::{index_groups, index_servers};
 use settings::{Inputs, resolve_server};
@@ -108,6 +108,7 @@ pub fn resolve(
     }
 
     check_unique_private_ips(model, diags);
+    check_tag_budget(model, &servers, diags);
 
     if diags.has_errors() {
         return None;
