@@ -18,6 +18,18 @@ pub const MAX_NODES: usize = 1_000_000;
 /// Longest application description (characters).
 pub const MAX_APP_DESCRIPTION: usize = 1000;
 
+// --- Answering hostile files fast --------------------------------------------------------
+
+/// Problems of one kind (reported at one place in rehost) shown per file; the rest are counted
+/// in one line, so a file with 100,000 problems gets a readable answer.
+pub const MAX_DIAGNOSTICS_PER_KIND: usize = 20;
+/// "did you mean" searches per file.
+pub const MAX_SUGGESTIONS: usize = 20;
+/// Candidates one search compares (of a length that could be a typo of the name).
+pub const MAX_SUGGESTION_CANDIDATES: usize = 500;
+/// Names longer than any id or field name are no typo of one, and are not compared.
+pub const MAX_SUGGESTION_LEN: usize = 64;
+
 // --- Tags (EC2) ------------------------------------------------------------------------------
 
 /// EC2 allows 50 tags per resource (instance, volume, snapshot, AMI), and CloudFormation 50 per

@@ -14,10 +14,23 @@ use crate::limits::{MAX_FILE_BYTES, MAX_SCRIPT_READ};
 use crate::validate::{ScriptFiles, ScriptReadError};
 use crate::{decode, template, validate, yaml};
 
-/// A file that could not be loaded, with every problem found, in file order.
+/// A file that could not be loaded, with the problems found, in file order (repeats of one kind
+/// capped, see `Diagnostics::into_report`).
 #[derive(Debug)]
 pub struct Invalid {
     pub diagnostics: Vec<Diagnostic>,
+    /// Errors found in all, shown or not.
+    pub errors: usize,
+}
+
+impl Invalid {
+    fn from(diags: Diagnostics) -> Invalid {
+        let report = diags.into_report();
+        Invalid {
+            diagnostics: report.shown,
+            errors: report.errors,
+        }
+    }
 }
 
 /// The validated application and the warnings it still deserves.
@@ -60,9 +73,7 @@ pub fn load_with(
         Ok(root) => root,
         Err(e) => {
             diags.error(e.pos, e.message);
-            return Err(Invalid {
-                diagnostics: diags.into_sorted(),
-            });
+            return Err(Invalid::from(diags));
         }
     };
     let model = decode::application(&root, &mut diags);
@@ -76,11 +87,9 @@ pub fn load_with(
     match app {
         Some(app) if !diags.has_errors() => Ok(Loaded {
             app,
-            warnings: diags.into_sorted(),
+            warnings: diags.into_report().shown,
         }),
-        _ => Err(Invalid {
-            diagnostics: diags.into_sorted(),
-        }),
+        _ => Err(Invalid::from(diags)),
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use rehost::app::App;
-use rehost::diag::{Severity, suggestion};
+use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
 use rehost::launch::deploy::{self, Deployment};
 use rehost::launch::{AwsClients, LaunchError};
@@ -38,11 +38,7 @@ pub fn load_app(path: &Path, err: &mut dyn Write) -> anyhow::Result<Loaded> {
         }
         Err(invalid) => {
             print::diagnostics(err, path, &invalid.diagnostics)?;
-            let errors = invalid
-                .diagnostics
-                .iter()
-                .filter(|d| d.severity == Severity::Error)
-                .count();
+            let errors = invalid.errors;
             Err(InvalidInput::new(format!(
                 "{} is invalid: {errors} problem{}",
                 path.display(),

@@ -11,6 +11,12 @@ use crate::userdata::{GATE_URL_VARIABLE, Rendered, Wrapper};
 use super::document::{AmiParameters, RenderOptions};
 use super::names::{INSTANCE_PROFILE, KEY_NAME, Names, SECURITY_GROUPS, SUBNET};
 
+/// How many resources `build` makes: an instance per server, and with gates a handle and a
+/// wait condition per group.
+pub(super) fn count(app: &App, health_gate: bool) -> usize {
+    app.servers.len() + if health_gate { 2 * app.groups.len() } else { 0 }
+}
+
 /// The `Resources` section.
 pub(super) fn build(
     app: &App,

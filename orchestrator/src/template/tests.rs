@@ -195,15 +195,51 @@ fn the_description_is_cut_to_cloudformations_limit_on_a_character_boundary() {
     );
 }
 
+/// Quotas are checked by counting before rendering: the counts are what rendering makes.
+#[test]
+fn counted_quotas_match_the_rendered_template() {
+    let network = app(&format!("{HEAD}{NETWORK}"));
+    for app in [generated(50, 5), generated(300, 150), generated(480, 10), network] {
+        for mode in [Mode::Cutover, Mode::Test] {
+            for portable in [false, true] {
+                for health_gate in [true, false] {
+                    let opts = RenderOptions {
+                        mode,
+                        portable,
+                        health_gate,
+                        amis: Default::default(),
+                    };
+                    let t = render(&app, &opts);
+                    let c = check::counts(&app, &opts);
+                    let what = format!("{} servers, {opts:?}", app.servers.len());
+                    assert_eq!(c.resources, t.resources, "{what}");
+                    assert_eq!(c.parameters, t.parameters, "{what}");
+                    assert_eq!(c.outputs, t.outputs, "{what}");
+                    assert_eq!(c.ami_parameters, t.ami_parameters, "{what}");
+                    assert_eq!(t.compact_len(), t.to_json_compact().len());
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn quotas_and_collisions_are_reported_at_the_servers_list() {
     let mut diags = Diagnostics::default();
     check(&generated(300, 150), &mut diags);
     let messages: Vec<String> = diags.into_sorted().into_iter().map(|d| d.message).collect();
+    // Counted, not rendered: over the quotas, the template's size is never computed.
     assert_eq!(messages.len(), 3, "each quota once: {messages:?}");
-    assert!(messages[0].starts_with("the cutover template needs 600 resources"));
-    assert!(messages[1].contains("AMIs are passed as one list parameter per group"));
-    assert!(messages[2].contains("over the 51200 bytes CloudFormation takes inline"));
+    assert!(messages[0].starts_with("the cutover template needs 301 outputs"));
+    assert!(messages[1].starts_with("the cutover template needs 600 resources"));
+    assert!(messages[2].contains("AMIs are passed as one list parameter per group"));
+    // Within the counts, the size is measured on the rendered variants.
+    let mut diags = Diagnostics::default();
+    check(&generated(200, 20), &mut diags);
+    let messages: Vec<String> = diags.into_sorted().into_iter().map(|d| d.message).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages[0].contains("AMIs are passed as one list parameter per group"));
+    assert!(messages[1].contains("over the 51200 bytes CloudFormation takes inline"));
 
     // A server named like a portable parameter of its group collides with it.
     let app = app(&format!(
