@@ -1285,3 +1285,135 @@ fn configure_script_just_over_the_read_bound_is_refused() {
     std::fs::write(repo.apps.join("setup.sh"), "#".repeat(bound + 1)).unwrap();
     repo.refuses("setup.sh", &format!("is {} bytes", bound + 1));
 }
+
+// --- Hostile files are answered fast, with a readable answer (issue 8 item 6) ----------------
+// Speed and memory are measured by `cargo bench -p rehost --bench hostile_input`; these tests
+// check what is answered.
+
+/// Validates `text` as `app.yaml`; returns the exit code and stderr.
+fn validate_text(name: &str, text: &str) -> (Option<i32>, String) {
+    let dir = tempdir(name);
+    std::fs::write(dir.join("app.yaml"), text).unwrap();
+    let out = rehost()
+        .args(["validate", "app.yaml"])
+        .current_dir(&dir)
+        .run_within(std::time::Duration::from_secs(120));
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A group listing 100,000 unknown servers printed 100,000 lines; now 20 and a count.
+#[test]
+fn a_hundred_thousand_problems_show_20_of_a_kind_and_count_the_rest() {
+    let refs: Vec<String> = (0..100_000).map(|i| format!("x{i}")).collect();
+    let text = app(
+        "",
+        WEB01,
+        &format!("  - name: web\n    servers: [web01, {}]\n", refs.join(", ")),
+    );
+    let (code, stderr) = validate_text("hundred-thousand", &text);
+    assert_eq!(code, Some(2));
+    let lines: Vec<&str> = stderr.lines().collect();
+    let unknown = lines
+        .iter()
+        .filter(|l| l.contains("lists unknown server"))
+        .count();
+    assert_eq!(unknown, 20, "{stderr}");
+    assert!(
+        lines.iter().any(|l| l.contains(
+            "app.yaml:14:112: error: 99980 more problems like the error at 14:22, from here on, not shown"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("app.yaml is invalid: 100000 problems"),
+        "{stderr}"
+    );
+    assert!(lines.len() < 30, "{} lines", lines.len());
+}
+
+/// 3,000 misspelled references each searched every server id for "did you mean".
+#[test]
+fn misspelled_references_get_a_bounded_number_of_suggestions() {
+    let servers: String = (0..3000)
+        .map(|i| format!("  - {{id: server-{i:04}, os: linux, disks: [{{source: s{i}.img}}]}}\n"))
+        .collect();
+    let refs: Vec<String> = (0..3000).map(|i| format!("sevrer-{i:04}")).collect();
+    let text = app(
+        "",
+        &servers,
+        &format!("  - name: web\n    servers: [{}]\n", refs.join(", ")),
+    );
+    let (code, stderr) = validate_text("misspelled", &text);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains(
+            "group `web` lists unknown server `sevrer-0000` (did you mean `server-0000`?)"
+        ),
+        "{stderr}"
+    );
+    let suggestions = stderr.matches("did you mean").count();
+    assert!(
+        (1..=rehost::limits::MAX_SUGGESTIONS).contains(&suggestions),
+        "{suggestions} suggestions"
+    );
+    assert!(
+        stderr.contains("app.yaml is invalid: 6000 problems"),
+        "{stderr}"
+    );
+}
+
+/// 4,000 groups in two launchOrder levels imply 4,000,000 dependencies: refused by counting,
+/// before any are made.
+#[test]
+fn launch_order_levels_implying_millions_of_dependencies_are_refused() {
+    let servers: String = (0..4000)
+        .map(|i| format!("  - {{id: s{i}, os: linux, disks: [{{source: s{i}.img}}]}}\n"))
+        .collect();
+    let groups: String = (0..4000)
+        .map(|i| {
+            format!(
+                "  - {{name: g{i}, servers: [s{i}], launchOrder: {}}}\n",
+                i % 2
+            )
+        })
+        .collect();
+    let (code, stderr) = validate_text("levels", &app("", &servers, &groups));
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("launchOrder implies 4000000 dependencies between groups"),
+        "{stderr}"
+    );
+}
+
+/// A dependency chain through 8,000 groups, closed into one cycle: named without recursion.
+#[test]
+fn a_cycle_through_eight_thousand_groups_is_named() {
+    let n = 8000;
+    let servers: String = (0..n)
+        .map(|i| format!("  - {{id: s{i}, os: linux, disks: [{{source: s{i}.img}}]}}\n"))
+        .collect();
+    let groups: String = (0..n)
+        .map(|i| {
+            format!(
+                "  - {{name: g{i}, servers: [s{i}], dependsOn: [g{}]}}\n",
+                (i + n - 1) % n
+            )
+        })
+        .collect();
+    let (code, stderr) = validate_text("long-cycle", &app("", &servers, &groups));
+    assert_eq!(code, Some(2));
+    let cycle = stderr
+        .lines()
+        .find(|l| l.contains("dependency cycle: g0 -> g7999 -> g7998 -> "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        cycle.ends_with("g2 -> g1 -> g0"),
+        "{}",
+        &cycle[cycle.len() - 60..]
+    );
+    assert_eq!(cycle.matches(" -> ").count(), n);
+}

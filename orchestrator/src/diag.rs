@@ -126,7 +126,10 @@ impl Diagnostics {
 
     /// In file order, without repeats (merged settings can report one origin twice).
     pub fn into_sorted(self) -> Vec<Diagnostic> {
-        self.sorted_with_kinds().into_iter().map(|(d, _)| d).collect()
+        self.sorted_with_kinds()
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect()
     }
 
     fn sorted_with_kinds(self) -> Vec<(Diagnostic, Kind)> {
@@ -243,5 +246,59 @@ mod tests {
         let sorted = d.into_sorted();
         assert_eq!(sorted.len(), 2);
         assert_eq!(sorted[0].message, "a");
+    }
+
+    /// Issue 8 item 6: repeats of one kind are capped in what is shown, and counted.
+    #[test]
+    fn repeats_of_one_kind_are_capped_and_counted() {
+        let mut d = Diagnostics::default();
+        for line in (1..=25).rev() {
+            d.error(Pos { line, col: 1 }, format!("unknown server x{line}"));
+        }
+        for line in 1..=3 {
+            d.warning(Pos { line, col: 9 }, "other kind");
+        }
+        let report = d.into_report();
+        assert_eq!(report.errors, 25);
+        let lines: Vec<String> = report
+            .shown
+            .iter()
+            .map(|d| format!("{} {}", d.pos, d.message))
+            .collect();
+        assert_eq!(lines.len(), 20 + 3 + 1, "{lines:?}");
+        assert_eq!(lines[0], "1:1 unknown server x1");
+        assert!(lines.contains(&"20:1 unknown server x20".to_string()));
+        assert_eq!(
+            lines.last().unwrap(),
+            "21:1 5 more problems like the error at 1:1, from here on, not shown"
+        );
+    }
+
+    /// Issue 8 item 6: "did you mean" is bounded by the number of searches and candidates.
+    #[test]
+    fn suggestions_are_bounded() {
+        let mut d = Diagnostics::default();
+        let names = ["database"];
+        for _ in 0..MAX_SUGGESTIONS {
+            assert_eq!(
+                d.suggestion("databse", names),
+                " (did you mean `database`?)"
+            );
+        }
+        assert_eq!(d.suggestion("databse", names), "", "the budget is spent");
+        let long = "a".repeat(100_000);
+        assert_eq!(
+            did_you_mean(&long, [long.as_str()]),
+            None,
+            "too long to be a typo"
+        );
+        // Beyond the bounded candidate set, a close name is not found.
+        let many: Vec<String> = (0..MAX_SUGGESTION_CANDIDATES)
+            .map(|i| format!("s{i:07}"))
+            .collect();
+        let mut candidates: Vec<&str> = many.iter().map(String::as_str).collect();
+        candidates.push("databass");
+        assert_eq!(did_you_mean("databse", candidates.iter().copied()), None);
+        assert_eq!(did_you_mean("databse", ["x", "databass"]), Some("databass"));
     }
 }

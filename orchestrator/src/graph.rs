@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use petgraph::Direction;
-use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::algo::{kosaraju_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 
 /// Edges point from a group to a group it depends on.
@@ -54,11 +54,13 @@ impl LaunchGraph {
     }
 
     /// One concrete cycle per strongly connected component, each starting (and ending) at its
-    /// lowest-numbered group and following "depends on" edges, e.g. `[app, web, app]`.
+    /// lowest-numbered group and following "depends on" edges, e.g. `[app, web, app]`. The
+    /// components come from Kosaraju's algorithm, which petgraph runs without recursion, so no
+    /// chain of groups is deep enough to exhaust the stack.
     pub fn cycles(&self) -> Vec<Vec<usize>> {
         let mut component = vec![usize::MAX; self.graph.node_count()];
         let mut cycles = Vec::new();
-        for (c, scc) in tarjan_scc(&self.graph).into_iter().enumerate() {
+        for (c, scc) in kosaraju_scc(&self.graph).into_iter().enumerate() {
             let self_loop = scc.len() == 1 && self.graph.contains_edge(scc[0], scc[0]);
             if scc.len() < 2 && !self_loop {
                 continue;

@@ -29,6 +29,10 @@ pub const MAX_SUGGESTIONS: usize = 20;
 pub const MAX_SUGGESTION_CANDIDATES: usize = 500;
 /// Names longer than any id or field name are no typo of one, and are not compared.
 pub const MAX_SUGGESTION_LEN: usize = 64;
+/// Dependencies `launchOrder` may imply (each group on every group of the level below): far
+/// above what one stack can launch (500 resources hold at most 166 gated groups, so about 7,000
+/// dependencies), far below what would strain memory.
+pub const MAX_IMPLIED_DEPENDENCIES: usize = 100_000;
 
 // --- Tags (EC2) ------------------------------------------------------------------------------
 

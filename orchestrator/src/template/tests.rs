@@ -199,7 +199,12 @@ fn the_description_is_cut_to_cloudformations_limit_on_a_character_boundary() {
 #[test]
 fn counted_quotas_match_the_rendered_template() {
     let network = app(&format!("{HEAD}{NETWORK}"));
-    for app in [generated(50, 5), generated(300, 150), generated(480, 10), network] {
+    for app in [
+        generated(50, 5),
+        generated(300, 150),
+        generated(480, 10),
+        network,
+    ] {
         for mode in [Mode::Cutover, Mode::Test] {
             for portable in [false, true] {
                 for health_gate in [true, false] {

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::diag::Diagnostics;
+use crate::limits::{MAX_IMPLIED_DEPENDENCIES, MAX_RESOURCES};
 use crate::model::Application;
 use crate::syntax::check_id;
 use crate::yaml::Pos;
@@ -69,8 +70,12 @@ pub(super) fn index_groups(
         }
     }
 
-    let unreadable_servers: HashSet<&str> =
-        model.unreadable.server_ids.iter().map(String::as_str).collect();
+    let unreadable_servers: HashSet<&str> = model
+        .unreadable
+        .server_ids
+        .iter()
+        .map(String::as_str)
+        .collect();
     let server_ids: Vec<&str> = model
         .servers
         .value
@@ -189,7 +194,17 @@ pub(super) fn index_groups(
             })
         })
         .collect();
-    launch_order_dependencies(&orders, &mut depends_on, &mut marked);
+    if let Err(implied) = launch_order_dependencies(&orders, &mut depends_on, &mut marked) {
+        diags.error(
+            model.groups.pos,
+            format!(
+                "launchOrder implies {implied} dependencies between groups, more than the \
+                 {MAX_IMPLIED_DEPENDENCIES} rehost works out: one CloudFormation stack (500 resources) \
+                 holds at most {} gated groups; split the application",
+                MAX_RESOURCES / 3
+            ),
+        );
+    }
     for deps in &mut depends_on {
         deps.sort_unstable();
     }
@@ -200,18 +215,24 @@ pub(super) fn index_groups(
 /// put in levels by order once (sorted), so each group's new dependencies are exactly the level
 /// below it: the work is the number of dependencies added, never a scan of every group per
 /// group. (That number can be the product of two levels' sizes; an application that large is
-/// refused by the resource quota, counted before anything is rendered.) `marked` is
-/// `index_groups`' per-group mark, so explicit `dependsOn` entries are not added twice.
+/// refused by the resource quota, so beyond `MAX_IMPLIED_DEPENDENCIES` nothing is added and the
+/// number is returned as the error.) `marked` is `index_groups`' per-group mark, so explicit
+/// `dependsOn` entries are not added twice.
 fn launch_order_dependencies(
     orders: &[Option<i64>],
     depends_on: &mut [Vec<usize>],
     marked: &mut [Option<usize>],
-) {
+) -> Result<(), usize> {
     let mut levels: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     for (g, order) in orders.iter().enumerate() {
         if let Some(o) = order {
             levels.entry(*o).or_default().push(g);
         }
+    }
+    let sizes: Vec<usize> = levels.values().map(Vec::len).collect();
+    let implied: usize = sizes.windows(2).map(|w| w[0] * w[1]).sum();
+    if implied > MAX_IMPLIED_DEPENDENCIES {
+        return Err(implied);
     }
     let mut below: Option<&Vec<usize>> = None;
     for level in levels.values() {
@@ -231,4 +252,5 @@ fn launch_order_dependencies(
         }
         below = Some(level);
     }
+    Ok(())
 }
