@@ -93,7 +93,19 @@ fn depends_on_chain(cycle: bool) -> String {
 
 /// 1 MB of servers in one group.
 fn servers_filling_a_megabyte() -> String {
-    let mut text = format!("{HEAD}servers:\n");
+    servers_in_one_group(HEAD)
+}
+
+/// 1 MB of servers in one group, all running one 13 KB configure script (`configure.sh`).
+fn servers_sharing_a_script() -> String {
+    servers_in_one_group(&format!(
+        "{}    configureScript: configure.sh\n",
+        HEAD.replace("launch: {instanceType: m5.large}", "launch:\n    instanceType: m5.large")
+    ))
+}
+
+fn servers_in_one_group(head: &str) -> String {
+    let mut text = format!("{head}servers:\n");
     let mut ids = Vec::new();
     let mut i = 0;
     while text.len() + server("s000000").len() + ids.len() * 9 + 40 < BUDGET {
@@ -230,7 +242,10 @@ fn scratch() -> PathBuf {
 
 fn main() {
     let dir = scratch();
-    let cases: [(&str, fn() -> String); 8] = [
+    // The configure script one case shares between all its servers, near user data's limit.
+    let script = "#!/bin/sh\necho 'configuring this server, one line of many'\n".repeat(220);
+    std::fs::write(dir.join("configure.sh"), script).expect("write the script");
+    let cases: [(&str, fn() -> String); 9] = [
         ("4,000 groups chained by launchOrder", launch_order_chain),
         (
             "4,000 groups in 2 launchOrder levels",
@@ -242,6 +257,7 @@ fn main() {
             depends_on_chain(true)
         }),
         ("1 MB of servers", servers_filling_a_megabyte),
+        ("1 MB of servers sharing a 13 KB script", servers_sharing_a_script),
         ("100k+ problems", a_hundred_thousand_problems),
         ("alias bomb (500 KB string x 10^9)", alias_bomb),
     ];

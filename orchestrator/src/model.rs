@@ -230,7 +230,7 @@ pub struct TestSettings {
     pub associate_public_ip_address: Option<Spanned<bool>>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum ScriptType {
     #[serde(rename = "SHELL_SCRIPT")]
     Shell,

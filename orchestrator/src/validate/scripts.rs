@@ -2,7 +2,8 @@
 //! the checks of each server's script: type against OS and extension, text, size once wrapped.
 //! Pure: the files' bytes (or why they could not be read) come in as [`ScriptFiles`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use rehost_replication::domain::Choice;
@@ -36,6 +37,9 @@ pub enum ScriptReadError {
     /// Any other I/O error, as the OS describes it.
     Io(String),
 }
+
+/// Wrapped sizes measured so far, by script, type and server-id length.
+pub(super) type WrappedSizes = RefCell<HashMap<(PathBuf, ScriptType, usize), usize>>;
 
 /// Every configure script the application declares, in any block, as paths to read.
 pub fn declared_scripts(model: &Application, base_dir: &Path) -> BTreeSet<PathBuf> {
@@ -102,6 +106,7 @@ pub(super) fn resolve_script(
     layers: &Layers<'_>,
     base_dir: &Path,
     scripts: &ScriptFiles,
+    wrapped: &WrappedSizes,
     diags: &mut Diagnostics,
 ) -> Option<ConfigureScript> {
     let (declared, _) = layers.launch(|l| l.configure_script.as_ref())?;
@@ -158,7 +163,12 @@ pub(super) fn resolve_script(
         kind,
         content,
     };
-    let size = userdata::wrapped_size(&script, &server.id.value);
+    // The wrapper depends on the server only through its id's length: measured once per script,
+    // kind and length, however many servers share the script.
+    let size = *wrapped
+        .borrow_mut()
+        .entry((script.path.clone(), kind, server.id.value.len()))
+        .or_insert_with(|| userdata::wrapped_size(&script, &server.id.value));
     if size > SCRIPT_BUDGET {
         diags.error(
             declared.pos,

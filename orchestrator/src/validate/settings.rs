@@ -15,7 +15,7 @@ use crate::syntax::pascal_case;
 
 use super::disks::resolve_disks;
 use super::layers::{Layers, setting};
-use super::scripts::{ScriptFiles, resolve_script};
+use super::scripts::{ScriptFiles, WrappedSizes, resolve_script};
 
 /// What every server's resolution reads besides its own entry.
 pub(super) struct Inputs<'a> {
@@ -23,6 +23,8 @@ pub(super) struct Inputs<'a> {
     /// The application file's directory: relative paths are relative to it.
     pub base_dir: &'a Path,
     pub scripts: &'a ScriptFiles,
+    /// Shared by every server's script check.
+    pub wrapped: WrappedSizes,
 }
 
 /// One server's settings, merged; problems found while merging go to `diags`.
@@ -56,7 +58,14 @@ pub(super) fn resolve_server(
             )
         },
     );
-    let script = resolve_script(server, &layers, inputs.base_dir, inputs.scripts, diags);
+    let script = resolve_script(
+        server,
+        &layers,
+        inputs.base_dir,
+        inputs.scripts,
+        &inputs.wrapped,
+        diags,
+    );
 
     let cutover = Launch {
         instance_type: instance_type
