@@ -100,7 +100,10 @@ fn servers_filling_a_megabyte() -> String {
 fn servers_sharing_a_script() -> String {
     servers_in_one_group(&format!(
         "{}    configureScript: configure.sh\n",
-        HEAD.replace("launch: {instanceType: m5.large}", "launch:\n    instanceType: m5.large")
+        HEAD.replace(
+            "launch: {instanceType: m5.large}",
+            "launch:\n    instanceType: m5.large"
+        )
     ))
 }
 
@@ -257,7 +260,10 @@ fn main() {
             depends_on_chain(true)
         }),
         ("1 MB of servers", servers_filling_a_megabyte),
-        ("1 MB of servers sharing a 13 KB script", servers_sharing_a_script),
+        (
+            "1 MB of servers sharing a 13 KB script",
+            servers_sharing_a_script,
+        ),
         ("100k+ problems", a_hundred_thousand_problems),
         ("alias bomb (500 KB string x 10^9)", alias_bomb),
     ];

@@ -4,6 +4,7 @@
 //! the raw file.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
@@ -156,7 +157,8 @@ pub struct ConfigureScript {
     pub declared: String,
     pub path: PathBuf,
     pub kind: ScriptType,
-    pub content: String,
+    /// Shared by every server that runs the script.
+    pub content: Arc<str>,
 }
 
 impl App {

@@ -92,7 +92,7 @@ pub fn resolve(
         defaults: &defaults,
         base_dir: base_dir(file),
         scripts,
-        wrapped: Default::default(),
+        script_cache: Default::default(),
     };
     let mut servers = Vec::with_capacity(model.servers.value.len());
     for (i, server) in model.servers.value.iter().enumerate() {

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rehost_replication::domain::Choice;
 
@@ -38,8 +39,15 @@ pub enum ScriptReadError {
     Io(String),
 }
 
-/// Wrapped sizes measured so far, by script, type and server-id length.
-pub(super) type WrappedSizes = RefCell<HashMap<(PathBuf, ScriptType, usize), usize>>;
+/// What the script checks of every server share, so a script used by thousands of servers is
+/// decoded and measured once and held in memory once.
+#[derive(Default)]
+pub(super) struct ScriptCache {
+    /// Each script's text, or why it cannot be used.
+    texts: RefCell<HashMap<PathBuf, Result<Arc<str>, String>>>,
+    /// Wrapped sizes, by script, type and server-id length.
+    wrapped: RefCell<HashMap<(PathBuf, ScriptType, usize), usize>>,
+}
 
 /// Every configure script the application declares, in any block, as paths to read.
 pub fn declared_scripts(model: &Application, base_dir: &Path) -> BTreeSet<PathBuf> {
@@ -56,7 +64,7 @@ pub fn declared_scripts(model: &Application, base_dir: &Path) -> BTreeSet<PathBu
 }
 
 /// A script's text, or the message that says why it cannot be used.
-fn script_text(scripts: &ScriptFiles, path: &Path) -> Result<String, String> {
+fn script_text(scripts: &ScriptFiles, path: &Path) -> Result<Arc<str>, String> {
     let shown = path.display();
     let bytes = match scripts.get(path) {
         Some(Ok(bytes)) => bytes,
@@ -89,14 +97,14 @@ fn script_text(scripts: &ScriptFiles, path: &Path) -> Result<String, String> {
             return Err(format!("configure script `{shown}` cannot be read: {e}"));
         }
     };
-    let text = String::from_utf8(bytes.clone())
+    let text = std::str::from_utf8(bytes)
         .map_err(|_| format!("configure script `{shown}` is not UTF-8 text"))?;
     if text.contains('\0') {
         return Err(format!(
             "configure script `{shown}` contains NUL bytes; it must be text"
         ));
     }
-    Ok(text)
+    Ok(Arc::from(text))
 }
 
 /// The server's configure script (from the most specific block that names one), checked against
@@ -106,7 +114,7 @@ pub(super) fn resolve_script(
     layers: &Layers<'_>,
     base_dir: &Path,
     scripts: &ScriptFiles,
-    wrapped: &WrappedSizes,
+    cache: &ScriptCache,
     diags: &mut Diagnostics,
 ) -> Option<ConfigureScript> {
     let (declared, _) = layers.launch(|l| l.configure_script.as_ref())?;
@@ -150,7 +158,13 @@ pub(super) fn resolve_script(
             );
     }
     let path = relative_to(base_dir, &declared.value);
-    let content = match script_text(scripts, &path) {
+    let text = cache
+        .texts
+        .borrow_mut()
+        .entry(path.clone())
+        .or_insert_with(|| script_text(scripts, &path))
+        .clone();
+    let content = match text {
         Ok(c) => c,
         Err(e) => {
             diags.error(declared.pos, e);
@@ -165,7 +179,8 @@ pub(super) fn resolve_script(
     };
     // The wrapper depends on the server only through its id's length: measured once per script,
     // kind and length, however many servers share the script.
-    let size = *wrapped
+    let size = *cache
+        .wrapped
         .borrow_mut()
         .entry((script.path.clone(), kind, server.id.value.len()))
         .or_insert_with(|| userdata::wrapped_size(&script, &server.id.value));

@@ -15,7 +15,7 @@ use crate::syntax::pascal_case;
 
 use super::disks::resolve_disks;
 use super::layers::{Layers, setting};
-use super::scripts::{ScriptFiles, WrappedSizes, resolve_script};
+use super::scripts::{ScriptCache, ScriptFiles, resolve_script};
 
 /// What every server's resolution reads besides its own entry.
 pub(super) struct Inputs<'a> {
@@ -24,7 +24,7 @@ pub(super) struct Inputs<'a> {
     pub base_dir: &'a Path,
     pub scripts: &'a ScriptFiles,
     /// Shared by every server's script check.
-    pub wrapped: WrappedSizes,
+    pub script_cache: ScriptCache,
 }
 
 /// One server's settings, merged; problems found while merging go to `diags`.
@@ -63,7 +63,7 @@ pub(super) fn resolve_server(
         &layers,
         inputs.base_dir,
         inputs.scripts,
-        &inputs.wrapped,
+        &inputs.script_cache,
         diags,
     );
 

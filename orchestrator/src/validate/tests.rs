@@ -244,7 +244,7 @@ fn a_script_is_embedded_as_read() {
         .configure_script
         .clone()
         .unwrap();
-    assert_eq!(script.content, "echo hi\n");
+    assert_eq!(&*script.content, "echo hi\n");
     assert_eq!(script.kind, ScriptType::Shell);
     assert_eq!(script.path, Path::new("apps/setup.sh"));
     assert_eq!(script.declared, "setup.sh");
