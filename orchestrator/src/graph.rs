@@ -94,10 +94,7 @@ impl LaunchGraph {
         visited[start.index()] = true;
         // Each frame: a node of the path, its sorted successors, and the next one to try.
         let mut frames = vec![(start, successors(start), 0usize)];
-        loop {
-            let Some((_, next, choice)) = frames.last_mut() else {
-                break;
-            };
+        while let Some((_, next, choice)) = frames.last_mut() {
             if *choice == 0 && next.binary_search(&start).is_ok() {
                 let mut path: Vec<usize> = frames.iter().map(|(n, _, _)| n.index()).collect();
                 path.push(start.index());
