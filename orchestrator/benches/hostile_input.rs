@@ -25,21 +25,16 @@ fn server(id: &str) -> String {
 
 /// 4,000 groups of one server, each one launchOrder above the last.
 fn launch_order_chain() -> String {
-    let n = 4000;
-    let mut text = format!("{HEAD}servers:\n");
-    (0..n).for_each(|i| text.push_str(&server(&format!("s{i}"))));
-    text.push_str("groups:\n");
-    for i in 0..n {
-        let _ = writeln!(
-            text,
-            "  - {{name: g{i}, servers: [s{i}], launchOrder: {i}}}"
-        );
-    }
-    text
+    groups_by_launch_order(|i| i)
 }
 
 /// 4,000 groups in two launchOrder levels: 2,000 x 2,000 implied dependencies.
 fn launch_order_two_levels() -> String {
+    groups_by_launch_order(|i| i % 2)
+}
+
+/// 4,000 groups of one server each, group `i` at launchOrder `order(i)`.
+fn groups_by_launch_order(order: fn(usize) -> usize) -> String {
     let n = 4000;
     let mut text = format!("{HEAD}servers:\n");
     (0..n).for_each(|i| text.push_str(&server(&format!("s{i}"))));
@@ -48,7 +43,7 @@ fn launch_order_two_levels() -> String {
         let _ = writeln!(
             text,
             "  - {{name: g{i}, servers: [s{i}], launchOrder: {}}}",
-            i % 2
+            order(i)
         );
     }
     text
