@@ -310,6 +310,7 @@ fn check_network(
 }
 
 /// A value `check` refuses is reported at its node, with the reason `check` gives.
+#[track_caller]
 fn valid<T>(
     value: Option<&Spanned<String>>,
     check: impl FnOnce(&str) -> Result<T, String>,
@@ -323,6 +324,7 @@ fn valid<T>(
 }
 
 /// A number outside its range is reported at its node.
+#[track_caller]
 fn in_range(
     value: Option<&Spanned<i64>>,
     field: &str,
@@ -344,6 +346,8 @@ fn in_range(
     }
 }
 
+// Each caller's problems are a kind of their own (`Diagnostics` caps repeats per kind).
+#[track_caller]
 fn server_only(
     value: Option<&Spanned<String>>,
     field: &str,
