@@ -177,7 +177,8 @@ async fn infra_in(conf: &aws_config::SdkConfig, prefix: &str) -> Infra {
     }
 }
 
-/// Copies an example into `dir` with the emulator's ids, generated disks and absolute script paths.
+/// Copies an example into `dir` with the emulator's ids, generated disks and its configure
+/// scripts (which must live in the application's repository: here, `dir`).
 fn prepare(example: &str, dir: &Path, infra: &Infra, name: &str) -> PathBuf {
     let root = workspace_root();
     let mut text = std::fs::read_to_string(root.join(format!("apps/{example}.yaml"))).unwrap();
@@ -192,16 +193,21 @@ fn prepare(example: &str, dir: &Path, infra: &Infra, name: &str) -> PathBuf {
         ("sg-0b1c2d3e4f5a60718", infra.sg.as_str()),
         ("sg-0e0d0c0b0a0908070", infra.test_sg.as_str()),
         ("10.1.2.15", "10.0.1.15"),
-        (
-            "../launch-scripts/",
-            &format!("{}/launch-scripts/", root.display()),
-        ),
+        ("../launch-scripts/", "launch-scripts/"),
         (&format!("name: {example}"), &format!("name: {name}")),
     ] {
         text = text.replace(from, to);
     }
     let file = dir.join(format!("{name}.yaml"));
     std::fs::write(&file, &text).unwrap();
+    for folder in ["sharepoint", "ecommerce"] {
+        let to = dir.join("launch-scripts").join(folder);
+        std::fs::create_dir_all(&to).unwrap();
+        for script in std::fs::read_dir(root.join("launch-scripts").join(folder)).unwrap() {
+            let script = script.unwrap().path();
+            std::fs::copy(&script, to.join(script.file_name().unwrap())).unwrap();
+        }
+    }
     for (i, line) in text
         .lines()
         .filter(|l| l.contains("source: vmstore/"))
@@ -768,12 +774,15 @@ async fn amazon_image(conf: &aws_config::SdkConfig) -> String {
 /// `rehost launch` of application `name` (written to `dir`): 40 servers with a configure script
 /// each, so its template is over CloudFormation's 51,200-byte inline limit.
 fn large_launch(dir: &Path, name: &str, infra: &Infra, image: &str) -> Rehost {
-    let script = workspace_root().join("launch-scripts/ecommerce/point-tomcat-at-database.sh");
+    // Configure scripts live in the application's repository: here, the scratch directory.
+    std::fs::copy(
+        workspace_root().join("launch-scripts/ecommerce/point-tomcat-at-database.sh"),
+        dir.join("configure.sh"),
+    )
+    .unwrap();
     let mut app = format!(
-        "apiVersion: rehost/v1\nkind: Application\nname: {name}\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: {}\n    securityGroups: [{}]\n    configureScript: {}\nservers:\n",
-        infra.subnet,
-        infra.sg,
-        script.display()
+        "apiVersion: rehost/v1\nkind: Application\nname: {name}\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: {}\n    securityGroups: [{}]\n    configureScript: configure.sh\nservers:\n",
+        infra.subnet, infra.sg,
     );
     for i in 0..40 {
         app.push_str(&format!(

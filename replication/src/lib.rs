@@ -26,7 +26,7 @@ pub mod state;
 pub mod tags;
 pub mod watch;
 
-pub use domain::{Architecture, BootMode, Choice, Frequency, LicenseType};
+pub use domain::{Architecture, BootMode, Choice, DiskFormat, Frequency, LicenseType};
 pub use engine::{ReplicateOptions, Replicator};
 pub use error::ReplicationError;
 pub use ids::{ami_name, client_token};

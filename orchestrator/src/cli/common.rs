@@ -3,16 +3,17 @@
 //! library errors map to exit codes.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use anyhow::Context;
 
 use rehost::app::App;
-use rehost::diag::{Severity, suggestion};
+use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
 use rehost::launch::deploy::{self, Deployment};
 use rehost::launch::{AwsClients, LaunchError};
-use rehost::load::{Loaded, load_bytes};
+use rehost::load::{Loaded, ReadError, load_bytes, read_application_file};
 use rehost_replication::ServerReport;
 
 use crate::cli::args::{LaunchFlags, TemplateFlags};
@@ -21,14 +22,14 @@ use crate::cli::print;
 use crate::cli::progress::Progress;
 
 /// Loads and validates an application file. Problems go to `err` as FILE:LINE:COL lines; an
-/// invalid file becomes an `InvalidInput` error (exit code 2).
+/// invalid file becomes an `InvalidInput` error (exit code 2), and so does a path that is not a
+/// regular file or holds more than an application file may (nothing past the bound is read).
 pub fn load_app(path: &Path, err: &mut dyn Write) -> anyhow::Result<Loaded> {
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow::Error::new(InvalidInput::new(format!(
-            "{}: no such file",
-            path.display()
-        ))),
-        _ => anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
+    let bytes = read_application_file(path).map_err(|e| match e {
+        ReadError::Io(e) => {
+            anyhow::Error::new(e).context(format!("cannot read {}", path.display()))
+        }
+        refused => anyhow::Error::new(InvalidInput::new(format!("{}: {refused}", path.display()))),
     })?;
     match load_bytes(&bytes, path) {
         Ok(loaded) => {
@@ -37,11 +38,7 @@ pub fn load_app(path: &Path, err: &mut dyn Write) -> anyhow::Result<Loaded> {
         }
         Err(invalid) => {
             print::diagnostics(err, path, &invalid.diagnostics)?;
-            let errors = invalid
-                .diagnostics
-                .iter()
-                .filter(|d| d.severity == Severity::Error)
-                .count();
+            let errors = invalid.errors;
             Err(InvalidInput::new(format!(
                 "{} is invalid: {errors} problem{}",
                 path.display(),
@@ -53,8 +50,10 @@ pub fn load_app(path: &Path, err: &mut dyn Write) -> anyhow::Result<Loaded> {
 }
 
 /// Writes `content` to the file `out`, or to `stdout` for None / "-". A file is written
-/// atomically: a temporary file beside the target, renamed over it, so a crash never leaves a
-/// half-written template.
+/// atomically: into a new temporary file beside the target (created exclusively under an
+/// unpredictable name, so nothing planted there is followed or overwritten), then renamed over
+/// it, so a crash never leaves a half-written template. A symlink at the target itself is
+/// replaced, not followed.
 pub fn write_output(
     out: Option<&Path>,
     content: &str,
@@ -72,16 +71,19 @@ pub fn write_output(
                 .file_name()
                 .context("output path has no file name")?
                 .to_string_lossy();
-            let tmp: PathBuf = dir.join(format!(".{name}.rehost-{}.tmp", std::process::id()));
             let result = (|| {
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(content.as_bytes())?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, path)
+                let mut tmp = tempfile::Builder::new()
+                    .prefix(&format!(".{name}."))
+                    .suffix(".rehost.tmp")
+                    // What File::create would give (the umask applies), not tempfile's 0600.
+                    .permissions(std::fs::Permissions::from_mode(0o666))
+                    .tempfile_in(dir)?;
+                tmp.write_all(content.as_bytes())?;
+                tmp.as_file().sync_all()?;
+                // Dropped on error, the temporary file is removed.
+                tmp.persist(path).map_err(|e| e.error)?;
+                Ok::<_, std::io::Error>(())
             })();
-            if result.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
             result.with_context(|| format!("cannot write {}", path.display()))
         }
     }
@@ -161,4 +163,75 @@ pub async fn deploy_and_report(
         .map_err(exit_code_of)?;
     print::outcome(io.out, &app.file, &outcome)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 8 item 13: the output was written through `.NAME.rehost-<pid>.tmp` with
+    /// `File::create`, which follows a symlink another user planted there.
+    #[test]
+    fn output_file_never_follows_a_symlink_planted_at_the_old_temporary_name() {
+        let dir = std::env::temp_dir().join(format!("rehost-output-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        // The one name the old scheme used for this process, and the target itself.
+        let planted = dir.join(format!(".t.json.rehost-{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let other_victim = dir.join("other-victim");
+        std::fs::write(&other_victim, "also precious\n").unwrap();
+        let target = dir.join("t.json");
+        std::os::unix::fs::symlink(&other_victim, &target).unwrap();
+
+        write_output(Some(&target), "{\"template\": 1}\n", &mut Vec::new()).unwrap();
+
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(
+            std::fs::read_to_string(&other_victim).unwrap(),
+            "also precious\n"
+        );
+        assert_eq!(
+            std::fs::read_link(&planted).unwrap(),
+            victim,
+            "left untouched"
+        );
+        let meta = std::fs::symlink_metadata(&target).unwrap();
+        assert!(
+            meta.is_file(),
+            "the target is replaced by a file, not followed"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "{\"template\": 1}\n"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".rehost.tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn output_file_keeps_ordinary_permissions() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("rehost-output-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("t.yaml");
+        write_output(Some(&target), "a: 1\n", &mut Vec::new()).unwrap();
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let umask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .map(|m| u32::from_str_radix(m.trim(), 8).unwrap())
+            .unwrap();
+        assert_eq!(mode, 0o666 & !umask, "as File::create makes it, not 0600");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

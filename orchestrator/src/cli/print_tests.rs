@@ -474,7 +474,7 @@ fn validate_diagnostics_of_a_bad_file() {
             ("s.sh".into(), Ok(b"hi\n".to_vec())),
             ("big.sh".into(), Ok(vec![b'a'; 20_000])),
             ("bin.sh".into(), Ok(vec![0xff, 0xfe])),
-            ("dir".into(), Err(ScriptReadError::NotAFile)),
+            ("dir".into(), Err(ScriptReadError::NotAFile("a directory"))),
             ("nothere.sh".into(), Err(ScriptReadError::NotFound)),
         ])
     })

@@ -148,9 +148,9 @@ mod tests {
             "apiVersion: rehost/v1\nkind: Application\nname: shop\n",
             "defaults:\n  launch: {instanceType: m5.large}\n",
             "servers:\n",
-            "  - {id: db, os: linux, disks: [{source: a}], launch: {signalTimeoutMinutes: 45}}\n",
-            "  - {id: web, os: linux, disks: [{source: b}]}\n",
-            "  - {id: cache, os: linux, disks: [{source: c}], launch: {signalTimeoutMinutes: 5}}\n",
+            "  - {id: db, os: linux, disks: [{source: a.img}], launch: {signalTimeoutMinutes: 45}}\n",
+            "  - {id: web, os: linux, disks: [{source: b.img}]}\n",
+            "  - {id: cache, os: linux, disks: [{source: c.img}], launch: {signalTimeoutMinutes: 5}}\n",
             "groups:\n  - {name: db, servers: [db]}\n  - {name: cache, servers: [cache]}\n",
             "  - {name: web, servers: [web], dependsOn: [db, cache]}\n",
         );
