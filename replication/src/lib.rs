@@ -10,6 +10,7 @@ pub mod ami;
 pub mod aws;
 mod engine;
 pub mod error;
+pub mod inspect;
 pub mod job;
 pub mod manifest;
 mod progress;
