@@ -116,4 +116,6 @@ pub struct Facts {
     pub loader_machine: Option<Machine>,
     /// Problems with disks and partition tables.
     pub problems: Vec<String>,
+    /// A disk is damaged (a partition past its end): no verdict better than `unknown`.
+    pub damaged: bool,
 }

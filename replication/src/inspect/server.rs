@@ -155,6 +155,7 @@ fn inspect_disks(server: &str, disks: &[Rc<Disk>], limits: &Limits) -> ServerIns
         };
         if let Some(t) = &table {
             facts.problems.extend(t.problems.iter().map(|p| format!("{}: {p}", disk.name())));
+            facts.damaged |= t.partitions.iter().any(|p| p.start.saturating_add(p.size) > disk.size());
             if t.kind == TableKind::None {
                 let volume = Volume::on_disk(disk, 0, disk.size());
                 cands.push(candidate(format!("{} (no partition table)", disk.name()), volume, disk, d, None));

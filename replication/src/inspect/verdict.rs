@@ -118,7 +118,8 @@ pub fn evaluate(f: &Facts) -> Evaluation {
             Tri::Unknown => Verdict::Unknown,
         }
     };
-    let verdict = if verdict != Verdict::WillNotBoot && (boot_ok == Tri::Unknown || checks.bootable == Tri::Unknown) {
+    let blind = boot_ok == Tri::Unknown || checks.bootable == Tri::Unknown || f.damaged;
+    let verdict = if verdict != Verdict::WillNotBoot && blind {
         Verdict::Unknown
     } else {
         verdict
@@ -142,6 +143,12 @@ fn boot_mode(f: &Facts, out: &mut Out) -> (Option<InspectedBootMode>, Tri) {
     };
     if let Some(l) = &b.uefi_loader {
         out.info("uefi-loader", format!("UEFI boot loader {l}"));
+    } else if let Some(why) = &b.esp_unreadable {
+        out.warning(
+            "esp-unreadable",
+            format!("the EFI system partition could not be read: {why}"),
+            "check the EFI system partition on the source (fsck.vfat)",
+        );
     }
     if let Some(bios) = &b.bios {
         out.info("bios-boot", format!("BIOS boot: {bios}"));
@@ -149,10 +156,10 @@ fn boot_mode(f: &Facts, out: &mut Out) -> (Option<InspectedBootMode>, Tri) {
     if mode.is_some() {
         return (mode, Tri::Yes);
     }
-    if let Some(why) = &b.esp_unreadable {
+    if b.esp_unreadable.is_some() {
         out.warning(
             "boot-mode-unknown",
-            format!("no BIOS boot code, and the EFI system partition could not be read: {why}"),
+            "no BIOS boot code, and the EFI system partition could not be read".into(),
             "set bootMode for the server in the application file",
         );
         return (None, Tri::Unknown);
