@@ -63,12 +63,17 @@ fn dword(h: &mut Hive, k: Key, name: &str) -> Result<Option<u32>, HiveError> {
 
 /// `\SystemRoot\System32\drivers\x.sys`, `System32\drivers\x.sys`, `C:\...` -> a volume path.
 fn driver_path(image: &str) -> Option<String> {
-    let image = image.trim().trim_matches('"');
+    let image = image.trim();
+    // A quoted path ends at its closing quote; arguments may follow.
+    let image = match image.strip_prefix('"') {
+        Some(rest) => rest.split('"').next().unwrap_or(rest),
+        None => image,
+    };
     let lower = image.to_ascii_lowercase();
     let rest = if let Some(r) = lower.strip_prefix("\\systemroot\\") {
-        format!("windows\\{}", &image[image.len() - r.len()..])
+        format!("Windows\\{}", &image[image.len() - r.len()..])
     } else if lower.starts_with("system32\\") {
-        format!("windows\\{image}")
+        format!("Windows\\{image}")
     } else if lower.len() > 3 && &lower[1..3] == ":\\" {
         image[3..].to_string()
     } else if let Some(r) = lower.strip_prefix("\\??\\c:\\") {
