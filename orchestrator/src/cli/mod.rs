@@ -3,6 +3,7 @@
 
 pub mod common;
 pub mod graph;
+pub mod inspect;
 pub mod launch;
 pub mod migrate;
 pub mod plan;
@@ -56,6 +57,8 @@ pub enum Command {
     Terminate(terminate::Args),
     /// Replicate every server, then launch: the whole application in one action
     Migrate(migrate::Args),
+    /// Inspect every server's disks offline: will it boot on EC2 and run its configure script?
+    Inspect(inspect::Args),
 }
 
 impl Command {
@@ -63,7 +66,11 @@ impl Command {
     pub fn needs_runtime(&self) -> bool {
         !matches!(
             self,
-            Command::Validate(_) | Command::Graph(_) | Command::Render(_) | Command::Schema(_)
+            Command::Validate(_)
+                | Command::Graph(_)
+                | Command::Render(_)
+                | Command::Schema(_)
+                | Command::Inspect(_)
         )
     }
 }
@@ -81,5 +88,6 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Share(args) => share::run(args).await,
         Command::Terminate(args) => terminate::run(args).await,
         Command::Migrate(args) => migrate::run(args).await,
+        Command::Inspect(args) => inspect::run(args),
     }
 }
