@@ -40,21 +40,40 @@ fn fixture() -> &'static PathBuf {
     })
 }
 
-const INSPECTED: [&str; 8] = ["inspect", "estate.yaml", "--server", "dc01", "--server", "old01", "--server", "xfs01"];
+const INSPECTED: [&str; 8] = [
+    "inspect",
+    "estate.yaml",
+    "--server",
+    "dc01",
+    "--server",
+    "old01",
+    "--server",
+    "xfs01",
+];
 
 #[test]
 fn text_output_matches_the_expected_file() {
     let d = fixture();
     let out = rehost(&INSPECTED, d);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let expected_path = workspace_root().join("tests/expected/inspect.txt");
     if std::env::var_os("REHOST_UPDATE_EXPECTED").is_some() {
         std::fs::write(&expected_path, &text).unwrap();
     }
     let expected = std::fs::read_to_string(&expected_path).unwrap();
-    assert_eq!(text, expected, "rerun with REHOST_UPDATE_EXPECTED=1 to accept a deliberate change");
-    assert!(text.starts_with("dc01: ready (Windows Server 2019 Datacenter 10.0.17763, x86_64, uefi)\n"));
+    assert_eq!(
+        text, expected,
+        "rerun with REHOST_UPDATE_EXPECTED=1 to accept a deliberate change"
+    );
+    assert!(
+        text.starts_with("dc01: ready (Windows Server 2019 Datacenter 10.0.17763, x86_64, uefi)\n")
+    );
     assert!(text.contains("old01: xen-only ("));
     assert!(text.contains("xfs01: unknown"));
 }
@@ -76,28 +95,67 @@ fn json_output_follows_the_contract() {
     let servers = doc["servers"].as_array().unwrap();
     assert_eq!(servers.len(), 3);
     for s in servers {
-        assert_eq!(keys(s), BTreeSet::from(["server", "verdict", "bootMode", "architecture", "os", "findings", "disks"]));
+        assert_eq!(
+            keys(s),
+            BTreeSet::from([
+                "server",
+                "verdict",
+                "bootMode",
+                "architecture",
+                "os",
+                "findings",
+                "disks"
+            ])
+        );
         for f in s["findings"].as_array().unwrap() {
-            assert_eq!(keys(f), BTreeSet::from(["code", "severity", "message", "fix"]));
+            assert_eq!(
+                keys(f),
+                BTreeSet::from(["code", "severity", "message", "fix"])
+            );
         }
         for disk in s["disks"].as_array().unwrap() {
-            assert_eq!(keys(disk), BTreeSet::from(["disk", "partitionTable", "partitions"]));
+            assert_eq!(
+                keys(disk),
+                BTreeSet::from(["disk", "partitionTable", "partitions"])
+            );
             for p in disk["partitions"].as_array().unwrap() {
-                assert_eq!(keys(p), BTreeSet::from(["index", "type", "start", "size", "filesystem"]));
+                assert_eq!(
+                    keys(p),
+                    BTreeSet::from(["index", "type", "start", "size", "filesystem"])
+                );
             }
         }
     }
     assert_eq!(servers[0]["verdict"], "ready");
     assert_eq!(servers[0]["bootMode"], "uefi");
     assert_eq!(servers[0]["architecture"], "x86_64");
-    assert_eq!(servers[0]["os"], serde_json::json!({"family": "windows", "name": "Windows Server 2019 Datacenter", "version": "10.0.17763"}));
+    assert_eq!(
+        servers[0]["os"],
+        serde_json::json!({"family": "windows", "name": "Windows Server 2019 Datacenter", "version": "10.0.17763"})
+    );
     assert_eq!(servers[1]["verdict"], "xen-only");
     assert_eq!(servers[1]["bootMode"], "legacy-bios");
     assert_eq!(servers[1]["os"]["family"], "linux");
     assert_eq!(servers[1]["disks"][0]["partitionTable"], "mbr");
-    assert_eq!(servers[1]["disks"][0]["partitions"][0], serde_json::json!({"index": 1, "type": "linux", "start": 1048576, "size": 49283072, "filesystem": "ext4"}));
+    assert_eq!(
+        servers[1]["disks"][0]["partitions"][0],
+        serde_json::json!({"index": 1, "type": "linux", "start": 1048576, "size": 49283072, "filesystem": "ext4"})
+    );
     let xfs = &servers[2];
-    assert_eq!((&xfs["verdict"], &xfs["os"], &xfs["architecture"], &xfs["bootMode"]), (&serde_json::json!("unknown"), &serde_json::Value::Null, &serde_json::Value::Null, &serde_json::Value::Null));
+    assert_eq!(
+        (
+            &xfs["verdict"],
+            &xfs["os"],
+            &xfs["architecture"],
+            &xfs["bootMode"]
+        ),
+        (
+            &serde_json::json!("unknown"),
+            &serde_json::Value::Null,
+            &serde_json::Value::Null,
+            &serde_json::Value::Null
+        )
+    );
 }
 
 #[test]
@@ -109,7 +167,17 @@ fn bad_input_exits_2_and_an_unopenable_disk_exits_1() {
     let out = rehost(&["inspect", "missing.yaml"], d);
     assert_eq!(out.status.code(), Some(2));
     // gone01's disk does not exist: the others are still reported, then exit 1.
-    let out = rehost(&["inspect", "estate.yaml", "--server", "gone01", "--server", "dc01"], d);
+    let out = rehost(
+        &[
+            "inspect",
+            "estate.yaml",
+            "--server",
+            "gone01",
+            "--server",
+            "dc01",
+        ],
+        d,
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("dc01: ready"));
     let err = String::from_utf8_lossy(&out.stderr);

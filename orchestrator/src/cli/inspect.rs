@@ -41,7 +41,9 @@ pub fn inspect_servers(
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((id, disks)) = servers.get(i) else { break };
+                    let Some((id, disks)) = servers.get(i) else {
+                        break;
+                    };
                     let r = inspect_server(id, disks, &tools, &limits);
                     results.lock().expect("no worker panics holding it")[i] = Some(r);
                 }
@@ -75,7 +77,13 @@ pub fn write_text(out: &mut dyn Write, reports: &[ServerInspection]) -> std::io:
         };
         writeln!(out, "{}: {}{about}", r.server, r.verdict.as_str())?;
         for f in &r.findings {
-            writeln!(out, "  {:<7} {}: {}", f.severity.as_str(), f.code, f.message)?;
+            writeln!(
+                out,
+                "  {:<7} {}: {}",
+                f.severity.as_str(),
+                f.code,
+                f.message
+            )?;
             if let Some(fix) = &f.fix {
                 writeln!(out, "          fix: {fix}")?;
             }

@@ -69,8 +69,15 @@ struct Menu {
 
 #[derive(Debug)]
 enum Item {
-    Entry { id: Option<String>, entry: BootEntry },
-    Sub { title: String, id: Option<String>, menu: Menu },
+    Entry {
+        id: Option<String>,
+        entry: BootEntry,
+    },
+    Sub {
+        title: String,
+        id: Option<String>,
+        menu: Menu,
+    },
 }
 
 /// The id given with `--id` or `$menuentry_id_option`.
@@ -80,9 +87,12 @@ fn entry_id(w: &[String]) -> Option<String> {
         .and_then(|i| w.get(i + 1).cloned())
 }
 
+/// A submenu being parsed: its title and id.
+type SubmenuHead = (String, Option<String>);
+
 /// Parses grub.cfg into its menu and the last `set default=` outside `next_entry` handling.
 fn parse_grub2(text: &str, max_depth: usize) -> (Menu, Option<String>) {
-    let mut stack: Vec<(Menu, Option<(String, Option<String>, bool)>)> = vec![(Menu::default(), None)];
+    let mut stack: Vec<(Menu, Option<SubmenuHead>)> = vec![(Menu::default(), None)];
     let mut current: Option<(Option<String>, BootEntry)> = None;
     let mut default = None;
     for raw in text.lines() {
@@ -91,7 +101,9 @@ fn parse_grub2(text: &str, max_depth: usize) -> (Menu, Option<String>) {
             continue;
         }
         let w = words(line);
-        let Some(first) = w.first().map(String::as_str) else { continue };
+        let Some(first) = w.first().map(String::as_str) else {
+            continue;
+        };
         if let Some((_, entry)) = current.as_mut() {
             match first {
                 "linux" | "linuxefi" | "linux16" if w.len() > 1 => {
@@ -125,11 +137,11 @@ fn parse_grub2(text: &str, max_depth: usize) -> (Menu, Option<String>) {
             }
             "submenu" if stack.len() <= max_depth => {
                 let title = w.get(1).cloned().unwrap_or_default();
-                stack.push((Menu::default(), Some((title, entry_id(&w), true))));
+                stack.push((Menu::default(), Some((title, entry_id(&w)))));
             }
             "}" if stack.len() > 1 => {
                 let (menu, head) = stack.pop().expect("more than one");
-                if let (Some((title, id, _)), Some((parent, _))) = (head, stack.last_mut()) {
+                if let (Some((title, id)), Some((parent, _))) = (head, stack.last_mut()) {
                     parent.items.push(Item::Sub { title, id, menu });
                 }
             }
@@ -145,7 +157,7 @@ fn parse_grub2(text: &str, max_depth: usize) -> (Menu, Option<String>) {
     }
     while stack.len() > 1 {
         let (menu, head) = stack.pop().expect("more than one");
-        if let (Some((title, id, _)), Some((parent, _))) = (head, stack.last_mut()) {
+        if let (Some((title, id)), Some((parent, _))) = (head, stack.last_mut()) {
             parent.items.push(Item::Sub { title, id, menu });
         }
     }
@@ -187,7 +199,9 @@ pub fn grub2_default(text: &str, saved_entry: Option<&str>, max_depth: usize) ->
     let (menu, default) = parse_grub2(text, max_depth);
     let default = match default.as_deref() {
         None => "0".to_string(),
-        Some(d) if d.contains("saved_entry") || d == "saved" => saved_entry.unwrap_or("0").to_string(),
+        Some(d) if d.contains("saved_entry") || d == "saved" => {
+            saved_entry.unwrap_or("0").to_string()
+        }
         Some(d) => d.to_string(),
     };
     choose(&menu, &default).or_else(|| first(&menu)).cloned()
@@ -277,7 +291,10 @@ pub fn grub_legacy_default(text: &str) -> Option<BootEntry> {
             _ => {}
         }
     }
-    entries.into_iter().filter(|e| !e.kernel.is_empty()).nth(default)
+    entries
+        .into_iter()
+        .filter(|e| !e.kernel.is_empty())
+        .nth(default)
 }
 
 /// `root=` of a command line when it names a kernel device (`/dev/sda1`, `/dev/xvda1`...).
@@ -291,7 +308,9 @@ pub fn root_device_name(cmdline: &str) -> Option<String> {
 
 /// Whether a device path is a kernel name that changes on Nitro (SCSI, IDE, Xen, virtio).
 pub fn is_kernel_device_name(spec: &str) -> bool {
-    let Some(name) = spec.strip_prefix("/dev/") else { return false };
+    let Some(name) = spec.strip_prefix("/dev/") else {
+        return false;
+    };
     ["sd", "hd", "xvd", "vd"].iter().any(|p| {
         name.strip_prefix(p).is_some_and(|rest| {
             let letters = rest.chars().take_while(|c| c.is_ascii_lowercase()).count();
@@ -332,12 +351,24 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
         assert_eq!(kernel_version(&e.kernel).as_deref(), Some("6.1.0-18-amd64"));
         assert_eq!(e.initrd.as_deref(), Some("/boot/initrd.img-6.1.0-18-amd64"));
         let cfg = DEBIAN.replace("set default=\"0\"", "set default=\"${saved_entry}\"");
-        let e = grub2_default(&cfg, Some("gnulinux-advanced-abc>gnulinux-6.1.0-9-amd64-advanced-abc"), 8).unwrap();
+        let e = grub2_default(
+            &cfg,
+            Some("gnulinux-advanced-abc>gnulinux-6.1.0-9-amd64-advanced-abc"),
+            8,
+        )
+        .unwrap();
         assert_eq!(kernel_version(&e.kernel).as_deref(), Some("6.1.0-9-amd64"));
         assert_eq!(root_device_name(&e.cmdline).as_deref(), Some("/dev/sda1"));
         let e = grub2_default(&cfg, Some("1>1"), 8).unwrap();
         assert_eq!(kernel_version(&e.kernel).as_deref(), Some("6.1.0-9-amd64"));
-        let e = grub2_default(&cfg, Some("Advanced options for Debian GNU/Linux>Debian GNU/Linux, with Linux 6.1.0-18-amd64"), 8).unwrap();
+        let e = grub2_default(
+            &cfg,
+            Some(
+                "Advanced options for Debian GNU/Linux>Debian GNU/Linux, with Linux 6.1.0-18-amd64",
+            ),
+            8,
+        )
+        .unwrap();
         assert_eq!(kernel_version(&e.kernel).as_deref(), Some("6.1.0-18-amd64"));
         // An unknown saved entry falls back to the first entry, like GRUB.
         let e = grub2_default(&cfg, Some("gone"), 8).unwrap();
@@ -348,16 +379,38 @@ submenu 'Advanced options for Debian GNU/Linux' $menuentry_id_option 'gnulinux-a
     #[test]
     fn bls_legacy_and_versions() {
         let e = bls_entry("title RHEL\nversion 4.18.0\nlinux /vmlinuz-4.18.0-513.el8.x86_64\ninitrd /initramfs-4.18.0-513.el8.x86_64.img $tuned_initrd\noptions $kernelopts\n", Some("root=/dev/xvda2 ro")).unwrap();
-        assert_eq!(kernel_version(&e.kernel).as_deref(), Some("4.18.0-513.el8.x86_64"));
+        assert_eq!(
+            kernel_version(&e.kernel).as_deref(),
+            Some("4.18.0-513.el8.x86_64")
+        );
         assert_eq!(e.initrd.as_deref(), Some("$tuned_initrd"));
         assert_eq!(root_device_name(&e.cmdline).as_deref(), Some("/dev/xvda2"));
         let legacy = "default=1\ntimeout=5\ntitle A\n\tkernel /vmlinuz-2.6.32-754.el6.x86_64 ro root=UUID=x\n\tinitrd /initramfs-2.6.32-754.el6.x86_64.img\ntitle B\n\tkernel /vmlinuz-2.6.32-696.el6.x86_64 ro root=/dev/sda1\n";
         let e = grub_legacy_default(legacy).unwrap();
-        assert_eq!(kernel_version(&e.kernel).as_deref(), Some("2.6.32-696.el6.x86_64"));
+        assert_eq!(
+            kernel_version(&e.kernel).as_deref(),
+            Some("2.6.32-696.el6.x86_64")
+        );
         assert!(version_cmp("5.10.0-28", "5.10.0-9").is_gt());
         assert!(version_cmp("4.18.0-513.el8", "4.18.0-80.el8").is_gt());
-        assert_eq!(grubenv("# GRUB\nsaved_entry=abc\nkernelopts=root=x\n", "saved_entry").as_deref(), Some("abc"));
-        for (name, yes) in [("/dev/sda1", true), ("/dev/xvdf", true), ("/dev/hda", true), ("/dev/vda3", true), ("/dev/nvme0n1p1", false), ("/dev/mapper/vg-root", false), ("UUID=x", false), ("/dev/sd", false)] {
+        assert_eq!(
+            grubenv(
+                "# GRUB\nsaved_entry=abc\nkernelopts=root=x\n",
+                "saved_entry"
+            )
+            .as_deref(),
+            Some("abc")
+        );
+        for (name, yes) in [
+            ("/dev/sda1", true),
+            ("/dev/xvdf", true),
+            ("/dev/hda", true),
+            ("/dev/vda3", true),
+            ("/dev/nvme0n1p1", false),
+            ("/dev/mapper/vg-root", false),
+            ("UUID=x", false),
+            ("/dev/sd", false),
+        ] {
             assert_eq!(is_kernel_device_name(name), yes, "{name}");
         }
     }

@@ -105,7 +105,9 @@ pub fn detect(vol: &dyn ReadAt) -> Option<FsKind> {
             FsKind::Ext2
         });
     }
-    if head.len() >= 4096 && (&head[4086..4096] == b"SWAPSPACE2" || &head[4086..4096] == b"SWAP-SPACE") {
+    if head.len() >= 4096
+        && (&head[4086..4096] == b"SWAPSPACE2" || &head[4086..4096] == b"SWAP-SPACE")
+    {
         return Some(FsKind::Swap);
     }
     if let Some(md) = read(vol, 4096, 4)

@@ -9,7 +9,10 @@ pub enum Service {
     Missing,
     /// Present, with its Start type (0 boot, 1 system, 2 automatic, 3 demand, 4 disabled) and
     /// whether its driver file exists (`None` for services without an image path we check).
-    Present { start: u32, file: Option<bool> },
+    Present {
+        start: u32,
+        file: Option<bool>,
+    },
     Unknown(String),
 }
 

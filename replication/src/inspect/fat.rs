@@ -155,7 +155,11 @@ impl<R: ReadAt> FatFs<R> {
         let raw = u32::from_le_bytes(b);
         let (value, eoc) = match self.geo.fat_type {
             FatType::Fat12 => {
-                let v = if cluster & 1 == 1 { raw >> 4 } else { raw & 0xFFF };
+                let v = if cluster & 1 == 1 {
+                    raw >> 4
+                } else {
+                    raw & 0xFFF
+                };
                 (v & 0xFFF, 0xFF8)
             }
             FatType::Fat16 => (raw & 0xFFFF, 0xFFF8),
@@ -175,7 +179,9 @@ impl<R: ReadAt> FatFs<R> {
         let bound = max.min(u64::from(self.geo.cluster_count));
         loop {
             if !self.valid_cluster(c) {
-                return Err(FsError(format!("FAT cluster chain points to invalid cluster {c}")));
+                return Err(FsError(format!(
+                    "FAT cluster chain points to invalid cluster {c}"
+                )));
             }
             if out.len() as u64 >= bound {
                 return Err(FsError(
@@ -233,7 +239,10 @@ impl<R: ReadAt> FatFs<R> {
             let attr = raw[11];
             if attr & 0x3F == ATTR_LFN {
                 let mut part = [0u16; 13];
-                let offsets = (1..11).step_by(2).chain((14..26).step_by(2)).chain((28..32).step_by(2));
+                let offsets = (1..11)
+                    .step_by(2)
+                    .chain((14..26).step_by(2))
+                    .chain((28..32).step_by(2));
                 for (i, at) in offsets.enumerate() {
                     part[i] = le_u16(raw, at);
                 }
@@ -291,7 +300,12 @@ impl<R: ReadAt> FatFs<R> {
 
 fn short_name(raw: &[u8], case: u8) -> String {
     let conv = |b: &[u8], lower: bool| -> String {
-        let s: String = b.iter().map(|&c| c as char).collect::<String>().trim_end().to_string();
+        let s: String = b
+            .iter()
+            .map(|&c| c as char)
+            .collect::<String>()
+            .trim_end()
+            .to_string();
         if lower { s.to_lowercase() } else { s }
     };
     let mut first = raw[..8].to_vec();
@@ -300,7 +314,11 @@ fn short_name(raw: &[u8], case: u8) -> String {
     }
     let base = conv(&first, case & 0x08 != 0);
     let ext = conv(&raw[8..11], case & 0x10 != 0);
-    if ext.is_empty() { base } else { format!("{base}.{ext}") }
+    if ext.is_empty() {
+        base
+    } else {
+        format!("{base}.{ext}")
+    }
 }
 
 fn lfn_checksum(short: &[u8]) -> u8 {
@@ -359,9 +377,10 @@ impl<R: ReadAt> FileRead for FatFile<'_, R> {
                 .get(index)
                 .ok_or_else(|| super::io::past_end(offset, buf.len(), self.size))?;
             let out = (pos - offset) as usize;
-            self.fs
-                .volume
-                .read_exact_at(self.fs.cluster_offset(c) + within, &mut buf[out..out + take])?;
+            self.fs.volume.read_exact_at(
+                self.fs.cluster_offset(c) + within,
+                &mut buf[out..out + take],
+            )?;
             pos += take as u64;
         }
         Ok(())

@@ -49,10 +49,18 @@ fn fat() -> &'static Vec<u8> {
     static F: OnceLock<Vec<u8>> = OnceLock::new();
     F.get_or_init(|| {
         let p = scratch().join("esp.fat");
-        tools::mkfs_fat(&p, tools::MIB, 0xABCD_0001, &[
-            ("/EFI/BOOT/BOOTX64.EFI", tools::pe_stub(0x8664)),
-            ("/EFI/debian/grub.cfg", b"configfile $prefix/grub.cfg\n".repeat(200)),
-        ]);
+        tools::mkfs_fat(
+            &p,
+            tools::MIB,
+            0xABCD_0001,
+            &[
+                ("/EFI/BOOT/BOOTX64.EFI", tools::pe_stub(0x8664)),
+                (
+                    "/EFI/debian/grub.cfg",
+                    b"configfile $prefix/grub.cfg\n".repeat(200),
+                ),
+            ],
+        );
         std::fs::read(p).unwrap()
     })
 }
@@ -61,7 +69,16 @@ fn initrd() -> &'static Vec<u8> {
     static I: OnceLock<Vec<u8>> = OnceLock::new();
     I.get_or_init(|| {
         let d = scratch().join("initrd");
-        tools::tree(&d, &[("usr/lib/modules/6.1/kernel/drivers/nvme/host/nvme.ko", vec![1; 3000]), ("init", b"#!/bin/sh\n".to_vec())]);
+        tools::tree(
+            &d,
+            &[
+                (
+                    "usr/lib/modules/6.1/kernel/drivers/nvme/host/nvme.ko",
+                    vec![1; 3000],
+                ),
+                ("init", b"#!/bin/sh\n".to_vec()),
+            ],
+        );
         let mut out = tools::cpio(&d);
         out.extend(tools::compress("gzip", &tools::cpio(&d)));
         out
@@ -69,10 +86,16 @@ fn initrd() -> &'static Vec<u8> {
 }
 
 fn pv() -> Vec<u8> {
-    let mut h = klvm::pv_header(64 * tools::MIB, "vg0", 4 * tools::MIB, "PvUuid0000aaaabbbbccccddddeeeeff", &[klvm::LvSpec {
-        name: "root",
-        segments: vec![(0, 2, 3), (2, 1, 0)],
-    }]);
+    let mut h = klvm::pv_header(
+        64 * tools::MIB,
+        "vg0",
+        4 * tools::MIB,
+        "PvUuid0000aaaabbbbccccddddeeeeff",
+        &[klvm::LvSpec {
+            name: "root",
+            segments: vec![(0, 2, 3), (2, 1, 0)],
+        }],
+    );
     h.truncate(8192);
     h
 }
@@ -134,12 +157,11 @@ proptest! {
     #[test]
     fn mutated_lvm_never_panics(e in edits(8192)) {
         let bytes = mutate(&pv(), &e);
-        if let Some(label) = lvm::read_label(&bytes) {
-            if let Ok(text) = lvm::read_metadata(&bytes, &label, 1 << 20) {
-                if let Ok(items) = lvm::parse(&text, 32) {
-                    let _ = lvm::logical_volumes(&items);
-                }
-            }
+        if let Some(label) = lvm::read_label(&bytes)
+            && let Ok(text) = lvm::read_metadata(&bytes, &label, 1 << 20)
+            && let Ok(items) = lvm::parse(&text, 32)
+        {
+            let _ = lvm::logical_volumes(&items);
         }
     }
 
@@ -208,7 +230,10 @@ proptest! {
 fn the_valid_structures_parse() {
     let (g, m) = tables();
     let gpt = partition::read_table(g, 128).unwrap();
-    assert_eq!((gpt.kind, gpt.partitions.len()), (partition::TableKind::Gpt, 2));
+    assert_eq!(
+        (gpt.kind, gpt.partitions.len()),
+        (partition::TableKind::Gpt, 2)
+    );
     assert!(gpt.problems.is_empty(), "{:?}", gpt.problems);
     let mbr = partition::read_table(m, 128).unwrap();
     let idx: Vec<u32> = mbr.partitions.iter().map(|p| p.index).collect();
@@ -218,9 +243,18 @@ fn the_valid_structures_parse() {
     let items = lvm::parse(&lvm::read_metadata(&pv, &label, 1 << 20).unwrap(), 32).unwrap();
     let lvs = lvm::logical_volumes(&items);
     let map = lvs[0].map.as_ref().unwrap();
-    assert_eq!((map.len(), map[0].pv_offset, map[1].lv_offset), (2, (1 + 12) * tools::MIB, 8 * tools::MIB));
+    assert_eq!(
+        (map.len(), map[0].pv_offset, map[1].lv_offset),
+        (2, (1 + 12) * tools::MIB, 8 * tools::MIB)
+    );
     let mut fs = FatFs::open(fat().clone(), 1000).unwrap();
-    assert_eq!(fs.read_file("/efi/debian/GRUB.CFG", 1 << 20).unwrap().unwrap().len(), 28 * 200);
+    assert_eq!(
+        fs.read_file("/efi/debian/GRUB.CFG", 1 << 20)
+            .unwrap()
+            .unwrap()
+            .len(),
+        28 * 200
+    );
     let scan = initramfs::scan(&initrd()[..], &["nvme"], &Limits::default()).unwrap();
     assert!(scan.modules.contains("nvme"));
     let mut f = MemFile(khive::write_hive(&khive::RegKey::new("ROOT")));

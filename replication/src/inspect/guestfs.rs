@@ -91,7 +91,8 @@ pub trait GuestFs {
 
 /// Splits an absolute path into its non-empty components.
 pub fn components(path: &str) -> impl Iterator<Item = &str> {
-    path.split(['/', '\\']).filter(|c| !c.is_empty() && *c != ".")
+    path.split(['/', '\\'])
+        .filter(|c| !c.is_empty() && *c != ".")
 }
 
 /// Runs `f` and turns a panic inside a third-party reader into an error, so a hostile image
@@ -105,7 +106,9 @@ pub fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, FsError>) -> Result<
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown cause".into());
-            Err(FsError(format!("{what} reader failed on damaged data: {detail}")))
+            Err(FsError(format!(
+                "{what} reader failed on damaged data: {detail}"
+            )))
         }
     }
 }

@@ -121,7 +121,7 @@ impl<'a> Hive<'a> {
         }
         self.cells_left.set(left - 1);
         let off = u64::from(offset);
-        if off % 8 != 0 || off + 4 > self.bins_size {
+        if !off.is_multiple_of(8) || off + 4 > self.bins_size {
             return Err(bad(format!("cell offset {offset:#x} out of bounds")));
         }
         let mut size = [0u8; 4];
@@ -175,7 +175,13 @@ impl<'a> Hive<'a> {
         Ok(out)
     }
 
-    fn list(&mut self, offset: u32, depth: u8, max: usize, out: &mut Vec<u32>) -> Result<(), HiveError> {
+    fn list(
+        &mut self,
+        offset: u32,
+        depth: u8,
+        max: usize,
+        out: &mut Vec<u32>,
+    ) -> Result<(), HiveError> {
         let d = self.cell(offset, 4 + 8 * 65536)?;
         if d.len() < 4 {
             return Err(bad("short subkey list"));

@@ -140,7 +140,8 @@ impl Scanner<'_> {
                 return Err("cpio header with a bad magic".into());
             }
             let field = |i: usize| -> Result<u64, String> {
-                let s = std::str::from_utf8(&h[6 + i * 8..14 + i * 8]).map_err(|_| "cpio header not hex")?;
+                let s = std::str::from_utf8(&h[6 + i * 8..14 + i * 8])
+                    .map_err(|_| "cpio header not hex")?;
                 u64::from_str_radix(s, 16).map_err(|_| "cpio header not hex".to_string())
             };
             let size = field(6)?;
@@ -150,7 +151,10 @@ impl Scanner<'_> {
             }
             self.scan.entries += 1;
             if self.scan.entries > self.limits.max_cpio_entries {
-                return Err(format!("more than {} cpio entries", self.limits.max_cpio_entries));
+                return Err(format!(
+                    "more than {} cpio entries",
+                    self.limits.max_cpio_entries
+                ));
             }
             let mut name = vec![0u8; name_size];
             r.read_exact(&mut name)
@@ -172,14 +176,20 @@ impl Scanner<'_> {
 
     fn compressed<R: Read>(&mut self, r: &mut Peek<R>, kind: &'static str) -> Result<(), String> {
         self.scan.segments.push(kind);
-        let max = self.limits.max_initramfs_bytes.saturating_sub(self.scan.bytes);
+        let max = self
+            .limits
+            .max_initramfs_bytes
+            .saturating_sub(self.scan.bytes);
         let result = match kind {
             "gzip" => self.decoded(flate2::read::MultiGzDecoder::new(&mut *r), max),
             "xz" => {
                 // 64 MiB covers every xz preset's dictionary; a hostile header asking for more
                 // is refused before anything is allocated.
-                let stream = liblzma::stream::Stream::new_stream_decoder(64 << 20, liblzma::stream::CONCATENATED)
-                    .map_err(|e| format!("xz decoder: {e}"))?;
+                let stream = liblzma::stream::Stream::new_stream_decoder(
+                    64 << 20,
+                    liblzma::stream::CONCATENATED,
+                )
+                .map_err(|e| format!("xz decoder: {e}"))?;
                 self.decoded(liblzma::read::XzDecoder::new_stream(&mut *r, stream), max)
             }
             "zstd" => {
@@ -189,15 +199,23 @@ impl Scanner<'_> {
                     if head != [0x28, 0xB5, 0x2F, 0xFD] {
                         break;
                     }
-                    let max = self.limits.max_initramfs_bytes.saturating_sub(self.scan.bytes);
-                    total = match ruzstd::decoding::StreamingDecoder::new_with_max_window_size(&mut *r, 32 << 20) {
+                    let max = self
+                        .limits
+                        .max_initramfs_bytes
+                        .saturating_sub(self.scan.bytes);
+                    total = match ruzstd::decoding::StreamingDecoder::new_with_max_window_size(
+                        &mut *r,
+                        32 << 20,
+                    ) {
                         Ok(d) => self.decoded(d, max),
                         Err(e) => Err(format!("zstd frame: {e}")),
                     };
                 }
                 total
             }
-            other => Err(format!("initramfs compressed with {other}, which rehost cannot read")),
+            other => Err(format!(
+                "initramfs compressed with {other}, which rehost cannot read"
+            )),
         };
         result.map_err(|e| format!("{kind} segment: {e}"))
     }

@@ -22,7 +22,8 @@ impl ReadAt for [u8] {
         self.len() as u64
     }
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let start = usize::try_from(offset).map_err(|_| past_end(offset, buf.len(), self.size()))?;
+        let start =
+            usize::try_from(offset).map_err(|_| past_end(offset, buf.len(), self.size()))?;
         let end = start
             .checked_add(buf.len())
             .filter(|&e| e <= self.len())
@@ -302,9 +303,8 @@ impl Seek for VolumeCursor {
             SeekFrom::End(d) => self.volume.size().checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        self.pos = target.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start")
-        })?;
+        self.pos = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
         Ok(self.pos)
     }
 }

@@ -35,8 +35,16 @@ impl Mounts {
             .position(|(m, _)| m == "/" || path == m || path.starts_with(&format!("{m}/")))
             .unwrap_or(self.mounts.len() - 1);
         let (m, fs) = &mut self.mounts[i];
-        let rest = if m == "/" { path.to_string() } else { path[m.len()..].to_string() };
-        let rest = if rest.is_empty() { "/".to_string() } else { rest };
+        let rest = if m == "/" {
+            path.to_string()
+        } else {
+            path[m.len()..].to_string()
+        };
+        let rest = if rest.is_empty() {
+            "/".to_string()
+        } else {
+            rest
+        };
         (fs.as_mut(), rest)
     }
 }
@@ -66,9 +74,17 @@ impl GuestFs for Mounts {
 
 /// Whether a filesystem is a Linux root.
 pub fn is_root(fs: &mut dyn GuestFs) -> bool {
-    let any = |fs: &mut dyn GuestFs, paths: &[&str]| paths.iter().any(|p| fs.exists(p).unwrap_or(false));
-    any(fs, &["/etc/os-release", "/usr/lib/os-release", "/etc/redhat-release", "/etc/system-release"])
-        || (any(fs, &["/etc/fstab"]) && any(fs, &["/bin", "/usr/bin", "/sbin"]))
+    let any =
+        |fs: &mut dyn GuestFs, paths: &[&str]| paths.iter().any(|p| fs.exists(p).unwrap_or(false));
+    any(
+        fs,
+        &[
+            "/etc/os-release",
+            "/usr/lib/os-release",
+            "/etc/redhat-release",
+            "/etc/system-release",
+        ],
+    ) || (any(fs, &["/etc/fstab"]) && any(fs, &["/bin", "/usr/bin", "/sbin"]))
 }
 
 /// Parses /etc/fstab.
@@ -115,7 +131,11 @@ fn release_line(text: &str) -> (String, Option<String>) {
     }
 }
 
-fn name_and_version(fs: &mut dyn GuestFs, limits: &Limits, unreadable: &mut Vec<String>) -> (String, Option<String>) {
+fn name_and_version(
+    fs: &mut dyn GuestFs,
+    limits: &Limits,
+    unreadable: &mut Vec<String>,
+) -> (String, Option<String>) {
     let mut text = |path: &str| match fs.read_text(path, limits.max_text_file) {
         Ok(t) => t,
         Err(e) => {
@@ -131,7 +151,11 @@ fn name_and_version(fs: &mut dyn GuestFs, limits: &Limits, unreadable: &mut Vec<
             }
         }
     }
-    for path in ["/etc/redhat-release", "/etc/system-release", "/etc/SuSE-release"] {
+    for path in [
+        "/etc/redhat-release",
+        "/etc/system-release",
+        "/etc/SuSE-release",
+    ] {
         if let Some(t) = text(path) {
             return release_line(&t);
         }
@@ -162,21 +186,34 @@ fn kernels(fs: &mut dyn GuestFs, limits: &Limits) -> Vec<String> {
 fn default_entry(fs: &mut dyn GuestFs, limits: &Limits) -> Option<(BootEntry, String)> {
     let max = limits.max_text_file;
     let mut text = |p: &str| fs.read_text(p, max).ok().flatten();
-    let env = text("/boot/grub2/grubenv").or_else(|| text("/boot/grub/grubenv")).unwrap_or_default();
+    let env = text("/boot/grub2/grubenv")
+        .or_else(|| text("/boot/grub/grubenv"))
+        .unwrap_or_default();
     let saved = bootcfg::grubenv(&env, "saved_entry");
     let kernelopts = bootcfg::grubenv(&env, "kernelopts");
-    let mut grub_cfgs: Vec<String> = vec!["/boot/grub2/grub.cfg".into(), "/boot/grub/grub.cfg".into()];
+    let mut grub_cfgs: Vec<String> =
+        vec!["/boot/grub2/grub.cfg".into(), "/boot/grub/grub.cfg".into()];
     if let Ok(Some(dirs)) = fs.list_dir("/boot/efi/EFI", 64) {
-        grub_cfgs.extend(dirs.into_iter().filter(|d| d.is_dir).map(|d| format!("/boot/efi/EFI/{}/grub.cfg", d.name)));
+        grub_cfgs.extend(
+            dirs.into_iter()
+                .filter(|d| d.is_dir)
+                .map(|d| format!("/boot/efi/EFI/{}/grub.cfg", d.name)),
+        );
     }
     for path in &grub_cfgs {
-        let Some(cfg) = fs.read_text(path, max).ok().flatten() else { continue };
+        let Some(cfg) = fs.read_text(path, max).ok().flatten() else {
+            continue;
+        };
         if let Some(e) = bootcfg::grub2_default(&cfg, saved.as_deref(), limits.max_depth) {
             return Some((e, path.clone()));
         }
     }
     if let Ok(Some(entries)) = fs.list_dir("/boot/loader/entries", limits.max_dir_entries) {
-        let mut names: Vec<String> = entries.into_iter().map(|e| e.name).filter(|n| n.ends_with(".conf")).collect();
+        let mut names: Vec<String> = entries
+            .into_iter()
+            .map(|e| e.name)
+            .filter(|n| n.ends_with(".conf"))
+            .collect();
         names.sort_by(|a, b| bootcfg::version_cmp(b, a));
         let chosen = saved
             .as_ref()
@@ -185,13 +222,23 @@ fn default_entry(fs: &mut dyn GuestFs, limits: &Limits) -> Option<(BootEntry, St
             .cloned();
         if let Some(name) = chosen {
             let path = format!("/boot/loader/entries/{name}");
-            if let Some(e) = fs.read_text(&path, max).ok().flatten().and_then(|t| bootcfg::bls_entry(&t, kernelopts.as_deref())) {
+            if let Some(e) = fs
+                .read_text(&path, max)
+                .ok()
+                .flatten()
+                .and_then(|t| bootcfg::bls_entry(&t, kernelopts.as_deref()))
+            {
                 return Some((e, path));
             }
         }
     }
     for path in ["/boot/grub/grub.conf", "/boot/grub/menu.lst"] {
-        if let Some(e) = fs.read_text(path, max).ok().flatten().and_then(|t| bootcfg::grub_legacy_default(&t)) {
+        if let Some(e) = fs
+            .read_text(path, max)
+            .ok()
+            .flatten()
+            .and_then(|t| bootcfg::grub_legacy_default(&t))
+        {
             return Some((e, path.to_string()));
         }
     }
@@ -235,7 +282,9 @@ impl ModuleLists {
         if self.dep.is_some() {
             Module::Missing
         } else {
-            Module::Unknown(format!("no modules.dep or kernel config to tell whether {name} exists"))
+            Module::Unknown(format!(
+                "no modules.dep or kernel config to tell whether {name} exists"
+            ))
         }
     }
 }
@@ -243,11 +292,12 @@ impl ModuleLists {
 fn elf_of(fs: &mut dyn GuestFs) -> Option<(String, Machine)> {
     for path in ["/bin/sh", "/usr/bin/sh", "/sbin/init", "/usr/bin/env"] {
         let mut m = None;
-        if fs.with_file(path, &mut |f| {
-            m = elf_machine(&read_head(f, 64)?);
-            Ok(())
-        })
-        .unwrap_or(false)
+        if fs
+            .with_file(path, &mut |f| {
+                m = elf_machine(&read_head(f, 64)?);
+                Ok(())
+            })
+            .unwrap_or(false)
             && let Some(m) = m
         {
             return Some((path.to_string(), m));
@@ -258,23 +308,37 @@ fn elf_of(fs: &mut dyn GuestFs) -> Option<(String, Machine)> {
 
 fn cloud_init(fs: &mut dyn GuestFs, limits: &Limits) -> Agent {
     let exists = |fs: &mut dyn GuestFs, p: &str| fs.exists(p).unwrap_or(false);
-    let installed = ["/usr/bin/cloud-init", "/usr/local/bin/cloud-init", "/etc/cloud/cloud.cfg"]
-        .iter()
-        .any(|p| exists(fs, p));
+    let installed = [
+        "/usr/bin/cloud-init",
+        "/usr/local/bin/cloud-init",
+        "/etc/cloud/cloud.cfg",
+    ]
+    .iter()
+    .any(|p| exists(fs, p));
     if !installed {
         return Agent::Missing;
     }
     if exists(fs, "/etc/cloud/cloud-init.disabled") {
         return Agent::Disabled("cloud-init is disabled by /etc/cloud/cloud-init.disabled".into());
     }
-    if fs.read_link("/etc/systemd/system/cloud-init.service").ok().flatten().as_deref() == Some("/dev/null") {
+    if fs
+        .read_link("/etc/systemd/system/cloud-init.service")
+        .ok()
+        .flatten()
+        .as_deref()
+        == Some("/dev/null")
+    {
         return Agent::Disabled("cloud-init.service is masked".into());
     }
     // The last datasource_list wins: cloud.cfg, then cloud.cfg.d/*.cfg in name order.
     let mut files = vec!["/etc/cloud/cloud.cfg".to_string()];
     if let Ok(Some(mut d)) = fs.list_dir("/etc/cloud/cloud.cfg.d", 256) {
         d.sort_by(|a, b| a.name.cmp(&b.name));
-        files.extend(d.into_iter().filter(|e| e.name.ends_with(".cfg")).map(|e| format!("/etc/cloud/cloud.cfg.d/{}", e.name)));
+        files.extend(
+            d.into_iter()
+                .filter(|e| e.name.ends_with(".cfg"))
+                .map(|e| format!("/etc/cloud/cloud.cfg.d/{}", e.name)),
+        );
     }
     let mut list = None;
     for f in files {
@@ -287,9 +351,13 @@ fn cloud_init(fs: &mut dyn GuestFs, limits: &Limits) -> Agent {
         }
     }
     if let Some(l) = list
-        && !l.split(',').any(|d| d.trim().trim_matches(['"', '\'']) == "Ec2")
+        && !l
+            .split(',')
+            .any(|d| d.trim().trim_matches(['"', '\'']) == "Ec2")
     {
-        return Agent::Disabled(format!("cloud-init's datasource_list [{l}] does not include Ec2"));
+        return Agent::Disabled(format!(
+            "cloud-init's datasource_list [{l}] does not include Ec2"
+        ));
     }
     Agent::Found("cloud-init".into())
 }
@@ -302,17 +370,29 @@ fn scan_initramfs(
     limits: &Limits,
 ) -> (Option<String>, Result<initramfs::InitramfsScan, String>) {
     let mut candidates = Vec::new();
-    if let Some(i) = entry.and_then(|e| e.initrd.as_deref()).filter(|i| !i.starts_with('$')) {
+    if let Some(i) = entry
+        .and_then(|e| e.initrd.as_deref())
+        .filter(|i| !i.starts_with('$'))
+    {
         candidates.push(format!("/boot/{}", i.rsplit('/').next().unwrap_or(i)));
     }
-    for pattern in ["initrd.img-{}", "initramfs-{}.img", "initrd-{}", "initramfs-{}", "initrd-{}.img"] {
+    for pattern in [
+        "initrd.img-{}",
+        "initramfs-{}.img",
+        "initrd-{}",
+        "initramfs-{}",
+        "initrd-{}.img",
+    ] {
         candidates.push(format!("/boot/{}", pattern.replace("{}", k)));
     }
     for path in candidates {
         let mut result = None;
         let found = fs.with_file(&path, &mut |file| {
             if file.size() > limits.max_initramfs_file {
-                result = Some(Err(format!("{path} is larger than {} MiB", limits.max_initramfs_file >> 20)));
+                result = Some(Err(format!(
+                    "{path} is larger than {} MiB",
+                    limits.max_initramfs_file >> 20
+                )));
                 return Ok(());
             }
             let stream = std::io::BufReader::with_capacity(64 << 10, FileStream::new(file));
@@ -332,7 +412,12 @@ fn scan_initramfs(
 }
 
 /// Gathers the facts of a Linux system; `fs` has /boot and /boot/efi mounted when separate.
-pub fn probe(fs: &mut dyn GuestFs, location: String, fstab: &[FstabEntry], limits: &Limits) -> (LinuxFacts, Option<(String, Machine)>) {
+pub fn probe(
+    fs: &mut dyn GuestFs,
+    location: String,
+    fstab: &[FstabEntry],
+    limits: &Limits,
+) -> (LinuxFacts, Option<(String, Machine)>) {
     let mut l = LinuxFacts {
         location,
         ..Default::default()
@@ -347,7 +432,11 @@ pub fn probe(fs: &mut dyn GuestFs, location: String, fstab: &[FstabEntry], limit
         let mut version = kernel_version(&e.kernel);
         if version.is_none() {
             // `/vmlinuz` is often a symbolic link to the versioned file.
-            let path = if e.kernel.starts_with("/boot") { e.kernel.clone() } else { format!("/boot{}", e.kernel) };
+            let path = if e.kernel.starts_with("/boot") {
+                e.kernel.clone()
+            } else {
+                format!("/boot{}", e.kernel)
+            };
             for p in [path, e.kernel.clone()] {
                 if let Ok(Some(target)) = fs.read_link(&p) {
                     version = kernel_version(&target);
@@ -398,7 +487,9 @@ pub fn probe(fs: &mut dyn GuestFs, location: String, fstab: &[FstabEntry], limit
         let in_initramfs = |m: Module, name: &str| match (&m, &scan) {
             (Module::BuiltIn, _) => m,
             (_, Ok(s)) if s.modules.contains(name) => Module::Initramfs,
-            (Module::Tree | Module::Unknown(_), Err(e)) => Module::Unknown(format!("initramfs unreadable: {e}")),
+            (Module::Tree | Module::Unknown(_), Err(e)) => {
+                Module::Unknown(format!("initramfs unreadable: {e}"))
+            }
             (Module::Tree, Ok(_)) if path.is_none() => Module::Tree,
             _ => m,
         };

@@ -324,7 +324,10 @@ pub fn logical_volumes(items: &[(String, Val)]) -> Vec<LogicalVolume> {
         if let Some(Val::Section(list)) = vg.get("physical_volumes") {
             for (pv_name, pv) in list {
                 if let (Some(id), Some(pe_start)) = (pv.str("id"), pv.int("pe_start")) {
-                    pvs.insert(pv_name.clone(), (id.replace('-', ""), pe_start.max(0) as u64 * 512));
+                    pvs.insert(
+                        pv_name.clone(),
+                        (id.replace('-', ""), pe_start.max(0) as u64 * 512),
+                    );
                 }
             }
         }
@@ -364,7 +367,11 @@ fn linear_map(
         if kind != "striped" || stripes != 1 {
             return Err(format!(
                 "segment type {kind}{} is not supported (only linear volumes are followed)",
-                if kind == "striped" { format!(" over {stripes} devices") } else { String::new() }
+                if kind == "striped" {
+                    format!(" over {stripes} devices")
+                } else {
+                    String::new()
+                }
             ));
         }
         let (Some(start), Some(count)) = (seg.int("start_extent"), seg.int("extent_count")) else {
@@ -380,7 +387,8 @@ fn linear_map(
             .get(pv)
             .ok_or_else(|| format!("segment on unknown physical volume {pv}"))?;
         let bytes = |e: i64| (e.max(0) as u64).checked_mul(extent);
-        let (Some(lv_offset), Some(len), Some(pe_off)) = (bytes(start), bytes(count), bytes(*pe)) else {
+        let (Some(lv_offset), Some(len), Some(pe_off)) = (bytes(start), bytes(count), bytes(*pe))
+        else {
             return Err("segment bounds overflow".into());
         };
         segs.push(LinearSegment {

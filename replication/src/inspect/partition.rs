@@ -44,9 +44,15 @@ const GPT_NAMES: &[(&str, &str)] = &[
     ("0657fd6d-a4ab-43c4-84e5-0933c84b4f4f", "linux-swap"),
     ("4f68bce3-e8cd-4db1-96e7-fbcaf984b709", "linux-root-x86-64"),
     ("b921b045-1df0-41c3-af44-4c6f280d3fae", "linux-root-arm64"),
-    ("bc13c2ff-59e6-4262-a352-b275fd6f7172", "linux-extended-boot"),
+    (
+        "bc13c2ff-59e6-4262-a352-b275fd6f7172",
+        "linux-extended-boot",
+    ),
     ("a19d880f-05fc-4d3b-a006-743f0f84911e", "linux-raid"),
-    ("ebd0a0a2-b9e5-4433-87c0-68b6b72699c7", "microsoft-basic-data"),
+    (
+        "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7",
+        "microsoft-basic-data",
+    ),
     ("e3c9e316-0b5c-4db8-817d-f92df00215ae", "microsoft-reserved"),
     ("de94bba4-06d1-4d40-a16a-bfd50179d6ac", "windows-recovery"),
     (GUID_LDM_METADATA, "windows-ldm-metadata"),
@@ -159,8 +165,10 @@ fn sector(disk: &dyn ReadAt, lba: u64, size: u64) -> Option<Vec<u8>> {
 
 /// A boot sector of a filesystem rather than a partition table (an unpartitioned disk).
 fn looks_like_volume_boot_record(s0: &[u8]) -> bool {
-    matches!(&s0[3..11], b"NTFS    " | b"-FVE-FS-" | b"EXFAT   " | b"ReFS\0\0\0\0")
-        || super::fat::FatGeometry::parse(s0, u64::MAX).is_some()
+    matches!(
+        &s0[3..11],
+        b"NTFS    " | b"-FVE-FS-" | b"EXFAT   " | b"ReFS\0\0\0\0"
+    ) || super::fat::FatGeometry::parse(s0, u64::MAX).is_some()
 }
 
 /// Reads the partition table of a disk; a disk without one is `TableKind::None`.
@@ -227,7 +235,14 @@ fn read_mbr(
         parts.push(p);
     }
     if let Some(base) = extended {
-        read_logical(disk, base, signature, max_partitions, &mut parts, &mut problems);
+        read_logical(
+            disk,
+            base,
+            signature,
+            max_partitions,
+            &mut parts,
+            &mut problems,
+        );
     }
     check_bounds(disk.size(), &mut parts, &mut problems);
     PartitionTable {
@@ -256,7 +271,9 @@ fn read_logical(
             return;
         }
         if parts.len() >= max_partitions {
-            problems.push(format!("more than {max_partitions} partitions; the rest ignored"));
+            problems.push(format!(
+                "more than {max_partitions} partitions; the rest ignored"
+            ));
             return;
         }
         let Some(s) = sector(disk, ebr, 512) else {
@@ -264,7 +281,9 @@ fn read_logical(
             return;
         };
         if le_u16(&s, 510) != 0xAA55 {
-            problems.push(format!("extended boot record at sector {ebr} has no signature"));
+            problems.push(format!(
+                "extended boot record at sector {ebr} has no signature"
+            ));
             return;
         }
         let (e1, e2) = (&s[446..462], &s[462..478]);
@@ -311,7 +330,8 @@ fn read_gpt(
     let header = match primary {
         Some(h) => h,
         None => {
-            let backup = sector(disk, last_lba, sector_size).and_then(|h| gpt_header(&h, last_lba))?;
+            let backup =
+                sector(disk, last_lba, sector_size).and_then(|h| gpt_header(&h, last_lba))?;
             problems.push("primary GPT header damaged; the backup header was used".into());
             backup
         }
@@ -319,7 +339,9 @@ fn read_gpt(
     let (entries_lba, count, entry_size, entries_crc) = header;
     let total = u64::from(count) * u64::from(entry_size);
     if total > (1 << 20) {
-        problems.push(format!("GPT claims {count} entries of {entry_size} bytes; not read"));
+        problems.push(format!(
+            "GPT claims {count} entries of {entry_size} bytes; not read"
+        ));
         return Some(PartitionTable {
             kind: TableKind::Gpt,
             partitions: Vec::new(),
@@ -341,7 +363,9 @@ fn read_gpt(
             continue;
         }
         if parts.len() >= max_partitions {
-            problems.push(format!("more than {max_partitions} partitions; the rest ignored"));
+            problems.push(format!(
+                "more than {max_partitions} partitions; the rest ignored"
+            ));
             break;
         }
         let (first, last) = (le_u64(e, 32), le_u64(e, 40));
@@ -391,7 +415,7 @@ fn gpt_header(h: &[u8], lba: u64) -> Option<(u64, u32, u32, u32)> {
         return None;
     }
     let entry_size = le_u32(h, 84);
-    if entry_size < 128 || entry_size % 8 != 0 || entry_size > 4096 {
+    if entry_size < 128 || !entry_size.is_multiple_of(8) || entry_size > 4096 {
         return None;
     }
     Some((le_u64(h, 72), le_u32(h, 80), entry_size, le_u32(h, 88)))

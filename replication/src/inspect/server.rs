@@ -66,20 +66,35 @@ fn letter(disk: usize) -> char {
 impl Candidate {
     /// Whether an fstab device spec names this volume.
     fn matches(&self, spec: &str) -> bool {
-        let eq = |a: &Option<String>, b: &str| a.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(b));
-        if let Some(u) = spec.strip_prefix("UUID=").or_else(|| spec.strip_prefix("/dev/disk/by-uuid/")) {
+        let eq =
+            |a: &Option<String>, b: &str| a.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(b));
+        if let Some(u) = spec
+            .strip_prefix("UUID=")
+            .or_else(|| spec.strip_prefix("/dev/disk/by-uuid/"))
+        {
             return eq(&self.uuid, u.trim_matches('"'));
         }
-        if let Some(l) = spec.strip_prefix("LABEL=").or_else(|| spec.strip_prefix("/dev/disk/by-label/")) {
+        if let Some(l) = spec
+            .strip_prefix("LABEL=")
+            .or_else(|| spec.strip_prefix("/dev/disk/by-label/"))
+        {
             return eq(&self.label, l.trim_matches('"'));
         }
-        if let Some(p) = spec.strip_prefix("PARTUUID=").or_else(|| spec.strip_prefix("/dev/disk/by-partuuid/")) {
-            return self.partition.as_ref().is_some_and(|part| eq(&part.part_uuid, p.trim_matches('"')));
+        if let Some(p) = spec
+            .strip_prefix("PARTUUID=")
+            .or_else(|| spec.strip_prefix("/dev/disk/by-partuuid/"))
+        {
+            return self
+                .partition
+                .as_ref()
+                .is_some_and(|part| eq(&part.part_uuid, p.trim_matches('"')));
         }
         if self.lv_names.iter().any(|n| n == spec) {
             return true;
         }
-        let Some(part) = &self.partition else { return false };
+        let Some(part) = &self.partition else {
+            return false;
+        };
         let (l, n, d) = (letter(self.disk), part.index, self.disk);
         [
             format!("/dev/sd{l}{n}"),
@@ -112,7 +127,9 @@ pub fn inspect_server(
         })?;
         opened.push(Rc::new(Disk::new(name, source, budget.clone())));
     }
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inspect_disks(server, &opened, limits)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        inspect_disks(server, &opened, limits)
+    }));
     Ok(result.unwrap_or_else(|_| {
         let facts = Facts {
             unreadable: vec!["inspection failed on damaged data (internal error)".into()],
@@ -144,26 +161,49 @@ fn inspect_disks(server: &str, disks: &[Rc<Disk>], limits: &Limits) -> ServerIns
         let table = match read_table(disk.as_ref(), limits.max_partitions) {
             Ok(t) => Some(t),
             Err(e) => {
-                facts.problems.push(format!("{}: partition table unreadable: {e}", disk.name()));
+                facts
+                    .problems
+                    .push(format!("{}: partition table unreadable: {e}", disk.name()));
                 None
             }
         };
         let mut report = DiskReport {
             disk: disk.name().to_string(),
-            partition_table: table.as_ref().map_or(TableKind::None, |t| t.kind).as_str().into(),
+            partition_table: table
+                .as_ref()
+                .map_or(TableKind::None, |t| t.kind)
+                .as_str()
+                .into(),
             partitions: Vec::new(),
         };
         if let Some(t) = &table {
-            facts.problems.extend(t.problems.iter().map(|p| format!("{}: {p}", disk.name())));
-            facts.damaged |= t.partitions.iter().any(|p| p.start.saturating_add(p.size) > disk.size());
+            facts
+                .problems
+                .extend(t.problems.iter().map(|p| format!("{}: {p}", disk.name())));
+            facts.damaged |= t
+                .partitions
+                .iter()
+                .any(|p| p.start.saturating_add(p.size) > disk.size());
             if t.kind == TableKind::None {
                 let volume = Volume::on_disk(disk, 0, disk.size());
-                cands.push(candidate(format!("{} (no partition table)", disk.name()), volume, disk, d, None));
+                cands.push(candidate(
+                    format!("{} (no partition table)", disk.name()),
+                    volume,
+                    disk,
+                    d,
+                    None,
+                ));
             }
             for p in &t.partitions {
                 facts.dynamic_disk |= p.kind.is_ldm();
                 let volume = Volume::on_disk(disk, p.start, p.size);
-                let mut c = candidate(format!("{} partition {}", disk.name(), p.index), volume, disk, d, Some(p.clone()));
+                let mut c = candidate(
+                    format!("{} partition {}", disk.name(), p.index),
+                    volume,
+                    disk,
+                    d,
+                    Some(p.clone()),
+                );
                 if p.kind.name() == "extended" {
                     c.kind = None;
                 }
@@ -184,7 +224,11 @@ fn inspect_disks(server: &str, disks: &[Rc<Disk>], limits: &Limits) -> ServerIns
     }
     cands.extend(logical_volumes(&cands, &mut facts, limits));
     open_filesystems(&mut cands, &mut facts, limits);
-    facts.boot = boot_facts(tables.first().and_then(|t| t.as_ref()), &mut cands, &mut facts.loader_machine);
+    facts.boot = boot_facts(
+        tables.first().and_then(|t| t.as_ref()),
+        &mut cands,
+        &mut facts.loader_machine,
+    );
 
     let root = cands
         .iter()
@@ -207,7 +251,13 @@ fn inspect_disks(server: &str, disks: &[Rc<Disk>], limits: &Limits) -> ServerIns
     assemble(server, &facts, reports)
 }
 
-fn candidate(location: String, volume: Volume, disk: &Rc<Disk>, index: usize, partition: Option<Partition>) -> Candidate {
+fn candidate(
+    location: String,
+    volume: Volume,
+    disk: &Rc<Disk>,
+    index: usize,
+    partition: Option<Partition>,
+) -> Candidate {
     let kind = detect(&volume);
     Candidate {
         location,
@@ -233,7 +283,9 @@ fn logical_volumes(cands: &[Candidate], facts: &mut Facts, limits: &Limits) -> V
             continue;
         }
         let Some(label) = lvm::read_label(&c.volume) else {
-            facts.unreadable.push(format!("{}: LVM label unreadable", c.location));
+            facts
+                .unreadable
+                .push(format!("{}: LVM label unreadable", c.location));
             continue;
         };
         pvs.insert(label.uuid.clone(), i);
@@ -268,13 +320,17 @@ fn logical_volumes(cands: &[Candidate], facts: &mut Facts, limits: &Limits) -> V
         let mut owner = None;
         for s in map {
             let Some(pv) = pvs.get(&s.pv_uuid).map(|&i| &cands[i]) else {
-                facts.unreadable.push(format!("{location} lies on a physical volume that is not on this server's disks"));
+                facts.unreadable.push(format!(
+                    "{location} lies on a physical volume that is not on this server's disks"
+                ));
                 segments.clear();
                 break;
             };
             let start = pv.partition.as_ref().map_or(0, |p| p.start);
             if s.pv_offset.saturating_add(s.len) > pv.volume.size() {
-                facts.unreadable.push(format!("{location} extends past its physical volume"));
+                facts
+                    .unreadable
+                    .push(format!("{location} extends past its physical volume"));
                 segments.clear();
                 break;
             }
@@ -302,11 +358,15 @@ fn open_filesystems(cands: &mut [Candidate], facts: &mut Facts, limits: &Limits)
     for c in cands.iter_mut() {
         let Some(kind) = c.kind else { continue };
         if let Some(reason) = kind.unreadable_reason() {
-            facts.unreadable.push(format!("{} holds {reason}", c.location));
+            facts
+                .unreadable
+                .push(format!("{} holds {reason}", c.location));
             continue;
         }
         let opened: Result<Box<dyn GuestFs>, String> = match kind {
-            FsKind::Ntfs => NtfsFs::open(&c.volume).map(|f| Box::new(f) as Box<dyn GuestFs>).map_err(|e| e.0),
+            FsKind::Ntfs => NtfsFs::open(&c.volume)
+                .map(|f| Box::new(f) as Box<dyn GuestFs>)
+                .map_err(|e| e.0),
             FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4 => ExtFs::open(&c.volume)
                 .map(|f| {
                     c.uuid = Some(f.uuid());
@@ -325,16 +385,22 @@ fn open_filesystems(cands: &mut [Candidate], facts: &mut Facts, limits: &Limits)
         let mut fs = match opened {
             Ok(fs) => fs,
             Err(e) => {
-                facts.unreadable.push(format!("{} ({}): {e}", c.location, kind.as_str()));
+                facts
+                    .unreadable
+                    .push(format!("{} ({}): {e}", c.location, kind.as_str()));
                 continue;
             }
         };
         let has = |fs: &mut Box<dyn GuestFs>, p: &str| fs.exists(p).unwrap_or(false);
         c.role = match kind {
             FsKind::Ntfs if has(&mut fs, windows::SYSTEM_HIVE) => Role::WindowsRoot,
-            FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4 if linux::is_root(fs.as_mut()) => Role::LinuxRoot,
+            FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4 if linux::is_root(fs.as_mut()) => {
+                Role::LinuxRoot
+            }
             FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4
-                if has(&mut fs, "/grub") || has(&mut fs, "/grub2") || has(&mut fs, "/loader/entries") =>
+                if has(&mut fs, "/grub")
+                    || has(&mut fs, "/grub2")
+                    || has(&mut fs, "/loader/entries") =>
             {
                 Role::Boot
             }
@@ -353,7 +419,11 @@ const UEFI_LOADERS: &[&str] = &[
 
 /// Boot mode evidence on the boot disk: a UEFI loader on an EFI system partition, BIOS boot
 /// code with an active partition or a BIOS boot partition.
-fn boot_facts(table: Option<&PartitionTable>, cands: &mut [Candidate], loader: &mut Option<Machine>) -> BootFacts {
+fn boot_facts(
+    table: Option<&PartitionTable>,
+    cands: &mut [Candidate],
+    loader: &mut Option<Machine>,
+) -> BootFacts {
     let mut b = BootFacts {
         table_read: table.is_some(),
         ..Default::default()
@@ -365,7 +435,9 @@ fn boot_facts(table: Option<&PartitionTable>, cands: &mut [Candidate], loader: &
         let bios_part = t.partitions.iter().any(|p| p.kind.is_bios_boot());
         b.bios = match t.kind {
             TableKind::Mbr if active => Some("MBR boot code and an active partition".into()),
-            TableKind::Gpt if bios_part => Some("boot code in the protective MBR and a BIOS boot partition".into()),
+            TableKind::Gpt if bios_part => {
+                Some("boot code in the protective MBR and a BIOS boot partition".into())
+            }
             _ => None,
         };
     }
@@ -376,7 +448,9 @@ fn boot_facts(table: Option<&PartitionTable>, cands: &mut [Candidate], loader: &
         }
         let Some(fs) = c.fs.as_mut() else {
             if esp_type {
-                b.esp_unreadable.get_or_insert_with(|| format!("{} is not a readable FAT filesystem", c.location));
+                b.esp_unreadable.get_or_insert_with(|| {
+                    format!("{} is not a readable FAT filesystem", c.location)
+                });
             }
             continue;
         };
@@ -419,9 +493,16 @@ fn boot_facts(table: Option<&PartitionTable>, cands: &mut [Candidate], loader: &
 }
 
 /// Mounts /boot and /boot/efi as the root's fstab says (or as found), then probes Linux.
-fn probe_linux(cands: &mut [Candidate], root: usize, limits: &Limits) -> (super::facts::LinuxFacts, Option<(String, Machine)>) {
+fn probe_linux(
+    cands: &mut [Candidate],
+    root: usize,
+    limits: &Limits,
+) -> (super::facts::LinuxFacts, Option<(String, Machine)>) {
     let location = cands[root].location.clone();
-    let mut root_fs = cands[root].fs.take().expect("a root has an open filesystem");
+    let mut root_fs = cands[root]
+        .fs
+        .take()
+        .expect("a root has an open filesystem");
     let mut unreadable = Vec::new();
     let fstab = match root_fs.read_text("/etc/fstab", limits.max_text_file) {
         Ok(t) => linux::parse_fstab(&t.unwrap_or_default()),
@@ -437,14 +518,23 @@ fn probe_linux(cands: &mut [Candidate], root: usize, limits: &Limits) -> (super:
     for at in ["/boot", "/boot/efi"] {
         let wanted = fstab.iter().find(|e| e.mountpoint == at);
         let found = match wanted {
-            Some(e) => cands.iter().position(|c| c.fs.is_some() && c.matches(&e.spec)),
-            None if at == "/boot" && !root_has_boot => cands.iter().position(|c| c.role == Role::Boot && c.fs.is_some()),
-            None if at == "/boot/efi" => cands.iter().position(|c| c.role == Role::Esp && c.disk == 0 && c.fs.is_some()),
+            Some(e) => cands
+                .iter()
+                .position(|c| c.fs.is_some() && c.matches(&e.spec)),
+            None if at == "/boot" && !root_has_boot => cands
+                .iter()
+                .position(|c| c.role == Role::Boot && c.fs.is_some()),
+            None if at == "/boot/efi" => cands
+                .iter()
+                .position(|c| c.role == Role::Esp && c.disk == 0 && c.fs.is_some()),
             None => None,
         };
         match (found, wanted) {
             (Some(i), _) => mounts.mount(at, cands[i].fs.take().expect("checked")),
-            (None, Some(e)) => unreadable.push(format!("{at} ({}) is not a readable filesystem on this server's disks", e.spec)),
+            (None, Some(e)) => unreadable.push(format!(
+                "{at} ({}) is not a readable filesystem on this server's disks",
+                e.spec
+            )),
             (None, None) => {}
         }
     }

@@ -4,7 +4,9 @@
 
 use super::binfmt::Machine;
 use super::facts::{Agent, Facts, LinuxFacts, Module, OsFacts, Service, WindowsFacts};
-use super::report::{Finding, InspectedArch, InspectedBootMode, OsFamily, OsInfo, Severity, Verdict};
+use super::report::{
+    Finding, InspectedArch, InspectedBootMode, OsFamily, OsInfo, Severity, Verdict,
+};
 
 const WIN_SCRIPT: &str = "launch-scripts/prepare/windows-ec2-drivers.ps1";
 const LINUX_SCRIPT: &str = "launch-scripts/prepare/linux-ec2-ready.sh";
@@ -62,7 +64,11 @@ impl Out {
 pub fn evaluate(f: &Facts) -> Evaluation {
     let mut out = Out(Vec::new());
     for p in &f.problems {
-        out.warning("disk-problem", p.clone(), "check the image: it may be damaged or truncated");
+        out.warning(
+            "disk-problem",
+            p.clone(),
+            "check the image: it may be damaged or truncated",
+        );
     }
     let (boot_mode, boot_ok) = boot_mode(f, &mut out);
     let (architecture, arch64) = architecture(f, &mut out);
@@ -100,7 +106,12 @@ pub fn evaluate(f: &Facts) -> Evaluation {
         OsFacts::Windows(w) => windows(w, &mut out),
         OsFacts::Linux(l) => linux(l, &mut out),
     };
-    let nitro = all(&[checks.nitro_storage, checks.nitro_network, arch64, checks.nitro_other]);
+    let nitro = all(&[
+        checks.nitro_storage,
+        checks.nitro_network,
+        arch64,
+        checks.nitro_other,
+    ]);
     let verdict = if boot_ok == Tri::No || checks.bootable == Tri::No {
         Verdict::WillNotBoot
     } else {
@@ -194,7 +205,11 @@ fn architecture(f: &Facts, out: &mut Out) -> (Option<InspectedArch>, Tri) {
         {
             out.warning(
                 "architecture-mismatch",
-                format!("{what} is {} but the UEFI loader is {}", m.name(), loader.name()),
+                format!(
+                    "{what} is {} but the UEFI loader is {}",
+                    m.name(),
+                    loader.name()
+                ),
                 "check the disks belong to one server",
             );
         }
@@ -258,12 +273,19 @@ fn windows(w: &WindowsFacts, out: &mut Out) -> (OsInfo, Checks) {
         "os",
         format!(
             "{name}{} on {}",
-            w.version.as_ref().map(|v| format!(" {v}")).unwrap_or_default(),
+            w.version
+                .as_ref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default(),
             w.location
         ),
     );
     for u in &w.unreadable {
-        out.warning("windows-unreadable", u.clone(), "check the Windows volume: it may be damaged");
+        out.warning(
+            "windows-unreadable",
+            u.clone(),
+            "check the Windows volume: it may be damaged",
+        );
     }
     if w.hive_dirty {
         out.info(
@@ -281,7 +303,13 @@ fn windows(w: &WindowsFacts, out: &mut Out) -> (OsInfo, Checks) {
     };
     // Storage: AWSNVMe boot-start, or Microsoft's inbox stornvme boot-start.
     let nitro_storage = match (&w.aws_nvme, &w.stornvme) {
-        (Some(Service::Present { start: 0, file: Some(false) }), _) => {
+        (
+            Some(Service::Present {
+                start: 0,
+                file: Some(false),
+            }),
+            _,
+        ) => {
             out.error(
                 "nvme-driver-file-missing",
                 "the AWSNVMe service is registered but its driver file is missing: Windows stops at INACCESSIBLE_BOOT_DEVICE on Nitro instance types".into(),
@@ -290,7 +318,10 @@ fn windows(w: &WindowsFacts, out: &mut Out) -> (OsInfo, Checks) {
             Tri::No
         }
         (Some(Service::Present { start: 0, .. }), _) => {
-            out.info("nvme-driver", "AWS NVMe driver (AWSNVMe) starts at boot".into());
+            out.info(
+                "nvme-driver",
+                "AWS NVMe driver (AWSNVMe) starts at boot".into(),
+            );
             Tri::Yes
         }
         (Some(Service::Present { start, .. }), _) => {
@@ -319,7 +350,11 @@ fn windows(w: &WindowsFacts, out: &mut Out) -> (OsInfo, Checks) {
         }
         (a, b) => {
             let why = unknown(a).or_else(|| unknown(b)).unwrap_or_default();
-            out.warning("nvme-driver-unknown", format!("NVMe driver state unknown: {why}"), "check the source by hand");
+            out.warning(
+                "nvme-driver-unknown",
+                format!("NVMe driver state unknown: {why}"),
+                "check the source by hand",
+            );
             Tri::Unknown
         }
     };
@@ -327,12 +362,15 @@ fn windows(w: &WindowsFacts, out: &mut Out) -> (OsInfo, Checks) {
         Some(Service::Present { start: 4, .. }) => {
             out.error(
                 "ena-driver-disabled",
-                "the ENA network driver is disabled (Start=4): no network on Nitro instance types".into(),
+                "the ENA network driver is disabled (Start=4): no network on Nitro instance types"
+                    .into(),
                 "set HKLM\\SYSTEM\\CurrentControlSet\\Services\\ena\\Start to 3 on the source",
             );
             Tri::No
         }
-        Some(Service::Present { file: Some(false), .. }) => {
+        Some(Service::Present {
+            file: Some(false), ..
+        }) => {
             out.error(
                 "ena-driver-file-missing",
                 "the ena service is registered but its driver file is missing: no network on Nitro instance types".into(),
@@ -347,7 +385,8 @@ fn windows(w: &WindowsFacts, out: &mut Out) -> (OsInfo, Checks) {
         Some(Service::Missing) => {
             out.error(
                 "ena-driver-missing",
-                "the ENA network driver is not installed: no network on Nitro instance types".into(),
+                "the ENA network driver is not installed: no network on Nitro instance types"
+                    .into(),
                 drivers_fix.clone(),
             );
             Tri::No
@@ -355,7 +394,10 @@ fn windows(w: &WindowsFacts, out: &mut Out) -> (OsInfo, Checks) {
         other => {
             out.warning(
                 "ena-driver-unknown",
-                format!("ENA driver state unknown: {}", unknown(other).unwrap_or_default()),
+                format!(
+                    "ENA driver state unknown: {}",
+                    unknown(other).unwrap_or_default()
+                ),
                 "check the source by hand",
             );
             Tri::Unknown
@@ -372,7 +414,12 @@ fn windows(w: &WindowsFacts, out: &mut Out) -> (OsInfo, Checks) {
         Some(Service::Present { .. } | Service::Missing) => Tri::No,
         _ => Tri::Unknown,
     };
-    let agent = agent(&w.agent, out, "Windows", "install EC2Launch v2 on the source (AWS package; the prepare script installs it from the MSI you download), or launch with --no-health-gate");
+    let agent = agent(
+        &w.agent,
+        out,
+        "Windows",
+        "install EC2Launch v2 on the source (AWS package; the prepare script installs it from the MSI you download), or launch with --no-health-gate",
+    );
     let bits = match w.bits64 {
         Some(false) => Tri::No,
         _ => Tri::Yes,
@@ -417,7 +464,11 @@ fn agent(a: &Option<Agent>, out: &mut Out, os: &str, fix: &str) -> Tri {
             Tri::No
         }
         Some(Agent::Unknown(why)) => {
-            out.warning("agent-unknown", format!("user-data agent unknown: {why}"), "check the source by hand");
+            out.warning(
+                "agent-unknown",
+                format!("user-data agent unknown: {why}"),
+                "check the source by hand",
+            );
             Tri::Unknown
         }
         None => Tri::Unknown,
@@ -430,12 +481,19 @@ fn linux(l: &LinuxFacts, out: &mut Out) -> (OsInfo, Checks) {
         format!(
             "{}{} on {}",
             l.name,
-            l.version.as_ref().map(|v| format!(" {v}")).unwrap_or_default(),
+            l.version
+                .as_ref()
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default(),
             l.location
         ),
     );
     for u in &l.unreadable {
-        out.warning("linux-unreadable", u.clone(), "check the Linux volumes: they may be damaged");
+        out.warning(
+            "linux-unreadable",
+            u.clone(),
+            "check the Linux volumes: they may be damaged",
+        );
     }
     let initramfs_fix = format!(
         "add nvme to the initramfs on the source: RHEL/SUSE `dracut -f --add-drivers \"nvme nvme_core\"`, Debian/Ubuntu `echo nvme >> /etc/initramfs-tools/modules && update-initramfs -u`, Arch `mkinitcpio -P` with nvme in MODULES ({LINUX_SCRIPT} does it)"
@@ -469,7 +527,10 @@ fn linux(l: &LinuxFacts, out: &mut Out) -> (OsInfo, Checks) {
             Tri::Yes
         }
         Some(Module::Initramfs) => {
-            out.info("nvme-driver", format!("nvme is in the initramfs of {kernel}"));
+            out.info(
+                "nvme-driver",
+                format!("nvme is in the initramfs of {kernel}"),
+            );
             Tri::Yes
         }
         Some(Module::Tree) => {
@@ -489,7 +550,11 @@ fn linux(l: &LinuxFacts, out: &mut Out) -> (OsInfo, Checks) {
             Tri::No
         }
         Some(Module::Unknown(why)) => {
-            out.warning("nvme-driver-unknown", format!("nvme driver state unknown: {why}"), initramfs_fix.clone());
+            out.warning(
+                "nvme-driver-unknown",
+                format!("nvme driver state unknown: {why}"),
+                initramfs_fix.clone(),
+            );
             Tri::Unknown
         }
         None => Tri::Unknown,
@@ -508,7 +573,11 @@ fn linux(l: &LinuxFacts, out: &mut Out) -> (OsInfo, Checks) {
             Tri::No
         }
         Some(Module::Unknown(why)) => {
-            out.warning("ena-driver-unknown", format!("ena driver state unknown: {why}"), "check the source by hand");
+            out.warning(
+                "ena-driver-unknown",
+                format!("ena driver state unknown: {why}"),
+                "check the source by hand",
+            );
             Tri::Unknown
         }
         None => Tri::Unknown,
@@ -531,9 +600,15 @@ fn linux(l: &LinuxFacts, out: &mut Out) -> (OsInfo, Checks) {
             "/etc/fstab mounts {} by kernel device name {}: on Nitro instance types disks are /dev/nvme*n*, so {}",
             e.mountpoint,
             e.spec,
-            if blocking { "boot stops in emergency mode" } else { "it is not mounted" }
+            if blocking {
+                "boot stops in emergency mode"
+            } else {
+                "it is not mounted"
+            }
         );
-        let fix = format!("mount by UUID= or LABEL= instead on the source ({LINUX_SCRIPT} rewrites /etc/fstab)");
+        let fix = format!(
+            "mount by UUID= or LABEL= instead on the source ({LINUX_SCRIPT} rewrites /etc/fstab)"
+        );
         if blocking {
             nitro_other = Tri::No;
             out.error("fstab-device-name", message, fix);

@@ -38,9 +38,13 @@ fn with_hive<T>(
     let found = fs
         .with_file(path, &mut |file| {
             if file.size() > limits.max_hive_file {
-                return Err(FsError(format!("{path} is larger than {} MiB", limits.max_hive_file >> 20)));
+                return Err(FsError(format!(
+                    "{path} is larger than {} MiB",
+                    limits.max_hive_file >> 20
+                )));
             }
-            let mut hive = Hive::open(file, limits.max_hive_cells).map_err(|e| FsError(e.to_string()))?;
+            let mut hive =
+                Hive::open(file, limits.max_hive_cells).map_err(|e| FsError(e.to_string()))?;
             let dirty = hive.dirty;
             let v = f(&mut hive).map_err(|e| FsError(e.to_string()))?;
             result = Some((v, dirty));
@@ -82,11 +86,19 @@ fn driver_path(image: &str) -> Option<String> {
         return None;
     };
     // Only the executable, not its arguments.
-    let exe_end = rest.to_ascii_lowercase().find(".sys").map(|i| i + 4).or_else(|| rest.to_ascii_lowercase().find(".exe").map(|i| i + 4))?;
+    let exe_end = rest
+        .to_ascii_lowercase()
+        .find(".sys")
+        .map(|i| i + 4)
+        .or_else(|| rest.to_ascii_lowercase().find(".exe").map(|i| i + 4))?;
     Some(format!("/{}", rest[..exe_end].replace('\\', "/")))
 }
 
-pub fn probe(fs: &mut dyn GuestFs, location: String, limits: &Limits) -> (WindowsFacts, Option<(String, Machine)>) {
+pub fn probe(
+    fs: &mut dyn GuestFs,
+    location: String,
+    limits: &Limits,
+) -> (WindowsFacts, Option<(String, Machine)>) {
     let mut w = WindowsFacts {
         location,
         ..Default::default()
@@ -100,7 +112,10 @@ pub fn probe(fs: &mut dyn GuestFs, location: String, limits: &Limits) -> (Window
         };
         let product = string(h, cv, "ProductName")?;
         let build = string(h, cv, "CurrentBuildNumber")?.or(string(h, cv, "CurrentBuild")?);
-        let version = match (dword(h, cv, "CurrentMajorVersionNumber")?, dword(h, cv, "CurrentMinorVersionNumber")?) {
+        let version = match (
+            dword(h, cv, "CurrentMajorVersionNumber")?,
+            dword(h, cv, "CurrentMinorVersionNumber")?,
+        ) {
             (Some(a), Some(b)) => Some(format!("{a}.{b}")),
             _ => string(h, cv, "CurrentVersion")?,
         };
@@ -133,11 +148,17 @@ pub fn probe(fs: &mut dyn GuestFs, location: String, limits: &Limits) -> (Window
         let mut out: Vec<ServiceInfo> = Vec::new();
         for name in SERVICES {
             out.push(match h.subkey(services, name)? {
-                Some(k) => Some((dword(h, k, "Start")?.unwrap_or(3), string(h, k, "ImagePath")?)),
+                Some(k) => Some((
+                    dword(h, k, "Start")?.unwrap_or(3),
+                    string(h, k, "ImagePath")?,
+                )),
                 None => None,
             });
         }
-        let arch = match h.path(root, &format!("{set}\\Control\\Session Manager\\Environment"))? {
+        let arch = match h.path(
+            root,
+            &format!("{set}\\Control\\Session Manager\\Environment"),
+        )? {
             Some(env) => string(h, env, "PROCESSOR_ARCHITECTURE")?,
             None => None,
         };
@@ -157,7 +178,10 @@ pub fn probe(fs: &mut dyn GuestFs, location: String, limits: &Limits) -> (Window
                         } else {
                             None
                         };
-                        Service::Present { start: *start, file }
+                        Service::Present {
+                            start: *start,
+                            file,
+                        }
                     }
                 }
             };
@@ -165,7 +189,8 @@ pub fn probe(fs: &mut dyn GuestFs, location: String, limits: &Limits) -> (Window
             w.stornvme = Some(svc(1, false));
             w.ena = Some(svc(2, true));
             let xen = match (svc(3, false), svc(4, false)) {
-                (s @ Service::Present { start: 0, .. }, _) | (_, s @ Service::Present { start: 0, .. }) => s,
+                (s @ Service::Present { start: 0, .. }, _)
+                | (_, s @ Service::Present { start: 0, .. }) => s,
                 (Service::Missing, b) => b,
                 (a, _) => a,
             };
@@ -181,7 +206,9 @@ pub fn probe(fs: &mut dyn GuestFs, location: String, limits: &Limits) -> (Window
                 Some((name, _)) => Agent::Found(name.to_string()),
                 None => {
                     // EC2Launch v1 is a scheduled task running these scripts, not a service.
-                    match fs.exists("/ProgramData/Amazon/EC2-Windows/Launch/Scripts/InitializeInstance.ps1") {
+                    match fs.exists(
+                        "/ProgramData/Amazon/EC2-Windows/Launch/Scripts/InitializeInstance.ps1",
+                    ) {
                         Ok(true) => Agent::Found("EC2Launch v1".into()),
                         Ok(false) => Agent::Missing,
                         Err(e) => Agent::Unknown(e.to_string()),
@@ -189,11 +216,17 @@ pub fn probe(fs: &mut dyn GuestFs, location: String, limits: &Limits) -> (Window
                 }
             });
             if w.bits64.is_none() {
-                w.bits64 = env_arch.map(|a| a.eq_ignore_ascii_case("AMD64") || a.eq_ignore_ascii_case("ARM64"));
+                w.bits64 = env_arch
+                    .map(|a| a.eq_ignore_ascii_case("AMD64") || a.eq_ignore_ascii_case("ARM64"));
             }
         }
         Err(e) => {
-            for s in [&mut w.aws_nvme, &mut w.stornvme, &mut w.ena, &mut w.xen_storage] {
+            for s in [
+                &mut w.aws_nvme,
+                &mut w.stornvme,
+                &mut w.ena,
+                &mut w.xen_storage,
+            ] {
                 *s = Some(Service::Unknown(e.clone()));
             }
             w.agent = Some(Agent::Unknown(e.clone()));
@@ -227,7 +260,10 @@ mod tests {
             Some("/Windows/System32/drivers/ena.sys")
         );
         assert_eq!(
-            driver_path("\"C:\\Program Files\\Amazon\\EC2Launch\\service\\EC2LaunchService.exe\" -x").as_deref(),
+            driver_path(
+                "\"C:\\Program Files\\Amazon\\EC2Launch\\service\\EC2LaunchService.exe\" -x"
+            )
+            .as_deref(),
             Some("/Program Files/Amazon/EC2Launch/service/EC2LaunchService.exe")
         );
         assert_eq!(driver_path("weird"), None);

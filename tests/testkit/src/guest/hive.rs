@@ -28,7 +28,11 @@ impl RegKey {
     pub fn key(&mut self, path: &str) -> &mut RegKey {
         let mut k = self;
         for comp in path.split('\\').filter(|c| !c.is_empty()) {
-            let i = match k.subkeys.iter().position(|s| s.name.eq_ignore_ascii_case(comp)) {
+            let i = match k
+                .subkeys
+                .iter()
+                .position(|s| s.name.eq_ignore_ascii_case(comp))
+            {
                 Some(i) => i,
                 None => {
                     k.subkeys.push(RegKey::new(comp));
@@ -82,7 +86,10 @@ fn write_key(bin: &mut Bin, key: &RegKey, parent: u32, root: bool) -> u32 {
     let nk_off = bin.cell(&nk);
     let mut subkeys: Vec<&RegKey> = key.subkeys.iter().collect();
     subkeys.sort_by_key(|k| k.name.to_uppercase());
-    let child_offs: Vec<u32> = subkeys.iter().map(|k| write_key(bin, k, nk_off, false)).collect();
+    let child_offs: Vec<u32> = subkeys
+        .iter()
+        .map(|k| write_key(bin, k, nk_off, false))
+        .collect();
     let list_off = if child_offs.is_empty() {
         u32::MAX
     } else {
@@ -101,7 +108,13 @@ fn write_key(bin: &mut Bin, key: &RegKey, parent: u32, root: bool) -> u32 {
     let mut vk_offs = Vec::new();
     for (vname, value) in &key.values {
         let (kind, data): (u32, Vec<u8>) = match value {
-            RegValue::Sz(s) => (1, s.encode_utf16().chain([0]).flat_map(|u| u.to_le_bytes()).collect()),
+            RegValue::Sz(s) => (
+                1,
+                s.encode_utf16()
+                    .chain([0])
+                    .flat_map(|u| u.to_le_bytes())
+                    .collect(),
+            ),
             RegValue::Dword(d) => (4, d.to_le_bytes().to_vec()),
         };
         let (size_field, data_field) = if data.len() <= 4 {
@@ -130,8 +143,18 @@ fn write_key(bin: &mut Bin, key: &RegKey, parent: u32, root: bool) -> u32 {
         }
         bin.cell(&list)
     };
-    let max_sub = key.subkeys.iter().map(|k| k.name.len() * 2).max().unwrap_or(0) as u32;
-    let max_vname = key.values.iter().map(|(n, _)| n.len() * 2).max().unwrap_or(0) as u32;
+    let max_sub = key
+        .subkeys
+        .iter()
+        .map(|k| k.name.len() * 2)
+        .max()
+        .unwrap_or(0) as u32;
+    let max_vname = key
+        .values
+        .iter()
+        .map(|(n, _)| n.len() * 2)
+        .max()
+        .unwrap_or(0) as u32;
     let mut nk = b"nk".to_vec();
     u16le(&mut nk, if root { 0x2C } else { 0x20 });
     nk.extend_from_slice(&[0u8; 8]); // last written
@@ -184,7 +207,9 @@ pub fn write_hive(root: &RegKey) -> Vec<u8> {
     base[36..40].copy_from_slice(&root_off.to_le_bytes());
     base[40..44].copy_from_slice(&(size as u32).to_le_bytes());
     base[44..48].copy_from_slice(&1u32.to_le_bytes());
-    let sum = (0..127).fold(0u32, |x, i| x ^ u32::from_le_bytes(base[i * 4..i * 4 + 4].try_into().unwrap()));
+    let sum = (0..127).fold(0u32, |x, i| {
+        x ^ u32::from_le_bytes(base[i * 4..i * 4 + 4].try_into().unwrap())
+    });
     base[508..512].copy_from_slice(&sum.to_le_bytes());
     base.extend_from_slice(&bin.data);
     base

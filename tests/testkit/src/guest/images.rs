@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 
 use super::hive::{RegKey, write_hive};
 use super::lvm::{LvSpec, PE_START, pv_header};
-use super::tools::{MIB, compress, cpio, elf_stub, mkfs_ext4, mkfs_fat, mkfs_ntfs, pe_stub, place, poke, run, sfdisk, sparse, tree};
+use super::tools::{
+    MIB, compress, cpio, elf_stub, mkfs_ext4, mkfs_fat, mkfs_ntfs, pe_stub, place, poke, run,
+    sfdisk, sparse, tree,
+};
 
 const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 const BIOS_BOOT_TYPE: &str = "21686148-6449-6E6F-744E-656564454649";
@@ -46,20 +49,34 @@ pub fn system_hive(spec: &WindowsSpec) -> Vec<u8> {
     root.key(&format!("{cs}\\Control\\Session Manager\\Environment"))
         .sz("PROCESSOR_ARCHITECTURE", "AMD64");
     let services = format!("{cs}\\Services");
-    root.key(&format!("{services}\\stornvme")).dword("Start", 3).sz("ImagePath", "System32\\drivers\\stornvme.sys");
+    root.key(&format!("{services}\\stornvme"))
+        .dword("Start", 3)
+        .sz("ImagePath", "System32\\drivers\\stornvme.sys");
     root.key(&format!("{services}\\Tcpip")).dword("Start", 1);
     if spec.aws_nvme {
-        root.key(&format!("{services}\\AWSNVMe")).dword("Start", 0).dword("Type", 1).sz("ImagePath", "\\SystemRoot\\System32\\drivers\\AWSNVMe.sys");
+        root.key(&format!("{services}\\AWSNVMe"))
+            .dword("Start", 0)
+            .dword("Type", 1)
+            .sz("ImagePath", "\\SystemRoot\\System32\\drivers\\AWSNVMe.sys");
     }
     if spec.ena {
-        root.key(&format!("{services}\\ena")).dword("Start", 3).sz("ImagePath", "\\SystemRoot\\System32\\drivers\\ena.sys");
+        root.key(&format!("{services}\\ena"))
+            .dword("Start", 3)
+            .sz("ImagePath", "\\SystemRoot\\System32\\drivers\\ena.sys");
     }
     if spec.xen_pv {
-        root.key(&format!("{services}\\xenvbd")).dword("Start", 0).sz("ImagePath", "System32\\drivers\\xenvbd.sys");
+        root.key(&format!("{services}\\xenvbd"))
+            .dword("Start", 0)
+            .sz("ImagePath", "System32\\drivers\\xenvbd.sys");
         root.key(&format!("{services}\\xennet")).dword("Start", 3);
     }
     if spec.ec2launch_v2 {
-        root.key(&format!("{services}\\EC2Launch")).dword("Start", 2).sz("ImagePath", "\"C:\\Program Files\\Amazon\\EC2Launch\\service\\EC2LaunchService.exe\"");
+        root.key(&format!("{services}\\EC2Launch"))
+            .dword("Start", 2)
+            .sz(
+                "ImagePath",
+                "\"C:\\Program Files\\Amazon\\EC2Launch\\service\\EC2LaunchService.exe\"",
+            );
     }
     let mut bytes = write_hive(&root);
     if spec.absurd_hive_counts {
@@ -105,7 +122,10 @@ pub fn windows_image(dir: &Path, name: &str, spec: &WindowsSpec) -> PathBuf {
         files.push(("Windows/System32/drivers/ena.sys", pe_stub(0x8664)));
     }
     if spec.ec2launch_v2 {
-        files.push(("Program Files/Amazon/EC2Launch/service/EC2LaunchService.exe", pe_stub(0x8664)));
+        files.push((
+            "Program Files/Amazon/EC2Launch/service/EC2LaunchService.exe",
+            pe_stub(0x8664),
+        ));
     }
     if !spec.uefi {
         files.push(("bootmgr", b"bootmgr stand-in".to_vec()));
@@ -115,17 +135,30 @@ pub fn windows_image(dir: &Path, name: &str, spec: &WindowsSpec) -> PathBuf {
     mkfs_ntfs(&ntfs, &t, 30 * MIB);
     if spec.uefi {
         sparse(&image, 48 * MIB);
-        sfdisk(&image, &format!("label: gpt\nstart=2048, size=16384, type={ESP_TYPE}\nstart=18432, size=2048, type=E3C9E316-0B5C-4DB8-817D-F92DF00215AE\nstart=20480, size=61440, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n"));
+        sfdisk(
+            &image,
+            &format!(
+                "label: gpt\nstart=2048, size=16384, type={ESP_TYPE}\nstart=18432, size=2048, type=E3C9E316-0B5C-4DB8-817D-F92DF00215AE\nstart=20480, size=61440, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n"
+            ),
+        );
         let esp = dir.join(format!("{name}.esp"));
-        mkfs_fat(&esp, 8 * MIB, 0x1234_ABCD, &[
-            ("/EFI/Microsoft/Boot/bootmgfw.efi", pe_stub(0x8664)),
-            ("/EFI/BOOT/BOOTX64.EFI", pe_stub(0x8664)),
-        ]);
+        mkfs_fat(
+            &esp,
+            8 * MIB,
+            0x1234_ABCD,
+            &[
+                ("/EFI/Microsoft/Boot/bootmgfw.efi", pe_stub(0x8664)),
+                ("/EFI/BOOT/BOOTX64.EFI", pe_stub(0x8664)),
+            ],
+        );
         place(&image, MIB, &esp);
         place(&image, 10 * MIB, &ntfs);
     } else {
         sparse(&image, 40 * MIB);
-        sfdisk(&image, "label: dos\nstart=2048, size=61440, type=7, bootable\n");
+        sfdisk(
+            &image,
+            "label: dos\nstart=2048, size=61440, type=7, bootable\n",
+        );
         boot_code(&image);
         place(&image, MIB, &ntfs);
     }
@@ -140,14 +173,52 @@ fn symlink(dir: &Path, link: &str, target: &str) {
 }
 
 fn initramfs(dir: &Path, modules: &[&str], tool: &str, microcode: bool) -> Vec<u8> {
+    initramfs_with(dir, modules, tool, microcode, 0)
+}
+
+/// Filler modules of low-entropy pseudo-random bytes (they compress about 2:1, like real ones).
+fn filler(bytes: u64) -> Vec<(String, Vec<u8>)> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let per = MIB as usize;
+    (0..bytes.div_ceil(MIB))
+        .map(|i| {
+            let data = (0..per)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x as u8) & 0x0F
+                })
+                .collect();
+            (
+                format!("usr/lib/modules/filler/kernel/drivers/misc/filler{i}.ko"),
+                data,
+            )
+        })
+        .collect()
+}
+
+fn initramfs_with(
+    dir: &Path,
+    modules: &[&str],
+    tool: &str,
+    microcode: bool,
+    filler_bytes: u64,
+) -> Vec<u8> {
     let d = scratch(dir, "initramfs");
-    let mut files: Vec<(&str, Vec<u8>)> = modules.iter().map(|m| (*m, elf_stub(62))).collect();
+    let fill = filler(filler_bytes);
+    let mut files: Vec<(&str, Vec<u8>)> =
+        fill.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
+    files.extend(modules.iter().map(|m| (*m, elf_stub(62))));
     files.push(("init", b"#!/bin/sh\n".to_vec()));
     tree(&d, &files);
     let mut out = Vec::new();
     if microcode {
         let m = scratch(dir, "microcode");
-        tree(&m, &[("kernel/x86/microcode/GenuineIntel.bin", vec![0x5A; 4096])]);
+        tree(
+            &m,
+            &[("kernel/x86/microcode/GenuineIntel.bin", vec![0x5A; 4096])],
+        );
         out = cpio(&m);
         let _ = std::fs::remove_dir_all(&m);
     }
@@ -163,6 +234,12 @@ const DEBIAN_ROOT_UUID: &str = "0f3c2b4e-8d1a-4b6c-9e2f-5a7d8c9b0a11";
 /// (boots either way), ext4 root of `total - 11 MiB` with nvme built in, ena as a module,
 /// cloud-init, fstab by UUID. `total` may be huge: the image is sparse.
 pub fn debian_image(dir: &Path, name: &str, total: u64) -> PathBuf {
+    debian_image_with(dir, name, total, 0)
+}
+
+/// `debian_image` whose initramfs also holds `initrd_filler` bytes of filler modules (the
+/// benchmark's realistic 64 MiB initramfs).
+pub fn debian_image_with(dir: &Path, name: &str, total: u64, initrd_filler: u64) -> PathBuf {
     let image = dir.join(format!("{name}.raw"));
     let t = scratch(dir, name);
     let k = DEBIAN_K;
@@ -175,7 +252,7 @@ pub fn debian_image(dir: &Path, name: &str, total: u64) -> PathBuf {
         ("boot/grub/grub.cfg", grub.into_bytes()),
         (&format!("boot/vmlinuz-{k}"), b"kernel image stand-in".to_vec()),
         (&format!("boot/config-{k}"), b"CONFIG_BLK_DEV_NVME=y\nCONFIG_ENA_ETHERNET=m\n".to_vec()),
-        (&format!("boot/initrd.img-{k}"), initramfs(dir, &[&format!("usr/lib/modules/{k}/kernel/drivers/net/ethernet/amazon/ena/ena.ko")], "zstd", false)),
+        (&format!("boot/initrd.img-{k}"), initramfs_with(dir, &[&format!("usr/lib/modules/{k}/kernel/drivers/net/ethernet/amazon/ena/ena.ko")], "zstd", false, initrd_filler)),
         (&format!("usr/lib/modules/{k}/modules.builtin"), b"kernel/drivers/nvme/host/nvme-core.ko\nkernel/drivers/nvme/host/nvme.ko\n".to_vec()),
         (&format!("usr/lib/modules/{k}/modules.dep"), b"kernel/drivers/net/ethernet/amazon/ena/ena.ko:\nkernel/drivers/block/xen-blkfront.ko:\n".to_vec()),
         ("usr/bin/cloud-init", b"#!/usr/bin/python3\n".to_vec()),
@@ -187,7 +264,12 @@ pub fn debian_image(dir: &Path, name: &str, total: u64) -> PathBuf {
     symlink(&t, "bin", "usr/bin");
     symlink(&t, "lib", "usr/lib");
     sparse(&image, total);
-    sfdisk(&image, &format!("label: gpt\nstart=2048, size=2048, type={BIOS_BOOT_TYPE}\nstart=4096, size=16384, type={ESP_TYPE}\nstart=20480, type={LINUX_TYPE}\n"));
+    sfdisk(
+        &image,
+        &format!(
+            "label: gpt\nstart=2048, size=2048, type={BIOS_BOOT_TYPE}\nstart=4096, size=16384, type={ESP_TYPE}\nstart=20480, type={LINUX_TYPE}\n"
+        ),
+    );
     boot_code(&image);
     let esp = dir.join(format!("{name}.esp"));
     mkfs_fat(&esp, 8 * MIB, 0xDEB1_0001, &[
@@ -199,7 +281,17 @@ pub fn debian_image(dir: &Path, name: &str, total: u64) -> PathBuf {
     place(&image, 2 * MIB, &esp);
     let root_size = total - 11 * MIB;
     run(std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-U", DEBIAN_ROOT_UUID, "-L", "root", "-E", &format!("offset={},lazy_itable_init=1,lazy_journal_init=1", 10 * MIB), "-d"])
+        .args([
+            "-q",
+            "-F",
+            "-U",
+            DEBIAN_ROOT_UUID,
+            "-L",
+            "root",
+            "-E",
+            &format!("offset={},lazy_itable_init=1,lazy_journal_init=1", 10 * MIB),
+            "-d",
+        ])
         .arg(&t)
         .arg(&image)
         .arg(format!("{}k", root_size / 1024)));
@@ -238,7 +330,15 @@ pub fn rhel6_image(dir: &Path, name: &str) -> PathBuf {
     sfdisk(&image, "label: dos\nstart=2048, type=83, bootable\n");
     boot_code(&image);
     run(std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-U", uuid, "-E", &format!("offset={}", MIB), "-d"])
+        .args([
+            "-q",
+            "-F",
+            "-U",
+            uuid,
+            "-E",
+            &format!("offset={}", MIB),
+            "-d",
+        ])
         .arg(&t)
         .arg(&image)
         .arg(format!("{}k", 46 * 1024)));
@@ -290,10 +390,21 @@ pub fn rhel8_lvm_image(dir: &Path, name: &str) -> PathBuf {
     symlink(&r, "bin", "usr/bin");
     symlink(&r, "lib", "usr/lib");
     let root_fs = dir.join(format!("{name}.root"));
-    mkfs_ext4(&root_fs, &r, 32 * MIB, "a0000000-1111-4222-8333-944455556666", "root");
+    mkfs_ext4(
+        &root_fs,
+        &r,
+        32 * MIB,
+        "a0000000-1111-4222-8333-944455556666",
+        "root",
+    );
     // disk: ESP at 1 MiB (8 MiB), /boot at 9 MiB (16 MiB), LVM PV at 25 MiB (40 MiB)
     sparse(&image, 72 * MIB);
-    sfdisk(&image, &format!("label: gpt\nstart=2048, size=16384, type={ESP_TYPE}\nstart=18432, size=32768, type={LINUX_TYPE}\nstart=51200, size=81920, type={LVM_TYPE}\n"));
+    sfdisk(
+        &image,
+        &format!(
+            "label: gpt\nstart=2048, size=16384, type={ESP_TYPE}\nstart=18432, size=32768, type={LINUX_TYPE}\nstart=51200, size=81920, type={LVM_TYPE}\n"
+        ),
+    );
     let esp = dir.join(format!("{name}.esp"));
     mkfs_fat(&esp, 8 * MIB, 0x4E11_0001, &[
         ("/EFI/redhat/shimx64.efi", pe_stub(0x8664)),
@@ -305,10 +416,16 @@ pub fn rhel8_lvm_image(dir: &Path, name: &str) -> PathBuf {
     place(&image, 9 * MIB, &boot_fs);
     let pv_start = 25 * MIB;
     let extent = 4 * MIB;
-    let header = pv_header(40 * MIB, "rhel", extent, "PvUuid0000aaaabbbbccccddddeeeeff", &[LvSpec {
-        name: "root",
-        segments: vec![(0, 4, 5), (4, 4, 0)],
-    }]);
+    let header = pv_header(
+        40 * MIB,
+        "rhel",
+        extent,
+        "PvUuid0000aaaabbbbccccddddeeeeff",
+        &[LvSpec {
+            name: "root",
+            segments: vec![(0, 4, 5), (4, 4, 0)],
+        }],
+    );
     let h = dir.join(format!("{name}.pvheader"));
     std::fs::write(&h, &header).unwrap();
     place(&image, pv_start, &h);
@@ -333,9 +450,17 @@ pub fn xfs_image(dir: &Path, name: &str) -> PathBuf {
     let image = dir.join(format!("{name}.raw"));
     let fs = dir.join(format!("{name}.xfs"));
     sparse(&fs, 300 * MIB);
-    run(std::process::Command::new("mkfs.xfs").args(["-q", "-f"]).arg(&fs));
+    run(std::process::Command::new("mkfs.xfs")
+        .args(["-q", "-f"])
+        .arg(&fs));
     sparse(&image, 302 * MIB);
-    sfdisk(&image, &format!("label: gpt\nstart=2048, size={}, type={LINUX_TYPE}\n", 300 * MIB / 512));
+    sfdisk(
+        &image,
+        &format!(
+            "label: gpt\nstart=2048, size={}, type={LINUX_TYPE}\n",
+            300 * MIB / 512
+        ),
+    );
     boot_code(&image);
     place(&image, MIB, &fs);
     let _ = std::fs::remove_file(&fs);

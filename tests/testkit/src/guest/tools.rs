@@ -51,7 +51,14 @@ pub fn sparse(path: &Path, size: u64) {
 
 /// Writes a partition table with sfdisk (its script syntax; sizes in sectors or with units).
 pub fn sfdisk(image: &Path, script: &str) {
-    run_with_input(Command::new("sfdisk").arg("-q").arg("--no-reread").arg("--no-tell-kernel").arg(image), script.as_bytes());
+    run_with_input(
+        Command::new("sfdisk")
+            .arg("-q")
+            .arg("--no-reread")
+            .arg("--no-tell-kernel")
+            .arg(image),
+        script.as_bytes(),
+    );
 }
 
 /// Copies `src` into `image` at `offset`, skipping all-zero chunks so the image stays sparse.
@@ -122,12 +129,23 @@ pub fn mkfs_fat(out: &Path, size: u64, serial: u32, files: &[(&str, Vec<u8>)]) {
         for d in &parts[..parts.len() - 1] {
             dirs.push('/');
             dirs.push_str(d);
-            let _ = Command::new("mmd").env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(out).arg(format!("::{dirs}")).output();
+            let _ = Command::new("mmd")
+                .env("MTOOLS_SKIP_CHECK", "1")
+                .arg("-i")
+                .arg(out)
+                .arg(format!("::{dirs}"))
+                .output();
         }
         std::fs::create_dir_all(&staging).unwrap();
         let local = staging.join(parts.last().unwrap());
         std::fs::write(&local, bytes).unwrap();
-        run(Command::new("mcopy").env("MTOOLS_SKIP_CHECK", "1").arg("-o").arg("-i").arg(out).arg(&local).arg(format!("::{guest}")));
+        run(Command::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .arg("-o")
+            .arg("-i")
+            .arg(out)
+            .arg(&local)
+            .arg(format!("::{guest}")));
     }
     let _ = std::fs::remove_dir_all(&staging);
 }
@@ -140,19 +158,33 @@ pub fn mkfs_ntfs(out: &Path, dir: &Path, size: u64) {
     let mnt = out.with_extension("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
     run(Command::new("ntfs-3g").arg(out).arg(&mnt));
-    let copied = Command::new("cp").arg("-r").arg(format!("{}/.", dir.display())).arg(&mnt).output();
+    let copied = Command::new("cp")
+        .arg("-r")
+        .arg(format!("{}/.", dir.display()))
+        .arg(&mnt)
+        .output();
     let unmount = Command::new("fusermount").arg("-u").arg(&mnt).output();
     let unmount_ok = unmount.as_ref().is_ok_and(|o| o.status.success())
-        || Command::new("umount").arg(&mnt).output().is_ok_and(|o| o.status.success());
+        || Command::new("umount")
+            .arg(&mnt)
+            .output()
+            .is_ok_and(|o| o.status.success());
     let copied = copied.unwrap();
-    assert!(copied.status.success(), "copy into NTFS failed: {}", String::from_utf8_lossy(&copied.stderr));
+    assert!(
+        copied.status.success(),
+        "copy into NTFS failed: {}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
     assert!(unmount_ok, "cannot unmount {}", mnt.display());
     let _ = std::fs::remove_dir(&mnt);
 }
 
 /// A cpio (newc) archive of `dir`, as dracut and initramfs-tools write them.
 pub fn cpio(dir: &Path) -> Vec<u8> {
-    let list = run(Command::new("sh").arg("-c").arg("find . | LC_ALL=C sort").current_dir(dir));
+    let list = run(Command::new("sh")
+        .arg("-c")
+        .arg("find . | LC_ALL=C sort")
+        .current_dir(dir));
     let mut child = Command::new("cpio")
         .args(["-o", "-H", "newc", "--quiet"])
         .current_dir(dir)
