@@ -24,13 +24,7 @@ fn fixture() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let d = scratch_dir("inspect-cli", "images");
-        images::windows_image(&d, "dc01", &WindowsSpec {
-            uefi: true,
-            aws_nvme: true,
-            ena: true,
-            ec2launch_v2: true,
-            ..Default::default()
-        });
+        images::windows_image(&d, "dc01", &WindowsSpec::ready(true));
         let old = images::rhel6_image(&d, "old01");
         convert(&old, "qcow2");
         images::xfs_image(&d, "xfs01");

@@ -110,17 +110,7 @@ fn main() {
         ),
         (
             "Windows Server, UEFI".into(),
-            images::windows_image(
-                &dir,
-                "win",
-                &WindowsSpec {
-                    uefi: true,
-                    aws_nvme: true,
-                    ena: true,
-                    ec2launch_v2: true,
-                    ..Default::default()
-                },
-            ),
+            images::windows_image(&dir, "win", &WindowsSpec::ready(true)),
         ),
     ];
     println!(

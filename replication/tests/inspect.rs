@@ -46,17 +46,7 @@ fn dir(name: &str) -> PathBuf {
 #[test]
 fn windows_uefi_with_aws_drivers_and_ec2launch_v2_is_ready() {
     let d = dir("win-ready");
-    let raw = images::windows_image(
-        &d,
-        "win",
-        &WindowsSpec {
-            uefi: true,
-            aws_nvme: true,
-            ena: true,
-            ec2launch_v2: true,
-            ..Default::default()
-        },
-    );
+    let raw = images::windows_image(&d, "win", &WindowsSpec::ready(true));
     let r = inspect(&raw);
     assert_eq!(r.verdict, Verdict::Ready, "{:#?}", r.findings);
     assert_eq!(r.boot_mode, Some(InspectedBootMode::Uefi));

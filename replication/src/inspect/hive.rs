@@ -75,6 +75,19 @@ impl Value {
     }
 }
 
+/// A key or value name: Latin-1 when stored compressed, else UTF-16LE.
+fn decode_name(raw: &[u8], compressed: bool) -> String {
+    if compressed {
+        raw.iter().map(|&b| b as char).collect()
+    } else {
+        let units: Vec<u16> = raw
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        String::from_utf16_lossy(&units)
+    }
+}
+
 impl<'a> Hive<'a> {
     pub fn open(file: &'a mut dyn FileRead, max_cells: u64) -> Result<Hive<'a>, HiveError> {
         if file.size() < BASE + 32 {
@@ -152,16 +165,7 @@ impl<'a> Hive<'a> {
 
     fn node_name(d: &[u8]) -> String {
         let len = usize::from(le_u16(d, 72)).min(d.len().saturating_sub(76));
-        let raw = &d[76..76 + len];
-        if le_u16(d, 2) & 0x20 != 0 {
-            raw.iter().map(|&b| b as char).collect()
-        } else {
-            let units: Vec<u16> = raw
-                .chunks_exact(2)
-                .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                .collect();
-            String::from_utf16_lossy(&units)
-        }
+        decode_name(&d[76..76 + len], le_u16(d, 2) & 0x20 != 0)
     }
 
     /// The subkey offsets of a key, at most `max`.
@@ -257,16 +261,7 @@ impl<'a> Hive<'a> {
                 return Err(bad("value list points to a non-value cell"));
             }
             let name_len = usize::from(le_u16(&vk, 2)).min(vk.len() - 20);
-            let raw = &vk[20..20 + name_len];
-            let vname = if le_u16(&vk, 16) & 1 != 0 {
-                raw.iter().map(|&b| b as char).collect::<String>()
-            } else {
-                let units: Vec<u16> = raw
-                    .chunks_exact(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .collect();
-                String::from_utf16_lossy(&units)
-            };
+            let vname = decode_name(&vk[20..20 + name_len], le_u16(&vk, 16) & 1 != 0);
             if vname.to_uppercase() != want {
                 continue;
             }

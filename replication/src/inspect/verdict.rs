@@ -269,24 +269,14 @@ fn service_start(s: &Service) -> Option<u32> {
 
 fn windows(w: &WindowsFacts, out: &mut Out) -> (OsInfo, Checks) {
     let name = w.product.clone().unwrap_or_else(|| "Windows".into());
-    out.info(
-        "os",
-        format!(
-            "{name}{} on {}",
-            w.version
-                .as_ref()
-                .map(|v| format!(" {v}"))
-                .unwrap_or_default(),
-            w.location
-        ),
+    found_os(
+        out,
+        &name,
+        &w.version,
+        &w.location,
+        &w.unreadable,
+        "windows-unreadable",
     );
-    for u in &w.unreadable {
-        out.warning(
-            "windows-unreadable",
-            u.clone(),
-            "check the Windows volume: it may be damaged",
-        );
-    }
     if w.hive_dirty {
         out.info(
             "hive-dirty",
@@ -441,6 +431,29 @@ fn windows(w: &WindowsFacts, out: &mut Out) -> (OsInfo, Checks) {
     )
 }
 
+/// The system found, and what of it could not be read.
+fn found_os(
+    out: &mut Out,
+    name: &str,
+    version: &Option<String>,
+    location: &str,
+    unreadable: &[String],
+    code: &str,
+) {
+    let version = version
+        .as_ref()
+        .map(|v| format!(" {v}"))
+        .unwrap_or_default();
+    out.info("os", format!("{name}{version} on {location}"));
+    for u in unreadable {
+        out.warning(
+            code,
+            u.clone(),
+            "check the system's volumes: they may be damaged",
+        );
+    }
+}
+
 fn agent(a: &Option<Agent>, out: &mut Out, os: &str, fix: &str) -> Tri {
     match a {
         Some(Agent::Found(name)) => {
@@ -476,25 +489,14 @@ fn agent(a: &Option<Agent>, out: &mut Out, os: &str, fix: &str) -> Tri {
 }
 
 fn linux(l: &LinuxFacts, out: &mut Out) -> (OsInfo, Checks) {
-    out.info(
-        "os",
-        format!(
-            "{}{} on {}",
-            l.name,
-            l.version
-                .as_ref()
-                .map(|v| format!(" {v}"))
-                .unwrap_or_default(),
-            l.location
-        ),
+    found_os(
+        out,
+        &l.name,
+        &l.version,
+        &l.location,
+        &l.unreadable,
+        "linux-unreadable",
     );
-    for u in &l.unreadable {
-        out.warning(
-            "linux-unreadable",
-            u.clone(),
-            "check the Linux volumes: they may be damaged",
-        );
-    }
     let initramfs_fix = format!(
         "add nvme to the initramfs on the source: RHEL/SUSE `dracut -f --add-drivers \"nvme nvme_core\"`, Debian/Ubuntu `echo nvme >> /etc/initramfs-tools/modules && update-initramfs -u`, Arch `mkinitcpio -P` with nvme in MODULES ({LINUX_SCRIPT} does it)"
     );

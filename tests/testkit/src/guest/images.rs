@@ -28,6 +28,19 @@ pub struct WindowsSpec {
     pub absurd_hive_counts: bool,
 }
 
+impl WindowsSpec {
+    /// AWS NVMe and ENA drivers and EC2Launch v2: what `ready` needs.
+    pub fn ready(uefi: bool) -> WindowsSpec {
+        WindowsSpec {
+            uefi,
+            aws_nvme: true,
+            ena: true,
+            ec2launch_v2: true,
+            ..Default::default()
+        }
+    }
+}
+
 fn scratch(dir: &Path, name: &str) -> PathBuf {
     let d = dir.join(format!("{name}.tree"));
     let _ = std::fs::remove_dir_all(&d);
