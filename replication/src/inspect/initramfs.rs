@@ -183,10 +183,10 @@ impl Scanner<'_> {
         let result = match kind {
             "gzip" => self.decoded(flate2::read::MultiGzDecoder::new(&mut *r), max),
             "xz" => {
-                // 64 MiB covers every xz preset's dictionary; a hostile header asking for more
-                // is refused before anything is allocated.
+                // 32 MiB covers the xz presets up to -8 (initramfs tools use -6 or
+                // less); a header asking for more is refused before any allocation.
                 let stream = liblzma::stream::Stream::new_stream_decoder(
-                    64 << 20,
+                    32 << 20,
                     liblzma::stream::CONCATENATED,
                 )
                 .map_err(|e| format!("xz decoder: {e}"))?;

@@ -81,8 +81,9 @@ pub struct Disk {
 }
 
 impl Disk {
-    pub fn new(name: String, source: DiskSource, budget: Rc<Budget>) -> Disk {
-        let entries = (budget.limits().cache_bytes / CHUNK).max(4);
+    /// A disk with a read cache of about `cache_bytes` (at least four chunks).
+    pub fn new(name: String, source: DiskSource, budget: Rc<Budget>, cache_bytes: usize) -> Disk {
+        let entries = (cache_bytes / CHUNK).max(4);
         Disk {
             name,
             size: source.size(),

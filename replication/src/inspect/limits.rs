@@ -35,7 +35,7 @@ pub struct Limits {
     pub max_lvm_metadata: u64,
     /// Nesting depth of LVM metadata, boot loader configuration and registry index lists.
     pub max_depth: usize,
-    /// Disk read cache per disk.
+    /// Disk read cache per server, shared by its disks.
     pub cache_bytes: usize,
 }
 

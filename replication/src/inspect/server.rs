@@ -125,7 +125,9 @@ pub fn inspect_server(
             disk: format!("{name} ({})", path.display()),
             source,
         })?;
-        opened.push(Rc::new(Disk::new(name, source, budget.clone())));
+        // The cache budget is the server's, shared by its disks.
+        let cache = limits.cache_bytes / disks.len().max(1);
+        opened.push(Rc::new(Disk::new(name, source, budget.clone(), cache)));
     }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         inspect_disks(server, &opened, limits)
