@@ -62,7 +62,7 @@ fn measure(label: &str, image: &Path) {
     let f: Vec<&str> = line.split_whitespace().collect();
     let size = std::fs::metadata(image).map(|m| m.len()).unwrap_or(0);
     println!(
-        "| {label:<38} | {:>9} | {:>8} ms | {:>8} ms | {:>7} MiB | {:<13} |",
+        "| {label:<48} | {:>9} | {:>8} ms | {:>8} ms | {:>7} MiB | {:<13} |",
         human(size),
         f[0],
         f[1],

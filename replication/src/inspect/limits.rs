@@ -80,10 +80,6 @@ impl Budget {
         }
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     pub fn charge_source(&self, bytes: u64) -> io::Result<()> {
         let total = self.source_bytes.get().saturating_add(bytes);
         self.source_bytes.set(total);

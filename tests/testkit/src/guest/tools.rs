@@ -33,8 +33,13 @@ pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Vec<u8> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    child.stdin.take().unwrap().write_all(input).unwrap();
+    // Feed stdin from another thread: a tool writing output while we write input would
+    // otherwise deadlock on full pipes.
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
     let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -206,7 +211,7 @@ pub fn compress(tool: &str, data: &[u8]) -> Vec<u8> {
     match tool {
         "gzip" => cmd.args(["-c", "-9n"]),
         "xz" => cmd.args(["-c", "--check=crc32", "--lzma2=dict=1MiB"]),
-        "zstd" => cmd.args(["-c", "-q", "-19"]),
+        "zstd" => cmd.args(["-c", "-q", "-3"]),
         other => panic!("unknown compressor {other}"),
     };
     run_with_input(&mut cmd, data)
