@@ -114,10 +114,12 @@ fn main() {
         ),
     ];
     println!(
-        "| image                                  | size      |   median    |   slowest   | peak RSS    | verdict       |"
+        "| {:<48} | file size |   median    |   slowest   | peak RSS    | verdict       |",
+        "image"
     );
     println!(
-        "|----------------------------------------|-----------|-------------|-------------|-------------|---------------|"
+        "|{}|-----------|-------------|-------------|-------------|---------------|",
+        "-".repeat(50)
     );
     for (label, raw) in &cases {
         measure(&format!("{label}, raw"), raw);
