@@ -26,8 +26,11 @@ impl FileRead for MemFile {
     }
 }
 
-fn scratch() -> std::path::PathBuf {
-    rehost_testkit::scratch_dir("inspect-fuzz", "images")
+/// One directory for every fixture (made once: `scratch_dir` empties what it returns, and the
+/// fixtures are built by tests running in parallel).
+fn scratch() -> &'static std::path::PathBuf {
+    static D: OnceLock<std::path::PathBuf> = OnceLock::new();
+    D.get_or_init(|| rehost_testkit::scratch_dir("inspect-fuzz", "images"))
 }
 
 /// A 2 MiB disk with a GPT (made by sfdisk) and one with an MBR and a logical partition.
