@@ -196,7 +196,7 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_hives_never_panic(mut bytes in prop::collection::vec(any::<u8>(), 4096..12288)) {
+    fn arbitrary_hives_never_panic(mut bytes in prop::collection::vec(any::<u8>(), 4104..12288)) {
         bytes[..4].copy_from_slice(b"regf");
         bytes[20..24].copy_from_slice(&1u32.to_le_bytes());
         bytes[4096..4100].copy_from_slice(b"hbin");
