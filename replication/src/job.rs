@@ -35,6 +35,29 @@ pub struct DiskJob {
     pub format: DiskFormat,
 }
 
+impl DiskJob {
+    /// A disk whose format its path implies (extension, or `/dev/` for a block device); `None`
+    /// when the path implies none and a format must be declared.
+    pub fn implied(name: impl Into<String>, source: impl Into<PathBuf>) -> Option<DiskJob> {
+        let source = source.into();
+        let format = DiskFormat::implied_by(&source)?;
+        Some(DiskJob {
+            name: name.into(),
+            source,
+            format,
+        })
+    }
+
+    /// Disks `disk0`, `disk1`, … of a server from paths that imply their formats.
+    pub fn implied_all(paths: &[PathBuf]) -> Option<Vec<DiskJob>> {
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| DiskJob::implied(format!("disk{i}"), p.clone()))
+            .collect()
+    }
+}
+
 impl ServerJob {
     /// Checks every disk as [`DiskSource::inspect`] does, before anything is read or sent.
     pub fn inspect_disks(&self, tools: &QemuTools) -> Result<(), ReplicationError> {

@@ -13,6 +13,7 @@ pub mod domain;
 mod engine;
 pub mod error;
 pub mod ids;
+pub mod inspect;
 pub mod job;
 pub mod manifest;
 mod progress;

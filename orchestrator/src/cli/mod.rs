@@ -9,6 +9,7 @@
 pub mod args;
 pub mod common;
 pub mod graph;
+pub mod inspect;
 pub mod io;
 pub mod launch;
 pub mod migrate;
@@ -70,6 +71,8 @@ pub enum Command {
     Terminate(terminate::Args),
     /// Replicate every server, then launch: the whole application in one action
     Migrate(migrate::Args),
+    /// Inspect every server's disks offline: will it boot on EC2 and run its configure script?
+    Inspect(inspect::Args),
 }
 
 /// Runs a command. The pure ones (validate, graph, schema) run without an async runtime; the
@@ -87,6 +90,7 @@ pub fn run(command: Command, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Share(args) => block_on(share::run(args, io)),
         Command::Terminate(args) => block_on(terminate::run(args, io)),
         Command::Migrate(args) => block_on(migrate::run(args, io)),
+        Command::Inspect(args) => inspect::run(args, io),
     }
 }
 

@@ -14,6 +14,7 @@ use rehost::launch::stack::{EventView, InstanceView, Notice, Started};
 use rehost::launch::status::Status;
 use rehost::replication_jobs::Reused;
 use rehost_replication::ServerReport;
+use rehost_replication::inspect::ServerInspection;
 use rehost_replication::state::RunStatus;
 
 /// `FILE:LINE:COL: severity: message`, one line each.
@@ -316,3 +317,37 @@ pub fn notice(w: &mut dyn Write, notice: &Notice) -> io::Result<()> {
 #[cfg(test)]
 #[path = "print_tests.rs"]
 mod tests;
+
+/// One line per server with its verdict, then its findings and their fixes.
+pub fn inspections(out: &mut dyn Write, reports: &[ServerInspection]) -> io::Result<()> {
+    for r in reports {
+        let mut about = Vec::new();
+        if let Some(os) = &r.os {
+            about.push(match &os.version {
+                Some(v) => format!("{} {v}", os.name),
+                None => os.name.clone(),
+            });
+        }
+        about.extend(r.architecture.map(|a| a.as_str().to_string()));
+        about.extend(r.boot_mode.map(|b| b.as_str().to_string()));
+        let about = if about.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", about.join(", "))
+        };
+        writeln!(out, "{}: {}{about}", r.server, r.verdict.as_str())?;
+        for f in &r.findings {
+            writeln!(
+                out,
+                "  {:<7} {}: {}",
+                f.severity.as_str(),
+                f.code,
+                f.message
+            )?;
+            if let Some(fix) = &f.fix {
+                writeln!(out, "          fix: {fix}")?;
+            }
+        }
+    }
+    Ok(())
+}
