@@ -61,7 +61,9 @@ pub struct StateArg {
 /// Flags shared by every command that renders a template (render, plan, launch, migrate).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TemplateFlags {
-    #[arg(long, default_value = "cutover", value_parser = choice::<rehost::app::Mode>())]
+    /// Which launch: `test` (the default, beside production) or `cutover` (production), which
+    /// must be named.
+    #[arg(long, default_value = "test", value_parser = choice::<rehost::app::Mode>())]
     pub mode: rehost::app::Mode,
     /// Account-specific ids (subnets, security groups, key pair, instance profile) become
     /// typed parameters, so the template launches in another account.
@@ -107,6 +109,10 @@ pub struct LaunchFlags {
     /// launch gates along the critical path, plus 30).
     #[arg(long, value_name = "MINUTES")]
     pub timeout: Option<u64>,
+    /// Let a cutover update replace or remove running instances (a new AMI replaces every
+    /// instance it changes). Without it such an update is shown and refused, changing nothing.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// The replication state database: `--state`, else `.rehost/state.db` beside the application file.

@@ -114,17 +114,32 @@ pub fn validate_server_ids(app: &App, ids: &[String]) -> anyhow::Result<()> {
     }
 }
 
-/// An error naming every server whose replication failed, if any did.
+/// An error naming every server whose replication failed, if any did. A server whose disks
+/// the source checks refused is the operator's to fix (exit code 2), like any invalid input;
+/// other failures are runtime failures (1) that the next run resumes.
 pub fn all_replicated(reports: &[ServerReport]) -> anyhow::Result<()> {
-    let failed: Vec<&str> = reports
-        .iter()
-        .filter(|r| r.ami_id.is_none())
-        .map(|r| r.server.as_str())
-        .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!("replication failed for {}", failed.join(", "))
+    let names = |refused: bool| -> Vec<&str> {
+        reports
+            .iter()
+            .filter(|r| r.ami_id.is_none() && r.refused == refused)
+            .map(|r| r.server.as_str())
+            .collect()
+    };
+    let (refused, failed) = (names(true), names(false));
+    let mut message = Vec::new();
+    if !refused.is_empty() {
+        message.push(format!(
+            "disks refused for {} (fix the disk or its definition)",
+            refused.join(", ")
+        ));
+    }
+    if !failed.is_empty() {
+        message.push(format!("replication failed for {}", failed.join(", ")));
+    }
+    match (refused.is_empty(), message.is_empty()) {
+        (_, true) => Ok(()),
+        (false, false) => Err(InvalidInput::new(message.join("; ")).into()),
+        (true, false) => Err(anyhow::anyhow!(message.join("; "))),
     }
 }
 
@@ -155,10 +170,17 @@ pub async fn deploy_and_report(
         on_failure: flags.on_failure,
         follow: !flags.no_wait,
         timeout_minutes: flags.timeout,
+        allow_replacement: flags.yes,
     };
-    let outcome = deploy::deploy(clients, &deployment, &mut Progress::new(io.err))
-        .await
-        .map_err(exit_code_of)?;
+    let outcome = match deploy::deploy(clients, &deployment, &mut Progress::new(io.err)).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if let LaunchError::WouldReplace { stack, changes } = &e {
+                print::refused_changes(io.err, stack, changes)?;
+            }
+            return Err(exit_code_of(e));
+        }
+    };
     print::outcome(io.out, &app.file, &outcome)?;
     Ok(())
 }

@@ -17,8 +17,9 @@ pub struct Args {
     /// Account to share with (repeatable).
     #[arg(long = "account", value_name = "ID", required = true)]
     pub accounts: Vec<String>,
-    /// The mode whose launch settings the portable template carries.
-    #[arg(long, default_value = "cutover", value_parser = choice::<Mode>())]
+    /// The mode whose launch settings the portable template carries (default test, as
+    /// everywhere: cutover must be named).
+    #[arg(long, default_value = "test", value_parser = choice::<Mode>())]
     pub mode: Mode,
     /// Render without launch gates.
     #[arg(long)]

@@ -2,8 +2,14 @@
 //! resources to create, wave by wave; for an existing one, CloudFormation's change set (Add /
 //! Modify / Remove per resource) with the properties that change and whether that replaces the
 //! instance. Nothing is changed: the change set is deleted afterwards.
+//!
+//! Besides CloudFormation's verdict, rehost diffs the deployed template against the new one
+//! with parameter references resolved (the running stack's values against the new defaults), so
+//! a new AMI shows as an `ImageId` change even where a change set gives no detail (or, as in the
+//! emulator, lists no change at all for a parameter-only update). `launch` uses the same
+//! description to refuse a cutover that would replace or remove instances without `--yes`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_cloudformation::types::{ChangeAction, Replacement, RequiresRecreation};
 use serde::{Serialize, Serializer};
@@ -67,6 +73,27 @@ pub struct ResourceChange {
     pub replacement: Option<Replacement>,
     pub properties: Vec<PropertyChange>,
 }
+
+impl ResourceChange {
+    /// Whether executing the change replaces (or may replace) or removes a running instance:
+    /// what a cutover launch needs `--yes` for.
+    pub fn endangers_instance(&self) -> bool {
+        self.resource_type == INSTANCE
+            && (self.action == ChangeAction::Remove
+                || matches!(
+                    self.replacement,
+                    Some(Replacement::True | Replacement::Conditional)
+                )
+                || self.properties.iter().any(|p| {
+                    matches!(
+                        p.effect,
+                        UpdateEffect::Replacement | UpdateEffect::ConditionalReplacement
+                    )
+                }))
+    }
+}
+
+const INSTANCE: &str = "AWS::EC2::Instance";
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PropertyChange {
@@ -168,11 +195,14 @@ pub async fn preview(
         template,
         on_failure: stack::OnFailureChoice::Rollback,
         wait_limit: std::time::Duration::from_secs(600),
+        allow_replacement: false,
     };
+    let existing = existing.expect("an existing stack: creation returned above");
+    existing.check_owner(&app.name, mode)?;
     let Some(change_set) = stack::plan_change_set(clients, &req).await? else {
         return Ok(preview);
     };
-    let described = describe_changes(clients, app, &name, &change_set, template).await;
+    let described = describe_changes(clients, app, &existing, &change_set, template).await;
     // The plan changes nothing, whatever happened while reading it.
     let deleted = stack::delete_change_set(clients, &name, &change_set).await;
     preview.changes = described?;
@@ -183,14 +213,23 @@ pub async fn preview(
     Ok(preview)
 }
 
-async fn describe_changes(
+/// The changes of a computed change set on `existing`, one per resource: CloudFormation's
+/// list, with property detail from its own answer or else from rehost's diff of the deployed
+/// template against `template` (parameters resolved), plus every instance that diff shows
+/// changing which the change set leaves out.
+pub(crate) async fn describe_changes(
     clients: &AwsClients,
     app: &App,
-    stack: &str,
+    existing: &stack::StackInfo,
     change_set: &str,
     template: &Template,
 ) -> Result<Vec<ResourceChange>, LaunchError> {
-    let deployed = deployed_template(clients, stack).await?;
+    let stack = existing.name.as_str();
+    let deployed = resolve_parameters(
+        &deployed_template(clients, stack).await?,
+        &existing.parameters,
+    );
+    let proposed = resolve_parameters(&template.body, &parameter_defaults(&template.body));
     let mut changes = Vec::new();
     let mut next: Option<String> = None;
     loop {
@@ -231,7 +270,7 @@ async fn describe_changes(
                 })
                 .collect();
             let properties = if from_cfn.is_empty() && action == ChangeAction::Modify {
-                property_diff(&deployed, &template.body, &logical_id)
+                property_diff(&deployed, &proposed, &logical_id)
                     .into_iter()
                     .map(|name| PropertyChange {
                         effect: effect_for(&resource_type, &name),
@@ -241,21 +280,12 @@ async fn describe_changes(
             } else {
                 dedup(from_cfn)
             };
-            let server = app.servers.iter().find(|s| s.logical_id == logical_id);
-            let group = server.map(|s| app.group_of(s).name.clone()).or_else(|| {
-                app.groups
-                    .iter()
-                    .find(|g| {
-                        logical_id == Names::gate(&g.logical_stem)
-                            || logical_id == Names::gate_handle(&g.logical_stem)
-                    })
-                    .map(|g| g.name.clone())
-            });
+            let (server, group) = owner_of(app, &logical_id);
             changes.push(ResourceChange {
                 action,
                 logical_id,
                 resource_type,
-                server: server.map(|s| s.id.clone()),
+                server,
                 group,
                 replacement: rc.replacement().cloned(),
                 properties,
@@ -266,7 +296,134 @@ async fn describe_changes(
             break;
         }
     }
+    let listed: BTreeSet<String> = changes.iter().map(|c| c.logical_id.clone()).collect();
+    for (logical_id, action, properties) in instance_diff(&deployed, &proposed) {
+        if listed.contains(&logical_id) {
+            continue;
+        }
+        let (server, group) = owner_of(app, &logical_id);
+        changes.push(ResourceChange {
+            action,
+            logical_id,
+            resource_type: INSTANCE.to_string(),
+            server,
+            group,
+            replacement: None,
+            properties,
+        });
+    }
     Ok(changes)
+}
+
+/// The server and group a resource of the template belongs to (an instance or a gate).
+fn owner_of(app: &App, logical_id: &str) -> (Option<String>, Option<String>) {
+    let server = app.servers.iter().find(|s| s.logical_id == logical_id);
+    let group = server.map(|s| app.group_of(s).name.clone()).or_else(|| {
+        app.groups
+            .iter()
+            .find(|g| {
+                logical_id == Names::gate(&g.logical_stem)
+                    || logical_id == Names::gate_handle(&g.logical_stem)
+            })
+            .map(|g| g.name.clone())
+    });
+    (server.map(|s| s.id.clone()), group)
+}
+
+/// The parameters' default values of a template (what a launch passes).
+fn parameter_defaults(template: &Value) -> BTreeMap<String, String> {
+    template["Parameters"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, spec)| Some((k.clone(), spec["Default"].as_str()?.to_string())))
+        .collect()
+}
+
+/// The template with every `{"Ref": P}` to a parameter of `values` replaced by its value (and
+/// `Fn::Select` over a resolved list taken), so two templates compare by what the resources
+/// get, not by how they name it: a new AMI is an `ImageId` change. Pure.
+pub fn resolve_parameters(template: &Value, values: &BTreeMap<String, String>) -> Value {
+    fn resolve(v: &Value, values: &BTreeMap<String, String>) -> Value {
+        match v {
+            Value::Object(map) if map.len() == 1 => {
+                if let Some(Value::String(name)) = map.get("Ref")
+                    && let Some(value) = values.get(name)
+                {
+                    return Value::String(value.clone());
+                }
+                if let Some(Value::Array(args)) = map.get("Fn::Select")
+                    && let [index, list] = args.as_slice()
+                {
+                    let index = index
+                        .as_u64()
+                        .or_else(|| index.as_str().and_then(|s| s.parse().ok()));
+                    let item = match (index, resolve(list, values)) {
+                        (Some(i), Value::String(s)) => s
+                            .split(',')
+                            .nth(i as usize)
+                            .map(|x| Value::String(x.into())),
+                        (Some(i), Value::Array(items)) => items.get(i as usize).cloned(),
+                        _ => None,
+                    };
+                    if let Some(item) = item {
+                        return item;
+                    }
+                }
+                Value::Object(
+                    map.iter()
+                        .map(|(k, x)| (k.clone(), resolve(x, values)))
+                        .collect(),
+                )
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, x)| (k.clone(), resolve(x, values)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(|x| resolve(x, values)).collect()),
+            other => other.clone(),
+        }
+    }
+    let mut out = template.clone();
+    out["Resources"] = resolve(&template["Resources"], values);
+    out
+}
+
+/// Every instance that differs between two (resolved) templates: added, removed, or modified
+/// with the properties that change and how each lands. Pure.
+pub fn instance_diff(old: &Value, new: &Value) -> Vec<(String, ChangeAction, Vec<PropertyChange>)> {
+    let instances = |t: &Value| -> Vec<String> {
+        t["Resources"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, r)| r["Type"] == INSTANCE)
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    let (before, after) = (instances(old), instances(new));
+    let mut out = Vec::new();
+    for id in &after {
+        if !before.contains(id) {
+            out.push((id.clone(), ChangeAction::Add, vec![]));
+            continue;
+        }
+        let properties: Vec<PropertyChange> = property_diff(old, new, id)
+            .into_iter()
+            .map(|name| PropertyChange {
+                effect: instance_update_effect(&name),
+                name,
+            })
+            .collect();
+        if !properties.is_empty() {
+            out.push((id.clone(), ChangeAction::Modify, properties));
+        }
+    }
+    for id in before.iter().filter(|id| !after.contains(id)) {
+        out.push((id.clone(), ChangeAction::Remove, vec![]));
+    }
+    out
 }
 
 fn dedup(list: Vec<PropertyChange>) -> Vec<PropertyChange> {
@@ -431,5 +588,79 @@ mod tests {
             assert_eq!(json(effect), effect.as_str());
         }
         assert_eq!(serde_json::to_value(StackAction::None).unwrap(), "none");
+    }
+
+    /// A new AMI changes only a parameter's value: the resource still says `{"Ref": ...}`, so a
+    /// plain diff sees nothing. Resolved against the running and the new values, it is an
+    /// `ImageId` change, which replaces the instance; an unchanged AMI in the same group list
+    /// leaves its instance alone, and a dropped server is a removal.
+    #[test]
+    fn a_new_ami_is_an_image_id_change_that_replaces_the_instance() {
+        let template = |db_ami: &str, list: &str, with_old: bool| {
+            let mut t = json!({
+                "Parameters": {
+                    "DbImageId": {"Type": "AWS::EC2::Image::Id", "Default": db_ami},
+                    "WebImageIds": {"Type": "List<AWS::EC2::Image::Id>", "Default": list}
+                },
+                "Resources": {
+                    "Db": {"Type": "AWS::EC2::Instance", "Properties": {"ImageId": {"Ref": "DbImageId"}, "InstanceType": "m5.large"}},
+                    "Web0": {"Type": "AWS::EC2::Instance", "Properties": {"ImageId": {"Fn::Select": ["0", {"Ref": "WebImageIds"}]}}},
+                    "Web1": {"Type": "AWS::EC2::Instance", "Properties": {"ImageId": {"Fn::Select": [1, {"Ref": "WebImageIds"}]}}},
+                    "Gate": {"Type": "AWS::CloudFormation::WaitConditionHandle"}
+                }
+            });
+            if with_old {
+                t["Resources"]["Old"] = json!({"Type": "AWS::EC2::Instance", "Properties": {}});
+            }
+            t
+        };
+        let old = template("ami-1", "ami-w0,ami-w1", true);
+        let new = template("ami-2", "ami-w0,ami-w9", false);
+        assert!(
+            property_diff(&old, &new, "Db").is_empty(),
+            "the Ref is the same"
+        );
+        let resolve = |t: &Value| resolve_parameters(t, &parameter_defaults(t));
+        let (old, new) = (resolve(&old), resolve(&new));
+        assert_eq!(old["Resources"]["Web1"]["Properties"]["ImageId"], "ami-w1");
+        let diff = instance_diff(&old, &new);
+        let summary: Vec<(&str, &str, Vec<&str>)> = diff
+            .iter()
+            .map(|(id, action, props)| {
+                (
+                    id.as_str(),
+                    action.as_str(),
+                    props.iter().map(|p| p.name.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("Db", "Modify", vec!["ImageId"]),
+                ("Web1", "Modify", vec!["ImageId"]),
+                ("Old", "Remove", vec![]),
+            ]
+        );
+        let as_change = |(id, action, properties): &(String, ChangeAction, Vec<PropertyChange>)| {
+            ResourceChange {
+                action: action.clone(),
+                logical_id: id.clone(),
+                resource_type: INSTANCE.into(),
+                server: None,
+                group: None,
+                replacement: None,
+                properties: properties.clone(),
+            }
+        };
+        assert!(diff.iter().map(as_change).all(|c| c.endangers_instance()));
+        let resized = ResourceChange {
+            properties: vec![PropertyChange {
+                name: "InstanceType".into(),
+                effect: UpdateEffect::SomeInterruption,
+            }],
+            ..as_change(&diff[0])
+        };
+        assert!(!resized.endangers_instance(), "a resize keeps the instance");
     }
 }
