@@ -10,10 +10,14 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use rehost::app::App;
 use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
+use rehost::launch::AwsClients;
 use rehost::launch::stack::OnFailureChoice;
 use rehost::syntax::check_aws_id;
 use rehost::template::RenderOptions;
 use rehost_replication::domain::Choice;
+use rehost_replication::{SqliteStore, StateStore};
+
+use crate::cli::common::bound_state;
 
 /// A clap parser for a domain enum: its application-file spellings are the possible values.
 pub fn choice<T: Choice + Clone + Send + Sync>() -> impl TypedValueParser<Value = T> {
@@ -83,9 +87,31 @@ pub struct TemplateFlags {
 
 impl TemplateFlags {
     /// Render options with the AMI defaults: the latest replicated AMIs, overridden by `--ami`.
-    pub async fn options(&self, app: &App) -> anyhow::Result<RenderOptions> {
-        let mut amis =
-            replicated_amis(&state_path(self.state.as_deref(), &app.file), &app.name).await?;
+    /// With `aws` (plan, launch, migrate) the state is first bound to the account and region
+    /// it reaches (another one is refused); without (render, which works offline) it is only
+    /// read.
+    pub async fn options(
+        &self,
+        app: &App,
+        aws: Option<&AwsClients>,
+    ) -> anyhow::Result<RenderOptions> {
+        let path = state_path(self.state.as_deref(), &app.file);
+        // A missing state database means nothing was replicated yet (and is not created by
+        // reading).
+        let mut amis = if !path.exists() {
+            BTreeMap::new()
+        } else {
+            let store = match aws {
+                Some(clients) => bound_state(&path, app, clients).await?,
+                None => SqliteStore::open(&path).await?,
+            };
+            store
+                .latest_amis(&app.name)
+                .await?
+                .into_iter()
+                .map(|(server, ami)| (server, ami.ami_id))
+                .collect()
+        };
         amis.extend(parse_amis(app, &self.amis)?);
         Ok(RenderOptions {
             mode: self.mode,
@@ -121,20 +147,6 @@ pub fn state_path(explicit: Option<&Path>, app_file: &Path) -> PathBuf {
         || rehost_replication::state::default_state_path(app_file),
         Path::to_path_buf,
     )
-}
-
-/// The latest replicated AMI of each server, for template parameter defaults. A missing state
-/// database means nothing was replicated yet (and is not created by reading).
-pub async fn replicated_amis(state: &Path, app: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    if !state.exists() {
-        return Ok(Default::default());
-    }
-    let store = rehost_replication::SqliteStore::open(state).await?;
-    Ok(rehost_replication::StateStore::latest_amis(&store, app)
-        .await?
-        .into_iter()
-        .map(|(server, ami)| (server, ami.ami_id))
-        .collect())
 }
 
 /// Parses `SERVER=ami-...` pairs, reporting every bad one at once.

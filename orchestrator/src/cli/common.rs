@@ -13,7 +13,7 @@ use rehost::error::InvalidInput;
 use rehost::launch::deploy::{self, Deployment};
 use rehost::launch::{AwsClients, LaunchError};
 use rehost::load::{Loaded, load_bytes};
-use rehost_replication::ServerReport;
+use rehost_replication::{ServerReport, SqliteStore, StateError, StateStore};
 
 use crate::cli::args::{LaunchFlags, TemplateFlags};
 use crate::cli::io::Io;
@@ -143,6 +143,32 @@ pub fn all_replicated(reports: &[ServerReport]) -> anyhow::Result<()> {
     }
 }
 
+/// The state store of a command that talks to AWS: opened, and bound to the account and region
+/// the credentials reach (recorded on first use; a state bound to another one is refused, exit
+/// code 2) before the command changes anything in AWS.
+pub async fn bound_state(
+    path: &Path,
+    app: &App,
+    clients: &AwsClients,
+) -> anyhow::Result<SqliteStore> {
+    let store = SqliteStore::open(path).await?;
+    let identity = clients.identity().await.map_err(exit_code_of)?;
+    store
+        .ensure_account(&app.name, &identity)
+        .await
+        .map_err(state_error)?;
+    Ok(store)
+}
+
+/// A state bound to another account or region is the operator's to fix (exit code 2).
+pub fn state_error(e: StateError) -> anyhow::Error {
+    if e.is_refusal() {
+        InvalidInput::new(e.to_string()).into()
+    } else {
+        e.into()
+    }
+}
+
 /// Pre-flight findings and refusals are the user's to fix (exit code 2); other launch errors
 /// are runtime failures (1).
 pub fn exit_code_of(e: LaunchError) -> anyhow::Error {
@@ -163,7 +189,7 @@ pub async fn deploy_and_report(
     io: &mut Io<'_>,
 ) -> anyhow::Result<()> {
     deploy::refuse_portable(template.portable).map_err(exit_code_of)?;
-    let options = template.options(app).await?;
+    let options = template.options(app, Some(clients)).await?;
     let deployment = Deployment {
         app,
         options: &options,

@@ -17,6 +17,7 @@ pub mod status;
 
 use aws_config::SdkConfig;
 use rehost_replication::aws::AwsFailure;
+use rehost_replication::state::AccountBinding;
 
 /// Every client a launch needs, built from one SDK configuration (one retry/timeout policy).
 #[derive(Clone, Debug)]
@@ -51,6 +52,15 @@ impl AwsClients {
                 .region()
                 .map_or_else(|| "us-east-1".to_string(), |r| r.to_string()),
         }
+    }
+
+    /// The account the credentials reach (STS GetCallerIdentity) and the region in use: what
+    /// a state store is bound to.
+    pub async fn identity(&self) -> Result<AccountBinding, LaunchError> {
+        Ok(AccountBinding {
+            account: self.account_id().await?,
+            region: self.region.clone(),
+        })
     }
 
     pub async fn account_id(&self) -> Result<String, LaunchError> {
