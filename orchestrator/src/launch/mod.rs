@@ -116,7 +116,7 @@ pub enum LaunchError {
     #[error(
         "the cutover launch would replace or remove {} running instance{} of stack {stack}; \
          nothing was changed (the change set was deleted): review with `rehost plan --mode \
-         cutover`, then launch again with --yes",
+         cutover`, then run again with --yes",
         .changes.len(),
         if .changes.len() == 1 { "" } else { "s" }
     )]

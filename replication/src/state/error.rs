@@ -63,8 +63,8 @@ pub enum StateError {
     OtherAccount {
         location: String,
         app: String,
-        recorded: AccountBinding,
-        current: AccountBinding,
+        recorded: Box<AccountBinding>,
+        current: Box<AccountBinding>,
     },
     /// The worker doing a blocking state operation stopped without an answer (it panicked, or
     /// the runtime is shutting down).

@@ -310,8 +310,8 @@ pub fn check_account(
     Err(StateError::OtherAccount {
         location: location.to_string(),
         app: app.to_string(),
-        recorded: recorded.clone(),
-        current: current.clone(),
+        recorded: Box::new(recorded.clone()),
+        current: Box::new(current.clone()),
     })
 }
 

@@ -47,7 +47,7 @@ pub async fn another_account_or_region_is_refused(f: &dyn Fixture) {
         assert!(err.is_refusal(), "{err}");
         assert!(
             matches!(&err, StateError::OtherAccount { recorded, current, app, .. }
-                if *recorded == here && *current == other && app == "shop"),
+                if **recorded == here && **current == other && app == "shop"),
             "{err}"
         );
         let msg = err.to_string();
