@@ -419,23 +419,8 @@ async fn retention_never_removes_an_ami_the_state_did_not_record() {
     assert_eq!(theirs.status, ReportStatus::Completed, "{:?}", theirs.error);
     let their_ami = theirs.ami_id.clone().unwrap();
 
-    // An image tagged by hand as the server's, naming a snapshot of its own.
-    let volume = ec2
-        .create_volume()
-        .availability_zone("us-east-1a")
-        .size(1)
-        .send()
-        .await
-        .unwrap();
-    let hand_snapshot = ec2
-        .create_snapshot()
-        .volume_id(volume.volume_id().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .snapshot_id()
-        .unwrap()
-        .to_string();
+    // An image tagged by hand as the server's, naming its own snapshot (the one the emulator
+    // maps for every image it registers).
     let hand_ami = ec2
         .register_image()
         .name("hand-made-web")
@@ -444,6 +429,17 @@ async fn retention_never_removes_an_ami_the_state_did_not_record() {
         .await
         .unwrap()
         .image_id()
+        .unwrap()
+        .to_string();
+    let described = ec2
+        .describe_images()
+        .image_ids(&hand_ami)
+        .send()
+        .await
+        .unwrap();
+    let hand_snapshot = described.images()[0].block_device_mappings()[0]
+        .ebs()
+        .and_then(|e| e.snapshot_id())
         .unwrap()
         .to_string();
     let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();

@@ -15,6 +15,10 @@ use aws_sdk_ec2::types::{
     SnapshotAttributeName,
 };
 use aws_sdk_kms::types::KeyManagerType;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use rehost_replication::aws::AwsFailure;
 use serde::Serialize;
 
 use crate::app::App;
@@ -97,20 +101,12 @@ async fn inspect(
         .image_ids(ami)
         .send()
         .await;
-    let image = match images {
-        Ok(out) => out
-            .images()
+    let image = absent_if_not_found("ec2:DescribeImages", images)?.and_then(|out| {
+        out.images()
             .iter()
             .find(|i| i.image_id() == Some(ami))
-            .cloned(),
-        Err(e) => {
-            let failure = rehost_replication::aws::AwsFailure::from_sdk("ec2:DescribeImages", &e);
-            if !failure.is_not_found() && !failure.code.contains("Malformed") {
-                return Err(LaunchError::Aws(failure));
-            }
-            None
-        }
-    };
+            .cloned()
+    });
     let Some(image) = image else {
         return Ok(Err(vec![format!(
             "server {server}: AMI {ami} recorded in the state is not an image of this account \
@@ -137,21 +133,12 @@ async fn inspect(
             .snapshot_ids(snapshot)
             .send()
             .await;
-        let found = match described {
-            Ok(out) => out
-                .snapshots()
+        let found = absent_if_not_found("ec2:DescribeSnapshots", described)?.and_then(|out| {
+            out.snapshots()
                 .iter()
                 .find(|s| s.snapshot_id() == Some(snapshot))
-                .cloned(),
-            Err(e) => {
-                let failure =
-                    rehost_replication::aws::AwsFailure::from_sdk("ec2:DescribeSnapshots", &e);
-                if !failure.is_not_found() && !failure.code.contains("Malformed") {
-                    return Err(LaunchError::Aws(failure));
-                }
-                None
-            }
-        };
+                .cloned()
+        });
         let Some(found) = found else {
             problems.push(format!(
                 "server {server}: snapshot {snapshot} of AMI {ami} no longer exists in this \
@@ -196,6 +183,27 @@ async fn inspect(
     }))
 }
 
+/// An EC2 answer, where "not found" (or an id EC2 cannot read) means the resource is absent.
+fn absent_if_not_found<T, E>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<Option<T>, LaunchError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(e) => {
+            let failure = AwsFailure::from_sdk(operation, &e);
+            if failure.is_not_found() || failure.code.contains("Malformed") {
+                Ok(None)
+            } else {
+                Err(LaunchError::Aws(failure))
+            }
+        }
+    }
+}
+
 /// Whether a KMS key can be shared with another account.
 #[derive(Clone, Debug)]
 enum KeyVerdict {
@@ -227,9 +235,7 @@ async fn describe_key(clients: &AwsClients, key: &str) -> KeyVerdict {
     let described = match clients.kms.describe_key().key_id(key).send().await {
         Ok(out) => out,
         Err(e) => {
-            return KeyVerdict::Unknown(
-                rehost_replication::aws::AwsFailure::from_sdk("kms:DescribeKey", &e).to_string(),
-            );
+            return KeyVerdict::Unknown(AwsFailure::from_sdk("kms:DescribeKey", &e).to_string());
         }
     };
     let Some(meta) = described.key_metadata() else {
@@ -254,9 +260,7 @@ async fn describe_key(clients: &AwsClients, key: &str) -> KeyVerdict {
             KeyVerdict::AwsManaged
         }
         Ok(_) => KeyVerdict::Customer,
-        Err(e) => KeyVerdict::Unknown(
-            rehost_replication::aws::AwsFailure::from_sdk("kms:ListAliases", &e).to_string(),
-        ),
+        Err(e) => KeyVerdict::Unknown(AwsFailure::from_sdk("kms:ListAliases", &e).to_string()),
     }
 }
 
