@@ -1,6 +1,6 @@
-//! What the launch suites (`launch_lifecycle`, `launch_safety`) share: the emulator (one per
-//! test binary), running rehost against it, the network and example applications they launch,
-//! and reading back what was launched.
+//! What the launch suites (`launch_lifecycle`, `launch_safety`, `share_safety`) share: the
+//! emulator (one per test binary), running rehost against it, the network and example
+//! applications they launch, and reading back what was launched.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -352,4 +352,40 @@ pub fn s3_client(conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
             .force_path_style(true)
             .build(),
     )
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts exit code 2 and returns stderr.
+pub fn refused(out: &Output) -> String {
+    let err = stderr(out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout:\n{}\nstderr:\n{err}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    err
+}
+
+/// An application of `servers` Linux servers in one group, launched into the infra's network.
+pub fn small_app(dir: &Path, name: &str, servers: &[&str], infra: &Infra) -> PathBuf {
+    let mut text = format!(
+        "apiVersion: rehost/v1\nkind: Application\nname: {name}\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: {}\n    securityGroups: [{}]\n    test: {{subnet: {}, securityGroups: [{}]}}\nservers:\n",
+        infra.subnet, infra.sg, infra.test_subnet, infra.test_sg
+    );
+    for s in servers {
+        text.push_str(&format!(
+            "  - {{id: {s}, os: linux, disks: [{{source: {s}.img}}]}}\n"
+        ));
+    }
+    text.push_str(&format!(
+        "groups:\n  - {{name: g, servers: [{}]}}\n",
+        servers.join(", ")
+    ));
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, text).unwrap();
+    file
 }

@@ -3,7 +3,8 @@
 //! re-run after a crash or Ctrl-C and converges. Functions return data; the CLI prints it.
 //!
 //! - `deploy`: one whole launch (`launch`, `migrate`) -> `Outcome`
-//! - `preview`: what a launch would do (`plan`) -> `LaunchPreview`
+//! - `preview`: what a launch would do (`plan`) -> `LaunchPreview`; `template_diff`: how two
+//!   templates differ per instance (pure)
 //! - `stack`: stacks, change sets, events and the `Observer` that follows them, instances
 //! - `preflight`, `bucket`, `share`, `status`: the other steps and reports
 
@@ -14,6 +15,7 @@ pub mod preview;
 pub mod share;
 pub mod stack;
 pub mod status;
+pub mod template_diff;
 
 use aws_config::SdkConfig;
 use rehost_replication::aws::AwsFailure;
