@@ -71,7 +71,7 @@ fn example_templates_match_expected_files() {
     let mut stale = Vec::new();
     for app in EXAMPLES {
         for (suffix, extra) in [
-            ("cutover", vec![]),
+            ("cutover", vec!["--mode", "cutover"]),
             ("test-portable", vec!["--mode", "test", "--portable"]),
         ] {
             let file = format!("apps/{app}.yaml");
@@ -154,7 +154,12 @@ fn load(text: &str) -> Value {
 
 #[test]
 fn instances_depend_only_on_the_gates_of_their_groups_dependencies() {
-    let t = load(&render(&["render", "apps/sharepoint-farm.yaml"]));
+    let t = load(&render(&[
+        "render",
+        "apps/sharepoint-farm.yaml",
+        "--mode",
+        "cutover",
+    ]));
     let r = &t["Resources"];
     assert!(
         r["Dc01"].get("DependsOn").is_none(),
@@ -213,7 +218,13 @@ fn independent_groups_start_together() {
 
 #[test]
 fn portable_template_has_typed_parameters_and_no_account_ids() {
-    let text = render(&["render", "apps/sharepoint-farm.yaml", "--portable"]);
+    let text = render(&[
+        "render",
+        "apps/sharepoint-farm.yaml",
+        "--portable",
+        "--mode",
+        "cutover",
+    ]);
     let t = load(&text);
     let p = &t["Parameters"];
     assert_eq!(p["DefaultSubnet"]["Type"], "AWS::EC2::Subnet::Id");
@@ -281,12 +292,34 @@ fn test_mode_uses_test_overrides_and_drops_cutover_addresses() {
         .collect();
     assert_eq!(names, ["shopdb-test"]);
 
-    let c = load(&render(&["render", "apps/ecommerce-3tier.yaml"]));
+    let c = load(&render(&[
+        "render",
+        "apps/ecommerce-3tier.yaml",
+        "--mode",
+        "cutover",
+    ]));
     let db = &c["Resources"]["Shopdb"]["Properties"];
     assert_eq!(db["PrivateIpAddress"], "10.1.2.15");
     let nic = &c["Resources"]["Iis01"]["Properties"]["NetworkInterfaces"][0];
     assert_eq!(nic["AssociatePublicIpAddress"], true);
     assert_eq!(nic["SubnetId"], "subnet-0b1c2d3e4f5a60718");
+}
+
+/// Issue 8 item 3: without `--mode` a template is the test launch's (no production addresses,
+/// `-test` names), as in plan, launch and migrate; the cutover template must be named.
+#[test]
+fn render_without_a_mode_renders_the_test_launch_not_production() {
+    let t = load(&render(&["render", "apps/ecommerce-3tier.yaml"]));
+    let db = &t["Resources"]["Shopdb"]["Properties"];
+    assert!(db.get("PrivateIpAddress").is_none(), "{db}");
+    assert_eq!(db["SubnetId"], "subnet-0e0d0c0b0a0908070");
+    let named = load(&render(&[
+        "render",
+        "apps/ecommerce-3tier.yaml",
+        "--mode",
+        "test",
+    ]));
+    assert_eq!(t, named, "no --mode is --mode test");
 }
 
 #[test]

@@ -10,10 +10,14 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use rehost::app::App;
 use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
+use rehost::launch::AwsClients;
 use rehost::launch::stack::OnFailureChoice;
 use rehost::syntax::check_aws_id;
 use rehost::template::RenderOptions;
 use rehost_replication::domain::Choice;
+use rehost_replication::{SqliteStore, StateStore};
+
+use crate::cli::common::bound_state;
 
 /// A clap parser for a domain enum: its application-file spellings are the possible values.
 pub fn choice<T: Choice + Clone + Send + Sync>() -> impl TypedValueParser<Value = T> {
@@ -61,7 +65,9 @@ pub struct StateArg {
 /// Flags shared by every command that renders a template (render, plan, launch, migrate).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TemplateFlags {
-    #[arg(long, default_value = "cutover", value_parser = choice::<rehost::app::Mode>())]
+    /// Which launch: `test` (the default, beside production) or `cutover` (production), which
+    /// must be named.
+    #[arg(long, default_value = "test", value_parser = choice::<rehost::app::Mode>())]
     pub mode: rehost::app::Mode,
     /// Account-specific ids (subnets, security groups, key pair, instance profile) become
     /// typed parameters, so the template launches in another account.
@@ -81,9 +87,31 @@ pub struct TemplateFlags {
 
 impl TemplateFlags {
     /// Render options with the AMI defaults: the latest replicated AMIs, overridden by `--ami`.
-    pub async fn options(&self, app: &App) -> anyhow::Result<RenderOptions> {
-        let mut amis =
-            replicated_amis(&state_path(self.state.as_deref(), &app.file), &app.name).await?;
+    /// With `aws` (plan, launch, migrate) the state is first bound to the account and region
+    /// it reaches (another one is refused); without (render, which works offline) it is only
+    /// read.
+    pub async fn options(
+        &self,
+        app: &App,
+        aws: Option<&AwsClients>,
+    ) -> anyhow::Result<RenderOptions> {
+        let path = state_path(self.state.as_deref(), &app.file);
+        // A missing state database means nothing was replicated yet (and is not created by
+        // reading).
+        let mut amis = if !path.exists() {
+            BTreeMap::new()
+        } else {
+            let store = match aws {
+                Some(clients) => bound_state(&path, app, clients).await?,
+                None => SqliteStore::open(&path).await?,
+            };
+            store
+                .latest_amis(&app.name)
+                .await?
+                .into_iter()
+                .map(|(server, ami)| (server, ami.ami_id))
+                .collect()
+        };
         amis.extend(parse_amis(app, &self.amis)?);
         Ok(RenderOptions {
             mode: self.mode,
@@ -107,6 +135,10 @@ pub struct LaunchFlags {
     /// launch gates along the critical path, plus 30).
     #[arg(long, value_name = "MINUTES")]
     pub timeout: Option<u64>,
+    /// Let a cutover update replace or remove running instances (a new AMI replaces every
+    /// instance it changes). Without it such an update is shown and refused, changing nothing.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// The replication state database: `--state`, else `.rehost/state.db` beside the application file.
@@ -115,20 +147,6 @@ pub fn state_path(explicit: Option<&Path>, app_file: &Path) -> PathBuf {
         || rehost_replication::state::default_state_path(app_file),
         Path::to_path_buf,
     )
-}
-
-/// The latest replicated AMI of each server, for template parameter defaults. A missing state
-/// database means nothing was replicated yet (and is not created by reading).
-pub async fn replicated_amis(state: &Path, app: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    if !state.exists() {
-        return Ok(Default::default());
-    }
-    let store = rehost_replication::SqliteStore::open(state).await?;
-    Ok(rehost_replication::StateStore::latest_amis(&store, app)
-        .await?
-        .into_iter()
-        .map(|(server, ami)| (server, ami.ami_id))
-        .collect())
 }
 
 /// Parses `SERVER=ami-...` pairs, reporting every bad one at once.

@@ -14,7 +14,7 @@ use rehost::error::InvalidInput;
 use rehost::launch::deploy::{self, Deployment};
 use rehost::launch::{AwsClients, LaunchError};
 use rehost::load::{Loaded, ReadError, load_bytes, read_application_file};
-use rehost_replication::ServerReport;
+use rehost_replication::{ServerReport, SqliteStore, StateError, StateStore};
 
 use crate::cli::args::{LaunchFlags, TemplateFlags};
 use crate::cli::io::Io;
@@ -116,17 +116,58 @@ pub fn validate_server_ids(app: &App, ids: &[String]) -> anyhow::Result<()> {
     }
 }
 
-/// An error naming every server whose replication failed, if any did.
+/// An error naming every server whose replication failed, if any did. A server whose disks
+/// the source checks refused is the operator's to fix (exit code 2), like any invalid input;
+/// other failures are runtime failures (1) that the next run resumes.
 pub fn all_replicated(reports: &[ServerReport]) -> anyhow::Result<()> {
-    let failed: Vec<&str> = reports
-        .iter()
-        .filter(|r| r.ami_id.is_none())
-        .map(|r| r.server.as_str())
-        .collect();
-    if failed.is_empty() {
-        Ok(())
+    let names = |refused: bool| -> Vec<&str> {
+        reports
+            .iter()
+            .filter(|r| r.ami_id.is_none() && r.refused == refused)
+            .map(|r| r.server.as_str())
+            .collect()
+    };
+    let (refused, failed) = (names(true), names(false));
+    let mut message = Vec::new();
+    if !refused.is_empty() {
+        message.push(format!(
+            "disks refused for {} (fix the disk or its definition)",
+            refused.join(", ")
+        ));
+    }
+    if !failed.is_empty() {
+        message.push(format!("replication failed for {}", failed.join(", ")));
+    }
+    match (refused.is_empty(), message.is_empty()) {
+        (_, true) => Ok(()),
+        (false, false) => Err(InvalidInput::new(message.join("; ")).into()),
+        (true, false) => Err(anyhow::anyhow!(message.join("; "))),
+    }
+}
+
+/// The state store of a command that talks to AWS: opened, and bound to the account and region
+/// the credentials reach (recorded on first use; a state bound to another one is refused, exit
+/// code 2) before the command changes anything in AWS.
+pub async fn bound_state(
+    path: &Path,
+    app: &App,
+    clients: &AwsClients,
+) -> anyhow::Result<SqliteStore> {
+    let store = SqliteStore::open(path).await?;
+    let identity = clients.identity().await.map_err(exit_code_of)?;
+    store
+        .ensure_account(&app.name, &identity)
+        .await
+        .map_err(state_error)?;
+    Ok(store)
+}
+
+/// A state bound to another account or region is the operator's to fix (exit code 2).
+pub fn state_error(e: StateError) -> anyhow::Error {
+    if e.is_refusal() {
+        InvalidInput::new(e.to_string()).into()
     } else {
-        anyhow::bail!("replication failed for {}", failed.join(", "))
+        e.into()
     }
 }
 
@@ -150,17 +191,24 @@ pub async fn deploy_and_report(
     io: &mut Io<'_>,
 ) -> anyhow::Result<()> {
     deploy::refuse_portable(template.portable).map_err(exit_code_of)?;
-    let options = template.options(app).await?;
+    let options = template.options(app, Some(clients)).await?;
     let deployment = Deployment {
         app,
         options: &options,
         on_failure: flags.on_failure,
         follow: !flags.no_wait,
         timeout_minutes: flags.timeout,
+        allow_replacement: flags.yes,
     };
-    let outcome = deploy::deploy(clients, &deployment, &mut Progress::new(io.err))
-        .await
-        .map_err(exit_code_of)?;
+    let outcome = match deploy::deploy(clients, &deployment, &mut Progress::new(io.err)).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if let LaunchError::WouldReplace { stack, changes } = &e {
+                print::refused_changes(io.err, stack, changes)?;
+            }
+            return Err(exit_code_of(e));
+        }
+    };
     print::outcome(io.out, &app.file, &outcome)?;
     Ok(())
 }

@@ -8,11 +8,11 @@ use rehost::launch::AwsClients;
 use rehost::launch::deploy::refuse_portable;
 use rehost::replication_jobs::{scheduled_jobs, split_fresh};
 use rehost_replication::watch::replicate_each;
-use rehost_replication::{ReplicateOptions, Replicator, SqliteStore, StateStore};
+use rehost_replication::{ReplicateOptions, Replicator, StateStore};
 use time::OffsetDateTime;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, state_path};
-use crate::cli::common::{all_replicated, deploy_and_report, exit_code_of, load_app};
+use crate::cli::common::{all_replicated, bound_state, deploy_and_report, exit_code_of, load_app};
 use crate::cli::io::Io;
 use crate::cli::print;
 
@@ -51,7 +51,9 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     // Refused before replicating anything: a portable template never launches here.
     refuse_portable(args.template.portable).map_err(exit_code_of)?;
     let state = state_path(args.template.state.as_deref(), &args.file);
-    let store = std::sync::Arc::new(SqliteStore::open(&state).await?);
+    let sdk = args.aws.sdk_config().await;
+    let clients = AwsClients::new(&sdk);
+    let store = std::sync::Arc::new(bound_state(&state, &app, &clients).await?);
     let latest = store.latest_amis(&app.name).await?;
     let (stale, reused) = split_fresh(
         scheduled_jobs(&app, &[], None),
@@ -62,7 +64,6 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     for r in &reused {
         print::reused(io.out, r)?;
     }
-    let sdk = args.aws.sdk_config().await;
     if !stale.is_empty() {
         let _lock = store.lock_app(&app.name).await?;
         let replicator = Replicator::new(&sdk, store.clone(), ReplicateOptions::default());
@@ -72,6 +73,5 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         }
         all_replicated(&reports).context("not launching")?;
     }
-    let clients = AwsClients::new(&sdk);
     deploy_and_report(&clients, &app, &args.template, &args.launch, io).await
 }

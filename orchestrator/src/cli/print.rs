@@ -9,7 +9,7 @@ use aws_sdk_cloudformation::types::{ChangeAction, Replacement};
 use rehost::app::App;
 use rehost::diag::Diagnostic;
 use rehost::launch::deploy::Outcome;
-use rehost::launch::preview::{LaunchPreview, StackAction};
+use rehost::launch::preview::{LaunchPreview, ResourceChange, StackAction};
 use rehost::launch::stack::{EventView, InstanceView, Notice, Started};
 use rehost::launch::status::Status;
 use rehost::replication_jobs::Reused;
@@ -133,32 +133,7 @@ pub fn preview(w: &mut dyn Write, preview: &LaunchPreview) -> io::Result<()> {
                 preview.stack, preview.mode
             )?;
             for c in &preview.changes {
-                let who = match (&c.server, &c.group) {
-                    (Some(s), Some(g)) => format!(" (server {s}, group {g})"),
-                    (None, Some(g)) => format!(" (group {g})"),
-                    _ => String::new(),
-                };
-                let props: Vec<String> = c
-                    .properties
-                    .iter()
-                    .map(|p| format!("{} [{}]", p.name, p.effect.as_str()))
-                    .collect();
-                let replacement = match c.replacement {
-                    Some(Replacement::True) => " -- replaces the instance",
-                    Some(Replacement::Conditional) => " -- may replace the instance",
-                    _ => "",
-                };
-                writeln!(
-                    w,
-                    "  {:<7} {}{who}: {}{replacement}",
-                    c.action.as_str(),
-                    c.logical_id,
-                    if props.is_empty() {
-                        "-".to_string()
-                    } else {
-                        props.join(", ")
-                    }
-                )?;
+                change_line(w, c)?;
             }
             let count = |a: ChangeAction| preview.changes.iter().filter(|c| c.action == a).count();
             writeln!(
@@ -171,6 +146,53 @@ pub fn preview(w: &mut dyn Write, preview: &LaunchPreview) -> io::Result<()> {
             )
         }
     }
+}
+
+/// One resource change of a change set: action, logical id, server and group, the properties
+/// that change with how each lands, and whether CloudFormation says it replaces the instance.
+fn change_line(w: &mut dyn Write, c: &ResourceChange) -> io::Result<()> {
+    let who = match (&c.server, &c.group) {
+        (Some(s), Some(g)) => format!(" (server {s}, group {g})"),
+        (None, Some(g)) => format!(" (group {g})"),
+        _ => String::new(),
+    };
+    let props: Vec<String> = c
+        .properties
+        .iter()
+        .map(|p| format!("{} [{}]", p.name, p.effect.as_str()))
+        .collect();
+    let replacement = match c.replacement {
+        Some(Replacement::True) => " -- replaces the instance",
+        Some(Replacement::Conditional) => " -- may replace the instance",
+        _ => "",
+    };
+    writeln!(
+        w,
+        "  {:<7} {}{who}: {}{replacement}",
+        c.action.as_str(),
+        c.logical_id,
+        if props.is_empty() {
+            "-".to_string()
+        } else {
+            props.join(", ")
+        }
+    )
+}
+
+/// What a refused cutover update would have done to running instances (before the error).
+pub fn refused_changes(
+    w: &mut dyn Write,
+    stack: &str,
+    changes: &[ResourceChange],
+) -> io::Result<()> {
+    writeln!(
+        w,
+        "refused: updating {stack} would replace or remove these running instances:"
+    )?;
+    for c in changes {
+        change_line(w, c)?;
+    }
+    Ok(())
 }
 
 /// Replication and launch state of every server.

@@ -5,14 +5,13 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use rehost::launch::AwsClients;
 use rehost::replication_jobs::scheduled_jobs;
 use rehost_replication::watch::{replicate_each, watch};
-use rehost_replication::{
-    Architecture, ProgressMode, ReplicateOptions, Replicator, SqliteStore, StateStore,
-};
+use rehost_replication::{Architecture, ProgressMode, ReplicateOptions, Replicator, StateStore};
 
 use crate::cli::args::{AwsArgs, OutputFormat, StateArg, choice, state_path};
-use crate::cli::common::{all_replicated, load_app, validate_server_ids};
+use crate::cli::common::{all_replicated, bound_state, load_app, validate_server_ids};
 use crate::cli::io::Io;
 use crate::cli::print;
 
@@ -48,9 +47,9 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     validate_server_ids(&app, &args.servers)?;
     let jobs = scheduled_jobs(&app, &args.servers, args.architecture);
     let state = state_path(args.state.path.as_deref(), &args.file);
-    let store = SqliteStore::open(&state).await?;
-    let _lock = store.lock_app(&app.name).await?;
     let sdk = args.aws.sdk_config().await;
+    let store = bound_state(&state, &app, &AwsClients::new(&sdk)).await?;
+    let _lock = store.lock_app(&app.name).await?;
     let options = ReplicateOptions {
         upload_concurrency: usize::from(args.concurrency),
         progress: match args.output {

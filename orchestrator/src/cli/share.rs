@@ -8,7 +8,7 @@ use rehost::launch::{AwsClients, share};
 use rehost::template::{RenderOptions, render};
 
 use crate::cli::args::{AwsArgs, StateArg, choice, state_path};
-use crate::cli::common::{exit_code_of, load_app, write_output};
+use crate::cli::common::{bound_state, exit_code_of, load_app, write_output};
 use crate::cli::io::Io;
 
 #[derive(Debug, clap::Args)]
@@ -17,8 +17,9 @@ pub struct Args {
     /// Account to share with (repeatable).
     #[arg(long = "account", value_name = "ID", required = true)]
     pub accounts: Vec<String>,
-    /// The mode whose launch settings the portable template carries.
-    #[arg(long, default_value = "cutover", value_parser = choice::<Mode>())]
+    /// The mode whose launch settings the portable template carries (default test, as
+    /// everywhere: cutover must be named).
+    #[arg(long, default_value = "test", value_parser = choice::<Mode>())]
     pub mode: Mode,
     /// Render without launch gates.
     #[arg(long)]
@@ -35,9 +36,9 @@ pub struct Args {
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     let path = state_path(args.state.path.as_deref(), &args.file);
-    let store = rehost_replication::SqliteStore::open(&path).await?;
-    let amis = rehost_replication::StateStore::latest_amis(&store, &app.name).await?;
     let clients = AwsClients::new(&args.aws.sdk_config().await);
+    let store = bound_state(&path, &app, &clients).await?;
+    let amis = rehost_replication::StateStore::latest_amis(&store, &app.name).await?;
     let shared = share::share(&clients, &app, &amis, &args.accounts)
         .await
         .map_err(exit_code_of)?;

@@ -24,6 +24,8 @@ pub struct Deployment<'a> {
     pub follow: bool,
     /// Give up following after this many minutes (default: [`follow_limit`]).
     pub timeout_minutes: Option<u64>,
+    /// A cutover update may replace or remove running instances (`--yes`).
+    pub allow_replacement: bool,
 }
 
 /// How a launch ended, when it did not fail.
@@ -91,6 +93,7 @@ pub async fn deploy(
         template: &template,
         on_failure: deployment.on_failure,
         wait_limit: limit,
+        allow_replacement: deployment.allow_replacement,
     };
     let name = req.name();
     observer.deploying(app, &template);

@@ -53,6 +53,9 @@ macro_rules! suite {
             latest_amis_are_per_server_and_newest,
             records_of_one_server_are_not_seen_through_another,
             unknown_status_text_is_corrupt,
+            the_first_account_binding_wins_per_application,
+            another_account_or_region_is_refused,
+            recorded_amis_are_the_servers_available_ones_oldest_first,
         ]);
     };
     (@tests $backend:ident, $fixture:expr, [$($test:ident),* $(,)?]) => {
@@ -71,9 +74,11 @@ macro_rules! suite {
 }
 pub(crate) use suite;
 
+mod accounts;
 mod runs;
 mod snapshots;
 
+pub use accounts::*;
 pub use runs::*;
 pub use snapshots::*;
 

@@ -2,8 +2,9 @@
 //! Every state transition is one transaction. The trait's async methods copy their arguments
 //! and run the SQL on tokio's blocking threads, so no caller blocks inside async code.
 //!
-//! The file format is `schema.sql` at `PRAGMA user_version = 1`; a database of a newer version is
-//! refused rather than misread.
+//! The file format is `schema.sql` at `PRAGMA user_version = 2`; a database of a newer version is
+//! refused rather than misread (an older rehost would not check the account binding), and one
+//! of version 1 is migrated on open (the `account_bindings` table is added).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,17 +15,18 @@ use rusqlite::{Connection, Params, Row};
 use time::OffsetDateTime;
 
 use super::{
-    AmiRecord, AppLock, AppLockGuard, NewSnapshot, RunPhase, RunRecord, ServerKey, SnapshotCounts,
-    SnapshotRecord, StateError, StateStore, StoredText, WrittenBlock,
+    AccountBinding, AmiRecord, AppLock, AppLockGuard, NewSnapshot, RunPhase, RunRecord, ServerKey,
+    SnapshotCounts, SnapshotRecord, StateError, StateStore, StoredText, WrittenBlock,
 };
 use crate::manifest::Manifest;
 
 mod amis;
+mod bindings;
 mod runs;
 mod snapshots;
 
 /// The version of `schema.sql` this rehost reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = include_str!("../schema.sql");
 
@@ -392,6 +394,35 @@ impl StateStore for SqliteStore {
         let app = app.to_string();
         self.call("read latest AMIs", move |conn, path| {
             amis::latest(&Db { conn, path }, &app)
+        })
+        .await
+    }
+
+    async fn recorded_amis(&self, server: &ServerKey) -> Result<Vec<AmiRecord>, StateError> {
+        let server = server.clone();
+        self.call("read recorded AMIs", move |conn, path| {
+            amis::recorded(&Db { conn, path }, &server)
+        })
+        .await
+    }
+
+    async fn bind_account(
+        &self,
+        app: &str,
+        proposed: &AccountBinding,
+    ) -> Result<AccountBinding, StateError> {
+        let (app, proposed) = (app.to_string(), proposed.clone());
+        let now = OffsetDateTime::now_utc();
+        self.call("bind account", move |conn, path| {
+            bindings::bind(&Db { conn, path }, &app, &proposed, now)
+        })
+        .await
+    }
+
+    async fn account_binding(&self, app: &str) -> Result<Option<AccountBinding>, StateError> {
+        let app = app.to_string();
+        self.call("read account binding", move |conn, path| {
+            bindings::binding(&Db { conn, path }, &app)
         })
         .await
     }
