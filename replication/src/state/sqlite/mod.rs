@@ -131,10 +131,17 @@ fn init(db: &Db<'_>) -> Result<(), StateError> {
             known: SCHEMA_VERSION,
         });
     }
-    conn.execute_batch(SCHEMA)
-        .map_err(db.sql("create schema"))?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(db.sql("set schema version"))?;
+    if version == SCHEMA_VERSION {
+        // Opening a current database writes nothing: a reader (`rehost status` while a
+        // replication runs) never takes the write lock from the writer.
+        return Ok(());
+    }
+    // Creating or migrating: one immediate transaction, so two processes opening a new file at
+    // once create it once, and the schema and its version change together.
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;\n{SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+    ))
+    .map_err(db.sql("create schema"))?;
     Ok(())
 }
 
@@ -268,7 +275,13 @@ fn transaction<T>(
         operation,
         source,
     };
-    let tx = conn.transaction().map_err(sql)?;
+    // IMMEDIATE takes the write lock at BEGIN, waiting out other writers (busy timeout). A
+    // deferred transaction that reads first and then writes fails at once with SQLITE_BUSY when
+    // another connection committed in between (WAL cannot upgrade a stale read snapshot), which
+    // made the block recorder give up while another process opened the state.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
     let out = f(&Db { conn: &tx, path })?;
     tx.commit().map_err(sql)?;
     Ok(out)

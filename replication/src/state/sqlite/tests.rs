@@ -173,3 +173,24 @@ async fn clones_share_one_connection_and_see_each_others_writes() {
         run.run_id
     );
 }
+
+/// `kill_resume` once timed out because the parent, polling the state every 20 ms, opened it
+/// with a schema write each time; the child's block recorder, in a deferred transaction, then
+/// met SQLITE_BUSY and stopped recording. Opening a current database must not need the write
+/// lock: it succeeds while another connection holds it.
+#[tokio::test]
+async fn opening_a_current_database_takes_no_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir).await);
+    let writer = raw(&dir);
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let opened = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        SqliteStore::open(&dir.path().join(".rehost/state.db")),
+    )
+    .await
+    .expect("open does not wait for the writer");
+    let store = opened.unwrap();
+    assert!(store.latest_amis("shop").await.unwrap().is_empty());
+    writer.execute_batch("COMMIT").unwrap();
+}
