@@ -8,6 +8,7 @@
 //!
 //! - `document`: `RenderOptions` in, `Template` out
 //! - `render`: assembles `parameters`, `resources` and `outputs` with the description and metadata
+//! - `user_data`: each instance's user data, every distinct wrapper body stored once in `Mappings`
 //! - `names`: logical ids and parameter names, and the one table of portable fields
 //! - `check`: collisions and quotas, checked for every variant while loading
 //! - `emit_yaml`: `render --format yaml`, quoted so YAML 1.1 and 1.2 readers agree with the JSON
@@ -22,6 +23,7 @@ mod outputs;
 mod parameters;
 mod render;
 mod resources;
+mod user_data;
 #[cfg(test)]
 mod tests;
 

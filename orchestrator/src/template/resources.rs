@@ -6,10 +6,11 @@ use rehost_replication::tags;
 use serde_json::{Map, Value, json};
 
 use crate::app::{App, AppServer, Mode};
-use crate::userdata::{GATE_URL_VARIABLE, Rendered, Wrapper};
+use crate::userdata::Wrapper;
 
 use super::document::{AmiParameters, RenderOptions};
 use super::names::{INSTANCE_PROFILE, KEY_NAME, Names, SECURITY_GROUPS, SUBNET};
+use super::user_data::UserDataStore;
 
 /// How many resources `build` makes: an instance per server, and with gates a handle and a
 /// wait condition per group.
@@ -17,14 +18,37 @@ pub(super) fn count(app: &App, health_gate: bool) -> usize {
     app.servers.len() + if health_gate { 2 * app.groups.len() } else { 0 }
 }
 
-/// The `Resources` section.
+/// The `Resources` section, and the `Mappings` that hold the user-data bodies servers share.
 pub(super) fn build(
     app: &App,
     opts: &RenderOptions,
     waves: &[Vec<usize>],
     amis: AmiParameters,
-) -> Map<String, Value> {
+) -> (Map<String, Value>, Map<String, Value>) {
     let gate_minutes = app.gate_minutes(opts.mode);
+    let order: Vec<usize> = waves
+        .iter()
+        .flatten()
+        .flat_map(|&g| app.groups[g].servers.iter().copied())
+        .collect();
+    let mut data = vec![None; app.servers.len()];
+    for &s in &order {
+        let server = &app.servers[s];
+        let launch = server.launch(opts.mode);
+        data[s] = Some(
+            Wrapper {
+                app: &app.name,
+                group: &app.group_of(server).name,
+                server: &server.id,
+                os: server.os,
+                script: launch.configure_script.as_ref(),
+                checks: &launch.checks,
+                gate: opts.health_gate,
+            }
+            .render(),
+        );
+    }
+    let store = UserDataStore::new(data, &order);
     let mut resources = Map::new();
     for &g in waves.iter().flatten() {
         let group = &app.groups[g];
@@ -61,9 +85,11 @@ pub(super) fn build(
                     {"Ref": Names::group_image_parameter(&group.logical_stem)}
                 ]}),
             };
+            let handle = Names::gate_handle(&group.logical_stem);
+            let user_data = store.property(app, s, opts.health_gate.then_some(handle.as_str()));
             resources.insert(
                 server.logical_id.clone(),
-                instance(app, opts, server, image, &depends_on),
+                instance(app, opts, server, image, user_data, &depends_on),
             );
         }
         if opts.health_gate {
@@ -86,21 +112,7 @@ pub(super) fn build(
             );
         }
     }
-    resources
-}
-
-/// `text` as a template value that is exactly that text and nothing CloudFormation or cfn-lint
-/// reads as an embedded parameter: a script may hold `${AWS::Region}`, `${Foo.Bar}` or a lone
-/// `${`, which outside Fn::Sub are literal to CloudFormation but flagged by cfn-lint (E1029).
-/// The text is split at every `${` and joined with it: no piece holds `${`, and the delimiter
-/// (never a complete `${...}`) is inserted verbatim. A non-empty delimiter also keeps cfn-lint
-/// from preferring Fn::Sub (I1022), which would need every `${` escaped.
-fn literal(text: &str) -> Value {
-    if text.contains("${") {
-        json!({"Fn::Join": ["${", text.split("${").collect::<Vec<_>>()]})
-    } else {
-        Value::String(text.to_string())
-    }
+    (resources, store.mappings)
 }
 
 /// One server's `AWS::EC2::Instance`.
@@ -109,6 +121,7 @@ fn instance(
     opts: &RenderOptions,
     server: &AppServer,
     image: Value,
+    user_data: Value,
     depends_on: &[String],
 ) -> Value {
     let launch = server.launch(opts.mode);
@@ -158,21 +171,6 @@ fn instance(
     }
     props.insert("PropagateTagsToVolumeOnCreation".into(), true.into());
 
-    let wrapper = Wrapper {
-        app: &app.name,
-        group: &group.name,
-        server: &server.id,
-        os: server.os,
-        script: launch.configure_script.as_ref(),
-        gate: opts.health_gate,
-    };
-    let user_data = match wrapper.render() {
-        Rendered::Sub(text) => json!({"Fn::Base64": {"Fn::Sub": [
-            text,
-            {GATE_URL_VARIABLE: {"Ref": Names::gate_handle(&group.logical_stem)}}
-        ]}}),
-        Rendered::Plain(text) => json!({"Fn::Base64": literal(&text)}),
-    };
     props.insert("UserData".into(), user_data);
 
     let name = match opts.mode {

@@ -1,0 +1,116 @@
+//! Each instance's `UserData`, with every distinct wrapper body stored once.
+//!
+//! A server's user data is a short prelude of its own (its id, its gate's URL, the addresses
+//! its checks use) and a body shared by every server with the same OS, configure script and
+//! checks: `Fn::Sub [prelude, {GateUrl, Ip1.., Body}]`. A body two or more servers share goes
+//! to `Mappings` once and reaches each of them through `Fn::FindInMap` as the `Body` variable;
+//! a body only one server uses stays inline as the variable's value. Fn::Sub inserts variable
+//! values literally, so a body needs no escaping of `${`. cfn-lint reads `${AWS::Region}` in a
+//! mapping value as a parameter outside Fn::Sub (E1029), so a body holding `${` is stored as the
+//! list of its pieces split at every `${` and joined again with `Fn::Join`. CloudFormation
+//! allows 200 mappings of 200 attributes each: bodies beyond that stay inline.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::app::App;
+use crate::limits::{MAX_MAPPING_ATTRIBUTES, MAX_MAPPINGS};
+use crate::userdata::{BODY_VARIABLE, GATE_URL_VARIABLE, UserData, ip_variable};
+
+/// The user data of every server, and where each body is stored.
+pub(super) struct UserDataStore {
+    /// By server index.
+    data: Vec<Option<UserData>>,
+    /// Body text -> (mapping name, attribute name), for bodies stored once.
+    stored: HashMap<String, (String, String)>,
+    /// The `Mappings` section.
+    pub mappings: Map<String, Value>,
+}
+
+/// The mapping holding the `n`th (0-based) run of 200 bodies.
+fn mapping_name(n: usize) -> String {
+    if n == 0 {
+        "RehostUserData".to_string()
+    } else {
+        format!("RehostUserData{}", n + 1)
+    }
+}
+
+/// Second-level key of a stored body.
+const TEXT_KEY: &str = "Text";
+
+impl UserDataStore {
+    /// `data[s]` is server `s`'s user data; `order` the servers in launch order (bodies are
+    /// numbered by first use, so the template is deterministic).
+    pub(super) fn new(data: Vec<Option<UserData>>, order: &[usize]) -> Self {
+        let mut uses: HashMap<&str, usize> = HashMap::new();
+        for d in data.iter().flatten() {
+            *uses.entry(d.body.as_str()).or_default() += 1;
+        }
+        let mut stored = HashMap::new();
+        let mut mappings = Map::new();
+        let capacity = MAX_MAPPINGS * MAX_MAPPING_ATTRIBUTES;
+        for &s in order {
+            let Some(d) = &data[s] else { continue };
+            if uses[d.body.as_str()] < 2 || stored.contains_key(&d.body) || stored.len() >= capacity
+            {
+                continue;
+            }
+            let n = stored.len();
+            let (mapping, key) = (
+                mapping_name(n / MAX_MAPPING_ATTRIBUTES),
+                format!("Body{}", n + 1),
+            );
+            let value = if d.body.contains("${") {
+                json!(d.body.split("${").collect::<Vec<_>>())
+            } else {
+                Value::String(d.body.clone())
+            };
+            mappings
+                .entry(mapping.clone())
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+                .expect("a mapping is an object")
+                .insert(key.clone(), json!({ TEXT_KEY: value }));
+            stored.insert(d.body.clone(), (mapping, key));
+        }
+        UserDataStore {
+            data,
+            stored,
+            mappings,
+        }
+    }
+
+    /// Server `s`'s `UserData` property. `gate_handle` is its group's handle when gated.
+    pub(super) fn property(&self, app: &App, s: usize, gate_handle: Option<&str>) -> Value {
+        let d = self.data[s]
+            .as_ref()
+            .expect("user data rendered for every server");
+        let mut variables = Map::new();
+        if let Some(handle) = gate_handle {
+            variables.insert(GATE_URL_VARIABLE.into(), json!({"Ref": handle}));
+        }
+        for (i, &peer) in d.peers.iter().enumerate() {
+            variables.insert(
+                ip_variable(i + 1),
+                json!({"Fn::GetAtt": [app.servers[peer].logical_id, "PrivateIp"]}),
+            );
+        }
+        // Last: the emulator substitutes variables one after another, and the body must not be
+        // read again for the ones after it.
+        let body = match self.stored.get(&d.body) {
+            Some((mapping, key)) => {
+                let find = json!({"Fn::FindInMap": [mapping, key, TEXT_KEY]});
+                if d.body.contains("${") {
+                    json!({"Fn::Join": ["${", find]})
+                } else {
+                    find
+                }
+            }
+            None => Value::String(d.body.clone()),
+        };
+        variables.insert(BODY_VARIABLE.into(), body);
+        json!({"Fn::Base64": {"Fn::Sub": [d.prelude, variables]}})
+    }
+}

@@ -1,0 +1,67 @@
+//! What CloudFormation makes of the user data rehost renders: `Fn::Sub [prelude, variables]`
+//! with the body as the `Body` variable, either inline or from `Mappings` through
+//! `Fn::FindInMap` (joined with `Fn::Join` when it was stored in pieces). Variable values are
+//! inserted literally, as CloudFormation does.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// The user data instance `logical_id` receives, with `values` for the variables that are not
+/// the body (`GateUrl`, `Ip1`...). Panics on a shape rehost does not render.
+pub fn resolve_user_data(
+    template: &Value,
+    logical_id: &str,
+    values: &BTreeMap<&str, String>,
+) -> String {
+    let sub = &template["Resources"][logical_id]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"];
+    let text = sub[0].as_str().expect("Fn::Sub's string");
+    let variables = sub[1].as_object().expect("Fn::Sub's variables");
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').expect("closed variable") + start;
+        let name = &rest[start + 2..end];
+        let value = match (name, variables.get(name)) {
+            ("Body", Some(v)) => resolve(template, v),
+            (_, Some(_)) => values
+                .get(name)
+                .unwrap_or_else(|| panic!("no value given for ${{{name}}}"))
+                .clone(),
+            (_, None) => panic!("${{{name}}} is not a variable of {logical_id}'s user data"),
+        };
+        out.push_str(&value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A string, a mapping lookup, or a join of a mapping's pieces.
+fn resolve(template: &Value, v: &Value) -> String {
+    if let Some(s) = v.as_str() {
+        return s.to_string();
+    }
+    if let Some(find) = v.get("Fn::FindInMap") {
+        let [map, key, attr] = [0, 1, 2].map(|i| find[i].as_str().unwrap());
+        let value = &template["Mappings"][map][key][attr];
+        return value
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| panic!("a mapping value read whole is a string: {value}"));
+    }
+    if let Some(join) = v.get("Fn::Join") {
+        let delimiter = join[0].as_str().unwrap();
+        let find = &join[1]["Fn::FindInMap"];
+        let [map, key, attr] = [0, 1, 2].map(|i| find[i].as_str().unwrap());
+        let pieces: Vec<&str> = template["Mappings"][map][key][attr]
+            .as_array()
+            .expect("pieces")
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        return pieces.join(delimiter);
+    }
+    panic!("unexpected body: {v}")
+}
