@@ -201,7 +201,6 @@ fn shell_wrapper_deletes_its_script_and_keeps_the_gate_url_off_command_lines() {
     }
 }
 
-
 /// A loopback service for the checks: `/ok` answers 200 with "service ready", `/missing` 404,
 /// `/hang` accepts and never answers. Returns its port.
 fn stand_in_service() -> u16 {
@@ -219,8 +218,7 @@ fn stand_in_service() -> u16 {
                 }
                 loop {
                     let mut header = String::new();
-                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty()
-                    {
+                    if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
                         break;
                     }
                 }
@@ -292,7 +290,9 @@ fn post_launch_checks_run_in_the_shell_wrapper_and_report_to_the_gate() {
     ));
     app.push_str(&group(
         "status",
-        &format!("        - {{http: {{url: 'http://127.0.0.1:{port}/missing'}}, timeoutSeconds: 3}}\n"),
+        &format!(
+            "        - {{http: {{url: 'http://127.0.0.1:{port}/missing'}}, timeoutSeconds: 3}}\n"
+        ),
     ));
     app.push_str(&group(
         "text",
@@ -302,7 +302,9 @@ fn post_launch_checks_run_in_the_shell_wrapper_and_report_to_the_gate() {
     ));
     app.push_str(&group(
         "hang",
-        &format!("        - {{http: {{url: 'http://127.0.0.1:{port}/hang'}}, timeoutSeconds: 3}}\n"),
+        &format!(
+            "        - {{http: {{url: 'http://127.0.0.1:{port}/hang'}}, timeoutSeconds: 3}}\n"
+        ),
     ));
     app.push_str(&group(
         "script",
@@ -311,9 +313,13 @@ fn post_launch_checks_run_in_the_shell_wrapper_and_report_to_the_gate() {
         ),
     ));
     std::fs::write(dir.join("checked.yaml"), &app).unwrap();
-    let t = load(&render(&["render", dir.join("checked.yaml").to_str().unwrap()]));
+    let t = load(&render(&[
+        "render",
+        dir.join("checked.yaml").to_str().unwrap(),
+    ]));
     assert_eq!(
-        t["Resources"]["Ok"]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"][1]["Ip1"],
+        t["Resources"]["Ok"]["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1][0]["Fn::Sub"]
+            [1]["Ip1"],
         serde_json::json!({"Fn::GetAtt": ["Db01", "PrivateIp"]}),
         "the named server's address comes from Fn::GetAtt"
     );
@@ -344,9 +350,7 @@ fn post_launch_checks_run_in_the_shell_wrapper_and_report_to_the_gate() {
         (
             "Hang",
             "FAILURE",
-            &format!(
-                "check 1 (http http://127.0.0.1:{port}/hang) failed: timed out after 3 s"
-            ),
+            &format!("check 1 (http http://127.0.0.1:{port}/hang) failed: timed out after 3 s"),
         ),
         (
             "Script",
@@ -384,7 +388,10 @@ fn post_launch_checks_run_in_the_shell_wrapper_and_report_to_the_gate() {
         assert_eq!(body["Status"], status, "{id}: {body}");
         assert_eq!(body["UniqueId"], id.to_lowercase(), "{id}");
         let got = body["Reason"].as_str().unwrap();
-        assert!(got.starts_with(reason), "{id}: reason {got:?}, expected {reason:?}");
+        assert!(
+            got.starts_with(reason),
+            "{id}: reason {got:?}, expected {reason:?}"
+        );
         assert_eq!(code, Some(if status == "SUCCESS" { 0 } else { 1 }), "{id}");
         if reason.contains("timed out after 3 s") {
             assert!(
@@ -397,6 +404,9 @@ fn post_launch_checks_run_in_the_shell_wrapper_and_report_to_the_gate() {
             .flatten()
             .map(|e| e.file_name())
             .collect();
-        assert!(leftovers.is_empty(), "{id}: scripts and scratch files removed: {leftovers:?}");
+        assert!(
+            leftovers.is_empty(),
+            "{id}: scripts and scratch files removed: {leftovers:?}"
+        );
     }
 }

@@ -192,8 +192,11 @@ fn instances_depend_only_on_the_gates_of_their_groups_dependencies() {
         r["Web01"]["DependsOn"],
         serde_json::json!(["App01", "App02"])
     );
-    let variables = &r["Web01"]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"][1];
-    assert!(variables.get("GateUrl").is_none(), "no gate to report to");
+    let prelude = &r["Web01"]["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1][0];
+    assert!(
+        prelude.is_string(),
+        "no gate to report to: nothing to substitute"
+    );
     let user_data = resolve_user_data(&ungated, "Web01", &Default::default());
     assert!(!user_data.contains("GateUrl") && !user_data.contains("$url"));
 }
@@ -359,7 +362,7 @@ fn ami_flags_become_parameter_defaults_and_bad_ones_exit_2() {
 }
 
 /// User strings can never break the template or the wrapper: a script full of `${`, quotes,
-/// here-string terminators and closing tags round-trips through Fn::Sub's escaping.
+/// here-string terminators and closing tags arrives byte for byte.
 #[test]
 fn hostile_configure_scripts_survive_embedding() {
     let dir = scratch("hostile");
@@ -379,7 +382,7 @@ fn hostile_configure_scripts_survive_embedding() {
 
     // Resolve Fn::Sub the way CloudFormation does and find each script intact.
     let sub = |id: &str| -> String {
-        let parts = &t["Resources"][id]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"];
+        let parts = &t["Resources"][id]["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1][0]["Fn::Sub"];
         assert_eq!(
             parts[1]["GateUrl"]["Ref"],
             format!("{}GateHandle", if id == "Win" { "W" } else { "L" })
@@ -387,10 +390,12 @@ fn hostile_configure_scripts_survive_embedding() {
         let prelude = parts[0].as_str().unwrap();
         assert_eq!(
             prelude.matches("${").count(),
-            2,
-            "only ${{GateUrl}} and ${{Body}} are substituted"
+            1,
+            "only ${{GateUrl}} is substituted"
         );
-        let values = [("GateUrl", "https://gate".to_string())].into_iter().collect();
+        let values = [("GateUrl", "https://gate".to_string())]
+            .into_iter()
+            .collect();
         resolve_user_data(&t, id, &values)
     };
     let win = sub("Win");
@@ -476,7 +481,9 @@ fn every_variant_lints_clean_whatever_the_scripts_contain() {
                     args.push("--no-health-gate");
                 }
                 let t = load(&render(&args));
-                let values = [("GateUrl", "https://gate".to_string())].into_iter().collect();
+                let values = [("GateUrl", "https://gate".to_string())]
+                    .into_iter()
+                    .collect();
                 for id in ["Lin", "Lin2"] {
                     let user_data = resolve_user_data(&t, id, &values);
                     assert!(user_data.contains(&sh), "{mode} gate={gate}: {user_data}");

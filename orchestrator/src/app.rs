@@ -196,7 +196,10 @@ pub struct CheckText(pub Vec<TextPart>);
 pub enum TextPart {
     Literal(String),
     /// The private IP of the server with this index (and id, for messages).
-    ServerIp { server: usize, id: String },
+    ServerIp {
+        server: usize,
+        id: String,
+    },
 }
 
 impl CheckText {

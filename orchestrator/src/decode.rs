@@ -147,7 +147,8 @@ fn check(node: &Node, diags: &mut Diagnostics) -> Option<Check> {
     let script = m.optional("script", string);
     let timeout_seconds = m.optional("timeoutSeconds", integer);
     m.finish();
-    let kinds = usize::from(tcp.is_some()) + usize::from(http.is_some()) + usize::from(script.is_some());
+    let kinds =
+        usize::from(tcp.is_some()) + usize::from(http.is_some()) + usize::from(script.is_some());
     if kinds != 1 {
         diags.error(
             node.pos,

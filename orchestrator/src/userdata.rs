@@ -23,8 +23,6 @@ use crate::app::{CheckKind, CheckText, ConfigureScript, LaunchCheck, Os, TextPar
 
 /// The Fn::Sub variable the prelude references; the template binds it to the gate handle.
 pub const GATE_URL_VARIABLE: &str = "GateUrl";
-/// The Fn::Sub variable that carries the shared body (from `Mappings`, or inline).
-pub const BODY_VARIABLE: &str = "Body";
 /// Longest text a `${IpN}` variable becomes (an IPv4 address).
 const IP_LEN: usize = 15;
 
@@ -92,13 +90,12 @@ struct CheckContext {
     ps_call: String,
 }
 
-/// A server's user data in two parts: the prelude, which names the server, its gate URL and
-/// the addresses its checks use (Fn::Sub variables), and the body, the same for every server
-/// with the same script, checks and OS, which the template stores once and passes to Fn::Sub
-/// as the `${Body}` variable (variable values are inserted literally: nothing to escape).
+/// A server's user data in two parts, joined by a newline: the prelude, which names the server,
+/// its gate URL and the addresses its checks use (Fn::Sub variables), and the body, the same
+/// for every server with the same script, checks and OS, which the template stores once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserData {
-    /// Ends with `${Body}`.
+    /// Without its final newline.
     pub prelude: String,
     pub body: String,
     /// Servers whose private IP the checks use: `${Ip1}` is the first, and so on.
@@ -111,10 +108,9 @@ pub fn ip_variable(n: usize) -> String {
 }
 
 impl UserData {
-    /// The whole text with `${Body}` filled in (the other variables left as they are).
+    /// The whole text (the prelude's variables left as they are).
     pub fn joined(&self) -> String {
-        self.prelude
-            .replace(&format!("${{{BODY_VARIABLE}}}"), &self.body)
+        format!("{}\n{}", self.prelude, self.body)
     }
 }
 
@@ -190,7 +186,7 @@ impl Wrapper<'_> {
             };
             out.push_str(&assign(&name, &format!("${{{}}}", ip_variable(n))));
         }
-        out.push_str(&format!("${{{BODY_VARIABLE}}}"));
+        out.pop();
         out
     }
 }
@@ -212,14 +208,13 @@ fn check_context(
             .collect()
     };
     let ps_text = |t: &CheckText| -> String {
-        let parts: Vec<String> = t
-            .0
-            .iter()
-            .map(|p| match p {
-                TextPart::Literal(l) => format!("(D '{}')", b64(l)),
-                TextPart::ServerIp { server, .. } => format!("$ip{}", peer_var(*server)),
-            })
-            .collect();
+        let parts: Vec<String> =
+            t.0.iter()
+                .map(|p| match p {
+                    TextPart::Literal(l) => format!("(D '{}')", b64(l)),
+                    TextPart::ServerIp { server, .. } => format!("$ip{}", peer_var(*server)),
+                })
+                .collect();
         format!("({})", parts.join(" + "))
     };
     let t = check.timeout_seconds;
@@ -227,10 +222,7 @@ fn check_context(
         CheckKind::Tcp { host, port } => (
             format!("tcp {}:{port}", label_text(host)),
             format!("tcp_until {} '{port}'", shell_text(host)),
-            format!(
-                "Wait-Check {t} {{ Test-TcpOnce {} {port} }}",
-                ps_text(host)
-            ),
+            format!("Wait-Check {t} {{ Test-TcpOnce {} {port} }}", ps_text(host)),
             None,
         ),
         CheckKind::Http {

@@ -23,9 +23,9 @@ mod outputs;
 mod parameters;
 mod render;
 mod resources;
-mod user_data;
 #[cfg(test)]
 mod tests;
+mod user_data;
 
 pub use check::check;
 pub use document::{AmiParameters, RenderOptions, Template};

@@ -1,14 +1,17 @@
 //! Each instance's `UserData`, with every distinct wrapper body stored once.
 //!
 //! A server's user data is a short prelude of its own (its id, its gate's URL, the addresses
-//! its checks use) and a body shared by every server with the same OS, configure script and
-//! checks: `Fn::Sub [prelude, {GateUrl, Ip1.., Body}]`. A body two or more servers share goes
-//! to `Mappings` once and reaches each of them through `Fn::FindInMap` as the `Body` variable;
-//! a body only one server uses stays inline as the variable's value. Fn::Sub inserts variable
-//! values literally, so a body needs no escaping of `${`. cfn-lint reads `${AWS::Region}` in a
-//! mapping value as a parameter outside Fn::Sub (E1029), so a body holding `${` is stored as the
-//! list of its pieces split at every `${` and joined again with `Fn::Join`. CloudFormation
-//! allows 200 mappings of 200 attributes each: bodies beyond that stay inline.
+//! its checks use: `Fn::Sub [prelude, {GateUrl, Ip1..}]`) and a body shared by every server
+//! with the same OS, configure script and checks, joined by a newline (`Fn::Join`). A body two
+//! or more servers share goes to `Mappings` once and reaches each of them through
+//! `Fn::FindInMap`; a body only one server uses stays inline. The body is never inside Fn::Sub,
+//! so a script's `${...}` needs no escape. It must not read as a parameter reference either:
+//! cfn-lint flags `${AWS::Region}` in any string outside Fn::Sub (E1029), mapping values
+//! included, so a body holding `${` is written as the list of its pieces split at every `${`
+//! and joined again with `Fn::Join` (no piece holds `${`; the delimiter is inserted verbatim).
+//! CloudFormation allows 200 mappings of 200 attributes each: bodies beyond that stay inline.
+//! (Why not the body as a Fn::Sub variable, which CloudFormation also inserts literally: the
+//! emulator substitutes `${...}` again inside variable values.)
 
 use std::collections::HashMap;
 
@@ -16,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use crate::app::App;
 use crate::limits::{MAX_MAPPING_ATTRIBUTES, MAX_MAPPINGS};
-use crate::userdata::{BODY_VARIABLE, GATE_URL_VARIABLE, UserData, ip_variable};
+use crate::userdata::{GATE_URL_VARIABLE, UserData, ip_variable};
 
 /// The user data of every server, and where each body is stored.
 pub(super) struct UserDataStore {
@@ -97,8 +100,6 @@ impl UserDataStore {
                 json!({"Fn::GetAtt": [app.servers[peer].logical_id, "PrivateIp"]}),
             );
         }
-        // Last: the emulator substitutes variables one after another, and the body must not be
-        // read again for the ones after it.
         let body = match self.stored.get(&d.body) {
             Some((mapping, key)) => {
                 let find = json!({"Fn::FindInMap": [mapping, key, TEXT_KEY]});
@@ -108,9 +109,17 @@ impl UserDataStore {
                     find
                 }
             }
+            None if d.body.contains("${") => {
+                json!({"Fn::Join": ["${", d.body.split("${").collect::<Vec<_>>()]})
+            }
             None => Value::String(d.body.clone()),
         };
-        variables.insert(BODY_VARIABLE.into(), body);
-        json!({"Fn::Base64": {"Fn::Sub": [d.prelude, variables]}})
+        // Without variables (no gate, no checks naming servers) the prelude is plain text.
+        let prelude = if variables.is_empty() {
+            Value::String(d.prelude.clone())
+        } else {
+            json!({"Fn::Sub": [d.prelude, variables]})
+        };
+        json!({"Fn::Base64": {"Fn::Join": ["\n", [prelude, body]]}})
     }
 }

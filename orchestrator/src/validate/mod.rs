@@ -14,6 +14,8 @@ mod checks;
 mod disks;
 mod layers;
 mod post_launch;
+#[cfg(test)]
+mod post_launch_tests;
 mod references;
 mod scripts;
 mod settings;

@@ -103,7 +103,10 @@ pub(super) fn resolve_checks(
                 _ => {
                     diags.error(
                         tcp.value.port.pos,
-                        format!("port must be between 1 and 65535, got {}", tcp.value.port.value),
+                        format!(
+                            "port must be between 1 and 65535, got {}",
+                            tcp.value.port.value
+                        ),
                     );
                     0
                 }
@@ -117,7 +120,10 @@ pub(super) fn resolve_checks(
                 Some(s) => {
                     diags.error(
                         s.pos,
-                        format!("expectStatus must be an HTTP status, 100 to 599, got {}", s.value),
+                        format!(
+                            "expectStatus must be an HTTP status, 100 to 599, got {}",
+                            s.value
+                        ),
                     );
                     200
                 }
@@ -230,18 +236,22 @@ fn text(
         .collect();
     let bad = match syntax {
         // Names, IPv4 and bracketed IPv6 addresses.
-        Syntax::Host => literal
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'))),
+        Syntax::Host => literal.chars().find(|c| {
+            !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'))
+        }),
         // RFC 3986's characters: printable ASCII but space, quotes, `<>\^`{|}`.
         Syntax::Url => literal.chars().find(|c| {
-            !c.is_ascii_graphic() || matches!(c, '"' | '<' | '>' | '\\' | '^' | '`' | '{' | '|' | '}')
+            !c.is_ascii_graphic()
+                || matches!(c, '"' | '<' | '>' | '\\' | '^' | '`' | '{' | '|' | '}')
         }),
     };
     if let Some(c) = bad {
         diags.error(
             value.pos,
-            format!("{what} `{}` contains `{c}`, which a {what} cannot hold", value.value),
+            format!(
+                "{what} `{}` contains `{c}`, which a {what} cannot hold",
+                value.value
+            ),
         );
         ok = false;
     }

@@ -13,8 +13,8 @@ use crate::app::{ConfigureScript, ScriptType};
 use crate::diag::Diagnostics;
 use crate::limits::{MAX_SCRIPT_READ, SCRIPT_BUDGET, URL_RESERVE, USER_DATA_LIMIT};
 use crate::model::{self, Application, Spanned};
-use crate::yaml::Pos;
 use crate::userdata;
+use crate::yaml::Pos;
 
 use super::layers::{Layers, relative_to};
 

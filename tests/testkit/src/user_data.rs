@@ -1,7 +1,6 @@
-//! What CloudFormation makes of the user data rehost renders: `Fn::Sub [prelude, variables]`
-//! with the body as the `Body` variable, either inline or from `Mappings` through
-//! `Fn::FindInMap` (joined with `Fn::Join` when it was stored in pieces). Variable values are
-//! inserted literally, as CloudFormation does.
+//! What CloudFormation makes of the user data rehost renders: `Fn::Join ["\n", [prelude,
+//! body]]`, the prelude a string or `Fn::Sub [text, variables]`, the body inline or from
+//! `Mappings` through `Fn::FindInMap`, either joined with `Fn::Join` when written in pieces.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +13,18 @@ pub fn resolve_user_data(
     logical_id: &str,
     values: &BTreeMap<&str, String>,
 ) -> String {
-    let sub = &template["Resources"][logical_id]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"];
+    let join =
+        &template["Resources"][logical_id]["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"];
+    assert_eq!(join[0], "\n", "prelude and body joined by a newline");
+    let prelude = match &join[1][0] {
+        Value::String(s) => s.clone(),
+        sub => substitute(&sub["Fn::Sub"], values, logical_id),
+    };
+    format!("{prelude}\n{}", resolve(template, &join[1][1]))
+}
+
+/// Fn::Sub with the variables given `values`.
+fn substitute(sub: &Value, values: &BTreeMap<&str, String>, logical_id: &str) -> String {
     let text = sub[0].as_str().expect("Fn::Sub's string");
     let variables = sub[1].as_object().expect("Fn::Sub's variables");
     let mut out = String::new();
@@ -23,15 +33,14 @@ pub fn resolve_user_data(
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}').expect("closed variable") + start;
         let name = &rest[start + 2..end];
-        let value = match (name, variables.get(name)) {
-            ("Body", Some(v)) => resolve(template, v),
-            (_, Some(_)) => values
-                .get(name)
-                .unwrap_or_else(|| panic!("no value given for ${{{name}}}"))
-                .clone(),
-            (_, None) => panic!("${{{name}}} is not a variable of {logical_id}'s user data"),
-        };
-        out.push_str(&value);
+        assert!(
+            variables.contains_key(name),
+            "${{{name}}} is not a variable of {logical_id}'s user data"
+        );
+        let value = values
+            .get(name)
+            .unwrap_or_else(|| panic!("no value given for ${{{name}}}"));
+        out.push_str(value);
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
@@ -53,9 +62,14 @@ fn resolve(template: &Value, v: &Value) -> String {
     }
     if let Some(join) = v.get("Fn::Join") {
         let delimiter = join[0].as_str().unwrap();
-        let find = &join[1]["Fn::FindInMap"];
-        let [map, key, attr] = [0, 1, 2].map(|i| find[i].as_str().unwrap());
-        let pieces: Vec<&str> = template["Mappings"][map][key][attr]
+        let list = match join[1].get("Fn::FindInMap") {
+            Some(find) => {
+                let [map, key, attr] = [0, 1, 2].map(|i| find[i].as_str().unwrap());
+                &template["Mappings"][map][key][attr]
+            }
+            None => &join[1],
+        };
+        let pieces: Vec<&str> = list
             .as_array()
             .expect("pieces")
             .iter()
