@@ -487,19 +487,20 @@ fn unreachable_endpoint_fails_fast_with_a_clear_message() {
 /// `rehost launch` of application `name` (written to `dir`): 40 servers with a configure script
 /// each, so its template is over CloudFormation's 51,200-byte inline limit.
 fn large_launch(dir: &Path, name: &str, infra: &Infra, image: &str) -> Rehost {
-    // Configure scripts live in the application's repository: here, the scratch directory.
-    std::fs::copy(
+    // Configure scripts live in the application's repository: here, the scratch directory. Each
+    // server has its own (a script servers share is stored once, which keeps a template small).
+    let script = std::fs::read_to_string(
         workspace_root().join("launch-scripts/ecommerce/point-tomcat-at-database.sh"),
-        dir.join("configure.sh"),
     )
     .unwrap();
     let mut app = format!(
-        "apiVersion: rehost/v1\nkind: Application\nname: {name}\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: {}\n    securityGroups: [{}]\n    configureScript: configure.sh\nservers:\n",
+        "apiVersion: rehost/v1\nkind: Application\nname: {name}\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: {}\n    securityGroups: [{}]\nservers:\n",
         infra.subnet, infra.sg,
     );
     for i in 0..40 {
+        std::fs::write(dir.join(format!("c{i}.sh")), format!("{script}# server s{i}\n")).unwrap();
         app.push_str(&format!(
-            "  - {{id: s{i}, os: linux, disks: [{{source: s{i}.img}}]}}\n"
+            "  - {{id: s{i}, os: linux, disks: [{{source: s{i}.img}}], launch: {{configureScript: c{i}.sh}}}}\n"
         ));
     }
     app.push_str("groups:\n");

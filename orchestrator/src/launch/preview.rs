@@ -104,32 +104,7 @@ pub struct PropertyChange {
     pub effect: UpdateEffect,
 }
 
-/// How changing a property lands on the running resource.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum UpdateEffect {
-    #[serde(rename = "replacement")]
-    Replacement,
-    #[serde(rename = "replacement (conditional)")]
-    ConditionalReplacement,
-    #[serde(rename = "some interruption")]
-    SomeInterruption,
-    #[serde(rename = "no interruption")]
-    NoInterruption,
-    #[serde(rename = "unknown")]
-    Unknown,
-}
-
-impl UpdateEffect {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpdateEffect::Replacement => "replacement",
-            UpdateEffect::ConditionalReplacement => "replacement (conditional)",
-            UpdateEffect::SomeInterruption => "some interruption",
-            UpdateEffect::NoInterruption => "no interruption",
-            UpdateEffect::Unknown => "unknown",
-        }
-    }
-}
+pub use crate::template::UpdateEffect;
 
 /// The SDK enums serialise as CloudFormation spells them.
 fn as_str<T: AsRef<str>, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -297,10 +272,7 @@ fn owner_of(app: &App, logical_id: &str) -> (Option<String>, Option<String>) {
     let group = server.map(|s| app.group_of(s).name.clone()).or_else(|| {
         app.groups
             .iter()
-            .find(|g| {
-                logical_id == Names::gate(&g.logical_stem)
-                    || logical_id == Names::gate_handle(&g.logical_stem)
-            })
+            .find(|g| Names::is_gate_of(&g.logical_stem, logical_id))
             .map(|g| g.name.clone())
     });
     (server.map(|s| s.id.clone()), group)
@@ -389,9 +361,9 @@ fn new_stack_waves(app: &App, mode: Mode, template: &Template) -> Vec<PlannedWav
                         detail,
                     });
                 }
-                if resources.contains_key(&Names::gate(&group.logical_stem)) {
+                if let Some(gate) = template.gate(g) {
                     planned.push(PlannedResource {
-                        logical_id: Names::gate(&group.logical_stem),
+                        logical_id: gate.gate.clone(),
                         resource_type: "AWS::CloudFormation::WaitCondition".into(),
                         server: None,
                         group: group.name.clone(),

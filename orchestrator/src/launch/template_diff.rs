@@ -8,34 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_cloudformation::types::ChangeAction;
 use serde_json::Value;
 
-use super::preview::{INSTANCE, PropertyChange, UpdateEffect};
+use super::preview::{INSTANCE, PropertyChange};
 
-/// How an update of an `AWS::EC2::Instance` property lands, from the CloudFormation resource
-/// reference; used when the change set gives no detail.
-pub fn instance_update_effect(property: &str) -> UpdateEffect {
-    match property {
-        "AvailabilityZone"
-        | "ImageId"
-        | "KeyName"
-        | "NetworkInterfaces"
-        | "PrivateIpAddress"
-        | "SubnetId"
-        | "LaunchTemplate"
-        | "CpuOptions"
-        | "PlacementGroupName"
-        | "HibernationOptions"
-        | "EnclaveOptions"
-        | "LicenseSpecifications"
-        | "Ipv6AddressCount"
-        | "Ipv6Addresses"
-        | "HostId"
-        | "SecurityGroups" => UpdateEffect::Replacement,
-        "InstanceType" | "UserData" | "EbsOptimized" | "KernelId" | "RamdiskId" | "Tenancy" => {
-            UpdateEffect::SomeInterruption
-        }
-        _ => UpdateEffect::NoInterruption,
-    }
-}
+pub use crate::template::instance_update_effect;
 
 /// The parameters' default values of a template (what a launch passes).
 pub fn parameter_defaults(template: &Value) -> BTreeMap<String, String> {
@@ -158,7 +133,7 @@ pub fn property_diff(old: &Value, new: &Value, logical_id: &str) -> Vec<String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::launch::preview::{ResourceChange, StackAction};
+    use crate::launch::preview::{ResourceChange, StackAction, UpdateEffect};
     use serde_json::json;
 
     #[test]

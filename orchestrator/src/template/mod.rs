@@ -10,6 +10,8 @@
 //! - `render`: assembles `parameters`, `resources` and `outputs` with the description and metadata
 //! - `user_data`: each instance's user data, every distinct wrapper body stored once in `Mappings`
 //! - `names`: logical ids and parameter names, and the one table of portable fields
+//! - `gates`: each group's gate generation, which changes exactly when an instance is replaced
+//! - `update_effect`: how each instance property's update lands (replacement or not)
 //! - `check`: collisions and quotas, checked for every variant while loading
 //! - `emit_yaml`: `render --format yaml`, quoted so YAML 1.1 and 1.2 readers agree with the JSON
 //!
@@ -18,17 +20,20 @@
 mod check;
 mod document;
 mod emit_yaml;
+mod gates;
 mod names;
 mod outputs;
 mod parameters;
 mod render;
 mod resources;
+mod update_effect;
 #[cfg(test)]
 mod tests;
 mod user_data;
 
 pub use check::check;
-pub use document::{AmiParameters, RenderOptions, Template};
+pub use document::{AmiParameters, GateIds, RenderOptions, Template};
 pub use names::{Names, PORTABLE_FIELDS, PortableField};
 pub use outputs::launch_waves_text;
 pub use render::render;
+pub use update_effect::{UpdateEffect, instance_update_effect};

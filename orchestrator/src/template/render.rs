@@ -22,7 +22,11 @@ pub fn render(app: &App, opts: &RenderOptions) -> Template {
     let ami_parameters = parameters::ami_layout(app, portable.len());
     let (parameters, interface_groups) =
         parameters::build(app, opts, &waves, ami_parameters, &portable);
-    let (resources, mappings) = resources::build(app, opts, &waves, ami_parameters);
+    let resources::Built {
+        resources,
+        mappings,
+        gates,
+    } = resources::build(app, opts, &waves, ami_parameters);
     let outputs = outputs::build(app, &waves);
 
     let wave_names: Vec<Vec<&str>> = waves
@@ -60,6 +64,7 @@ pub fn render(app: &App, opts: &RenderOptions) -> Template {
         parameters: parameter_count,
         outputs: output_count,
         ami_parameters,
+        gates,
     }
 }
 
