@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use rehost_testkit::{Rehost, cfn_lint, resolve_user_data, tools_bin, workspace_root};
+use rehost_testkit::{Rehost, cfn_lint, gate_id, resolve_user_data, tools_bin, workspace_root};
 use serde_json::Value;
 
 const EXAMPLES: &[&str] = &["sharepoint-farm", "ecommerce-3tier"];
@@ -164,22 +164,28 @@ fn instances_depend_only_on_the_gates_of_their_groups_dependencies() {
         r["Dc01"].get("DependsOn").is_none(),
         "the first wave waits for nothing"
     );
+    let g = |stem: &str| gate_id(&t, stem, "Gate");
     assert_eq!(
         r["SqlServer01"]["DependsOn"],
-        serde_json::json!(["DirectoryGate"])
+        serde_json::json!([g("Directory")])
     );
-    assert_eq!(r["App01"]["DependsOn"], serde_json::json!(["DatabaseGate"]));
-    assert_eq!(r["Web02"]["DependsOn"], serde_json::json!(["AppGate"]));
+    assert_eq!(r["App01"]["DependsOn"], serde_json::json!([g("Database")]));
+    assert_eq!(r["Web02"]["DependsOn"], serde_json::json!([g("App")]));
     assert_eq!(
-        r["AppGate"]["DependsOn"],
+        r[g("App")]["DependsOn"],
         serde_json::json!(["App01", "App02"])
     );
-    assert_eq!(r["AppGate"]["Properties"]["Count"], 2);
+    assert_eq!(r[g("App")]["Properties"]["Count"], 2);
     assert_eq!(
-        r["DirectoryGate"]["Properties"]["Timeout"], "2700",
+        r[g("App")]["Properties"]["Handle"]["Ref"],
+        gate_id(&t, "App", "GateHandle")
+    );
+    assert_eq!(
+        r[g("Directory")]["Properties"]["Timeout"],
+        "2700",
         "45 minutes from the group's setting"
     );
-    assert_eq!(r["AppGate"]["Properties"]["Timeout"], "1800");
+    assert_eq!(r[g("App")]["Properties"]["Timeout"], "1800");
 
     let ungated = load(&render(&[
         "render",
@@ -187,7 +193,10 @@ fn instances_depend_only_on_the_gates_of_their_groups_dependencies() {
         "--no-health-gate",
     ]));
     let r = &ungated["Resources"];
-    assert!(r.get("AppGate").is_none() && r.get("AppGateHandle").is_none());
+    assert!(
+        !r.as_object().unwrap().keys().any(|k| k.contains("Gate")),
+        "no gates"
+    );
     assert_eq!(
         r["Web01"]["DependsOn"],
         serde_json::json!(["App01", "App02"])
@@ -212,7 +221,7 @@ fn independent_groups_start_together() {
     assert!(t["Resources"]["Cache"].get("DependsOn").is_none());
     assert_eq!(
         t["Resources"]["Web"]["DependsOn"],
-        serde_json::json!(["DbGate", "CacheGate"])
+        serde_json::json!([gate_id(&t, "Db", "Gate"), gate_id(&t, "Cache", "Gate")])
     );
     assert_eq!(t["Outputs"]["LaunchWaves"]["Value"], "db, cache | web");
     let graph = render(&["graph", file.to_str().unwrap()]);

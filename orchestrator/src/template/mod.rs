@@ -26,9 +26,9 @@ mod outputs;
 mod parameters;
 mod render;
 mod resources;
-mod update_effect;
 #[cfg(test)]
 mod tests;
+mod update_effect;
 mod user_data;
 
 pub use check::check;

@@ -86,7 +86,10 @@ pub(super) fn build(
                     {"Ref": Names::group_image_parameter(&group.logical_stem)}
                 ]}),
             };
-            instances.push((s, instance(app, opts, server, image, Value::Null, &depends_on)));
+            instances.push((
+                s,
+                instance(app, opts, server, image, Value::Null, &depends_on),
+            ));
         }
         let count = group.servers.len();
         let timeout = (gate_minutes[g] * 60).to_string();

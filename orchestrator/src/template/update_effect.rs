@@ -57,4 +57,3 @@ pub fn instance_update_effect(property: &str) -> UpdateEffect {
         _ => UpdateEffect::NoInterruption,
     }
 }
-

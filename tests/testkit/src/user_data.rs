@@ -79,3 +79,20 @@ fn resolve(template: &Value, v: &Value) -> String {
     }
     panic!("unexpected body: {v}")
 }
+
+/// The logical id of group `stem`'s gate (`{stem}Gate` + its 8-hex-digit generation), or of
+/// its handle with `kind` = "GateHandle".
+pub fn gate_id(t: &Value, stem: &str, kind: &str) -> String {
+    let prefix = format!("{stem}{kind}");
+    let found: Vec<&String> = t["Resources"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| {
+            k.strip_prefix(&prefix)
+                .is_some_and(|g| g.len() == 8 && g.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "one {prefix}: {found:?}");
+    found[0].clone()
+}
