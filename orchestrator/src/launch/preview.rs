@@ -19,6 +19,7 @@ use crate::app::{App, Mode};
 use crate::launch::stack::{self, StackRequest};
 use crate::launch::template_diff::{
     instance_diff, instance_update_effect, parameter_defaults, property_diff, resolve_parameters,
+    update_warnings,
 };
 use crate::launch::{AwsClients, LaunchError, aws};
 use crate::template::{Names, Template};
@@ -33,6 +34,8 @@ pub struct LaunchPreview {
     pub waves: Vec<PlannedWave>,
     /// For an existing stack: the change set, one entry per resource.
     pub changes: Vec<ResourceChange>,
+    /// What the update means for configure scripts and gates (`template_diff::update_warnings`).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -133,6 +136,7 @@ pub async fn preview(
         action: StackAction::None,
         waves: vec![],
         changes: vec![],
+        warnings: vec![],
     };
     // A stack of this name that is not the application's is refused, as launch refuses it.
     let Some(existing) = existing else {
@@ -160,6 +164,7 @@ pub async fn preview(
     deleted?;
     if !preview.changes.is_empty() {
         preview.action = StackAction::Update;
+        preview.warnings = update_warnings(app, template, &preview.changes);
     }
     Ok(preview)
 }
@@ -315,6 +320,7 @@ pub fn creation(app: &App, mode: Mode, template: &Template) -> LaunchPreview {
         action: StackAction::Create,
         waves: new_stack_waves(app, mode, template),
         changes: vec![],
+        warnings: vec![],
     }
 }
 
