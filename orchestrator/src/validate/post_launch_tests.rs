@@ -134,3 +134,23 @@ fn checks_count_toward_the_user_data_budget() {
         "{joined}"
     );
 }
+
+#[test]
+fn checks_longer_than_the_signal_timeout_are_a_warning() {
+    let text = app_with(
+        "        - {tcp: {host: '{{server:db01}}', port: 1}, timeoutSeconds: 3600}\n",
+        "",
+    )
+    .replace(
+        "instanceType: m5.large}",
+        "instanceType: m5.large, signalTimeoutMinutes: 30}",
+    );
+    let (app, problems) = resolve_with(&text, &[]);
+    assert!(app.is_some(), "a warning, not an error: {problems:?}");
+    assert!(
+        problems.iter().any(
+            |p| p.contains("may take up to 3600 s, more than its signalTimeoutMinutes (30 min")
+        ),
+        "{problems:?}"
+    );
+}

@@ -77,6 +77,19 @@ pub(super) fn resolve_server(
     };
     let member_of = inputs.topology.memberships.get(index).copied().flatten();
     let (checks, checks_pos) = resolve_checks(server, member_of, &layers, &check_inputs, diags);
+    let checks_seconds: u64 = checks.iter().map(|c| u64::from(c.timeout_seconds)).sum();
+    if let Some(pos) = checks_pos
+        && checks_seconds > u64::from(signal_timeout_minutes) * 60
+    {
+        diags.warning(
+            pos,
+            format!(
+                "the checks of server `{id}` may take up to {checks_seconds} s, more than its \
+                 signalTimeoutMinutes ({signal_timeout_minutes} min, configure script included): \
+                 its gate may time out before they fail"
+            ),
+        );
+    }
     let script_pos = layers
         .launch(|l| l.configure_script.as_ref())
         .map(|(d, _)| d.pos);
