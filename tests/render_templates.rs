@@ -398,7 +398,7 @@ fn hostile_configure_scripts_survive_embedding() {
         let parts = &t["Resources"][id]["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1][0]["Fn::Sub"];
         assert_eq!(
             parts[1]["GateUrl"]["Ref"],
-            format!("{}GateHandle", if id == "Win" { "W" } else { "L" })
+            gate_id(&t, if id == "Win" { "W" } else { "L" }, "GateHandle")
         );
         let prelude = parts[0].as_str().unwrap();
         assert_eq!(
