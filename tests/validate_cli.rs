@@ -1001,7 +1001,7 @@ fn server_id_with_a_space_and_a_configure_script_is_a_diagnostic_not_a_panic() {
     let (line, col) = pos.unwrap();
     std::fs::write(dir.join("app.yaml"), text).unwrap();
     let out = rehost()
-        .args(&["validate", "app.yaml"])
+        .args(["validate", "app.yaml"])
         .current_dir(&dir)
         .run();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1029,7 +1029,7 @@ fn control_characters_in_diagnostics_are_escaped() {
     );
     std::fs::write(dir.join("app.yaml"), text).unwrap();
     let out = rehost()
-        .args(&["validate", "app.yaml"])
+        .args(["validate", "app.yaml"])
         .current_dir(&dir)
         .run();
     assert_eq!(out.status.code(), Some(2));

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rehost_replication::manifest::{BLOCK_SIZE, Manifest};
-use rehost_replication::scan::{self, BufferPool, Reference, ScanConfig};
+use rehost_replication::scan::{self, Reference, ScanConfig, ScanShared};
 use rehost_replication::source::{DiskSource, QemuTools};
 use rehost_replication::{ProgressMode, ReportStatus};
 use rehost_testkit::Moto;
@@ -50,7 +50,7 @@ fn scan_once(
             hash_threads: threads,
             queue: 16,
         },
-        BufferPool::new(2 * 16 + 3 * threads + 2),
+        &ScanShared::new(2 * 16 + 3 * threads + 2, threads),
     );
     let mut manifest = Manifest::with_len(n);
     let mut to_send = 0;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use rehost::launch::AwsClients;
 use rehost::launch::deploy::refuse_portable;
 use rehost::replication_jobs::{scheduled_jobs, split_fresh};
-use rehost_replication::watch::replicate_each;
+use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all};
 use rehost_replication::{ReplicateOptions, Replicator, SqliteStore, StateStore};
 use time::OffsetDateTime;
 
@@ -23,6 +23,9 @@ pub struct Args {
     /// replicate every server now.
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub max_age: Option<time::Duration>,
+    /// Servers replicated at once (they share one bound on blocks in flight and on memory).
+    #[arg(long, default_value_t = DEFAULT_PARALLEL as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
     #[command(flatten)]
     pub launch: LaunchFlags,
     #[command(flatten)]
@@ -66,7 +69,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     if !stale.is_empty() {
         let _lock = store.lock_app(&app.name).await?;
         let replicator = Replicator::new(&sdk, store.clone(), ReplicateOptions::default());
-        let reports = replicate_each(&replicator, &stale).await;
+        let reports = replicate_all(&replicator, &stale, usize::from(args.parallel)).await;
         for report in &reports {
             print::report_line(io.out, report)?;
         }

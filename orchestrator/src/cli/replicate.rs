@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use rehost::replication_jobs::scheduled_jobs;
-use rehost_replication::watch::{replicate_each, watch};
+use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all, watch};
 use rehost_replication::{
     Architecture, ProgressMode, ReplicateOptions, Replicator, SqliteStore, StateStore,
 };
@@ -32,7 +32,11 @@ pub struct Args {
     /// Override the servers' AMI architecture.
     #[arg(long, value_parser = choice::<Architecture>())]
     pub architecture: Option<Architecture>,
-    /// PutSnapshotBlock calls in flight per disk.
+    /// Servers replicated at once. They share one bound on blocks in flight (`--concurrency`),
+    /// one pool of block buffers and the hashing threads, so memory does not grow with it.
+    #[arg(long, default_value_t = DEFAULT_PARALLEL as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
+    /// PutSnapshotBlock calls in flight, across every server and disk being replicated.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
     #[command(flatten)]
@@ -60,6 +64,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         ..ReplicateOptions::default()
     };
     let replicator = Replicator::new(&sdk, std::sync::Arc::new(store), options);
+    let parallel = usize::from(args.parallel);
 
     if args.watch {
         let Io { out, err } = io;
@@ -71,7 +76,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
             );
         };
         // A report that cannot be printed must not stop the replication it reports on.
-        watch(&replicator, &jobs, shutdown, |report| {
+        watch(&replicator, &jobs, parallel, shutdown, |report| {
             let _ = match args.output {
                 OutputFormat::Text => print::report_line(*out, report),
                 OutputFormat::Json => serde_json::to_string(report)
@@ -84,7 +89,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let reports = replicate_each(&replicator, &jobs).await;
+    let reports = replicate_all(&replicator, &jobs, parallel).await;
     match args.output {
         OutputFormat::Json => {
             let doc = serde_json::json!({"application": app.name, "servers": reports});
