@@ -37,19 +37,51 @@ pub enum StateError {
         what: String,
     },
     #[error(
-        "application '{app}' is already being replicated by another rehost (process {holder}); lock file {path}. \
+        "application '{app}' is already being replicated by another rehost ({holder}); {location}. \
          Wait for it to finish or stop it"
     )]
     Locked {
         app: String,
+        /// Who holds it: `process 1234`, or `process 1234 on host, lease until 12:00:00Z`.
         holder: String,
-        path: PathBuf,
+        /// `lock file PATH` or `lease s3://...`.
+        location: String,
     },
     #[error("cannot use lock file {path}: {source}")]
     Lock {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// An S3 call of the state store failed (after the SDK's own retries).
+    #[error("state {location}: {failure}")]
+    S3 {
+        location: String,
+        failure: crate::aws::AwsFailure,
+    },
+    /// A conditional write kept losing races (other writers changed the object each time).
+    #[error(
+        "state {location}: {key} kept changing under this update ({attempts} attempts); another rehost is writing it"
+    )]
+    Contention {
+        location: String,
+        key: String,
+        attempts: u32,
+    },
+    /// The state bucket is not one rehost may use, and what to do about it.
+    #[error("state bucket {bucket} cannot hold rehost's state:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Bucket {
+        bucket: String,
+        problems: Vec<String>,
+    },
+    /// No state was set up at this place.
+    #[error("no rehost state at {location}: create it with `rehost state init {location}`")]
+    NotInitialized { location: String },
+    /// `--state`, `REHOST_STATE` or the application's `state:` is not a place rehost knows.
+    #[error("state location `{text}`: {why}")]
+    BadLocation { text: String, why: String },
+    /// A migration would overwrite records that differ.
+    #[error("state {location} already holds other records of {server}: refusing to overwrite them")]
+    Differs { location: String, server: String },
     /// The worker doing a blocking state operation stopped without an answer (it panicked, or
     /// the runtime is shutting down).
     #[error("state {location}: {operation}: the worker stopped: {message}")]

@@ -29,12 +29,16 @@ use time::OffsetDateTime;
 
 use crate::manifest::Manifest;
 
+mod dump;
 mod error;
+mod location;
 mod lock;
 mod records;
 mod sqlite;
 
+pub use dump::{AmiEntry, ImportOutcome, ServerDump};
 pub use error::StateError;
+pub use location::StateLocation;
 pub use lock::AppLock;
 pub use records::{
     AmiRecord, NewSnapshot, RunPhase, RunRecord, RunStatus, ServerKey, SnapshotCounts,
@@ -267,6 +271,26 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
             &self.written_blocks(server, snapshot_id).await?,
         ))
     }
+
+    /// How long the block recorder may gather accepted blocks before writing them as one batch:
+    /// zero for a local database (every batch as soon as the last one is in), longer where each
+    /// write is a request that costs (a killed run resends at most this much).
+    fn record_interval(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
+    // --- The whole state (`rehost state migrate`) ---
+
+    /// Every server the state holds records of, across applications, in order.
+    async fn servers(&self) -> Result<Vec<ServerKey>, StateError>;
+
+    /// Everything the state holds about a server (an empty dump for a server it does not know).
+    async fn export_server(&self, server: &ServerKey) -> Result<ServerDump, StateError>;
+
+    /// Writes a server's records where the state has none; [`ImportOutcome::Identical`] when it
+    /// already holds exactly these, [`StateError::Differs`] (writing nothing) when it holds
+    /// others.
+    async fn import_server(&self, dump: &ServerDump) -> Result<ImportOutcome, StateError>;
 }
 
 /// The default place of the state database: `.rehost/state.db` beside the application file.

@@ -30,6 +30,8 @@ pub trait Fixture: Send + Sync {
     async fn open(&self) -> Arc<dyn StateStore>;
     /// Overwrites stored text behind the store's back.
     async fn damage(&self, damage: Damage<'_>);
+    /// A handle on another, empty store of the same backend (a migration's destination).
+    async fn open_other(&self) -> Arc<dyn StateStore>;
 }
 
 /// Instantiates the whole contract for a backend: `suite!(sqlite, SqliteFixture::new())`
@@ -53,6 +55,8 @@ macro_rules! suite {
             latest_amis_are_per_server_and_newest,
             records_of_one_server_are_not_seen_through_another,
             unknown_status_text_is_corrupt,
+            a_server_moves_whole_and_moving_it_again_changes_nothing,
+            a_destination_with_other_records_is_refused,
         ]);
     };
     (@tests $backend:ident, $fixture:expr, [$($test:ident),* $(,)?]) => {
@@ -73,9 +77,11 @@ pub(crate) use suite;
 
 mod runs;
 mod snapshots;
+mod transfer;
 
 pub use runs::*;
 pub use snapshots::*;
+pub use transfer::*;
 
 fn key(server: &str) -> ServerKey {
     ServerKey::new("shop", server)
