@@ -34,6 +34,7 @@ mod error;
 mod location;
 mod lock;
 mod records;
+pub mod s3;
 mod sqlite;
 
 pub use dump::{AmiEntry, ImportOutcome, ServerDump};
@@ -44,6 +45,7 @@ pub use records::{
     AmiRecord, NewSnapshot, RunPhase, RunRecord, RunStatus, ServerKey, SnapshotCounts,
     SnapshotRecord, SnapshotStatus, StoredText, WrittenBlock, linear_checksum,
 };
+pub use s3::{S3Options, S3Store};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
 /// Held for a whole replication of an application; dropping it (or the process dying) lets
@@ -52,6 +54,11 @@ pub trait AppLockGuard: Send + Sync + std::fmt::Debug {
     fn app(&self) -> &str;
     /// Where the lock lives, for messages (a lock file; for a lease, its object).
     fn location(&self) -> String;
+    /// Whether another holder took the lock over (a lease that expired before its holder could
+    /// renew it); a file lock is never lost.
+    fn is_lost(&self) -> bool {
+        false
+    }
 }
 
 /// Where rehost keeps its replication state. Object safe: used as `Arc<dyn StateStore>`.
@@ -291,6 +298,20 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// already holds exactly these, [`StateError::Differs`] (writing nothing) when it holds
     /// others.
     async fn import_server(&self, dump: &ServerDump) -> Result<ImportOutcome, StateError>;
+}
+
+/// Opens the state at `location`: a SQLite file (created when missing), or an S3 state (which
+/// `rehost state init` must have set up) reached with `sdk`.
+pub async fn open(
+    location: &StateLocation,
+    sdk: &aws_config::SdkConfig,
+) -> Result<std::sync::Arc<dyn StateStore>, StateError> {
+    Ok(match location {
+        StateLocation::File(path) => std::sync::Arc::new(SqliteStore::open(path).await?),
+        StateLocation::S3 { bucket, prefix } => {
+            std::sync::Arc::new(S3Store::open(sdk, bucket, prefix, S3Options::default()).await?)
+        }
+    })
 }
 
 /// The default place of the state database: `.rehost/state.db` beside the application file.

@@ -110,7 +110,7 @@ pub async fn a_server_moves_whole_and_moving_it_again_changes_nothing(f: &dyn Fi
         to.import_server(&dump).await.unwrap(),
         ImportOutcome::Identical
     );
-    assert_eq!(to.servers().await.unwrap(), [db.clone()]);
+    assert_eq!(to.servers().await.unwrap(), std::slice::from_ref(&db));
 
     // What moved works as before: the open run resumes with its accepted blocks, the parent
     // of the next increment and the latest AMI are the same.
