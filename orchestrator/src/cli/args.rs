@@ -1,10 +1,11 @@
 //! Flags several subcommands share and what they mean: the template flags (render, plan, launch,
-//! migrate) with `--ami` and the state database's AMI defaults, the launch flags (launch,
-//! migrate), `--state`, `--output`, `--region`, and the parser for the domain's enums (`--mode`,
-//! `--architecture`), which reads the same words the application file uses.
+//! migrate) with `--ami` and the state's AMI defaults, the launch flags (launch, migrate),
+//! `--state` (where the state lives, and opening it), `--output`, `--region`, and the parser
+//! for the domain's enums (`--mode`, `--architecture`), which reads the same words the
+//! application file uses.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use rehost::app::App;
@@ -14,6 +15,7 @@ use rehost::launch::stack::OnFailureChoice;
 use rehost::syntax::check_aws_id;
 use rehost::template::RenderOptions;
 use rehost_replication::domain::Choice;
+use rehost_replication::state::{StateError, StateLocation, StateStore};
 
 /// A clap parser for a domain enum: its application-file spellings are the possible values.
 pub fn choice<T: Choice + Clone + Send + Sync>() -> impl TypedValueParser<Value = T> {
@@ -34,7 +36,7 @@ pub enum OutputFormat {
 
 /// How to reach AWS: the standard chain (environment, profiles, SSO, instance metadata) and the
 /// standard `AWS_ENDPOINT_URL` override, with rehost's retry and timeout policy.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct AwsArgs {
     /// AWS region (default: from the environment or profile).
     #[arg(long, env = "AWS_REGION")]
@@ -51,11 +53,24 @@ impl AwsArgs {
     }
 }
 
-/// `--state PATH`: the replication state database (default `.rehost/state.db` beside the file).
+/// `--state PATH|s3://BUCKET/PREFIX`: where rehost keeps its state.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StateArg {
-    #[arg(long = "state", value_name = "PATH")]
-    pub path: Option<PathBuf>,
+    /// Where the state lives: a SQLite file, or s3://BUCKET/PREFIX shared by a team (set up
+    /// with `rehost state init`). Default: the application's `state:` setting, else
+    /// `.rehost/state.db` beside the application file.
+    #[arg(
+        long = "state",
+        env = "REHOST_STATE",
+        value_name = "PATH|s3://BUCKET/PREFIX"
+    )]
+    pub location: Option<String>,
+}
+
+impl StateArg {
+    pub fn resolve(&self, app: &App) -> anyhow::Result<StateLocation> {
+        state_location(self.location.as_deref(), app)
+    }
 }
 
 /// Flags shared by every command that renders a template (render, plan, launch, migrate).
@@ -73,17 +88,22 @@ pub struct TemplateFlags {
     /// Default AMI of a server's parameter (repeatable), over the replication state's.
     #[arg(long = "ami", value_name = "SERVER=AMI")]
     pub amis: Vec<String>,
-    /// Replication state database (default `.rehost/state.db` beside the application file),
-    /// whose latest AMIs become the parameter defaults.
-    #[arg(long = "state", value_name = "PATH")]
-    pub state: Option<PathBuf>,
+    /// Where the state lives (a SQLite file or s3://BUCKET/PREFIX), whose latest AMIs become
+    /// the parameter defaults. Default: the application's `state:`, else `.rehost/state.db`
+    /// beside the application file.
+    #[arg(
+        long = "state",
+        env = "REHOST_STATE",
+        value_name = "PATH|s3://BUCKET/PREFIX"
+    )]
+    pub state: Option<String>,
 }
 
 impl TemplateFlags {
     /// Render options with the AMI defaults: the latest replicated AMIs, overridden by `--ami`.
-    pub async fn options(&self, app: &App) -> anyhow::Result<RenderOptions> {
-        let mut amis =
-            replicated_amis(&state_path(self.state.as_deref(), &app.file), &app.name).await?;
+    pub async fn options(&self, app: &App, aws: &AwsArgs) -> anyhow::Result<RenderOptions> {
+        let location = state_location(self.state.as_deref(), app)?;
+        let mut amis = replicated_amis(&location, aws, &app.name).await?;
         amis.extend(parse_amis(app, &self.amis)?);
         Ok(RenderOptions {
             mode: self.mode,
@@ -109,22 +129,68 @@ pub struct LaunchFlags {
     pub timeout: Option<u64>,
 }
 
-/// The replication state database: `--state`, else `.rehost/state.db` beside the application file.
-pub fn state_path(explicit: Option<&Path>, app_file: &Path) -> PathBuf {
-    explicit.map_or_else(
-        || rehost_replication::state::default_state_path(app_file),
-        Path::to_path_buf,
-    )
+/// Where the state lives: `--state` (or `REHOST_STATE`), else the application's `state:`,
+/// else `.rehost/state.db` beside the application file.
+pub fn state_location(explicit: Option<&str>, app: &App) -> anyhow::Result<StateLocation> {
+    match explicit {
+        Some(text) => StateLocation::parse(text, None).map_err(state_error),
+        None => Ok(app.state.clone().unwrap_or_else(|| {
+            StateLocation::File(rehost_replication::state::default_state_path(&app.file))
+        })),
+    }
 }
 
-/// The latest replicated AMI of each server, for template parameter defaults. A missing state
-/// database means nothing was replicated yet (and is not created by reading).
-pub async fn replicated_amis(state: &Path, app: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    if !state.exists() {
-        return Ok(Default::default());
+/// A state error as the CLI reports it: the user's to fix (exit code 2) when the location is
+/// wrong, the bucket unfit or not set up, or a migration would overwrite other records.
+pub fn state_error(e: StateError) -> anyhow::Error {
+    match e {
+        StateError::BadLocation { .. }
+        | StateError::Bucket { .. }
+        | StateError::NotInitialized { .. }
+        | StateError::Differs { .. } => InvalidInput::new(e.to_string()).into(),
+        e => e.into(),
     }
-    let store = rehost_replication::SqliteStore::open(state).await?;
-    Ok(rehost_replication::StateStore::latest_amis(&store, app)
+}
+
+/// Opens the state (creating a SQLite file that does not exist yet).
+pub async fn open_state(
+    location: &StateLocation,
+    aws: &AwsArgs,
+) -> anyhow::Result<Arc<dyn StateStore>> {
+    let sdk = match location {
+        StateLocation::File(_) => aws_config::SdkConfig::builder().build(),
+        StateLocation::S3 { .. } => aws.sdk_config().await,
+    };
+    rehost_replication::state::open(location, &sdk)
+        .await
+        .map_err(state_error)
+}
+
+/// Opens the state to read it: `None` for a SQLite file that does not exist (nothing was
+/// replicated yet; reading does not create it).
+pub async fn open_state_to_read(
+    location: &StateLocation,
+    aws: &AwsArgs,
+) -> anyhow::Result<Option<Arc<dyn StateStore>>> {
+    if let StateLocation::File(path) = location
+        && !path.exists()
+    {
+        return Ok(None);
+    }
+    open_state(location, aws).await.map(Some)
+}
+
+/// The latest replicated AMI of each server, for template parameter defaults.
+pub async fn replicated_amis(
+    location: &StateLocation,
+    aws: &AwsArgs,
+    app: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let Some(store) = open_state_to_read(location, aws).await? else {
+        return Ok(Default::default());
+    };
+    Ok(store
+        .latest_amis(app)
         .await?
         .into_iter()
         .map(|(server, ami)| (server, ami.ami_id))

@@ -15,7 +15,7 @@ use rehost::launch::{AwsClients, LaunchError};
 use rehost::load::{Loaded, load_bytes};
 use rehost_replication::ServerReport;
 
-use crate::cli::args::{LaunchFlags, TemplateFlags};
+use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags};
 use crate::cli::io::Io;
 use crate::cli::print;
 use crate::cli::progress::Progress;
@@ -145,10 +145,11 @@ pub async fn deploy_and_report(
     app: &App,
     template: &TemplateFlags,
     flags: &LaunchFlags,
+    aws: &AwsArgs,
     io: &mut Io<'_>,
 ) -> anyhow::Result<()> {
     deploy::refuse_portable(template.portable).map_err(exit_code_of)?;
-    let options = template.options(app).await?;
+    let options = template.options(app, aws).await?;
     let deployment = Deployment {
         app,
         options: &options,

@@ -8,10 +8,10 @@ use rehost::launch::AwsClients;
 use rehost::launch::deploy::refuse_portable;
 use rehost::replication_jobs::{scheduled_jobs, split_fresh};
 use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all};
-use rehost_replication::{ReplicateOptions, Replicator, SqliteStore, StateStore};
+use rehost_replication::{ReplicateOptions, Replicator};
 use time::OffsetDateTime;
 
-use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, state_path};
+use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, open_state, state_location};
 use crate::cli::common::{all_replicated, deploy_and_report, exit_code_of, load_app};
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -53,8 +53,8 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     // Refused before replicating anything: a portable template never launches here.
     refuse_portable(args.template.portable).map_err(exit_code_of)?;
-    let state = state_path(args.template.state.as_deref(), &args.file);
-    let store = std::sync::Arc::new(SqliteStore::open(&state).await?);
+    let location = state_location(args.template.state.as_deref(), &app)?;
+    let store = open_state(&location, &args.aws).await?;
     let latest = store.latest_amis(&app.name).await?;
     let (stale, reused) = split_fresh(
         scheduled_jobs(&app, &[], None),
@@ -76,5 +76,5 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         all_replicated(&reports).context("not launching")?;
     }
     let clients = AwsClients::new(&sdk);
-    deploy_and_report(&clients, &app, &args.template, &args.launch, io).await
+    deploy_and_report(&clients, &app, &args.template, &args.launch, &args.aws, io).await
 }

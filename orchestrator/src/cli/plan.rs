@@ -30,7 +30,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         )
         .into());
     }
-    let options = args.template.options(&app).await?;
+    let options = args.template.options(&app, &args.aws).await?;
     let template = render(&app, &options);
     let clients = AwsClients::new(&args.aws.sdk_config().await);
     let preview = preview::preview(&clients, &app, options.mode, &template)

@@ -7,11 +7,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use rehost::replication_jobs::scheduled_jobs;
 use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all, watch};
-use rehost_replication::{
-    Architecture, ProgressMode, ReplicateOptions, Replicator, SqliteStore, StateStore,
-};
+use rehost_replication::{Architecture, ProgressMode, ReplicateOptions, Replicator};
 
-use crate::cli::args::{AwsArgs, OutputFormat, StateArg, choice, state_path};
+use crate::cli::args::{AwsArgs, OutputFormat, StateArg, choice, open_state};
 use crate::cli::common::{all_replicated, load_app, validate_server_ids};
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -51,8 +49,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     validate_server_ids(&app, &args.servers)?;
     let jobs = scheduled_jobs(&app, &args.servers, args.architecture);
-    let state = state_path(args.state.path.as_deref(), &args.file);
-    let store = SqliteStore::open(&state).await?;
+    let store = open_state(&args.state.resolve(&app)?, &args.aws).await?;
     let _lock = store.lock_app(&app.name).await?;
     let sdk = args.aws.sdk_config().await;
     let options = ReplicateOptions {
@@ -63,7 +60,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         },
         ..ReplicateOptions::default()
     };
-    let replicator = Replicator::new(&sdk, std::sync::Arc::new(store), options);
+    let replicator = Replicator::new(&sdk, store, options);
     let parallel = usize::from(args.parallel);
 
     if args.watch {

@@ -7,7 +7,7 @@ use rehost::app::Mode;
 use rehost::launch::{AwsClients, share};
 use rehost::template::{RenderOptions, render};
 
-use crate::cli::args::{AwsArgs, StateArg, choice, state_path};
+use crate::cli::args::{AwsArgs, StateArg, choice, open_state};
 use crate::cli::common::{exit_code_of, load_app, write_output};
 use crate::cli::io::Io;
 
@@ -34,9 +34,8 @@ pub struct Args {
 
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let path = state_path(args.state.path.as_deref(), &args.file);
-    let store = rehost_replication::SqliteStore::open(&path).await?;
-    let amis = rehost_replication::StateStore::latest_amis(&store, &app.name).await?;
+    let store = open_state(&args.state.resolve(&app)?, &args.aws).await?;
+    let amis = store.latest_amis(&app.name).await?;
     let clients = AwsClients::new(&args.aws.sdk_config().await);
     let shared = share::share(&clients, &app, &amis, &args.accounts)
         .await

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use rehost::launch::{AwsClients, status};
 
-use crate::cli::args::{AwsArgs, OutputFormat, StateArg, state_path};
+use crate::cli::args::{AwsArgs, OutputFormat, StateArg, open_state_to_read};
 use crate::cli::common::load_app;
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -22,16 +22,9 @@ pub struct Args {
 
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let path = state_path(args.state.path.as_deref(), &args.file);
-    let store = if path.exists() {
-        Some(rehost_replication::SqliteStore::open(&path).await?)
-    } else {
-        None
-    };
-    let store = store
-        .as_ref()
-        .map(|s| s as &dyn rehost_replication::StateStore);
-    let servers = status::replication(&app, store, time::OffsetDateTime::now_utc()).await?;
+    let store = open_state_to_read(&args.state.resolve(&app)?, &args.aws).await?;
+    let servers =
+        status::replication(&app, store.as_deref(), time::OffsetDateTime::now_utc()).await?;
     let clients = AwsClients::new(&args.aws.sdk_config().await);
     let stacks = status::stacks(&clients, &app).await;
     let unreachable: Vec<String> = stacks.iter().filter_map(|s| s.error.clone()).collect();

@@ -33,6 +33,7 @@ mod dump;
 mod error;
 mod location;
 mod lock;
+mod migrate;
 mod records;
 pub mod s3;
 mod sqlite;
@@ -41,6 +42,7 @@ pub use dump::{AmiEntry, ImportOutcome, ServerDump};
 pub use error::StateError;
 pub use location::StateLocation;
 pub use lock::AppLock;
+pub use migrate::{Migration, migrate};
 pub use records::{
     AmiRecord, NewSnapshot, RunPhase, RunRecord, RunStatus, ServerKey, SnapshotCounts,
     SnapshotRecord, SnapshotStatus, StoredText, WrittenBlock, linear_checksum,

@@ -52,6 +52,11 @@ impl Rehost {
         self
     }
 
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
     /// Talk to this emulator (endpoint, region, test credentials, no instance metadata).
     pub fn env_moto(mut self, moto: &Moto) -> Self {
         for (k, v) in moto.env() {
