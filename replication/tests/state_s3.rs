@@ -540,3 +540,65 @@ async fn the_journal_of_a_long_upload_is_compacted_and_reads_back_whole() {
         .unwrap();
     assert_eq!(left.contents().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replication_kept_on_s3_resumes_without_sending_accepted_blocks_again() {
+    use common::*;
+    use rehost_replication::{Replicator, ReportStatus};
+    let moto = Moto::shared();
+    let proxy = Proxy::start(moto.port());
+    let f = S3Fixture::with(&proxy.endpoint(), S3Options::default());
+    let store = Arc::new(f.store().await);
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("d.raw");
+    let block = rehost_replication::manifest::BLOCK_SIZE as u64;
+    write_raw(&raw, 8 * block, &[(0, 6, Fill::Random)], 11);
+    // The third block is denied: two were accepted (and recorded in the journal) before.
+    proxy.set_policy(|r| match r.operation.as_str() {
+        "PutSnapshotBlock" if r.op_seq >= 3 => Action::AccessDenied,
+        _ => Action::Forward,
+    });
+    let mut opts = test_options();
+    opts.upload_concurrency = 1;
+    let sdk = sdk_config(&proxy.endpoint(), &fast_aws_options()).await;
+    let rep = Replicator::new(&sdk, store.clone(), opts);
+    let job = job("onS3", "d1", &[("disk0", &raw)]);
+    let failed = rep.replicate(&job).await;
+    assert_eq!(failed.status, ReportStatus::Failed);
+
+    proxy.clear_policy();
+    let done = rep.replicate(&job).await;
+    assert_eq!(done.status, ReportStatus::Completed, "{:?}", done.error);
+    assert!(done.resumed);
+    assert_eq!(done.run_id, failed.run_id);
+    let s = &done.snapshots[0];
+    assert_eq!((s.blocks_resumed, s.blocks_uploaded), (2, 4));
+    assert_eq!(proxy.blocks_sent_twice(), 0);
+    let blocks = read_snapshot(&aws_sdk_ebs::Client::new(&sdk), &s.snapshot_id).await;
+    assert_seed_matches(&blocks, &raw_blocks(&raw), "resumed on S3 state");
+
+    // Everything about it is in the server's object; its journal is gone.
+    let key = ServerKey::new("onS3", "d1");
+    let run = store.run(&key, &done.run_id).await.unwrap().unwrap();
+    assert_eq!(run.ami_id, done.ami_id);
+    assert_eq!(run.attempts, 2);
+    let parent = store
+        .latest_completed_snapshot(&key, "disk0")
+        .await
+        .unwrap()
+        .unwrap();
+    let manifest = store
+        .snapshot_manifest(&key, &parent.snapshot_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(manifest.len(), 8);
+    let journal = s3(f.sdk().await)
+        .list_objects_v2()
+        .bucket(&f.bucket)
+        .prefix(format!("{PREFIX}/apps/onS3/journal/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(journal.contents().len(), 0);
+}
