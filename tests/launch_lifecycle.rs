@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
+use rehost_testkit::cli::succeeded as ok;
 use rehost_testkit::images::{Fill, write_image};
 use rehost_testkit::{Moto, Rehost, cfn_lint, workspace_root};
 use serde_json::Value;
@@ -44,17 +45,6 @@ fn rehost_at(dir: &Path) -> Rehost {
 
 fn rehost(dir: &Path, args: &[&str]) -> Output {
     rehost_at(dir).args(args).run()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn json(out: &Output) -> Value {

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::Output;
 
+use rehost_testkit::cli::{refused, succeeded as ok};
 use rehost_testkit::images::{Fill, write_raw};
 use rehost_testkit::{Moto, Rehost};
 use serde_json::Value;
@@ -20,28 +21,6 @@ fn rehost(dir: &Path, args: &[&str]) -> Output {
         .env_remove("REHOST_STATE")
         .args(args)
         .run()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn refused(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "stdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn bucket() -> String {

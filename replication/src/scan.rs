@@ -59,6 +59,29 @@ impl Reference {
     }
 }
 
+/// Waits on `freed` until `take` gets something from the state, checking `stop` at least every
+/// 100 ms; `None` once `stop` is set.
+fn wait_for<S, T>(
+    state: &Mutex<S>,
+    freed: &Condvar,
+    stop: &AtomicBool,
+    mut take: impl FnMut(&mut S) -> Option<T>,
+) -> Option<T> {
+    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        if let Some(got) = take(&mut st) {
+            return Some(got);
+        }
+        st = freed
+            .wait_timeout(st, Duration::from_millis(100))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
 /// A counted pool of block buffers; the reader and hashers wait for a free one.
 pub struct BufferPool {
     state: Mutex<PoolState>,
@@ -83,25 +106,16 @@ impl BufferPool {
 
     /// Waits for a buffer; `None` once `stop` is set.
     fn acquire(self: &Arc<Self>, stop: &AtomicBool) -> Option<PooledBuf> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return None;
-            }
-            if st.available > 0 {
+        let buf = wait_for(&self.state, &self.freed, stop, |st| {
+            (st.available > 0).then(|| {
                 st.available -= 1;
-                let buf = st.free.pop().unwrap_or_else(|| vec![0u8; BLOCK_SIZE]);
-                return Some(PooledBuf {
-                    buf: Some(buf),
-                    pool: Arc::clone(self),
-                });
-            }
-            st = self
-                .freed
-                .wait_timeout(st, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+                st.free.pop().unwrap_or_else(|| vec![0u8; BLOCK_SIZE])
+            })
+        })?;
+        Some(PooledBuf {
+            buf: Some(buf),
+            pool: Arc::clone(self),
+        })
     }
 
     fn release(&self, buf: Option<Vec<u8>>) {
@@ -143,23 +157,14 @@ impl HashPermits {
 
     /// Waits for a permit; `None` once `stop` is set.
     fn acquire<'a>(&'a self, stop: &AtomicBool) -> Option<HashPermit<'a>> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return None;
-            }
-            if st.available > 0 {
+        wait_for(&self.state, &self.freed, stop, |st| {
+            (st.available > 0).then(|| {
                 st.available -= 1;
                 st.held += 1;
                 st.peak = st.peak.max(st.held);
-                return Some(HashPermit { permits: self });
-            }
-            st = self
-                .freed
-                .wait_timeout(st, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+            })
+        })?;
+        Some(HashPermit { permits: self })
     }
 
     /// The most permits ever held at once.

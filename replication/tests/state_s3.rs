@@ -15,7 +15,7 @@ use rehost_replication::state::s3::{BucketEncryption, S3Options, S3Store};
 use rehost_replication::state::{ServerKey, SnapshotCounts, StateError, StateStore};
 use rehost_testkit::Moto;
 use rehost_testkit::proxy::{Action, Proxy};
-use state_contract::{Damage, Fixture};
+use state_contract::{Damage, Fixture, key, open_snapshot};
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
@@ -158,32 +158,6 @@ impl Fixture for S3Fixture {
 
 state_contract::suite!(s3, crate::S3Fixture::new());
 
-fn key(server: &str) -> ServerKey {
-    ServerKey::new("shop", server)
-}
-
-/// Begins a run of `server` with snapshot `id` open in it.
-async fn open_snapshot(s: &dyn StateStore, server: &ServerKey, id: &str) {
-    let now = OffsetDateTime::now_utc();
-    let (run, _) = s.begin_run(server, "g", now).await.unwrap();
-    s.insert_snapshot(
-        server,
-        &rehost_replication::state::NewSnapshot {
-            snapshot_id: id.into(),
-            run_id: run.run_id,
-            disk: "disk0".into(),
-            parent_snapshot_id: None,
-            volume_size_gib: 1,
-            block_count: 2048,
-            encrypted: false,
-            kms_key_arn: None,
-        },
-        now,
-    )
-    .await
-    .unwrap();
-}
-
 fn one_block() -> SnapshotCounts {
     SnapshotCounts {
         blocks_uploaded: 1,
@@ -192,19 +166,41 @@ fn one_block() -> SnapshotCounts {
     }
 }
 
-/// The proxy's name for writes of a server's object.
-fn server_put(f: &S3Fixture, server: &str) -> String {
-    format!("PUT /{}/{PREFIX}/apps/shop/servers/{server}.json", f.bucket)
+/// A state reached through the fault proxy, two handles on it (as two processes would have),
+/// snapshot `snap-a` of server `db` open, and the proxy's name for writes of `db`'s object.
+struct Raced {
+    proxy: Proxy,
+    a: S3Store,
+    b: S3Store,
+    db: ServerKey,
+    put_db: String,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_writers_racing_on_one_server_never_lose_an_update() {
-    let moto = Moto::shared();
-    let proxy = Proxy::start(moto.port());
+async fn raced() -> Raced {
+    let proxy = Proxy::start(Moto::shared().port());
     let f = S3Fixture::with(&proxy.endpoint(), S3Options::default());
     let (a, b) = (f.store().await, f.store().await);
     let db = key("db");
     open_snapshot(&a, &db, "snap-a").await;
+    let put_db = format!("PUT /{}/{PREFIX}/apps/shop/servers/db.json", f.bucket);
+    Raced {
+        proxy,
+        a,
+        b,
+        db,
+        put_db,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_racing_on_one_server_never_lose_an_update() {
+    let Raced {
+        proxy,
+        a,
+        b,
+        db,
+        put_db: op,
+    } = raced().await;
     let writer = |s: S3Store| {
         let db = db.clone();
         tokio::spawn(async move {
@@ -224,7 +220,6 @@ async fn two_writers_racing_on_one_server_never_lose_an_update() {
         "every update of both writers is in"
     );
     assert_eq!(rec.counts.bytes_uploaded, 40 * 512 * 1024);
-    let op = server_put(&f, "db");
     let (seen, accepted) = (proxy.seen(&op), proxy.accepted(&op));
     assert_eq!(accepted, 2 + 40, "one write per update (and two to set up)");
     assert!(
@@ -235,17 +230,17 @@ async fn two_writers_racing_on_one_server_never_lose_an_update() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_race_is_read_again_and_applied_again() {
-    let moto = Moto::shared();
-    let proxy = Proxy::start(moto.port());
-    let f = S3Fixture::with(&proxy.endpoint(), S3Options::default());
-    let (a, b) = (f.store().await, f.store().await);
-    let db = key("db");
-    open_snapshot(&a, &db, "snap-a").await;
+    let Raced {
+        proxy,
+        a,
+        b,
+        db,
+        put_db: op,
+    } = raced().await;
     // `a` last saw the object before `b` changed it: its write loses, then re-reads.
     b.add_partial_counts(&db, "snap-a", &one_block())
         .await
         .unwrap();
-    let op = server_put(&f, "db");
     proxy.reset_counters();
     a.add_partial_counts(&db, "snap-a", &one_block())
         .await
@@ -258,13 +253,13 @@ async fn a_lost_race_is_read_again_and_applied_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_whose_answer_was_lost_is_applied_once() {
-    let moto = Moto::shared();
-    let proxy = Proxy::start(moto.port());
-    let f = S3Fixture::with(&proxy.endpoint(), S3Options::default());
-    let s = f.store().await;
-    let db = key("db");
-    open_snapshot(&s, &db, "snap-a").await;
-    let op = server_put(&f, "db");
+    let Raced {
+        proxy,
+        a: s,
+        db,
+        put_db: op,
+        ..
+    } = raced().await;
     // The first write lands, its answer never arrives; the SDK sends it again, which loses
     // (the ETag changed: by that very write), and the store re-reads.
     let target = op.clone();

@@ -68,8 +68,15 @@ pub struct StateArg {
 }
 
 impl StateArg {
+    /// Where the state lives: `--state` (or `REHOST_STATE`), else the application's `state:`,
+    /// else `.rehost/state.db` beside the application file.
     pub fn resolve(&self, app: &App) -> anyhow::Result<StateLocation> {
-        state_location(self.location.as_deref(), app)
+        match &self.location {
+            Some(text) => StateLocation::parse(text, None).map_err(state_error),
+            None => Ok(app.state.clone().unwrap_or_else(|| {
+                StateLocation::File(rehost_replication::state::default_state_path(&app.file))
+            })),
+        }
     }
 }
 
@@ -88,21 +95,15 @@ pub struct TemplateFlags {
     /// Default AMI of a server's parameter (repeatable), over the replication state's.
     #[arg(long = "ami", value_name = "SERVER=AMI")]
     pub amis: Vec<String>,
-    /// Where the state lives (a SQLite file or s3://BUCKET/PREFIX), whose latest AMIs become
-    /// the parameter defaults. Default: the application's `state:`, else `.rehost/state.db`
-    /// beside the application file.
-    #[arg(
-        long = "state",
-        env = "REHOST_STATE",
-        value_name = "PATH|s3://BUCKET/PREFIX"
-    )]
-    pub state: Option<String>,
+    /// The state whose latest AMIs become the parameter defaults.
+    #[command(flatten)]
+    pub state: StateArg,
 }
 
 impl TemplateFlags {
     /// Render options with the AMI defaults: the latest replicated AMIs, overridden by `--ami`.
     pub async fn options(&self, app: &App, aws: &AwsArgs) -> anyhow::Result<RenderOptions> {
-        let location = state_location(self.state.as_deref(), app)?;
+        let location = self.state.resolve(app)?;
         let mut amis = replicated_amis(&location, aws, &app.name).await?;
         amis.extend(parse_amis(app, &self.amis)?);
         Ok(RenderOptions {
@@ -127,17 +128,6 @@ pub struct LaunchFlags {
     /// launch gates along the critical path, plus 30).
     #[arg(long, value_name = "MINUTES")]
     pub timeout: Option<u64>,
-}
-
-/// Where the state lives: `--state` (or `REHOST_STATE`), else the application's `state:`,
-/// else `.rehost/state.db` beside the application file.
-pub fn state_location(explicit: Option<&str>, app: &App) -> anyhow::Result<StateLocation> {
-    match explicit {
-        Some(text) => StateLocation::parse(text, None).map_err(state_error),
-        None => Ok(app.state.clone().unwrap_or_else(|| {
-            StateLocation::File(rehost_replication::state::default_state_path(&app.file))
-        })),
-    }
 }
 
 /// A state error as the CLI reports it: the user's to fix (exit code 2) when the location is

@@ -11,7 +11,7 @@ use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all};
 use rehost_replication::{ReplicateOptions, Replicator};
 use time::OffsetDateTime;
 
-use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, open_state, state_location};
+use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, open_state};
 use crate::cli::common::{all_replicated, deploy_and_report, exit_code_of, load_app};
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -53,7 +53,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     // Refused before replicating anything: a portable template never launches here.
     refuse_portable(args.template.portable).map_err(exit_code_of)?;
-    let location = state_location(args.template.state.as_deref(), &app)?;
+    let location = args.template.state.resolve(&app)?;
     let store = open_state(&location, &args.aws).await?;
     let latest = store.latest_amis(&app.name).await?;
     let (stale, reused) = split_fresh(

@@ -83,7 +83,7 @@ pub use runs::*;
 pub use snapshots::*;
 pub use transfer::*;
 
-fn key(server: &str) -> ServerKey {
+pub fn key(server: &str) -> ServerKey {
     ServerKey::new("shop", server)
 }
 
@@ -99,7 +99,7 @@ fn ami(id: &str, run: &str, at: OffsetDateTime) -> AmiRecord {
     }
 }
 
-fn new_snapshot(id: &str, run_id: &str, disk: &str) -> NewSnapshot {
+pub fn new_snapshot(id: &str, run_id: &str, disk: &str) -> NewSnapshot {
     NewSnapshot {
         snapshot_id: id.into(),
         run_id: run_id.into(),
@@ -121,7 +121,7 @@ fn block(i: u64) -> WrittenBlock {
 }
 
 /// A run of `server` begun now, with snapshot `id` of disk0 open in it; returns the run id.
-async fn open_snapshot(s: &dyn StateStore, server: &ServerKey, id: &str) -> String {
+pub async fn open_snapshot(s: &dyn StateStore, server: &ServerKey, id: &str) -> String {
     let now = OffsetDateTime::now_utc();
     let (run, _) = s.begin_run(server, "back", now).await.unwrap();
     s.insert_snapshot(server, &new_snapshot(id, &run.run_id, "disk0"), now)

@@ -6,39 +6,19 @@
 //! that falls short is refused with what to fix.
 
 use aws_sdk_s3::types::{
-    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
-    BucketVersioningStatus, CreateBucketConfiguration, ExpirationStatus, LifecycleRule,
-    LifecycleRuleFilter, NoncurrentVersionExpiration, PublicAccessBlockConfiguration,
-    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-    ServerSideEncryptionRule, VersioningConfiguration,
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketVersioningStatus,
+    ExpirationStatus, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
+    ServerSideEncryption, VersioningConfiguration,
 };
-
 use aws_smithy_runtime_api::client::result::SdkError;
 
 use crate::aws::AwsFailure;
+use crate::buckets::{self, BucketEncryption};
 use crate::state::StateError;
 
 /// Noncurrent versions of state objects are kept this long (to recover from a mistake), then
 /// expire, so a versioned bucket does not grow without end.
 pub const NONCURRENT_DAYS: i32 = 30;
-
-/// How the state bucket's objects are encrypted at rest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BucketEncryption {
-    /// SSE-S3 (AES256).
-    S3Managed,
-    /// SSE-KMS with this key (id, alias or ARN).
-    Kms(String),
-}
-
-impl std::fmt::Display for BucketEncryption {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            BucketEncryption::S3Managed => f.write_str("SSE-S3 (AES256)"),
-            BucketEncryption::Kms(key) => write!(f, "SSE-KMS with key {key}"),
-        }
-    }
-}
 
 /// A failed call on the bucket.
 fn aws(bucket: &str) -> impl Fn(AwsFailure) -> StateError + '_ {
@@ -50,23 +30,10 @@ fn aws(bucket: &str) -> impl Fn(AwsFailure) -> StateError + '_ {
 
 /// Whether the caller's own ListBuckets holds `bucket`.
 pub async fn is_own(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, StateError> {
-    let mut token: Option<String> = None;
-    loop {
-        let out = s3
-            .list_buckets()
-            .prefix(bucket)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(|e| aws(bucket)(AwsFailure::from_sdk("s3:ListBuckets", &e)))?;
-        if out.buckets().iter().any(|b| b.name() == Some(bucket)) {
-            return Ok(true);
-        }
-        match out.continuation_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => return Ok(false),
-        }
-    }
+    let own = buckets::own_buckets(s3, bucket)
+        .await
+        .map_err(aws(bucket))?;
+    Ok(own.iter().any(|b| b == bucket))
 }
 
 /// Every way the bucket falls short of a state bucket, each with its fix; empty when it is fine.
@@ -199,25 +166,9 @@ pub async fn create(
     bucket: &str,
     region: &str,
 ) -> Result<bool, StateError> {
-    let mut create = s3.create_bucket().bucket(bucket);
-    if region != "us-east-1" {
-        create = create.create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(region))
-                .build(),
-        );
-    }
-    match create.send().await {
-        Ok(_) => Ok(true),
-        Err(e) => {
-            let f = AwsFailure::from_sdk("s3:CreateBucket", &e);
-            match f.code.as_str() {
-                "BucketAlreadyOwnedByYou" => Ok(true),
-                "BucketAlreadyExists" => Ok(false),
-                _ => Err(aws(bucket)(f)),
-            }
-        }
-    }
+    buckets::create_bucket(s3, bucket, region)
+        .await
+        .map_err(aws(bucket))
 }
 
 /// Puts a new bucket's protections in place: public access block, default encryption,
@@ -230,51 +181,17 @@ pub async fn protect(
 ) -> Result<(), StateError> {
     let build = |e: aws_sdk_s3::error::BuildError| {
         aws(bucket)(AwsFailure {
-            operation: "s3:PutBucket*",
+            operation: "s3:PutBucketLifecycleConfiguration",
             code: "ConstructionFailure".into(),
             message: e.to_string(),
         })
     };
-    s3.put_public_access_block()
-        .bucket(bucket)
-        .expected_bucket_owner(owner)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
+    buckets::block_public_access(s3, bucket, owner)
         .await
-        .map_err(|e| aws(bucket)(AwsFailure::from_sdk("s3:PutPublicAccessBlock", &e)))?;
-    let default = match encryption {
-        BucketEncryption::S3Managed => ServerSideEncryptionByDefault::builder()
-            .sse_algorithm(ServerSideEncryption::Aes256)
-            .build(),
-        BucketEncryption::Kms(key) => ServerSideEncryptionByDefault::builder()
-            .sse_algorithm(ServerSideEncryption::AwsKms)
-            .kms_master_key_id(key)
-            .build(),
-    }
-    .map_err(build)?;
-    let rule = ServerSideEncryptionRule::builder()
-        .apply_server_side_encryption_by_default(default)
-        .bucket_key_enabled(matches!(encryption, BucketEncryption::Kms(_)))
-        .build();
-    s3.put_bucket_encryption()
-        .bucket(bucket)
-        .expected_bucket_owner(owner)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(rule)
-                .build()
-                .map_err(build)?,
-        )
-        .send()
+        .map_err(aws(bucket))?;
+    buckets::encrypt_by_default(s3, bucket, owner, encryption)
         .await
-        .map_err(|e| aws(bucket)(AwsFailure::from_sdk("s3:PutBucketEncryption", &e)))?;
+        .map_err(aws(bucket))?;
     s3.put_bucket_versioning()
         .bucket(bucket)
         .expected_bucket_owner(owner)

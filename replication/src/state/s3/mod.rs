@@ -31,7 +31,8 @@ mod journal;
 mod lease;
 mod objects;
 
-pub use bucket::{BucketEncryption, NONCURRENT_DAYS};
+pub use crate::buckets::BucketEncryption;
+pub use bucket::NONCURRENT_DAYS;
 pub use doc::RUNS_KEPT;
 pub use lease::{CLOCK_SLACK, LeaseBody};
 
