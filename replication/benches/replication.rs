@@ -10,7 +10,8 @@
 //!
 //! Then parallel replication: 16 servers of 32 MiB each seeded with `--parallel` 1, 4 and 16,
 //! each in a child process of its own (this binary again, `--parallel-child N`) so that each
-//! peak RSS is its own.
+//! peak RSS is its own. Last, a state of 1,000 servers on S3 (in moto): reading every server's
+//! history as `status` does, and the latest AMIs as `render` does.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -143,6 +144,63 @@ fn parallel_child(parallel: usize) {
     println!("RESULT {seconds:.2} {:.1}", peak_rss_mib());
 }
 
+const ESTATE: usize = 1000;
+
+/// Reading a 1,000-server state on S3: (seconds to write it, to read every server's history as
+/// `status` does, to read the latest AMIs as `render` does).
+async fn estate_on_s3(moto: &Moto) -> (f64, f64, f64) {
+    use futures_util::stream::{self, StreamExt};
+    use rehost_replication::AmiRecord;
+    use rehost_replication::state::s3::{BucketEncryption, S3Options, S3Store};
+    use rehost_replication::state::{ServerKey, StateStore, read_histories};
+    let sdk = sdk_config(&moto.endpoint(), &Default::default()).await;
+    S3Store::init(&sdk, "rehost-bench-state", "team", BucketEncryption::S3Managed)
+        .await
+        .expect("state init");
+    let store = S3Store::open(&sdk, "rehost-bench-state", "team", S3Options::default())
+        .await
+        .expect("open");
+    let keys: Vec<ServerKey> = (0..ESTATE)
+        .map(|n| ServerKey::new("estate", format!("srv{n:04}")))
+        .collect();
+    let t = Instant::now();
+    stream::iter(&keys)
+        .for_each_concurrent(32, |key| {
+            let store = store.clone();
+            async move {
+                let now = time::OffsetDateTime::now_utc();
+                let (run, _) = store.begin_run(key, "g", now).await.unwrap();
+                let ami = AmiRecord {
+                    ami_id: format!("ami-{}", key.server),
+                    name: format!("rehost-estate-{}", key.server),
+                    run_id: run.run_id.clone(),
+                    created_at: now,
+                    snapshot_ids: vec![format!("snap-{}", key.server)],
+                    encrypted: false,
+                    kms_key_id: None,
+                };
+                store
+                    .complete_run(key, &run.run_id, &ami, &Default::default(), now)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    let written = t.elapsed().as_secs_f64();
+    let reader = S3Store::open(&sdk, "rehost-bench-state", "team", S3Options::default())
+        .await
+        .expect("open");
+    let t = Instant::now();
+    let histories = read_histories(&reader, &keys, 50).await.expect("histories");
+    let status = t.elapsed().as_secs_f64();
+    assert!(histories.iter().all(|h| h.len() == 1));
+    let t = Instant::now();
+    let amis = reader.latest_amis("estate").await.expect("latest AMIs");
+    let latest = t.elapsed().as_secs_f64();
+    assert_eq!(amis.len(), ESTATE);
+    (written, status, latest)
+}
+
 /// Runs `parallel_child` in a child process; returns (seconds, peak RSS in MiB).
 fn measure_parallel(moto: &Moto, dir: &Path, parallel: usize) -> (f64, f64) {
     moto.reset();
@@ -258,6 +316,8 @@ fn main() {
         .into_iter()
         .map(|n| (n, measure_parallel(&moto, dir.path(), n)))
         .collect();
+    moto.reset();
+    let estate = rt.block_on(estate_on_s3(&moto));
 
     let row =
         |what: &str, value: String, note: &str| println!("| {what:<44} | {value:>14} | {note} |");
@@ -318,5 +378,16 @@ fn main() {
             &format!("peak RSS (own process); seeded in {seconds:.1} s"),
         );
     }
+    let (written, status, latest) = estate;
+    row(
+        "status reads of 1,000 servers, S3 state",
+        format!("{status:.2} s"),
+        &format!("32 at a time, against moto (written in {written:.1} s)"),
+    );
+    row(
+        "latest AMIs of 1,000 servers, S3 state",
+        format!("{latest:.2} s"),
+        "one LIST, then 32 GETs at a time",
+    );
     println!();
 }

@@ -13,15 +13,10 @@ use crate::engine::Replicator;
 use crate::job::ServerJob;
 use crate::report::ServerReport;
 use crate::schedule::next_run;
-use crate::state::{ServerKey, StateError};
+use crate::state::{READ_FANOUT, ServerKey, StateError};
 
 /// Servers replicated at once unless told otherwise (`--parallel`).
 pub const DEFAULT_PARALLEL: usize = 4;
-
-/// State reads at once when the watch loop first looks at every server's last runs (a store
-/// on S3 answers each in tens of milliseconds: a thousand servers one after another would take
-/// most of a minute).
-const READ_FANOUT: usize = 32;
 
 /// One server's replication job and when it runs.
 #[derive(Debug, Clone)]

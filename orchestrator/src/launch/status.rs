@@ -2,9 +2,9 @@
 //! and how far behind its schedule it is, per mode the stack and its instances.
 
 use aws_sdk_cloudformation::types::StackStatus;
-use futures_util::stream::{self, StreamExt, TryStreamExt};
 use rehost_replication::state::{RunPhase, RunStatus};
-use rehost_replication::{RunRecord, StateError, StateStore, schedule};
+use rehost_replication::state::read_histories;
+use rehost_replication::{RunRecord, ServerKey, StateError, StateStore, schedule};
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -81,9 +81,6 @@ fn stack_status<S: Serializer>(status: &Option<StackStatus>, s: S) -> Result<S::
 
 /// Runs of each server read for its status.
 const HISTORY: usize = 50;
-/// Servers whose history is read at once: a state on S3 answers each read in tens of
-/// milliseconds, so a thousand servers one after another would take most of a minute.
-const READ_FANOUT: usize = 32;
 
 /// The replication half, from the state only (no other AWS call).
 pub async fn replication(
@@ -92,16 +89,13 @@ pub async fn replication(
     now: OffsetDateTime,
 ) -> Result<Vec<ServerStatus>, StateError> {
     let servers = app.servers_in_launch_order();
-    let histories: Vec<Vec<RunRecord>> = match store {
+    let histories = match store {
         Some(store) => {
-            stream::iter(&servers)
-                .map(|s| {
-                    let key = rehost_replication::ServerKey::new(&app.name, &s.id);
-                    async move { store.server_history(&key, HISTORY).await }
-                })
-                .buffered(READ_FANOUT)
-                .try_collect()
-                .await?
+            let keys: Vec<ServerKey> = servers
+                .iter()
+                .map(|s| ServerKey::new(&app.name, &s.id))
+                .collect();
+            read_histories(store, &keys, HISTORY).await?
         }
         None => vec![Vec::new(); servers.len()],
     };

@@ -316,6 +316,26 @@ pub async fn open(
     })
 }
 
+/// State reads at once when many servers are read (`status`, the watch loop): a state on S3
+/// answers each in tens of milliseconds, so a thousand servers one after another would take
+/// most of a minute.
+pub const READ_FANOUT: usize = 32;
+
+/// The newest `limit` runs of each server, read [`READ_FANOUT`] at a time, in the order of
+/// `servers`.
+pub async fn read_histories(
+    store: &dyn StateStore,
+    servers: &[ServerKey],
+    limit: usize,
+) -> Result<Vec<Vec<RunRecord>>, StateError> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    stream::iter(servers)
+        .map(|key| store.server_history(key, limit))
+        .buffered(READ_FANOUT)
+        .try_collect()
+        .await
+}
+
 /// The default place of the state database: `.rehost/state.db` beside the application file.
 pub fn default_state_path(app_file: &Path) -> PathBuf {
     let dir = app_file
