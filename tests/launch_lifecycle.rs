@@ -10,283 +10,16 @@
 //! deployed template (GetTemplate) instead of on the instance; moto corrupts a stack when an
 //! instance property is updated, so the one-change plan is computed but never executed.
 
+mod launch_common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
-use rehost_testkit::cli::succeeded as ok;
-use rehost_testkit::images::{Fill, write_image};
-use rehost_testkit::{Moto, Rehost, cfn_lint, workspace_root};
+use launch_common::*;
+use rehost_testkit::{Rehost, cfn_lint, workspace_root};
 use serde_json::Value;
-
-fn moto() -> &'static Moto {
-    Moto::shared()
-}
-
-fn rt() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    })
-}
-
-/// rehost against the shared emulator, from the test kit's one command builder.
-fn rehost_at(dir: &Path) -> Rehost {
-    Rehost::new(env!("CARGO_BIN_EXE_rehost"))
-        .current_dir(dir)
-        .env_moto(moto())
-}
-
-fn rehost(dir: &Path, args: &[&str]) -> Output {
-    rehost_at(dir).args(args).run()
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_str(&ok(out)).expect("JSON output")
-}
-
-async fn sdk() -> aws_config::SdkConfig {
-    for (k, v) in moto().env() {
-        // SAFETY: set once per process before any client reads the environment, identical values.
-        unsafe { std::env::set_var(k, v) };
-    }
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
-}
-
-struct Infra {
-    vpc: String,
-    subnet: String,
-    test_subnet: String,
-    sg: String,
-    test_sg: String,
-}
-
-/// Network, key pair, instance profile and KMS alias the examples name, created in the emulator
-/// (its ids are random, so the example files are copied with the real ids put in).
-async fn infra(prefix: &str) -> Infra {
-    infra_in(&sdk().await, prefix).await
-}
-
-/// As [`infra`], in the account `conf` reaches.
-async fn infra_in(conf: &aws_config::SdkConfig, prefix: &str) -> Infra {
-    // Tests of this binary run in parallel against one emulator: set up one at a time.
-    static SETUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _one_at_a_time = SETUP.lock().await;
-    let conf = conf.clone();
-    let ec2 = aws_sdk_ec2::Client::new(&conf);
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.0.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .vpc
-        .unwrap()
-        .vpc_id
-        .unwrap();
-    let subnet = |cidr: &'static str| {
-        let ec2 = ec2.clone();
-        let vpc = vpc.clone();
-        async move {
-            ec2.create_subnet()
-                .vpc_id(vpc)
-                .cidr_block(cidr)
-                .send()
-                .await
-                .unwrap()
-                .subnet
-                .unwrap()
-                .subnet_id
-                .unwrap()
-        }
-    };
-    let (s1, s2) = (subnet("10.0.1.0/24").await, subnet("10.0.9.0/24").await);
-    let sg = |name: String| {
-        let ec2 = ec2.clone();
-        let vpc = vpc.clone();
-        async move {
-            ec2.create_security_group()
-                .group_name(&name)
-                .description(&name)
-                .vpc_id(vpc)
-                .send()
-                .await
-                .unwrap()
-                .group_id
-                .unwrap()
-        }
-    };
-    let (g1, g2) = (
-        sg(format!("{prefix}-app")).await,
-        sg(format!("{prefix}-test")).await,
-    );
-    for key in ["farm-admin", "shop-admin"] {
-        let _ = ec2.create_key_pair().key_name(key).send().await;
-    }
-    let _ = aws_sdk_iam::Client::new(&conf)
-        .create_instance_profile()
-        .instance_profile_name("rehost-ssm")
-        .send()
-        .await;
-    let kms = aws_sdk_kms::Client::new(&conf);
-    let aliases = kms.list_aliases().send().await.unwrap();
-    if !aliases
-        .aliases()
-        .iter()
-        .any(|a| a.alias_name() == Some("alias/migration"))
-    {
-        let key = kms
-            .create_key()
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id;
-        kms.create_alias()
-            .alias_name("alias/migration")
-            .target_key_id(key)
-            .send()
-            .await
-            .unwrap();
-    }
-    Infra {
-        vpc,
-        subnet: s1,
-        test_subnet: s2,
-        sg: g1,
-        test_sg: g2,
-    }
-}
-
-/// Copies an example into `dir` with the emulator's ids, generated disks and absolute script paths.
-fn prepare(example: &str, dir: &Path, infra: &Infra, name: &str) -> PathBuf {
-    let root = workspace_root();
-    let mut text = std::fs::read_to_string(root.join(format!("apps/{example}.yaml"))).unwrap();
-    for (from, to) in [
-        ("vpc-0a1b2c3d4e5f60718", infra.vpc.as_str()),
-        ("subnet-0a1b2c3d4e5f60718", infra.subnet.as_str()),
-        ("subnet-0f0e0d0c0b0a09080", infra.test_subnet.as_str()),
-        ("sg-0a1b2c3d4e5f60718", infra.sg.as_str()),
-        ("sg-0f0e0d0c0b0a09080", infra.test_sg.as_str()),
-        ("subnet-0b1c2d3e4f5a60718", infra.subnet.as_str()),
-        ("subnet-0e0d0c0b0a0908070", infra.test_subnet.as_str()),
-        ("sg-0b1c2d3e4f5a60718", infra.sg.as_str()),
-        ("sg-0e0d0c0b0a0908070", infra.test_sg.as_str()),
-        ("10.1.2.15", "10.0.1.15"),
-        (
-            "../launch-scripts/",
-            &format!("{}/launch-scripts/", root.display()),
-        ),
-        (&format!("name: {example}"), &format!("name: {name}")),
-    ] {
-        text = text.replace(from, to);
-    }
-    let file = dir.join(format!("{name}.yaml"));
-    std::fs::write(&file, &text).unwrap();
-    for (i, line) in text
-        .lines()
-        .filter(|l| l.contains("source: vmstore/"))
-        .enumerate()
-    {
-        let source = line.split("source:").nth(1).unwrap().trim();
-        // An 8 MiB disk with 1.5 MiB of data, in the format its extension names.
-        write_image(
-            &dir.join(source),
-            8 << 20,
-            &[(0, 2, Fill::Random), (10, 1, Fill::Random)],
-            i as u64 + 1,
-        );
-    }
-    file
-}
-
-fn scratch(name: &str) -> PathBuf {
-    rehost_testkit::scratch_dir("launch", name)
-}
-
-struct Instance {
-    image: String,
-    instance_type: String,
-    state: String,
-    tags: BTreeMap<String, String>,
-}
-
-async fn instances(app: &str, mode: &str) -> BTreeMap<String, Instance> {
-    let ec2 = aws_sdk_ec2::Client::new(&sdk().await);
-    let out = ec2
-        .describe_instances()
-        .filters(Filter::builder().name("tag:rehost:app").values(app).build())
-        .filters(
-            Filter::builder()
-                .name("tag:rehost:mode")
-                .values(mode)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let mut map = BTreeMap::new();
-    for r in out.reservations() {
-        for i in r.instances() {
-            let tags: BTreeMap<String, String> = i
-                .tags()
-                .iter()
-                .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
-                .collect();
-            let state = i
-                .state()
-                .and_then(|s| s.name())
-                .map(|n| n.as_str().to_string())
-                .unwrap_or_default();
-            if state == "terminated" {
-                continue;
-            }
-            map.insert(
-                tags["rehost:server"].clone(),
-                Instance {
-                    image: i.image_id().unwrap().to_string(),
-                    instance_type: i.instance_type().unwrap().as_str().to_string(),
-                    state,
-                    tags,
-                },
-            );
-        }
-    }
-    map
-}
-
-async fn deployed_template(stack: &str) -> Value {
-    let cfn = aws_sdk_cloudformation::Client::new(&sdk().await);
-    let body = cfn
-        .get_template()
-        .stack_name(stack)
-        .send()
-        .await
-        .unwrap()
-        .template_body
-        .unwrap();
-    serde_json::from_str(&body).unwrap()
-}
-
-async fn stack_exists(stack: &str) -> bool {
-    let cfn = aws_sdk_cloudformation::Client::new(&sdk().await);
-    match cfn.describe_stacks().stack_name(stack).send().await {
-        Ok(out) => out
-            .stacks()
-            .iter()
-            .any(|s| s.stack_status().map(|x| x.as_str()) != Some("DELETE_COMPLETE")),
-        Err(_) => false,
-    }
-}
 
 #[test]
 fn sharepoint_farm_lifecycle() {
@@ -482,14 +215,19 @@ fn sharepoint_farm_lifecycle() {
             f,
             "--account",
             "111122223333",
+            "--mode",
+            "cutover",
             "-o",
             portable.to_str().unwrap(),
         ],
     );
     ok(&out);
+    // share reads encryption from EC2, not the state. Emulator gap: moto's StartSnapshot
+    // ignores Encrypted and KmsKeyArn, so these snapshots are not encrypted there and no key
+    // grant is needed (launch_safety shares a snapshot encrypted with a customer key).
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("kms:CreateGrant"),
-        "encrypted AMIs need a key grant"
+        !String::from_utf8_lossy(&out.stderr).contains("kms:CreateGrant"),
+        "EC2 shows the snapshots unencrypted"
     );
     rt().block_on(async {
         let ec2 = aws_sdk_ec2::Client::new(&sdk().await);
@@ -573,7 +311,8 @@ fn sharepoint_farm_lifecycle() {
 
 /// The three-tier example in SMS's launchOrder style, migrated in one action with its launch
 /// gates on (a no-op in the emulator, but the gated template is what is deployed), and the
-/// configure script arriving intact in the instance's user data.
+/// configure script arriving intact in the instance's user data. Without `--mode`, migrate
+/// launches the test stack: production is never the default.
 #[test]
 fn ecommerce_migrates_in_one_action_with_gates() {
     let dir = scratch("ecommerce");
@@ -592,7 +331,11 @@ fn ecommerce_migrates_in_one_action_with_gates() {
         ["shopdb", "tomcat01", "tomcat02", "iis01", "iis02"],
         "{out}"
     );
-    let t = rt().block_on(deployed_template("rehost-shop-cutover"));
+    assert!(
+        !rt().block_on(stack_exists("rehost-shop-cutover")),
+        "no cutover unless named"
+    );
+    let t = rt().block_on(deployed_template("rehost-shop-test"));
     assert_eq!(
         t["Resources"]["Tomcat01"]["DependsOn"],
         serde_json::json!(["DatabaseGate"])
@@ -610,7 +353,7 @@ fn ecommerce_migrates_in_one_action_with_gates() {
     .unwrap();
     rt().block_on(async {
         let ec2 = aws_sdk_ec2::Client::new(&sdk().await);
-        let id = instances("shop", "cutover").await;
+        let id = instances("shop", "test").await;
         assert_eq!(id.len(), 5);
         let out = ec2
             .describe_instances()
@@ -705,7 +448,7 @@ fn preflight_reports_every_problem_at_once_and_launches_nothing() {
         "{stderr}"
     );
     assert!(stderr.contains("3 problems"), "{stderr}");
-    assert!(!rt().block_on(stack_exists("rehost-pf-cutover")));
+    assert!(!rt().block_on(stack_exists("rehost-pf-test")));
 }
 
 #[test]
@@ -741,29 +484,18 @@ fn unreachable_endpoint_fails_fast_with_a_clear_message() {
     );
 }
 
-/// The first public image the emulator offers the account `conf` reaches.
-async fn amazon_image(conf: &aws_config::SdkConfig) -> String {
-    aws_sdk_ec2::Client::new(conf)
-        .describe_images()
-        .owners("amazon")
-        .send()
-        .await
-        .unwrap()
-        .images()[0]
-        .image_id()
-        .unwrap()
-        .to_string()
-}
-
 /// `rehost launch` of application `name` (written to `dir`): 40 servers with a configure script
 /// each, so its template is over CloudFormation's 51,200-byte inline limit.
 fn large_launch(dir: &Path, name: &str, infra: &Infra, image: &str) -> Rehost {
-    let script = workspace_root().join("launch-scripts/ecommerce/point-tomcat-at-database.sh");
+    // Configure scripts live in the application's repository: here, the scratch directory.
+    std::fs::copy(
+        workspace_root().join("launch-scripts/ecommerce/point-tomcat-at-database.sh"),
+        dir.join("configure.sh"),
+    )
+    .unwrap();
     let mut app = format!(
-        "apiVersion: rehost/v1\nkind: Application\nname: {name}\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: {}\n    securityGroups: [{}]\n    configureScript: {}\nservers:\n",
-        infra.subnet,
-        infra.sg,
-        script.display()
+        "apiVersion: rehost/v1\nkind: Application\nname: {name}\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: {}\n    securityGroups: [{}]\n    configureScript: configure.sh\nservers:\n",
+        infra.subnet, infra.sg,
     );
     for i in 0..40 {
         app.push_str(&format!(
@@ -808,10 +540,10 @@ fn large_templates_go_through_the_template_bucket() {
     let image = rt().block_on(async { amazon_image(&sdk().await).await });
     let out = ok(&large_launch(&dir, "big", &infra, &image).run());
     assert!(
-        out.contains("stack rehost-big-cutover: CREATE_COMPLETE"),
+        out.contains("stack rehost-big-test: CREATE_COMPLETE"),
         "{out}"
     );
-    assert_eq!(rt().block_on(instances("big", "cutover")).len(), 40);
+    assert_eq!(rt().block_on(instances("big", "test")).len(), 40);
 
     rt().block_on(async {
         let conf = sdk().await;
@@ -824,7 +556,7 @@ fn large_templates_go_through_the_template_bucket() {
         let objects = s3
             .list_objects_v2()
             .bucket(bucket)
-            .prefix("rehost-big-cutover/")
+            .prefix("rehost-big-test/")
             .send()
             .await
             .unwrap();
@@ -874,56 +606,6 @@ fn large_templates_go_through_the_template_bucket() {
     });
 }
 
-/// Credentials of another account of the emulator (STS AssumeRole into its account id): the
-/// SDK configuration for it and the environment a child process needs.
-async fn other_account(account: &str) -> (aws_config::SdkConfig, Vec<(&'static str, String)>) {
-    let sts = aws_sdk_sts::Client::new(&sdk().await);
-    let creds = sts
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/rehost-tests"))
-        .role_session_name("rehost-tests")
-        .send()
-        .await
-        .unwrap()
-        .credentials
-        .unwrap();
-    let (key, secret, token) = (
-        creds.access_key_id().to_string(),
-        creds.secret_access_key().to_string(),
-        creds.session_token().to_string(),
-    );
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .credentials_provider(aws_sdk_sts::config::Credentials::new(
-            &key,
-            &secret,
-            Some(token.clone()),
-            None,
-            "assumed-role",
-        ))
-        .load()
-        .await;
-    let who = aws_sdk_sts::Client::new(&conf)
-        .get_caller_identity()
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(who.account(), Some(account));
-    let env = vec![
-        ("AWS_ACCESS_KEY_ID", key),
-        ("AWS_SECRET_ACCESS_KEY", secret),
-        ("AWS_SESSION_TOKEN", token),
-    ];
-    (conf, env)
-}
-
-fn s3_client(conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(conf)
-            .force_path_style(true)
-            .build(),
-    )
-}
-
 /// Another account creates `rehost-templates-<account>-<region>` first (bucket names are
 /// global; the emulator, like S3, lets it). rehost never writes to that bucket: it sees the
 /// bucket is not in its own ListBuckets and uses a stand-in of its own with an unguessable
@@ -965,7 +647,7 @@ fn squatted_template_bucket_is_never_written_to() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let stdout = ok(&out);
         assert!(
-            stdout.contains("stack rehost-squat-cutover"),
+            stdout.contains("stack rehost-squat-test"),
             "{attempt}: {stdout}"
         );
         let squatted = rt().block_on(async {
@@ -998,7 +680,7 @@ fn squatted_template_bucket_is_never_written_to() {
             let objects = s3_client(&victim)
                 .list_objects_v2()
                 .bucket(&own[0])
-                .prefix("rehost-squat-cutover/")
+                .prefix("rehost-squat-test/")
                 .send()
                 .await
                 .unwrap();

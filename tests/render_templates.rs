@@ -71,7 +71,7 @@ fn example_templates_match_expected_files() {
     let mut stale = Vec::new();
     for app in EXAMPLES {
         for (suffix, extra) in [
-            ("cutover", vec![]),
+            ("cutover", vec!["--mode", "cutover"]),
             ("test-portable", vec!["--mode", "test", "--portable"]),
         ] {
             let file = format!("apps/{app}.yaml");
@@ -154,7 +154,12 @@ fn load(text: &str) -> Value {
 
 #[test]
 fn instances_depend_only_on_the_gates_of_their_groups_dependencies() {
-    let t = load(&render(&["render", "apps/sharepoint-farm.yaml"]));
+    let t = load(&render(&[
+        "render",
+        "apps/sharepoint-farm.yaml",
+        "--mode",
+        "cutover",
+    ]));
     let r = &t["Resources"];
     assert!(
         r["Dc01"].get("DependsOn").is_none(),
@@ -188,16 +193,15 @@ fn instances_depend_only_on_the_gates_of_their_groups_dependencies() {
         r["Web01"]["DependsOn"],
         serde_json::json!(["App01", "App02"])
     );
-    let user_data = r["Web01"]["Properties"]["UserData"]["Fn::Base64"]
-        .as_str()
-        .expect("plain user data");
-    assert!(!user_data.contains("GateUrl"));
+    let user_data = &r["Web01"]["Properties"]["UserData"]["Fn::Base64"];
+    assert!(user_data.get("Fn::Sub").is_none(), "nothing to substitute");
+    assert!(!resolve_literal(user_data).contains("GateUrl"));
 }
 
 #[test]
 fn independent_groups_start_together() {
     let dir = scratch("parallel");
-    let app = "apiVersion: rehost/v1\nkind: Application\nname: par\ndefaults:\n  launch: {instanceType: m5.large}\nservers:\n  - {id: db, os: linux, disks: [{source: a}]}\n  - {id: cache, os: linux, disks: [{source: b}]}\n  - {id: web, os: linux, disks: [{source: c}]}\ngroups:\n  - {name: db, servers: [db]}\n  - {name: cache, servers: [cache]}\n  - {name: web, servers: [web], dependsOn: [db, cache]}\n";
+    let app = "apiVersion: rehost/v1\nkind: Application\nname: par\ndefaults:\n  launch: {instanceType: m5.large}\nservers:\n  - {id: db, os: linux, disks: [{source: a.img}]}\n  - {id: cache, os: linux, disks: [{source: b.img}]}\n  - {id: web, os: linux, disks: [{source: c.img}]}\ngroups:\n  - {name: db, servers: [db]}\n  - {name: cache, servers: [cache]}\n  - {name: web, servers: [web], dependsOn: [db, cache]}\n";
     let file = dir.join("par.yaml");
     std::fs::write(&file, app).unwrap();
     let t = load(&render(&["render", file.to_str().unwrap()]));
@@ -214,7 +218,13 @@ fn independent_groups_start_together() {
 
 #[test]
 fn portable_template_has_typed_parameters_and_no_account_ids() {
-    let text = render(&["render", "apps/sharepoint-farm.yaml", "--portable"]);
+    let text = render(&[
+        "render",
+        "apps/sharepoint-farm.yaml",
+        "--portable",
+        "--mode",
+        "cutover",
+    ]);
     let t = load(&text);
     let p = &t["Parameters"];
     assert_eq!(p["DefaultSubnet"]["Type"], "AWS::EC2::Subnet::Id");
@@ -282,12 +292,34 @@ fn test_mode_uses_test_overrides_and_drops_cutover_addresses() {
         .collect();
     assert_eq!(names, ["shopdb-test"]);
 
-    let c = load(&render(&["render", "apps/ecommerce-3tier.yaml"]));
+    let c = load(&render(&[
+        "render",
+        "apps/ecommerce-3tier.yaml",
+        "--mode",
+        "cutover",
+    ]));
     let db = &c["Resources"]["Shopdb"]["Properties"];
     assert_eq!(db["PrivateIpAddress"], "10.1.2.15");
     let nic = &c["Resources"]["Iis01"]["Properties"]["NetworkInterfaces"][0];
     assert_eq!(nic["AssociatePublicIpAddress"], true);
     assert_eq!(nic["SubnetId"], "subnet-0b1c2d3e4f5a60718");
+}
+
+/// Issue 8 item 3: without `--mode` a template is the test launch's (no production addresses,
+/// `-test` names), as in plan, launch and migrate; the cutover template must be named.
+#[test]
+fn render_without_a_mode_renders_the_test_launch_not_production() {
+    let t = load(&render(&["render", "apps/ecommerce-3tier.yaml"]));
+    let db = &t["Resources"]["Shopdb"]["Properties"];
+    assert!(db.get("PrivateIpAddress").is_none(), "{db}");
+    assert_eq!(db["SubnetId"], "subnet-0e0d0c0b0a0908070");
+    let named = load(&render(&[
+        "render",
+        "apps/ecommerce-3tier.yaml",
+        "--mode",
+        "test",
+    ]));
+    assert_eq!(t, named, "no --mode is --mode test");
 }
 
 #[test]
@@ -335,7 +367,7 @@ fn hostile_configure_scripts_survive_embedding() {
     let sh = "#!/bin/sh\necho \"${HOME}\" '$(id)' \"`uname`\" \\\"\nREHOST_CONFIGURE_EOF\ncat <<'EOF'\n${x}\nEOF\n";
     std::fs::write(dir.join("hostile.ps1"), ps).unwrap();
     std::fs::write(dir.join("hostile.sh"), sh).unwrap();
-    let app = "apiVersion: rehost/v1\nkind: Application\nname: hostile\ndescription: \"quotes \\\" and ${braces} and \\n newlines\"\ntags: {Team: \"a\\\"b${c}\"}\ndefaults:\n  launch: {instanceType: m5.large}\nservers:\n  - {id: win, os: windows, disks: [{source: a}]}\n  - {id: lin, os: linux, disks: [{source: b}]}\ngroups:\n  - {name: w, servers: [win], launch: {configureScript: hostile.ps1}}\n  - {name: l, servers: [lin], dependsOn: [w], launch: {configureScript: hostile.sh}}\n";
+    let app = "apiVersion: rehost/v1\nkind: Application\nname: hostile\ndescription: \"quotes \\\" and ${braces} and \\n newlines\"\ntags: {Team: \"a\\\"b${c}\"}\ndefaults:\n  launch: {instanceType: m5.large}\nservers:\n  - {id: win, os: windows, disks: [{source: a.img}]}\n  - {id: lin, os: linux, disks: [{source: b.img}]}\ngroups:\n  - {name: w, servers: [win], launch: {configureScript: hostile.ps1}}\n  - {name: l, servers: [lin], dependsOn: [w], launch: {configureScript: hostile.sh}}\n";
     let file = dir.join("hostile.yaml");
     std::fs::write(&file, app).unwrap();
     let text = render(&["render", file.to_str().unwrap()]);
@@ -559,6 +591,226 @@ fn shell_wrapper_deletes_its_script_and_keeps_the_gate_url_off_command_lines() {
                 "{what}: the URL is never logged"
             );
         }
+    }
+}
+
+/// Issue 8 item 18: a `--no-health-gate` template from a script holding `${AWS::Region}` failed
+/// cfn-lint (E1029, embedded parameter outside Fn::Sub). Every variant lints clean whatever the
+/// scripts hold, and the user data still carries each script byte for byte.
+#[test]
+fn every_variant_lints_clean_whatever_the_scripts_contain() {
+    let dir = scratch("dollars");
+    let dollars = "${AWS::Region} ${!x} $$ ${Foo.Bar} ${ ${AWS::StackName}";
+    let sh = format!("#!/bin/sh\necho '{dollars}'\n");
+    let ps = format!("Write-Output '{dollars}'\n");
+    std::fs::write(dir.join("dollars.sh"), &sh).unwrap();
+    std::fs::write(dir.join("dollars.ps1"), &ps).unwrap();
+    let app = "apiVersion: rehost/v1\nkind: Application\nname: dollars\ndefaults:\n  launch:\n    \
+        instanceType: m5.large\n    subnet: subnet-0a1b2c3d\n    securityGroups: [sg-0a1b2c3d]\nservers:\n  \
+        - {id: win, os: windows, disks: [{source: a.vhdx}]}\n  - {id: lin, os: linux, disks: [{source: b.qcow2}]}\n\
+        groups:\n  - {name: w, servers: [win], launch: {configureScript: dollars.ps1}}\n  \
+        - {name: l, servers: [lin], dependsOn: [w], launch: {configureScript: dollars.sh}}\n";
+    let file = dir.join("dollars.yaml");
+    std::fs::write(&file, app).unwrap();
+    let file = file.to_string_lossy().into_owned();
+    let mut failures = Vec::new();
+    for mode in ["cutover", "test"] {
+        for portable in [false, true] {
+            for gate in [true, false] {
+                for format in ["json", "yaml"] {
+                    let name = format!("{mode}-{portable}-{gate}.{format}");
+                    let out = dir.join(&name).to_string_lossy().into_owned();
+                    let mut args = vec![
+                        "render", &file, "--mode", mode, "--format", format, "-o", &out,
+                    ];
+                    if portable {
+                        args.push("--portable");
+                    }
+                    if !gate {
+                        args.push("--no-health-gate");
+                    }
+                    render(&args);
+                    let report = cfn_lint(Path::new(&out));
+                    if !report.success {
+                        failures.push(format!("{name}:\n{}", report.output));
+                    }
+                }
+                // The user data as CloudFormation resolves it holds the shell script verbatim.
+                let args = ["render", &file, "--mode", mode];
+                let mut args = args.to_vec();
+                if !gate {
+                    args.push("--no-health-gate");
+                }
+                let t = load(&render(&args));
+                let user_data =
+                    resolve_literal(&t["Resources"]["Lin"]["Properties"]["UserData"]["Fn::Base64"]);
+                assert!(user_data.contains(&sh), "{mode} gate={gate}: {user_data}");
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "cfn-lint findings:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// What CloudFormation makes of user data rehost writes: a string, a Fn::Join of strings, or a
+/// Fn::Sub whose only variable is the gate URL (`${!` is its escape for a literal `${`).
+fn resolve_literal(v: &Value) -> String {
+    if let Some(s) = v.as_str() {
+        return s.to_string();
+    }
+    if let Some(join) = v.get("Fn::Join") {
+        let delimiter = join[0].as_str().unwrap();
+        let parts: Vec<&str> = join[1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        return parts.join(delimiter);
+    }
+    let sub = v["Fn::Sub"][0].as_str().unwrap();
+    sub.replace("${!", "${")
+}
+
+/// Issue 8 item 12: `render --format yaml` wrote `yes`, `on`, `12:30`, `1_000` and `2001-12-14`
+/// plain, which YAML 1.1 readers turn into booleans, numbers and dates; `=` and `<<` made PyYAML
+/// fail. Every string reads back as the JSON rendering's, in YAML 1.1 (PyYAML) and YAML 1.2
+/// (serde_norway), and the YAML lints clean.
+#[test]
+fn yaml_rendering_reads_back_as_the_json_in_yaml_1_1_and_1_2() {
+    let dir = scratch("yaml-strings");
+    let values = [
+        "yes",
+        "no",
+        "on",
+        "off",
+        "y",
+        "n",
+        "Y",
+        "N",
+        "~",
+        "null",
+        "Null",
+        "true",
+        "FALSE",
+        "12:30",
+        "190:20:30",
+        "1_000",
+        "0x1F",
+        "0o17",
+        "0b101",
+        "0777",
+        "+1",
+        "-1",
+        "1e3",
+        "1.5",
+        ".5",
+        ".inf",
+        "-.inf",
+        ".nan",
+        "2001-12-14",
+        "2001-12-14t21:59:43.10-05:00",
+        "=",
+        "<<",
+        " lead",
+        "trail ",
+        "a: b",
+        "a #b",
+        "- x",
+        "? x",
+        "[x",
+        "{x",
+        "!x",
+        "&x",
+        "*x",
+        "|x",
+        ">x",
+        "%x",
+        "@x",
+        "`x",
+        "'x",
+        "\"x",
+        "#x",
+        ":x",
+        "x:",
+        "---",
+        "...",
+        "\\",
+        "é ünï",
+        "a\u{2028}b",
+        "a\u{2029}b",
+        "\u{feff}bom",
+    ];
+    let description = serde_json::to_string(
+        "Multi\nline\n  indented\n\n\ttab\r\nCRLF \u{85}NEL \u{7f}DEL \u{1b}[31mESC end ",
+    )
+    .unwrap();
+    // EC2's tag budget leaves room for about 40 application tags: a few applications.
+    for (chunk, values) in values.chunks(30).enumerate() {
+        let mut tags = String::new();
+        for (i, v) in values.iter().enumerate() {
+            tags.push_str(&format!(
+                "  k{i:02}: {}\n",
+                serde_json::to_string(v).unwrap()
+            ));
+        }
+        if chunk == 0 {
+            for key in ["yes", "null", "<<", "=", "12:30"] {
+                tags.push_str(&format!("  {}: v\n", serde_json::to_string(key).unwrap()));
+            }
+        }
+        let app = format!(
+            "apiVersion: rehost/v1\nkind: Application\nname: quoting\ndescription: {description}\n\
+             tags:\n{tags}defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  \
+             - {{id: web, os: linux, disks: [{{source: web.vmdk}}]}}\ngroups:\n  - {{name: on, servers: [web]}}\n"
+        );
+        yaml_reads_back_as_json(&dir, &app);
+    }
+}
+
+/// Renders `app` in two variants as JSON and YAML and compares what YAML 1.2 (serde_norway) and
+/// YAML 1.1 (PyYAML) read with the JSON; the YAML must lint clean.
+fn yaml_reads_back_as_json(dir: &Path, app: &str) {
+    let file = dir.join("quoting.yaml");
+    std::fs::write(&file, app).unwrap();
+    let file = file.to_string_lossy().into_owned();
+    for extra in [
+        &[][..],
+        &["--mode", "test", "--portable", "--no-health-gate"][..],
+    ] {
+        let mut args = vec!["render", file.as_str()];
+        args.extend_from_slice(extra);
+        let json = load(&render(&args));
+        args.extend(["--format", "yaml"]);
+        let yaml = render(&args);
+
+        let yaml_1_2: Value = serde_norway::from_str(&yaml).expect("YAML 1.2 reads it");
+        assert_eq!(yaml_1_2, json, "YAML 1.2 reads back the JSON rendering");
+
+        let path = dir.join("t.yaml");
+        std::fs::write(&path, &yaml).unwrap();
+        let out = Command::new(tools_bin().join("python"))
+            .arg("-c")
+            .arg("import json, sys, yaml\nprint(json.dumps(yaml.safe_load(open(sys.argv[1], encoding='utf-8'))))")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "PyYAML: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let yaml_1_1: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            yaml_1_1, json,
+            "YAML 1.1 (PyYAML) reads back the JSON rendering"
+        );
+
+        let report = cfn_lint(&path);
+        assert!(report.success, "{}", report.output);
     }
 }
 

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use rehost_testkit::Rehost;
 
-const MARK: char = '⟦';
+mod app_text;
+use app_text::{BASE_HEAD, MARK, WEB_GROUP, WEB01, app, locate};
 
 /// The binary under test, from the test kit's one command builder.
 fn rehost() -> Rehost {
@@ -17,27 +18,6 @@ fn rehost() -> Rehost {
 
 fn tempdir(name: &str) -> PathBuf {
     rehost_testkit::scratch_dir("validate", name)
-}
-
-/// The position of the marker (1-based line and column, in characters) and the text without it.
-fn locate(marked: &str) -> (String, Option<(usize, usize)>) {
-    let mut pos = None;
-    let mut text = String::new();
-    let (mut line, mut col) = (1, 1);
-    for c in marked.chars() {
-        if c == MARK {
-            pos = Some((line, col));
-            continue;
-        }
-        text.push(c);
-        if c == '\n' {
-            line += 1;
-            col = 1;
-        } else {
-            col += 1;
-        }
-    }
-    (text, pos)
 }
 
 struct Case {
@@ -61,19 +41,6 @@ impl Case {
         self
     }
 }
-
-const BASE_HEAD: &str = "apiVersion: rehost/v1\nkind: Application\nname: shop\n";
-
-/// A valid application with hooks: `{launch}` lands in defaults.launch, `{servers}` and
-/// `{groups}` replace the lists.
-fn app(defaults: &str, servers: &str, groups: &str) -> String {
-    format!(
-        "{BASE_HEAD}defaults:\n  launch:\n    instanceType: m5.large\n{defaults}servers:\n{servers}groups:\n{groups}"
-    )
-}
-
-const WEB01: &str = "  - id: web01\n    os: linux\n    disks:\n      - source: web01.img\n";
-const WEB_GROUP: &str = "  - name: web\n    servers: [web01]\n";
 
 /// Writes the case's file (and any files it needs), validates it, and expects exit code 2 and a
 /// line at the marker's FILE:LINE:COL holding every keyword.
@@ -189,6 +156,11 @@ bad_files!(
     instance_profile_given_as_arn,
     too_many_tags,
     too_many_resources,
+    disk_without_extension_or_format,
+    disk_format_contradicts_its_extension,
+    tags_that_fit_instances_but_not_the_ami_of_a_many_disk_server,
+    tag_value_with_a_control_character,
+    empty_tag_value,
 );
 
 /// unknown top-level field with suggestion
@@ -844,7 +816,80 @@ fn too_many_tags() -> Case {
     text.push_str(&format!(
         "defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n{WEB01}groups:\n{WEB_GROUP}"
     ));
-    case(&text, &["46 tags", "at most 45"])
+    case(
+        &text,
+        &[
+            "46 application tags",
+            "the AMI of server `web01`",
+            "4 over EC2's 50",
+        ],
+    )
+}
+
+/// Issue 8 item 8: 45 application tags were allowed, but an AMI carries 7 of rehost's tags and
+/// one per disk: a 20-disk server's AMI would exceed EC2's 50 (the emulator does not enforce it,
+/// AWS does).
+fn tags_that_fit_instances_but_not_the_ami_of_a_many_disk_server() -> Case {
+    let mut text = format!("{BASE_HEAD}⟦tags:\n");
+    for i in 0..30 {
+        text.push_str(&format!("  k{i}: v\n"));
+    }
+    let disks: String = (0..20)
+        .map(|d| format!("      - source: db/disk{d}.vmdk\n"))
+        .collect();
+    text.push_str(&format!(
+        "defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  - id: db01\n    os: linux\n    disks:\n{disks}\
+         groups:\n  - {{name: db, servers: [db01]}}\n"
+    ));
+    case(
+        &text,
+        &[
+            "30 application tags and rehost's 27 make 57 tags on the AMI of server `db01` (20 disks)",
+            "7 over",
+        ],
+    )
+}
+
+fn tag_value_with_a_control_character() -> Case {
+    case(
+        &format!(
+            "{BASE_HEAD}tags:\n  owner: ⟦\"me\\u001b]52;c;x\\u0007\"\ndefaults:\n  launch: {{instanceType: m5.large}}\nservers:\n{WEB01}groups:\n{WEB_GROUP}"
+        ),
+        &["tag `owner`", "control character"],
+    )
+}
+
+fn empty_tag_value() -> Case {
+    case(
+        &format!(
+            "{BASE_HEAD}tags:\n  owner: ⟦\"\"\ndefaults:\n  launch: {{instanceType: m5.large}}\nservers:\n{WEB01}groups:\n{WEB_GROUP}"
+        ),
+        &["tag `owner`", "1 to 256 characters", "CloudFormation"],
+    )
+}
+
+/// Issue 8 item 1: a disk without a known extension was opened with the format qemu-img
+/// guessed from its contents, which a guest controls.
+fn disk_without_extension_or_format() -> Case {
+    case(
+        &app(
+            "",
+            "  - id: web01\n    os: linux\n    disks:\n      - source: ⟦exports/web01-disk0\n",
+            WEB_GROUP,
+        ),
+        &["`exports/web01-disk0`", "add `format:`", "never guesses"],
+    )
+}
+
+fn disk_format_contradicts_its_extension() -> Case {
+    case(
+        &app(
+            "",
+            "  - id: web01\n    os: linux\n    disks:\n      - {source: web01.vmdk, format: ⟦qcow2}\n",
+            WEB_GROUP,
+        ),
+        &["`format: qcow2` contradicts", "`web01.vmdk`", "vmdk image"],
+    )
 }
 
 /// 300 servers in 150 groups need 600 resources.

@@ -4,11 +4,12 @@
 //! the raw file.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use crate::graph::LaunchGraph;
-pub use crate::model::{Architecture, BootMode, LicenseType, Os, ScriptType};
+pub use crate::model::{Architecture, BootMode, DiskFormat, LicenseType, Os, ScriptType};
 use crate::yaml::Pos;
 pub use rehost_replication::domain::Frequency;
 
@@ -53,11 +54,20 @@ pub struct AppServer {
     pub logical_id: String,
     /// Where the logical id comes from: the `logicalId` field, or the server's `id`.
     pub logical_id_pos: Pos,
-    /// Resolved against the application file's directory; only `replicate` reads them.
-    pub disks: Vec<PathBuf>,
+    /// The boot disk first; only `replicate` reads them.
+    pub disks: Vec<AppDisk>,
     pub replication: Replication,
     pub cutover: Launch,
     pub test: Launch,
+}
+
+/// A disk to replicate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppDisk {
+    /// Resolved against the application file's directory.
+    pub source: PathBuf,
+    /// As declared, or as the extension (or `/dev/`) says: the engine opens it so.
+    pub format: DiskFormat,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -149,7 +159,8 @@ pub struct ConfigureScript {
     pub declared: String,
     pub path: PathBuf,
     pub kind: ScriptType,
-    pub content: String,
+    /// Shared by every server that runs the script.
+    pub content: Arc<str>,
 }
 
 impl App {

@@ -6,7 +6,7 @@ use time::format_description::well_known::Rfc3339;
 
 use rehost_replication::domain::Choice;
 
-use crate::diag::{Diagnostics, suggestion};
+use crate::diag::Diagnostics;
 use crate::model::*;
 use crate::yaml::{Node, Value};
 
@@ -167,8 +167,12 @@ fn server(node: &Node, diags: &mut Diagnostics) -> Option<Server> {
 fn disk(node: &Node, diags: &mut Diagnostics) -> Option<Disk> {
     let mut m = Fields::open(node, "a disk", diags)?;
     let source = m.required("source", string);
+    let format = m.optional("format", choice);
     m.finish();
-    Some(Disk { source: source? })
+    Some(Disk {
+        source: source?,
+        format,
+    })
 }
 
 fn group(node: &Node, diags: &mut Diagnostics) -> Option<Group> {
@@ -298,7 +302,7 @@ impl<'n, 'd> Fields<'n, 'd> {
                 " (YAML merge keys are not supported: use `defaults` or a group's settings)"
                     .to_string()
             } else {
-                let close = suggestion(name, self.known.iter().copied());
+                let close = self.diags.suggestion(name, self.known.iter().copied());
                 if close.is_empty() {
                     format!("; expected one of: {}", self.known.join(", "))
                 } else {
@@ -406,7 +410,7 @@ fn choice<T: Choice>(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<T>>
         .iter()
         .find(|n| n.eq_ignore_ascii_case(&s.value))
         .map(|n| format!(" (did you mean `{n}`?)"));
-    let close = close.unwrap_or_else(|| suggestion(&s.value, names.iter().copied()));
+    let close = close.unwrap_or_else(|| diags.suggestion(&s.value, names.iter().copied()));
     diags.error(
         s.pos,
         format!("`{}` is not one of {}{close}", s.value, names.join(", ")),

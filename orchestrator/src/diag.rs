@@ -2,9 +2,14 @@
 //! `FILE:LINE:COL: severity: message`, the format editors and CI annotators understand.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
+use std::panic::Location;
 use std::path::Path;
 
+use crate::limits::{
+    MAX_DIAGNOSTICS_PER_KIND, MAX_SUGGESTION_CANDIDATES, MAX_SUGGESTION_LEN, MAX_SUGGESTIONS,
+};
 use crate::yaml::Pos;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -100,27 +105,63 @@ fn is_unsafe_for_terminal(c: char) -> bool {
 #[derive(Clone, Debug, Default)]
 pub struct Diagnostics {
     items: Vec<Diagnostic>,
+    /// Parallel to `items`: where in rehost each was reported, which is its kind.
+    kinds: Vec<Kind>,
+    /// "did you mean" searches made so far (they are bounded: see [`Diagnostics::suggestion`]).
+    suggestions: usize,
+}
+
+/// The source location that reported a diagnostic: problems reported at one place are of one
+/// kind ("group lists unknown server"), however many times a hostile file repeats them.
+type Kind = (&'static str, u32, u32);
+
+/// What `load` shows of the problems found.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// In file order, without repeats, at most `limits::MAX_DIAGNOSTICS_PER_KIND` of one kind;
+    /// where more were found, one line at the first left out says how many.
+    pub shown: Vec<Diagnostic>,
+    /// Errors found in all, shown or not.
+    pub errors: usize,
 }
 
 impl Diagnostics {
+    #[track_caller]
     pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
-        self.items.push(Diagnostic {
-            pos,
-            severity: Severity::Error,
-            message: message.into(),
-        });
+        self.push(pos, Severity::Error, message.into(), Location::caller());
     }
 
+    #[track_caller]
     pub fn warning(&mut self, pos: Pos, message: impl Into<String>) {
+        self.push(pos, Severity::Warning, message.into(), Location::caller());
+    }
+
+    fn push(&mut self, pos: Pos, severity: Severity, message: String, at: &'static Location) {
         self.items.push(Diagnostic {
             pos,
-            severity: Severity::Warning,
-            message: message.into(),
+            severity,
+            message,
         });
+        self.kinds.push((at.file(), at.line(), at.column()));
     }
 
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    /// " (did you mean `x`?)" when a candidate is close to `wanted`, for the first
+    /// `limits::MAX_SUGGESTIONS` names asked about; after that, nothing (the messages that would
+    /// carry more are capped anyway, and each search costs time).
+    pub fn suggestion<'a>(
+        &mut self,
+        wanted: &str,
+        candidates: impl IntoIterator<Item = &'a str>,
+    ) -> String {
+        if self.suggestions >= MAX_SUGGESTIONS {
+            return String::new();
+        }
+        self.suggestions += 1;
+        suggestion(wanted, candidates)
     }
 
     /// Every problem as `LINE:COL message`, in file order: what tests compare.
@@ -133,24 +174,92 @@ impl Diagnostics {
     }
 
     /// In file order, without repeats (merged settings can report one origin twice).
-    pub fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.items
-            .sort_by(|a, b| (a.pos, a.severity, &a.message).cmp(&(b.pos, b.severity, &b.message)));
-        self.items.dedup();
-        self.items
+    pub fn into_sorted(self) -> Vec<Diagnostic> {
+        self.sorted_with_kinds()
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect()
+    }
+
+    fn sorted_with_kinds(self) -> Vec<(Diagnostic, Kind)> {
+        let mut all: Vec<(Diagnostic, Kind)> = self.items.into_iter().zip(self.kinds).collect();
+        all.sort_by(|(a, _), (b, _)| {
+            (a.pos, a.severity, &a.message).cmp(&(b.pos, b.severity, &b.message))
+        });
+        all.dedup_by(|(a, _), (b, _)| a == b);
+        all
+    }
+
+    /// In file order, without repeats, with repeated kinds capped (see [`Report`]).
+    pub fn into_report(self) -> Report {
+        let all = self.sorted_with_kinds();
+        let errors = all
+            .iter()
+            .filter(|(d, _)| d.severity == Severity::Error)
+            .count();
+        let mut seen: HashMap<Kind, (usize, Pos)> = HashMap::new();
+        let mut left_out: HashMap<Kind, (usize, Diagnostic)> = HashMap::new();
+        let mut shown = Vec::new();
+        for (d, kind) in all {
+            let (count, first) = seen.entry(kind).or_insert((0, d.pos));
+            *count += 1;
+            if *count <= MAX_DIAGNOSTICS_PER_KIND {
+                shown.push(d);
+                continue;
+            }
+            let first = *first;
+            left_out
+                .entry(kind)
+                .or_insert_with(|| {
+                    let summary = Diagnostic {
+                        message: format!("like the {} at {first}", severity_name(d.severity)),
+                        ..d
+                    };
+                    (0, summary)
+                })
+                .0 += 1;
+        }
+        for (n, mut summary) in left_out.into_values() {
+            let plural = if n == 1 { "" } else { "s" };
+            summary.message = format!(
+                "{n} more problem{plural} {}, from here on, not shown",
+                summary.message
+            );
+            shown.push(summary);
+        }
+        shown.sort_by(|a, b| (a.pos, a.severity, &a.message).cmp(&(b.pos, b.severity, &b.message)));
+        Report { shown, errors }
+    }
+}
+
+fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
     }
 }
 
 /// "did you mean" for a misspelled name: the closest candidate, if it is close enough to be a
-/// plausible typo rather than a different name.
+/// plausible typo rather than a different name. Bounded, whatever the input: names longer than
+/// any id (`limits::MAX_SUGGESTION_LEN`) are never compared, and only the first
+/// `limits::MAX_SUGGESTION_CANDIDATES` candidates of a plausible length are.
 pub fn did_you_mean<'a>(
     wanted: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    let wanted_len = wanted.chars().count();
+    if wanted_len > MAX_SUGGESTION_LEN {
+        return None;
+    }
     let mut best: Option<(&str, usize)> = None;
-    for candidate in candidates {
+    let plausible = candidates.into_iter().filter_map(|c| {
+        let len = c.chars().take(MAX_SUGGESTION_LEN + 1).count();
+        let limit = (wanted_len.max(len) / 3).max(1);
+        // The distance is at least the difference in length.
+        (len <= MAX_SUGGESTION_LEN && wanted_len.abs_diff(len) <= limit).then_some((c, limit))
+    });
+    for (candidate, limit) in plausible.take(MAX_SUGGESTION_CANDIDATES) {
         let distance = strsim::damerau_levenshtein(wanted, candidate);
-        let limit = (wanted.chars().count().max(candidate.chars().count()) / 3).max(1);
         if distance <= limit && best.is_none_or(|(_, d)| distance < d) {
             best = Some((candidate, distance));
         }
@@ -208,5 +317,59 @@ mod tests {
         let sorted = d.into_sorted();
         assert_eq!(sorted.len(), 2);
         assert_eq!(sorted[0].message, "a");
+    }
+
+    /// Issue 8 item 6: repeats of one kind are capped in what is shown, and counted.
+    #[test]
+    fn repeats_of_one_kind_are_capped_and_counted() {
+        let mut d = Diagnostics::default();
+        for line in (1..=25).rev() {
+            d.error(Pos { line, col: 1 }, format!("unknown server x{line}"));
+        }
+        for line in 1..=3 {
+            d.warning(Pos { line, col: 9 }, "other kind");
+        }
+        let report = d.into_report();
+        assert_eq!(report.errors, 25);
+        let lines: Vec<String> = report
+            .shown
+            .iter()
+            .map(|d| format!("{} {}", d.pos, d.message))
+            .collect();
+        assert_eq!(lines.len(), 20 + 3 + 1, "{lines:?}");
+        assert_eq!(lines[0], "1:1 unknown server x1");
+        assert!(lines.contains(&"20:1 unknown server x20".to_string()));
+        assert_eq!(
+            lines.last().unwrap(),
+            "21:1 5 more problems like the error at 1:1, from here on, not shown"
+        );
+    }
+
+    /// Issue 8 item 6: "did you mean" is bounded by the number of searches and candidates.
+    #[test]
+    fn suggestions_are_bounded() {
+        let mut d = Diagnostics::default();
+        let names = ["database"];
+        for _ in 0..MAX_SUGGESTIONS {
+            assert_eq!(
+                d.suggestion("databse", names),
+                " (did you mean `database`?)"
+            );
+        }
+        assert_eq!(d.suggestion("databse", names), "", "the budget is spent");
+        let long = "a".repeat(100_000);
+        assert_eq!(
+            did_you_mean(&long, [long.as_str()]),
+            None,
+            "too long to be a typo"
+        );
+        // Beyond the bounded candidate set, a close name is not found.
+        let many: Vec<String> = (0..MAX_SUGGESTION_CANDIDATES)
+            .map(|i| format!("s{i:07}"))
+            .collect();
+        let mut candidates: Vec<&str> = many.iter().map(String::as_str).collect();
+        candidates.push("databass");
+        assert_eq!(did_you_mean("databse", candidates.iter().copied()), None);
+        assert_eq!(did_you_mean("databse", ["x", "databass"]), Some("databass"));
     }
 }

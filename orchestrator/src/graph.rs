@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use petgraph::Direction;
-use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::algo::{kosaraju_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 
 /// Edges point from a group to a group it depends on.
@@ -15,7 +15,8 @@ pub struct LaunchGraph {
 }
 
 impl LaunchGraph {
-    /// `depends_on[g]` lists the groups `g` waits for (indices into the group list).
+    /// `depends_on[g]` lists the groups `g` waits for (indices into the group list); a group
+    /// listed twice makes one edge.
     pub fn new(depends_on: &[Vec<usize>]) -> Self {
         let mut graph =
             DiGraph::with_capacity(depends_on.len(), depends_on.iter().map(Vec::len).sum());
@@ -23,13 +24,11 @@ impl LaunchGraph {
             graph.add_node(g);
         }
         for (g, deps) in depends_on.iter().enumerate() {
-            for &d in deps {
-                if graph
-                    .find_edge(NodeIndex::new(g), NodeIndex::new(d))
-                    .is_none()
-                {
-                    graph.add_edge(NodeIndex::new(g), NodeIndex::new(d), ());
-                }
+            let mut deps = deps.clone();
+            deps.sort_unstable();
+            deps.dedup();
+            for d in deps {
+                graph.add_edge(NodeIndex::new(g), NodeIndex::new(d), ());
             }
         }
         LaunchGraph { graph }
@@ -55,59 +54,68 @@ impl LaunchGraph {
     }
 
     /// One concrete cycle per strongly connected component, each starting (and ending) at its
-    /// lowest-numbered group and following "depends on" edges, e.g. `[app, web, app]`.
+    /// lowest-numbered group and following "depends on" edges, e.g. `[app, web, app]`. The
+    /// components come from Kosaraju's algorithm, which petgraph runs without recursion, so no
+    /// chain of groups is deep enough to exhaust the stack.
     pub fn cycles(&self) -> Vec<Vec<usize>> {
+        let mut component = vec![usize::MAX; self.graph.node_count()];
         let mut cycles = Vec::new();
-        for scc in tarjan_scc(&self.graph) {
-            let self_loop = scc.len() == 1 && self.graph.find_edge(scc[0], scc[0]).is_some();
+        for (c, scc) in kosaraju_scc(&self.graph).into_iter().enumerate() {
+            let self_loop = scc.len() == 1 && self.graph.contains_edge(scc[0], scc[0]);
             if scc.len() < 2 && !self_loop {
                 continue;
             }
+            for n in &scc {
+                component[n.index()] = c;
+            }
             let start = *scc.iter().min().expect("an SCC is never empty");
-            cycles.push(self.cycle_through(start, &scc));
+            cycles.push(self.cycle_through(start, &component));
         }
         cycles.sort();
         cycles
     }
 
-    /// A path from `start` back to itself inside one strongly connected component, found by an
-    /// iterative depth-first search that prefers lower-numbered groups (deterministic output).
-    fn cycle_through(&self, start: NodeIndex, scc: &[NodeIndex]) -> Vec<usize> {
-        let mut path = vec![start];
-        let mut visited = vec![start];
-        let mut next_choice = vec![0usize];
-        while let Some(&node) = path.last() {
-            let mut successors: Vec<NodeIndex> = self
+    /// A path from `start` back to itself inside its strongly connected component (the nodes
+    /// whose `component` is `start`'s), found by an iterative depth-first search that prefers
+    /// lower-numbered groups (deterministic output). Each node is entered once, so the search is
+    /// linear in the component's edges.
+    fn cycle_through(&self, start: NodeIndex, component: &[usize]) -> Vec<usize> {
+        let inside = component[start.index()];
+        let successors = |node: NodeIndex| -> Vec<NodeIndex> {
+            let mut next: Vec<NodeIndex> = self
                 .graph
                 .neighbors_directed(node, Direction::Outgoing)
-                .filter(|n| scc.contains(n))
+                .filter(|n| component[n.index()] == inside)
                 .collect();
-            successors.sort();
-            if successors.contains(&start) {
-                path.push(start);
-                return path.iter().map(|n| n.index()).collect();
+            next.sort();
+            next
+        };
+        let mut visited = vec![false; self.graph.node_count()];
+        visited[start.index()] = true;
+        // Each frame: a node of the path, its sorted successors, and the next one to try.
+        let mut frames = vec![(start, successors(start), 0usize)];
+        while let Some((_, next, choice)) = frames.last_mut() {
+            if *choice == 0 && next.binary_search(&start).is_ok() {
+                let mut path: Vec<usize> = frames.iter().map(|(n, _, _)| n.index()).collect();
+                path.push(start.index());
+                return path;
             }
-            let choice = next_choice.last_mut().expect("parallel to path");
-            match successors
-                .iter()
-                .skip(*choice)
-                .find(|n| !visited.contains(n))
-            {
-                Some(&n) => {
-                    *choice += 1;
-                    visited.push(n);
-                    path.push(n);
-                    next_choice.push(0);
+            match next[*choice..].iter().position(|n| !visited[n.index()]) {
+                Some(offset) => {
+                    let n = next[*choice + offset];
+                    *choice += offset + 1;
+                    visited[n.index()] = true;
+                    frames.push((n, successors(n), 0));
                 }
                 None => {
-                    path.pop();
-                    next_choice.pop();
+                    frames.pop();
                 }
             }
         }
         // Unreachable for a genuine SCC; fall back to naming its members.
-        let mut members: Vec<usize> = scc.iter().map(|n| n.index()).collect();
-        members.sort_unstable();
+        let mut members: Vec<usize> = (0..component.len())
+            .filter(|&n| component[n] == inside)
+            .collect();
         members.push(members[0]);
         members
     }

@@ -8,27 +8,57 @@ use rehost_replication::tags;
 
 // --- The application file -------------------------------------------------------------------
 
-/// Largest application file read (a parser guard, far above any real file).
-pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+/// Largest application file read (1 MiB, fifteen times the 480-server example): input beyond it
+/// is refused before parsing, so every file rehost answers is small enough to answer fast.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 /// Deepest nesting of mappings and lists the parser accepts.
 pub const MAX_DEPTH: usize = 64;
 /// Bounds the tree, aliases expanded ("billion laughs"): every node costs its size in memory
 /// plus its scalar's bytes, copies included, and an alias is refused before it is copied, so no
-/// document can make the loader hold more than this (about 4 times the largest file).
+/// document can make the loader hold more than this (32 times the largest file: room for a
+/// file of small scalars, whose nodes outweigh their text, but not for an alias bomb).
 pub const MAX_TREE_BYTES: usize = 32 * 1024 * 1024;
 /// Longest application description (characters).
 pub const MAX_APP_DESCRIPTION: usize = 1000;
 
+// --- Answering hostile files fast --------------------------------------------------------
+
+/// Problems of one kind (reported at one place in rehost) shown per file; the rest are counted
+/// in one line, so a file with 100,000 problems gets a readable answer.
+pub const MAX_DIAGNOSTICS_PER_KIND: usize = 20;
+/// "did you mean" searches per file.
+pub const MAX_SUGGESTIONS: usize = 20;
+/// Candidates one search compares (of a length that could be a typo of the name).
+pub const MAX_SUGGESTION_CANDIDATES: usize = 500;
+/// Names longer than any id or field name are no typo of one, and are not compared.
+pub const MAX_SUGGESTION_LEN: usize = 64;
+/// Dependencies `launchOrder` may imply (each group on every group of the level below): far
+/// above what one stack can launch (500 resources hold at most 166 gated groups, so about 7,000
+/// dependencies), far below what would strain memory.
+pub const MAX_IMPLIED_DEPENDENCIES: usize = 100_000;
+
 // --- Tags (EC2) ------------------------------------------------------------------------------
 
-/// EC2 allows 50 tags per resource.
+/// EC2 allows 50 tags per resource (instance, volume, snapshot, AMI), and CloudFormation 50 per
+/// stack; the application's tags go on every one of them, beside rehost's own.
 pub const EC2_MAX_TAGS: usize = 50;
-/// Every instance also carries rehost's own tags (`tags::INSTANCE_KEYS`): 45 are left.
-pub const MAX_APP_TAGS: usize = EC2_MAX_TAGS - tags::INSTANCE_KEYS.len();
+/// rehost's tags on an instance and on its volumes (`tags::INSTANCE_KEYS`).
+pub const INSTANCE_TAGS: usize = tags::INSTANCE_KEYS.len();
+/// rehost's tags on a snapshot (`tags::SNAPSHOT_KEYS`).
+pub const SNAPSHOT_TAGS: usize = tags::SNAPSHOT_KEYS.len();
+/// rehost's tags on the AMI of a server with `disks` disks (`tags::AMI_KEYS`, one per disk, the
+/// KMS key).
+pub fn ami_tags(disks: usize, kms_key: bool) -> usize {
+    tags::ami_tag_count(disks, kms_key)
+}
+/// The most application tags any application can have: what an AMI of one disk leaves (more
+/// disks, or a KMS key, leave fewer; validation counts them per server).
+pub const MAX_APP_TAGS: usize = EC2_MAX_TAGS - tags::AMI_KEYS.len() - 1;
 /// EC2 tag keys are 1 to 128 characters.
 pub const MAX_TAG_KEY: usize = 128;
-/// EC2 tag values are up to 256 characters.
-pub const MAX_TAG_VALUE: usize = 256;
+/// Tag values are 1 to 256 characters: EC2 takes empty values, but the application's tags are
+/// also the stack's, and CloudFormation requires at least one character.
+pub const TAG_VALUE: RangeInclusive<usize> = 1..=256;
 
 // --- Replication -----------------------------------------------------------------------------
 
@@ -59,9 +89,10 @@ pub const USER_DATA_LIMIT: usize = 16 * 1024;
 pub const URL_RESERVE: usize = 1024;
 /// What a wrapped configure script may occupy.
 pub const SCRIPT_BUDGET: usize = USER_DATA_LIMIT - URL_RESERVE;
-/// Configure scripts are read into memory only up to this size: anything larger cannot fit in
-/// user data anyway.
-pub const MAX_SCRIPT_READ: u64 = 1024 * 1024;
+/// Configure scripts are read into memory only up to this size: four times what user data
+/// holds, so a near miss still gets the precise "once wrapped" size, and anything larger cannot
+/// fit anyway.
+pub const MAX_SCRIPT_READ: u64 = 4 * USER_DATA_LIMIT as u64;
 
 // --- CloudFormation quotas -------------------------------------------------------------------
 
@@ -86,7 +117,11 @@ mod tests {
 
     #[test]
     fn derived_limits() {
-        assert_eq!(MAX_APP_TAGS, 45);
+        assert_eq!(MAX_APP_TAGS, 42);
+        assert_eq!(INSTANCE_TAGS, 5);
+        assert_eq!(SNAPSHOT_TAGS, 6);
+        assert_eq!(ami_tags(1, false), 8);
+        assert_eq!(ami_tags(26, true), 34);
         assert_eq!(SCRIPT_BUDGET, 15 * 1024);
         assert_eq!(clamp::<u8>(30, &FREQUENCY_HOURS, 24), 24);
         assert_eq!(clamp::<u32>(0, &SIGNAL_TIMEOUT_MINUTES, 720), 1);

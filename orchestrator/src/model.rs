@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use time::OffsetDateTime;
 
-pub use rehost_replication::domain::{Architecture, BootMode, LicenseType};
+pub use rehost_replication::domain::{Architecture, BootMode, DiskFormat, LicenseType};
 
 use crate::limits;
 use crate::yaml::Pos;
@@ -85,10 +85,15 @@ pub struct Unreadable {
     pub group_names: Vec<String>,
 }
 
-/// At most 45 tags (EC2's 50 less rehost's 5); keys up to 128 characters, values up to 256; no
-/// `aws:` or `rehost:` prefix and no `Name` (rehost names instances after their servers).
+/// Tags for everything rehost creates, sharing EC2's 50 per resource with rehost's own (at most
+/// 42: an AMI carries 8 of rehost's for one disk, one more per further disk); keys 1 to 128
+/// characters, values 1 to 256, no control characters; no `aws:` or `rehost:` prefix and no
+/// `Name` (rehost names instances after their servers).
 #[derive(Clone, Debug, Default)]
 pub struct Tags(pub Vec<(Spanned<String>, Spanned<String>)>);
+
+/// Tag keys and values hold no control characters.
+const NO_CONTROLS: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
 
 impl JsonSchema for Tags {
     fn schema_name() -> Cow<'static, str> {
@@ -101,9 +106,15 @@ impl JsonSchema for Tags {
             "propertyNames": {
                 "minLength": 1,
                 "maxLength": limits::MAX_TAG_KEY,
+                "pattern": NO_CONTROLS,
                 "not": {"pattern": "^([aA][wW][sS]|[rR][eE][hH][oO][sS][tT]):|^Name$"}
             },
-            "additionalProperties": {"type": "string", "maxLength": limits::MAX_TAG_VALUE}
+            "additionalProperties": {
+                "type": "string",
+                "minLength": limits::TAG_VALUE.start(),
+                "maxLength": limits::TAG_VALUE.end(),
+                "pattern": NO_CONTROLS
+            }
         })
     }
 }
@@ -224,7 +235,7 @@ pub struct TestSettings {
     pub associate_public_ip_address: Option<Spanned<bool>>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum ScriptType {
     #[serde(rename = "SHELL_SCRIPT")]
     Shell,
@@ -297,6 +308,9 @@ pub struct Disk {
     /// A raw, qcow2, vmdk, vhd or vhdx image file, or a `/dev/` block device; relative paths
     /// are relative to the application file.
     pub source: Spanned<String>,
+    /// The image format, when the extension does not say it (`.raw`/`.img`, `.qcow2`, `.vmdk`,
+    /// `.vhd`, `.vhdx`); a `/dev/` source is raw. Never guessed from the image's contents.
+    pub format: Option<Spanned<DiskFormat>>,
 }
 
 #[derive(Clone, Debug, JsonSchema)]

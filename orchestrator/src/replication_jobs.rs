@@ -19,11 +19,10 @@ pub fn server_job(app: &App, server: &AppServer, architecture: Option<Architectu
             .disks
             .iter()
             .enumerate()
-            .map(|(i, source)| DiskJob {
+            .map(|(i, disk)| DiskJob {
                 name: format!("disk{i}"),
-                source: source.clone(),
-                // Declared formats come with the disk's `format:` field (issue 8, phase 2).
-                format: None,
+                source: disk.source.clone(),
+                format: disk.format,
             })
             .collect(),
         architecture: architecture.unwrap_or(server.architecture),
@@ -89,7 +88,7 @@ pub fn split_fresh(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::Frequency;
+    use crate::app::{DiskFormat, Frequency};
 
     fn app() -> App {
         let text = concat!(
@@ -144,6 +143,37 @@ mod tests {
         let only = scheduled_jobs(&app, &["web".into()], Some(Architecture::X86_64));
         assert_eq!(only.len(), 1);
         assert_eq!(only[0].job.architecture, Architecture::X86_64);
+    }
+
+    /// `rehost replicate` opens each disk with the format the file declares or its extension
+    /// gives, never one probed from the image.
+    #[test]
+    fn jobs_carry_each_disks_declared_or_derived_format() {
+        let text = concat!(
+            "apiVersion: rehost/v1\nkind: Application\nname: shop\n",
+            "defaults:\n  launch: {instanceType: m5.large}\n",
+            "servers:\n  - {id: db, os: linux, disks: [{source: boot.VMDK}, {source: /dev/sdb},",
+            " {source: cloud.img, format: qcow2}, {source: export/disk-7, format: vhdx}]}\n",
+            "groups:\n  - {name: db, servers: [db]}\n",
+        );
+        let app =
+            crate::load::load_with(text.as_bytes(), std::path::Path::new("shop.yaml"), |_| {
+                Default::default()
+            })
+            .expect("valid")
+            .app;
+        let job = server_job(&app, &app.servers[0], None);
+        let formats: Vec<DiskFormat> = job.disks.iter().map(|d| d.format).collect();
+        assert_eq!(
+            formats,
+            [
+                DiskFormat::Vmdk,
+                DiskFormat::Raw,
+                DiskFormat::Qcow2,
+                DiskFormat::Vhdx
+            ]
+        );
+        assert_eq!(job.disks[3].source, std::path::Path::new("export/disk-7"));
     }
 
     #[test]

@@ -154,9 +154,14 @@ async fn estate_on_s3(moto: &Moto) -> (f64, f64, f64) {
     use rehost_replication::state::s3::{BucketEncryption, S3Options, S3Store};
     use rehost_replication::state::{ServerKey, StateStore, read_histories};
     let sdk = sdk_config(&moto.endpoint(), &Default::default()).await;
-    S3Store::init(&sdk, "rehost-bench-state", "team", BucketEncryption::S3Managed)
-        .await
-        .expect("state init");
+    S3Store::init(
+        &sdk,
+        "rehost-bench-state",
+        "team",
+        BucketEncryption::S3Managed,
+    )
+    .await
+    .expect("state init");
     let store = S3Store::open(&sdk, "rehost-bench-state", "team", S3Options::default())
         .await
         .expect("open");

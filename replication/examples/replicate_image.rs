@@ -5,13 +5,13 @@
 //! AWS access comes from the standard chain (`AWS_ENDPOINT_URL` points it at an emulator).
 //! Prints the server report as JSON.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rehost_replication::aws::{AwsOptions, load_sdk_config};
 use rehost_replication::{
-    Architecture, DiskJob, LicenseType, ReplicateOptions, Replicator, ServerJob, SqliteStore,
-    StateStore,
+    Architecture, DiskFormat, DiskJob, LicenseType, ReplicateOptions, Replicator, ServerJob,
+    SqliteStore, StateStore,
 };
 
 #[tokio::main]
@@ -22,6 +22,11 @@ async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [app, server, image, rest @ ..] = args.as_slice() else {
         eprintln!("usage: replicate_image APP SERVER IMAGE [STATE_DB]");
+        return std::process::ExitCode::from(2);
+    };
+    // The format comes from the extension, never from the image's own header.
+    let Some(format) = DiskFormat::implied_by(Path::new(image)) else {
+        eprintln!("error: {image}: name a .raw, .img, .qcow2, .vmdk, .vhd or .vhdx image");
         return std::process::ExitCode::from(2);
     };
     let state = rest
@@ -51,7 +56,7 @@ async fn main() -> std::process::ExitCode {
         disks: vec![DiskJob {
             name: "disk0".into(),
             source: image.into(),
-            format: None,
+            format,
         }],
         architecture: Architecture::X86_64,
         boot_mode: None,

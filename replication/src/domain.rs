@@ -1,12 +1,16 @@
 //! The domain values an application file names and the replication engine acts on, defined once:
-//! CPU architecture, boot mode, licence type and replication frequency.
+//! CPU architecture, boot mode, licence type, replication frequency and disk image format.
 //!
 //! Each enum carries the application file's spelling (its serde name, which the JSON Schema
 //! shows, and [`Choice::CHOICES`], which the decoder reads) and the EC2 API string as a method.
 //! The orchestrator depends on this crate, so these types live here and nowhere else.
 
+use std::path::Path;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::source::SourceFormat;
 
 /// An enum written as one of a fixed set of words in the application file.
 pub trait Choice: Copy + Sized + 'static {
@@ -135,6 +139,85 @@ impl std::fmt::Display for Frequency {
     }
 }
 
+/// How a disk's bytes are laid out, as the application file says (`format:`) or as the source's
+/// extension says. Never guessed from the bytes: an image that claims another format in its
+/// own header is still read as declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskFormat {
+    Raw,
+    Qcow2,
+    Vmdk,
+    Vhd,
+    Vhdx,
+}
+
+choices!(DiskFormat {
+    "raw" => DiskFormat::Raw,
+    "qcow2" => DiskFormat::Qcow2,
+    "vmdk" => DiskFormat::Vmdk,
+    "vhd" => DiskFormat::Vhd,
+    "vhdx" => DiskFormat::Vhdx,
+});
+
+/// What a source's extension says about its format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtensionFormat {
+    /// `.raw`, `.qcow2`, `.vmdk`, `.vhd`, `.vhdx` (any case): that format and no other.
+    Exact(DiskFormat),
+    /// `.img`: raw unless `format:` says otherwise (cloud images named `.img` are often qcow2).
+    RawUnlessDeclared,
+    /// Any other extension, or none: the format must be declared.
+    Unknown,
+}
+
+impl DiskFormat {
+    /// The reader the replication engine opens the source with.
+    pub fn source_format(self) -> SourceFormat {
+        match self {
+            DiskFormat::Raw => SourceFormat::Raw,
+            DiskFormat::Qcow2 => SourceFormat::Qcow2,
+            DiskFormat::Vmdk => SourceFormat::Vmdk,
+            DiskFormat::Vhd => SourceFormat::Vpc,
+            DiskFormat::Vhdx => SourceFormat::Vhdx,
+        }
+    }
+
+    /// What the extension of `source` says (compared without regard to case).
+    pub fn from_extension(source: &Path) -> ExtensionFormat {
+        let Some(ext) = source.extension().and_then(|e| e.to_str()) else {
+            return ExtensionFormat::Unknown;
+        };
+        if ext.eq_ignore_ascii_case("img") {
+            return ExtensionFormat::RawUnlessDeclared;
+        }
+        Self::CHOICES
+            .iter()
+            .find(|(name, _)| ext.eq_ignore_ascii_case(name))
+            .map_or(ExtensionFormat::Unknown, |(_, f)| {
+                ExtensionFormat::Exact(*f)
+            })
+    }
+
+    /// Whether `source` names a block device (`/dev/...`), which is read raw.
+    pub fn is_block_device_path(source: &Path) -> bool {
+        source.starts_with("/dev")
+    }
+
+    /// The format of a source whose format is not declared: raw for a block device or a `.img`,
+    /// else what its extension names; None when only `format:` can say.
+    pub fn implied_by(source: &Path) -> Option<DiskFormat> {
+        if Self::is_block_device_path(source) {
+            return Some(DiskFormat::Raw);
+        }
+        match Self::from_extension(source) {
+            ExtensionFormat::Exact(f) => Some(f),
+            ExtensionFormat::RawUnlessDeclared => Some(DiskFormat::Raw),
+            ExtensionFormat::Unknown => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,9 +235,44 @@ mod tests {
         spellings_agree::<Architecture>();
         spellings_agree::<BootMode>();
         spellings_agree::<LicenseType>();
+        spellings_agree::<DiskFormat>();
         assert_eq!(Architecture::CHOICES.len(), 2);
         assert_eq!(BootMode::CHOICES.len(), 3);
         assert_eq!(LicenseType::CHOICES.len(), 3);
+        assert_eq!(DiskFormat::CHOICES.len(), 5);
+    }
+
+    #[test]
+    fn disk_formats_from_extensions_and_to_readers() {
+        let ext = |p: &str| DiskFormat::from_extension(Path::new(p));
+        assert_eq!(
+            ext("a/disk0.vmdk"),
+            ExtensionFormat::Exact(DiskFormat::Vmdk)
+        );
+        assert_eq!(ext("D.VHDX"), ExtensionFormat::Exact(DiskFormat::Vhdx));
+        assert_eq!(ext("x.vhd"), ExtensionFormat::Exact(DiskFormat::Vhd));
+        assert_eq!(ext("x.qcow2"), ExtensionFormat::Exact(DiskFormat::Qcow2));
+        assert_eq!(ext("x.raw"), ExtensionFormat::Exact(DiskFormat::Raw));
+        assert_eq!(ext("cloud.img"), ExtensionFormat::RawUnlessDeclared);
+        for unknown in ["disk", "disk.bin", "x.qcow", "x.vpc", "dir.vmdk/disk"] {
+            assert_eq!(ext(unknown), ExtensionFormat::Unknown, "{unknown}");
+        }
+        assert_eq!(DiskFormat::Vhd.source_format(), SourceFormat::Vpc);
+        assert_eq!(DiskFormat::Raw.source_format(), SourceFormat::Raw);
+        assert!(DiskFormat::is_block_device_path(Path::new("/dev/sdb")));
+        assert!(DiskFormat::is_block_device_path(Path::new(
+            "/dev/mapper/vg-root"
+        )));
+        assert!(!DiskFormat::is_block_device_path(Path::new(
+            "/devices/x.raw"
+        )));
+        assert!(!DiskFormat::is_block_device_path(Path::new("dev/sdb")));
+        let implied = |p: &str| DiskFormat::implied_by(Path::new(p));
+        assert_eq!(implied("/dev/vdb"), Some(DiskFormat::Raw));
+        assert_eq!(implied("/dev/disk/by-id/x.vmdk"), Some(DiskFormat::Raw));
+        assert_eq!(implied("a.img"), Some(DiskFormat::Raw));
+        assert_eq!(implied("a.VMDK"), Some(DiskFormat::Vmdk));
+        assert_eq!(implied("a"), None);
     }
 
     #[test]

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-pub use crate::domain::{Architecture, BootMode, LicenseType};
+pub use crate::domain::{Architecture, BootMode, DiskFormat, LicenseType};
 
 use crate::error::ReplicationError;
-use crate::source::{DiskSource, QemuTools, SourceFormat};
+use crate::source::{DiskSource, QemuTools};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerJob {
@@ -31,22 +31,44 @@ pub struct DiskJob {
     pub name: String,
     /// A raw image or block device, or a qcow2, VMDK, VHD or VHDX image.
     pub source: PathBuf,
-    /// The declared format; `None` takes it from the extension (a block device under `/dev/`
-    /// is raw). Never guessed from the contents.
-    pub format: Option<SourceFormat>,
+    /// Declared in the application file or given by the source's extension; never probed.
+    pub format: DiskFormat,
+}
+
+impl DiskJob {
+    /// A disk whose format its path implies (extension, or `/dev/` for a block device); `None`
+    /// when the path implies none and a format must be declared.
+    pub fn implied(name: impl Into<String>, source: impl Into<PathBuf>) -> Option<DiskJob> {
+        let source = source.into();
+        let format = DiskFormat::implied_by(&source)?;
+        Some(DiskJob {
+            name: name.into(),
+            source,
+            format,
+        })
+    }
+
+    /// Disks `disk0`, `disk1`, … of a server from paths that imply their formats.
+    pub fn implied_all(paths: &[PathBuf]) -> Option<Vec<DiskJob>> {
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| DiskJob::implied(format!("disk{i}"), p.clone()))
+            .collect()
+    }
 }
 
 impl ServerJob {
     /// Checks every disk as [`DiskSource::inspect`] does, before anything is read or sent.
     pub fn inspect_disks(&self, tools: &QemuTools) -> Result<(), ReplicationError> {
         for disk in &self.disks {
-            DiskSource::inspect(&disk.source, disk.format, tools).map_err(|source| {
-                ReplicationError::Source {
+            DiskSource::inspect(&disk.source, Some(disk.format.source_format()), tools).map_err(
+                |source| ReplicationError::Source {
                     server: self.server.clone(),
                     disk: disk.name.clone(),
                     source,
-                }
-            })?;
+                },
+            )?;
         }
         Ok(())
     }

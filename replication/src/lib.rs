@@ -14,6 +14,7 @@ pub mod domain;
 mod engine;
 pub mod error;
 pub mod ids;
+pub mod inspect;
 pub mod job;
 pub mod manifest;
 mod progress;
@@ -27,7 +28,7 @@ pub mod state;
 pub mod tags;
 pub mod watch;
 
-pub use domain::{Architecture, BootMode, Choice, Frequency, LicenseType};
+pub use domain::{Architecture, BootMode, Choice, DiskFormat, Frequency, LicenseType};
 pub use engine::{ReplicateOptions, Replicator};
 pub use error::ReplicationError;
 pub use ids::{ami_name, client_token};

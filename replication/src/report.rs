@@ -16,6 +16,11 @@ pub struct ServerReport {
     pub snapshots: Vec<SnapshotReport>,
     pub status: ReportStatus,
     pub error: Option<String>,
+    /// The failure is a refusal of the server's disks by the source checks (a format that
+    /// cannot be told, an image chain leaving its directory): the operator's to fix, not a
+    /// run to retry.
+    #[serde(default)]
+    pub refused: bool,
     pub run_id: String,
     pub app: String,
     pub ami_name: Option<String>,

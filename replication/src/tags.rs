@@ -21,8 +21,35 @@ pub const ENCRYPTED: &str = "rehost:encrypted";
 pub const KMS_KEY: &str = "rehost:kms-key";
 
 /// The tags every launched instance carries, in the order the template lists them; the
-/// application's own tags share EC2's 50-tag budget with these.
+/// application's own tags share EC2's 50-tag budget with these. Its volumes carry the same
+/// (PropagateTagsToVolumeOnCreation).
 pub const INSTANCE_KEYS: [&str; 5] = [NAME, APP, GROUP, SERVER, MODE];
+
+/// The tags a stack carries besides the application's (CloudFormation propagates them to the
+/// instances, which carry these keys already).
+pub const STACK_KEYS: [&str; 2] = [APP, MODE];
+
+/// The tags every snapshot carries besides the application's.
+pub const SNAPSHOT_KEYS: [&str; 6] = [APP, GROUP, SERVER, RUN_ID, LICENSE_TYPE, DISK];
+
+/// The tags every AMI carries besides the application's, at most: `SNAPSHOT_IDS` is left out
+/// when the ids do not fit one tag value. An AMI also carries one `SNAPSHOT_PREFIX` tag per disk,
+/// and [`KMS_KEY`] when its snapshots are encrypted with a named key.
+pub const AMI_KEYS: [&str; 7] = [
+    APP,
+    GROUP,
+    SERVER,
+    RUN_ID,
+    LICENSE_TYPE,
+    SNAPSHOT_IDS,
+    ENCRYPTED,
+];
+
+/// How many tags rehost puts on the AMI of a server with `disks` disks (besides the
+/// application's): what EC2's 50-tag budget must leave room for.
+pub fn ami_tag_count(disks: usize, kms_key: bool) -> usize {
+    AMI_KEYS.len() + disks + usize::from(kms_key)
+}
 
 /// Snapshot ids recorded in an AMI's tags.
 pub fn snapshot_ids(tags: &[(String, String)]) -> Vec<String> {

@@ -276,8 +276,21 @@ async fn refused_disks_start_no_snapshot() {
     write_raw(&good, 8 * BLOCK, &[(0, 8, Fill::Random)], 3);
     let outside = scene.disks.join("outside.qcow2");
     overlay(s(&outside), s(&scene.secret), "raw", None);
-    let unknown = scene.disks.join("guest");
-    std::fs::copy(&good, &unknown).unwrap();
+    // A qcow2 whose header names its backing file but not that file's format. (A disk with no
+    // format at all cannot reach the engine any more: `DiskJob` always carries one, validation
+    // refuses such a disk at its FILE:LINE:COL, and `DiskSource::open(path, None, ..)` refuses it
+    // in `guest_written_qcow2_header_with_a_host_backing_file_is_never_followed`.)
+    let base = scene.disks.join("base.raw");
+    std::fs::write(&base, vec![0u8; 1 << 20]).unwrap();
+    let unknown = scene.disks.join("unknown-backing.qcow2");
+    overlay(s(&unknown), "base.raw", "raw", None);
+    let mut bytes = std::fs::read(&unknown).unwrap();
+    let at = bytes
+        .windows(4)
+        .position(|w| w == [0xe2, 0x79, 0x2a, 0xca])
+        .expect("backing format extension");
+    bytes[at..at + 4].copy_from_slice(&[0x7e, 0x57, 0x00, 0x01]);
+    std::fs::write(&unknown, bytes).unwrap();
 
     let sdk = sdk_config(&moto.endpoint(), &Default::default()).await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
@@ -290,7 +303,7 @@ async fn refused_disks_start_no_snapshot() {
     let before = snapshot_ids(&ec2).await;
     for (server, bad, rule_words) in [
         ("hostile-backing", &outside, "outside"),
-        ("hostile-unknown", &unknown, "format:"),
+        ("hostile-unknown", &unknown, "format"),
     ] {
         let job = job("hostile", server, &[("disk0", &good), ("disk1", bad)]);
         let report = rep.replicate(&job).await;

@@ -393,6 +393,112 @@ async fn multi_disk_ami_with_encryption_tags_and_retention() {
     assert_eq!(next.snapshots[0].blocks_uploaded, 1);
 }
 
+/// Issue 8 item 15: retention removes only AMIs and snapshots this application's state
+/// recorded. An AMI of the same application and server made through another state file, and
+/// one tagged by hand as rehost's (with a snapshot tag), are older than everything the state
+/// below keeps, yet stay registered with their snapshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_never_removes_an_ami_the_state_did_not_record() {
+    init_tracing();
+    let moto = Moto::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let boot = dir.path().join("boot.raw");
+    write_raw(&boot, 4 * BLOCK, &[(0, 4, Fill::Random)], 7);
+    let sdk = sdk_config(&moto.endpoint(), &Default::default()).await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+
+    // Another state file replicates the same server first.
+    let other = replicator(
+        &moto.endpoint(),
+        &dir.path().join("other.db"),
+        test_options(),
+    )
+    .await;
+    let mut job = job("foreign", "web", &[("disk0", &boot)]);
+    let theirs = other.replicate(&job).await;
+    assert_eq!(theirs.status, ReportStatus::Completed, "{:?}", theirs.error);
+    let their_ami = theirs.ami_id.clone().unwrap();
+
+    // An image tagged by hand as the server's, naming its own snapshot (the one the emulator
+    // maps for every image it registers).
+    let hand_ami = ec2
+        .register_image()
+        .name("hand-made-web")
+        .root_device_name("/dev/sda1")
+        .send()
+        .await
+        .unwrap()
+        .image_id()
+        .unwrap()
+        .to_string();
+    let described = ec2
+        .describe_images()
+        .image_ids(&hand_ami)
+        .send()
+        .await
+        .unwrap();
+    let hand_snapshot = described.images()[0].block_device_mappings()[0]
+        .ebs()
+        .and_then(|e| e.snapshot_id())
+        .unwrap()
+        .to_string();
+    let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+    ec2.create_tags()
+        .resources(&hand_ami)
+        .tags(tag("rehost:app", "foreign"))
+        .tags(tag("rehost:server", "web"))
+        .tags(tag("rehost:snapshot:disk0", &hand_snapshot))
+        .send()
+        .await
+        .unwrap();
+
+    // This state keeps one AMI: its own first one goes, nothing else does.
+    let rep = replicator(
+        &moto.endpoint(),
+        &dir.path().join("state.db"),
+        test_options(),
+    )
+    .await;
+    job.keep_recent_amis = 1;
+    let first = rep.replicate(&job).await;
+    assert_eq!(first.status, ReportStatus::Completed, "{:?}", first.error);
+    change_blocks(&boot, &[1], None, 70);
+    let second = rep.replicate(&job).await;
+    assert_eq!(second.status, ReportStatus::Completed, "{:?}", second.error);
+    assert!(second.warnings.is_empty(), "{:?}", second.warnings);
+    let removed: Vec<String> = [&first, &second]
+        .iter()
+        .flat_map(|r| r.deregistered_amis.clone())
+        .collect();
+    assert_eq!(removed, [first.ami_id.clone().unwrap()]);
+    let deleted: Vec<String> = [&first, &second]
+        .iter()
+        .flat_map(|r| r.deleted_snapshots.clone())
+        .collect();
+    assert_eq!(deleted, [first.snapshots[0].snapshot_id.clone()]);
+
+    for ami in [&their_ami, &hand_ami, second.ami_id.as_ref().unwrap()] {
+        let img = ec2.describe_images().image_ids(ami).send().await.unwrap();
+        assert_eq!(
+            img.images()
+                .first()
+                .and_then(|i| i.state())
+                .map(|s| s.as_str()),
+            Some("available"),
+            "{ami} was deregistered"
+        );
+    }
+    for snapshot in [&theirs.snapshots[0].snapshot_id, &hand_snapshot] {
+        let found = ec2
+            .describe_snapshots()
+            .snapshot_ids(snapshot)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(found.snapshots().len(), 1, "{snapshot} was deleted");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_kms_key_fails_fast_with_its_code() {
     init_tracing();

@@ -11,11 +11,14 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use rehost::app::App;
 use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
+use rehost::launch::AwsClients;
 use rehost::launch::stack::OnFailureChoice;
 use rehost::syntax::check_aws_id;
 use rehost::template::RenderOptions;
 use rehost_replication::domain::Choice;
-use rehost_replication::state::{StateError, StateLocation, StateStore};
+use rehost_replication::state::{StateLocation, StateStore};
+
+use crate::cli::common::{bind_state, state_error};
 
 /// A clap parser for a domain enum: its application-file spellings are the possible values.
 pub fn choice<T: Choice + Clone + Send + Sync>() -> impl TypedValueParser<Value = T> {
@@ -83,7 +86,9 @@ impl StateArg {
 /// Flags shared by every command that renders a template (render, plan, launch, migrate).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TemplateFlags {
-    #[arg(long, default_value = "cutover", value_parser = choice::<rehost::app::Mode>())]
+    /// Which launch: `test` (the default, beside production) or `cutover` (production), which
+    /// must be named.
+    #[arg(long, default_value = "test", value_parser = choice::<rehost::app::Mode>())]
     pub mode: rehost::app::Mode,
     /// Account-specific ids (subnets, security groups, key pair, instance profile) become
     /// typed parameters, so the template launches in another account.
@@ -102,9 +107,32 @@ pub struct TemplateFlags {
 
 impl TemplateFlags {
     /// Render options with the AMI defaults: the latest replicated AMIs, overridden by `--ami`.
-    pub async fn options(&self, app: &App, aws: &AwsArgs) -> anyhow::Result<RenderOptions> {
+    /// With `clients` (plan, launch, migrate) the state is first bound to the account and
+    /// region they reach (another one is refused); without (render, which works offline with
+    /// a local state) it is only read. `aws` reaches a state on S3.
+    pub async fn options(
+        &self,
+        app: &App,
+        aws: &AwsArgs,
+        clients: Option<&AwsClients>,
+    ) -> anyhow::Result<RenderOptions> {
         let location = self.state.resolve(app)?;
-        let mut amis = replicated_amis(&location, aws, &app.name).await?;
+        // A missing state database means nothing was replicated yet (and is not created by
+        // reading).
+        let mut amis = match open_state_to_read(&location, aws).await? {
+            None => BTreeMap::new(),
+            Some(store) => {
+                if let Some(clients) = clients {
+                    bind_state(store.as_ref(), app, clients).await?;
+                }
+                store
+                    .latest_amis(&app.name)
+                    .await?
+                    .into_iter()
+                    .map(|(server, ami)| (server, ami.ami_id))
+                    .collect()
+            }
+        };
         amis.extend(parse_amis(app, &self.amis)?);
         Ok(RenderOptions {
             mode: self.mode,
@@ -128,18 +156,10 @@ pub struct LaunchFlags {
     /// launch gates along the critical path, plus 30).
     #[arg(long, value_name = "MINUTES")]
     pub timeout: Option<u64>,
-}
-
-/// A state error as the CLI reports it: the user's to fix (exit code 2) when the location is
-/// wrong, the bucket unfit or not set up, or a migration would overwrite other records.
-pub fn state_error(e: StateError) -> anyhow::Error {
-    match e {
-        StateError::BadLocation { .. }
-        | StateError::Bucket { .. }
-        | StateError::NotInitialized { .. }
-        | StateError::Differs { .. } => InvalidInput::new(e.to_string()).into(),
-        e => e.into(),
-    }
+    /// Let a cutover update replace or remove running instances (a new AMI replaces every
+    /// instance it changes). Without it such an update is shown and refused, changing nothing.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 /// Opens the state (creating a SQLite file that does not exist yet).
@@ -168,23 +188,6 @@ pub async fn open_state_to_read(
         return Ok(None);
     }
     open_state(location, aws).await.map(Some)
-}
-
-/// The latest replicated AMI of each server, for template parameter defaults.
-pub async fn replicated_amis(
-    location: &StateLocation,
-    aws: &AwsArgs,
-    app: &str,
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let Some(store) = open_state_to_read(location, aws).await? else {
-        return Ok(Default::default());
-    };
-    Ok(store
-        .latest_amis(app)
-        .await?
-        .into_iter()
-        .map(|(server, ami)| (server, ami.ami_id))
-        .collect())
 }
 
 /// Parses `SERVER=ami-...` pairs, reporting every bad one at once.

@@ -3,32 +3,35 @@
 //! library errors map to exit codes.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 
 use rehost::app::App;
-use rehost::diag::{Severity, suggestion};
+use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
 use rehost::launch::deploy::{self, Deployment};
 use rehost::launch::{AwsClients, LaunchError};
-use rehost::load::{Loaded, load_bytes};
-use rehost_replication::ServerReport;
+use rehost::load::{Loaded, ReadError, load_bytes, read_application_file};
+use rehost_replication::state::StateLocation;
+use rehost_replication::{ServerReport, StateError, StateStore};
 
-use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags};
+use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, open_state};
 use crate::cli::io::Io;
 use crate::cli::print;
 use crate::cli::progress::Progress;
 
 /// Loads and validates an application file. Problems go to `err` as FILE:LINE:COL lines; an
-/// invalid file becomes an `InvalidInput` error (exit code 2).
+/// invalid file becomes an `InvalidInput` error (exit code 2), and so does a path that is not a
+/// regular file or holds more than an application file may (nothing past the bound is read).
 pub fn load_app(path: &Path, err: &mut dyn Write) -> anyhow::Result<Loaded> {
-    let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => anyhow::Error::new(InvalidInput::new(format!(
-            "{}: no such file",
-            path.display()
-        ))),
-        _ => anyhow::Error::new(e).context(format!("cannot read {}", path.display())),
+    let bytes = read_application_file(path).map_err(|e| match e {
+        ReadError::Io(e) => {
+            anyhow::Error::new(e).context(format!("cannot read {}", path.display()))
+        }
+        refused => anyhow::Error::new(InvalidInput::new(format!("{}: {refused}", path.display()))),
     })?;
     match load_bytes(&bytes, path) {
         Ok(loaded) => {
@@ -37,11 +40,7 @@ pub fn load_app(path: &Path, err: &mut dyn Write) -> anyhow::Result<Loaded> {
         }
         Err(invalid) => {
             print::diagnostics(err, path, &invalid.diagnostics)?;
-            let errors = invalid
-                .diagnostics
-                .iter()
-                .filter(|d| d.severity == Severity::Error)
-                .count();
+            let errors = invalid.errors;
             Err(InvalidInput::new(format!(
                 "{} is invalid: {errors} problem{}",
                 path.display(),
@@ -53,8 +52,10 @@ pub fn load_app(path: &Path, err: &mut dyn Write) -> anyhow::Result<Loaded> {
 }
 
 /// Writes `content` to the file `out`, or to `stdout` for None / "-". A file is written
-/// atomically: a temporary file beside the target, renamed over it, so a crash never leaves a
-/// half-written template.
+/// atomically: into a new temporary file beside the target (created exclusively under an
+/// unpredictable name, so nothing planted there is followed or overwritten), then renamed over
+/// it, so a crash never leaves a half-written template. A symlink at the target itself is
+/// replaced, not followed.
 pub fn write_output(
     out: Option<&Path>,
     content: &str,
@@ -72,16 +73,19 @@ pub fn write_output(
                 .file_name()
                 .context("output path has no file name")?
                 .to_string_lossy();
-            let tmp: PathBuf = dir.join(format!(".{name}.rehost-{}.tmp", std::process::id()));
             let result = (|| {
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(content.as_bytes())?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, path)
+                let mut tmp = tempfile::Builder::new()
+                    .prefix(&format!(".{name}."))
+                    .suffix(".rehost.tmp")
+                    // What File::create would give (the umask applies), not tempfile's 0600.
+                    .permissions(std::fs::Permissions::from_mode(0o666))
+                    .tempfile_in(dir)?;
+                tmp.write_all(content.as_bytes())?;
+                tmp.as_file().sync_all()?;
+                // Dropped on error, the temporary file is removed.
+                tmp.persist(path).map_err(|e| e.error)?;
+                Ok::<_, std::io::Error>(())
             })();
-            if result.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
             result.with_context(|| format!("cannot write {}", path.display()))
         }
     }
@@ -114,17 +118,71 @@ pub fn validate_server_ids(app: &App, ids: &[String]) -> anyhow::Result<()> {
     }
 }
 
-/// An error naming every server whose replication failed, if any did.
+/// An error naming every server whose replication failed, if any did. A server whose disks
+/// the source checks refused is the operator's to fix (exit code 2), like any invalid input;
+/// other failures are runtime failures (1) that the next run resumes.
 pub fn all_replicated(reports: &[ServerReport]) -> anyhow::Result<()> {
-    let failed: Vec<&str> = reports
-        .iter()
-        .filter(|r| r.ami_id.is_none())
-        .map(|r| r.server.as_str())
-        .collect();
-    if failed.is_empty() {
-        Ok(())
+    let names = |refused: bool| -> Vec<&str> {
+        reports
+            .iter()
+            .filter(|r| r.ami_id.is_none() && r.refused == refused)
+            .map(|r| r.server.as_str())
+            .collect()
+    };
+    let (refused, failed) = (names(true), names(false));
+    let mut message = Vec::new();
+    if !refused.is_empty() {
+        message.push(format!(
+            "disks refused for {} (fix the disk or its definition)",
+            refused.join(", ")
+        ));
+    }
+    if !failed.is_empty() {
+        message.push(format!("replication failed for {}", failed.join(", ")));
+    }
+    match (refused.is_empty(), message.is_empty()) {
+        (_, true) => Ok(()),
+        (false, false) => Err(InvalidInput::new(message.join("; ")).into()),
+        (true, false) => Err(anyhow::anyhow!(message.join("; "))),
+    }
+}
+
+/// The state store of a command that talks to AWS: opened (a state on S3 reached with `aws`),
+/// and bound to the account and region the credentials reach (recorded on first use; a state
+/// bound to another one is refused, exit code 2) before the command changes anything in AWS.
+pub async fn bound_state(
+    location: &StateLocation,
+    aws: &AwsArgs,
+    app: &App,
+    clients: &AwsClients,
+) -> anyhow::Result<Arc<dyn StateStore>> {
+    let store = open_state(location, aws).await?;
+    bind_state(store.as_ref(), app, clients).await?;
+    Ok(store)
+}
+
+/// Binds an opened state to the account and region `clients` reach, or refuses it (exit code
+/// 2) when it is bound to another.
+pub async fn bind_state(
+    store: &dyn StateStore,
+    app: &App,
+    clients: &AwsClients,
+) -> anyhow::Result<()> {
+    let identity = clients.identity().await.map_err(exit_code_of)?;
+    store
+        .ensure_account(&app.name, &identity)
+        .await
+        .map_err(state_error)
+}
+
+/// A state error as the CLI reports it: the operator's to fix (exit code 2) when the state is
+/// bound to another account or region, its location is wrong, the bucket unfit or not set up,
+/// or a migration would overwrite other records.
+pub fn state_error(e: StateError) -> anyhow::Error {
+    if e.is_refusal() {
+        InvalidInput::new(e.to_string()).into()
     } else {
-        anyhow::bail!("replication failed for {}", failed.join(", "))
+        e.into()
     }
 }
 
@@ -149,17 +207,95 @@ pub async fn deploy_and_report(
     io: &mut Io<'_>,
 ) -> anyhow::Result<()> {
     deploy::refuse_portable(template.portable).map_err(exit_code_of)?;
-    let options = template.options(app, aws).await?;
+    let options = template.options(app, aws, Some(clients)).await?;
     let deployment = Deployment {
         app,
         options: &options,
         on_failure: flags.on_failure,
         follow: !flags.no_wait,
         timeout_minutes: flags.timeout,
+        allow_replacement: flags.yes,
     };
-    let outcome = deploy::deploy(clients, &deployment, &mut Progress::new(io.err))
-        .await
-        .map_err(exit_code_of)?;
+    let outcome = match deploy::deploy(clients, &deployment, &mut Progress::new(io.err)).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if let LaunchError::WouldReplace { stack, changes } = &e {
+                print::refused_changes(io.err, stack, changes)?;
+            }
+            return Err(exit_code_of(e));
+        }
+    };
     print::outcome(io.out, &app.file, &outcome)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 8 item 13: the output was written through `.NAME.rehost-<pid>.tmp` with
+    /// `File::create`, which follows a symlink another user planted there.
+    #[test]
+    fn output_file_never_follows_a_symlink_planted_at_the_old_temporary_name() {
+        let dir = std::env::temp_dir().join(format!("rehost-output-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        // The one name the old scheme used for this process, and the target itself.
+        let planted = dir.join(format!(".t.json.rehost-{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let other_victim = dir.join("other-victim");
+        std::fs::write(&other_victim, "also precious\n").unwrap();
+        let target = dir.join("t.json");
+        std::os::unix::fs::symlink(&other_victim, &target).unwrap();
+
+        write_output(Some(&target), "{\"template\": 1}\n", &mut Vec::new()).unwrap();
+
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(
+            std::fs::read_to_string(&other_victim).unwrap(),
+            "also precious\n"
+        );
+        assert_eq!(
+            std::fs::read_link(&planted).unwrap(),
+            victim,
+            "left untouched"
+        );
+        let meta = std::fs::symlink_metadata(&target).unwrap();
+        assert!(
+            meta.is_file(),
+            "the target is replaced by a file, not followed"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "{\"template\": 1}\n"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".rehost.tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn output_file_keeps_ordinary_permissions() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("rehost-output-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("t.yaml");
+        write_output(Some(&target), "a: 1\n", &mut Vec::new()).unwrap();
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let umask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Umask:"))
+            .map(|m| u32::from_str_radix(m.trim(), 8).unwrap())
+            .unwrap();
+        assert_eq!(mode, 0o666 & !umask, "as File::create makes it, not 0600");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

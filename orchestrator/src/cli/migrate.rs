@@ -11,8 +11,8 @@ use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all};
 use rehost_replication::{ReplicateOptions, Replicator};
 use time::OffsetDateTime;
 
-use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, open_state};
-use crate::cli::common::{all_replicated, deploy_and_report, exit_code_of, load_app};
+use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags};
+use crate::cli::common::{all_replicated, bound_state, deploy_and_report, exit_code_of, load_app};
 use crate::cli::io::Io;
 use crate::cli::print;
 
@@ -54,7 +54,9 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     // Refused before replicating anything: a portable template never launches here.
     refuse_portable(args.template.portable).map_err(exit_code_of)?;
     let location = args.template.state.resolve(&app)?;
-    let store = open_state(&location, &args.aws).await?;
+    let sdk = args.aws.sdk_config().await;
+    let clients = AwsClients::new(&sdk);
+    let store = bound_state(&location, &args.aws, &app, &clients).await?;
     let latest = store.latest_amis(&app.name).await?;
     let (stale, reused) = split_fresh(
         scheduled_jobs(&app, &[], None),
@@ -65,7 +67,6 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     for r in &reused {
         print::reused(io.out, r)?;
     }
-    let sdk = args.aws.sdk_config().await;
     if !stale.is_empty() {
         let _lock = store.lock_app(&app.name).await?;
         let replicator = Replicator::new(&sdk, store.clone(), ReplicateOptions::default());
@@ -75,6 +76,5 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         }
         all_replicated(&reports).context("not launching")?;
     }
-    let clients = AwsClients::new(&sdk);
     deploy_and_report(&clients, &app, &args.template, &args.launch, &args.aws, io).await
 }

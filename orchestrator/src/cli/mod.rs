@@ -9,6 +9,7 @@
 pub mod args;
 pub mod common;
 pub mod graph;
+pub mod inspect;
 pub mod io;
 pub mod launch;
 pub mod migrate;
@@ -73,6 +74,8 @@ pub enum Command {
     Migrate(migrate::Args),
     /// Set up a state on S3 shared by a team, or move a state there
     State(state::Args),
+    /// Inspect every server's disks offline: will it boot on EC2 and run its configure script?
+    Inspect(inspect::Args),
 }
 
 /// Runs a command. The pure ones (validate, graph, schema) run without an async runtime; the
@@ -91,6 +94,7 @@ pub fn run(command: Command, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Terminate(args) => block_on(terminate::run(args, io)),
         Command::Migrate(args) => block_on(migrate::run(args, io)),
         Command::State(args) => block_on(state::run(args, io)),
+        Command::Inspect(args) => inspect::run(args, io),
     }
 }
 

@@ -9,11 +9,12 @@ use aws_sdk_cloudformation::types::{ChangeAction, Replacement};
 use rehost::app::App;
 use rehost::diag::Diagnostic;
 use rehost::launch::deploy::Outcome;
-use rehost::launch::preview::{LaunchPreview, StackAction};
+use rehost::launch::preview::{LaunchPreview, ResourceChange, StackAction};
 use rehost::launch::stack::{EventView, InstanceView, Notice, Started};
 use rehost::launch::status::Status;
 use rehost::replication_jobs::Reused;
 use rehost_replication::ServerReport;
+use rehost_replication::inspect::ServerInspection;
 use rehost_replication::state::RunStatus;
 
 /// `FILE:LINE:COL: severity: message`, one line each.
@@ -132,32 +133,7 @@ pub fn preview(w: &mut dyn Write, preview: &LaunchPreview) -> io::Result<()> {
                 preview.stack, preview.mode
             )?;
             for c in &preview.changes {
-                let who = match (&c.server, &c.group) {
-                    (Some(s), Some(g)) => format!(" (server {s}, group {g})"),
-                    (None, Some(g)) => format!(" (group {g})"),
-                    _ => String::new(),
-                };
-                let props: Vec<String> = c
-                    .properties
-                    .iter()
-                    .map(|p| format!("{} [{}]", p.name, p.effect.as_str()))
-                    .collect();
-                let replacement = match c.replacement {
-                    Some(Replacement::True) => " -- replaces the instance",
-                    Some(Replacement::Conditional) => " -- may replace the instance",
-                    _ => "",
-                };
-                writeln!(
-                    w,
-                    "  {:<7} {}{who}: {}{replacement}",
-                    c.action.as_str(),
-                    c.logical_id,
-                    if props.is_empty() {
-                        "-".to_string()
-                    } else {
-                        props.join(", ")
-                    }
-                )?;
+                change_line(w, c)?;
             }
             let count = |a: ChangeAction| preview.changes.iter().filter(|c| c.action == a).count();
             writeln!(
@@ -170,6 +146,53 @@ pub fn preview(w: &mut dyn Write, preview: &LaunchPreview) -> io::Result<()> {
             )
         }
     }
+}
+
+/// One resource change of a change set: action, logical id, server and group, the properties
+/// that change with how each lands, and whether CloudFormation says it replaces the instance.
+fn change_line(w: &mut dyn Write, c: &ResourceChange) -> io::Result<()> {
+    let who = match (&c.server, &c.group) {
+        (Some(s), Some(g)) => format!(" (server {s}, group {g})"),
+        (None, Some(g)) => format!(" (group {g})"),
+        _ => String::new(),
+    };
+    let props: Vec<String> = c
+        .properties
+        .iter()
+        .map(|p| format!("{} [{}]", p.name, p.effect.as_str()))
+        .collect();
+    let replacement = match c.replacement {
+        Some(Replacement::True) => " -- replaces the instance",
+        Some(Replacement::Conditional) => " -- may replace the instance",
+        _ => "",
+    };
+    writeln!(
+        w,
+        "  {:<7} {}{who}: {}{replacement}",
+        c.action.as_str(),
+        c.logical_id,
+        if props.is_empty() {
+            "-".to_string()
+        } else {
+            props.join(", ")
+        }
+    )
+}
+
+/// What a refused cutover update would have done to running instances (before the error).
+pub fn refused_changes(
+    w: &mut dyn Write,
+    stack: &str,
+    changes: &[ResourceChange],
+) -> io::Result<()> {
+    writeln!(
+        w,
+        "refused: updating {stack} would replace or remove these running instances:"
+    )?;
+    for c in changes {
+        change_line(w, c)?;
+    }
+    Ok(())
 }
 
 /// Replication and launch state of every server.
@@ -316,3 +339,37 @@ pub fn notice(w: &mut dyn Write, notice: &Notice) -> io::Result<()> {
 #[cfg(test)]
 #[path = "print_tests.rs"]
 mod tests;
+
+/// One line per server with its verdict, then its findings and their fixes.
+pub fn inspections(out: &mut dyn Write, reports: &[ServerInspection]) -> io::Result<()> {
+    for r in reports {
+        let mut about = Vec::new();
+        if let Some(os) = &r.os {
+            about.push(match &os.version {
+                Some(v) => format!("{} {v}", os.name),
+                None => os.name.clone(),
+            });
+        }
+        about.extend(r.architecture.map(|a| a.as_str().to_string()));
+        about.extend(r.boot_mode.map(|b| b.as_str().to_string()));
+        let about = if about.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", about.join(", "))
+        };
+        writeln!(out, "{}: {}{about}", r.server, r.verdict.as_str())?;
+        for f in &r.findings {
+            writeln!(
+                out,
+                "  {:<7} {}: {}",
+                f.severity.as_str(),
+                f.code,
+                f.message
+            )?;
+            if let Some(fix) = &f.fix {
+                writeln!(out, "          fix: {fix}")?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -227,6 +227,21 @@ fn plan_of_an_update_and_of_no_change() {
     let mut text = rendered(|w| preview(w, &update));
     text.extend(rendered(|w| preview(w, &none)));
     expect("plan-update.txt", &text);
+
+    // The same update refused as a cutover launch without --yes: only the changes that replace
+    // (or may replace) or remove an instance are listed.
+    let endangered: Vec<ResourceChange> = update
+        .changes
+        .iter()
+        .filter(|c| c.endangers_instance())
+        .cloned()
+        .collect();
+    let ids: Vec<&str> = endangered.iter().map(|c| c.logical_id.as_str()).collect();
+    assert_eq!(ids, ["Web01", "App01", "Legacy01"]);
+    expect(
+        "launch-refused.txt",
+        &rendered(|w| refused_changes(w, &update.stack, &endangered)),
+    );
 }
 
 #[test]
@@ -361,6 +376,7 @@ fn replicate_report_lines() {
                 ReportStatus::Failed
             },
             error: error.map(str::to_string),
+            refused: false,
             run_id: "r1".into(),
             app: "shop".into(),
             ami_name: None,
@@ -474,7 +490,7 @@ fn validate_diagnostics_of_a_bad_file() {
             ("s.sh".into(), Ok(b"hi\n".to_vec())),
             ("big.sh".into(), Ok(vec![b'a'; 20_000])),
             ("bin.sh".into(), Ok(vec![0xff, 0xfe])),
-            ("dir".into(), Err(ScriptReadError::NotAFile)),
+            ("dir".into(), Err(ScriptReadError::NotAFile("a directory"))),
             ("nothere.sh".into(), Err(ScriptReadError::NotFound)),
         ])
     })

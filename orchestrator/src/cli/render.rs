@@ -29,7 +29,10 @@ pub struct Args {
 
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let options = args.template.options(&app, &AwsArgs::default()).await?;
+    let options = args
+        .template
+        .options(&app, &AwsArgs::default(), None)
+        .await?;
     let template = render(&app, &options);
     let text = match args.format {
         Format::Json => {

@@ -5,12 +5,13 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use rehost::launch::AwsClients;
 use rehost::replication_jobs::scheduled_jobs;
 use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all, watch};
 use rehost_replication::{Architecture, ProgressMode, ReplicateOptions, Replicator};
 
-use crate::cli::args::{AwsArgs, OutputFormat, StateArg, choice, open_state};
-use crate::cli::common::{all_replicated, load_app, validate_server_ids};
+use crate::cli::args::{AwsArgs, OutputFormat, StateArg, choice};
+use crate::cli::common::{all_replicated, bound_state, load_app, validate_server_ids};
 use crate::cli::io::Io;
 use crate::cli::print;
 
@@ -49,9 +50,10 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     validate_server_ids(&app, &args.servers)?;
     let jobs = scheduled_jobs(&app, &args.servers, args.architecture);
-    let store = open_state(&args.state.resolve(&app)?, &args.aws).await?;
-    let _lock = store.lock_app(&app.name).await?;
     let sdk = args.aws.sdk_config().await;
+    let location = args.state.resolve(&app)?;
+    let store = bound_state(&location, &args.aws, &app, &AwsClients::new(&sdk)).await?;
+    let _lock = store.lock_app(&app.name).await?;
     let options = ReplicateOptions {
         upload_concurrency: usize::from(args.concurrency),
         progress: match args.output {

@@ -7,8 +7,8 @@ use rehost::app::Mode;
 use rehost::launch::{AwsClients, share};
 use rehost::template::{RenderOptions, render};
 
-use crate::cli::args::{AwsArgs, StateArg, choice, open_state};
-use crate::cli::common::{exit_code_of, load_app, write_output};
+use crate::cli::args::{AwsArgs, StateArg, choice};
+use crate::cli::common::{bound_state, exit_code_of, load_app, write_output};
 use crate::cli::io::Io;
 
 #[derive(Debug, clap::Args)]
@@ -17,8 +17,9 @@ pub struct Args {
     /// Account to share with (repeatable).
     #[arg(long = "account", value_name = "ID", required = true)]
     pub accounts: Vec<String>,
-    /// The mode whose launch settings the portable template carries.
-    #[arg(long, default_value = "cutover", value_parser = choice::<Mode>())]
+    /// The mode whose launch settings the portable template carries (default test, as
+    /// everywhere: cutover must be named).
+    #[arg(long, default_value = "test", value_parser = choice::<Mode>())]
     pub mode: Mode,
     /// Render without launch gates.
     #[arg(long)]
@@ -34,9 +35,10 @@ pub struct Args {
 
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let store = open_state(&args.state.resolve(&app)?, &args.aws).await?;
-    let amis = store.latest_amis(&app.name).await?;
+    let location = args.state.resolve(&app)?;
     let clients = AwsClients::new(&args.aws.sdk_config().await);
+    let store = bound_state(&location, &args.aws, &app, &clients).await?;
+    let amis = store.latest_amis(&app.name).await?;
     let shared = share::share(&clients, &app, &amis, &args.accounts)
         .await
         .map_err(exit_code_of)?;

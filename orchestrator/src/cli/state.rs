@@ -6,7 +6,8 @@ use rehost::error::InvalidInput;
 use rehost_replication::state::s3::{BucketEncryption, NONCURRENT_DAYS, S3Store};
 use rehost_replication::state::{StateLocation, migrate};
 
-use crate::cli::args::{AwsArgs, open_state, state_error};
+use crate::cli::args::{AwsArgs, open_state};
+use crate::cli::common::state_error;
 use crate::cli::io::Io;
 
 #[derive(Debug, clap::Args)]

@@ -8,7 +8,7 @@ use rehost::error::InvalidInput;
 use rehost::launch::{AwsClients, stack};
 
 use crate::cli::args::{AwsArgs, choice};
-use crate::cli::common::load_app;
+use crate::cli::common::{exit_code_of, load_app};
 use crate::cli::io::Io;
 use crate::cli::progress::Progress;
 
@@ -36,7 +36,16 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     }
     let clients = AwsClients::new(&args.aws.sdk_config().await);
     let mut progress = Progress::lines(io.err);
-    if stack::delete(&clients, &name, Duration::from_secs(3600), &mut progress).await? {
+    let deleted = stack::delete(
+        &clients,
+        &app,
+        args.mode,
+        Duration::from_secs(3600),
+        &mut progress,
+    )
+    .await
+    .map_err(exit_code_of)?;
+    if deleted {
         writeln!(io.out, "stack {name} deleted")?;
     } else {
         writeln!(io.out, "stack {name} does not exist: nothing to terminate")?;

@@ -24,6 +24,8 @@ pub struct Deployment<'a> {
     pub follow: bool,
     /// Give up following after this many minutes (default: [`follow_limit`]).
     pub timeout_minutes: Option<u64>,
+    /// A cutover update may replace or remove running instances (`--yes`).
+    pub allow_replacement: bool,
 }
 
 /// How a launch ended, when it did not fail.
@@ -91,6 +93,7 @@ pub async fn deploy(
         template: &template,
         on_failure: deployment.on_failure,
         wait_limit: limit,
+        allow_replacement: deployment.allow_replacement,
     };
     let name = req.name();
     observer.deploying(app, &template);
@@ -148,9 +151,9 @@ mod tests {
             "apiVersion: rehost/v1\nkind: Application\nname: shop\n",
             "defaults:\n  launch: {instanceType: m5.large}\n",
             "servers:\n",
-            "  - {id: db, os: linux, disks: [{source: a}], launch: {signalTimeoutMinutes: 45}}\n",
-            "  - {id: web, os: linux, disks: [{source: b}]}\n",
-            "  - {id: cache, os: linux, disks: [{source: c}], launch: {signalTimeoutMinutes: 5}}\n",
+            "  - {id: db, os: linux, disks: [{source: a.img}], launch: {signalTimeoutMinutes: 45}}\n",
+            "  - {id: web, os: linux, disks: [{source: b.img}]}\n",
+            "  - {id: cache, os: linux, disks: [{source: c.img}], launch: {signalTimeoutMinutes: 5}}\n",
             "groups:\n  - {name: db, servers: [db]}\n  - {name: cache, servers: [cache]}\n",
             "  - {name: web, servers: [web], dependsOn: [db, cache]}\n",
         );

@@ -3,7 +3,8 @@
 //! re-run after a crash or Ctrl-C and converges. Functions return data; the CLI prints it.
 //!
 //! - `deploy`: one whole launch (`launch`, `migrate`) -> `Outcome`
-//! - `preview`: what a launch would do (`plan`) -> `LaunchPreview`
+//! - `preview`: what a launch would do (`plan`) -> `LaunchPreview`; `template_diff`: how two
+//!   templates differ per instance (pure)
 //! - `stack`: stacks, change sets, events and the `Observer` that follows them, instances
 //! - `preflight`, `bucket`, `share`, `status`: the other steps and reports
 
@@ -14,9 +15,11 @@ pub mod preview;
 pub mod share;
 pub mod stack;
 pub mod status;
+pub mod template_diff;
 
 use aws_config::SdkConfig;
 use rehost_replication::aws::AwsFailure;
+use rehost_replication::state::AccountBinding;
 
 /// Every client a launch needs, built from one SDK configuration (one retry/timeout policy).
 #[derive(Clone, Debug)]
@@ -26,6 +29,7 @@ pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
+    pub kms: aws_sdk_kms::Client,
     /// Set when `AWS_ENDPOINT_URL` (or a profile) points the SDK elsewhere, e.g. at an emulator.
     pub endpoint_url: Option<String>,
     pub region: String,
@@ -44,11 +48,21 @@ impl AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             iam: aws_sdk_iam::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
+            kms: aws_sdk_kms::Client::new(sdk),
             endpoint_url,
             region: sdk
                 .region()
                 .map_or_else(|| "us-east-1".to_string(), |r| r.to_string()),
         }
+    }
+
+    /// The account the credentials reach (STS GetCallerIdentity) and the region in use: what
+    /// a state store is bound to.
+    pub async fn identity(&self) -> Result<AccountBinding, LaunchError> {
+        Ok(AccountBinding {
+            account: self.account_id().await?,
+            region: self.region.clone(),
+        })
     }
 
     pub async fn account_id(&self) -> Result<String, LaunchError> {
@@ -88,12 +102,50 @@ pub enum LaunchError {
     },
     #[error("{0}")]
     Refused(String),
+    /// A stack of rehost's name that rehost did not create for this application and mode.
+    #[error(
+        "stack {stack} is not this application's: it carries {tags}, where rehost's own carries \
+         {expected}; rehost updates and deletes only its own stacks (rename or remove that one, \
+         or rename the application)"
+    )]
+    ForeignStack {
+        stack: String,
+        tags: String,
+        expected: String,
+    },
+    /// A cutover launch would replace or remove running instances and `--yes` was not given:
+    /// the change set was deleted, nothing changed.
+    #[error(
+        "the cutover launch would replace or remove {} running instance{} of stack {stack}; \
+         nothing was changed (the change set was deleted): review with `rehost plan --mode \
+         cutover`, then run again with --yes",
+        .changes.len(),
+        if .changes.len() == 1 { "" } else { "s" }
+    )]
+    WouldReplace {
+        stack: String,
+        changes: Vec<preview::ResourceChange>,
+    },
     /// The template bucket is not in the caller's own ListBuckets: never written to.
     #[error(
         "S3 bucket {bucket} does not belong to this account; rehost writes templates only to a \
          bucket this account owns"
     )]
     BucketNotOwned { bucket: String },
+    /// A grant of `rehost share` failed after others succeeded: those were revoked.
+    #[error(
+        "sharing failed: {cause}; {}",
+        if .unrevoked.is_empty() {
+            format!("the {granted} grant(s) this share had made were revoked, permissions held before it are untouched")
+        } else {
+            format!("COULD NOT REVOKE {} of the {granted} grant(s) this share made, remove them by hand: {}", .unrevoked.len(), .unrevoked.join("; "))
+        }
+    )]
+    ShareFailed {
+        cause: Box<LaunchError>,
+        granted: usize,
+        unrevoked: Vec<String>,
+    },
     #[error("unexpected answer from AWS: {0}")]
     Unexpected(String),
     #[error(transparent)]
@@ -103,7 +155,13 @@ pub enum LaunchError {
 impl LaunchError {
     /// Whether the fix is the user's (exit code 2) rather than a runtime failure (1).
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, LaunchError::Preflight(_) | LaunchError::Refused(_))
+        matches!(
+            self,
+            LaunchError::Preflight(_)
+                | LaunchError::Refused(_)
+                | LaunchError::ForeignStack { .. }
+                | LaunchError::WouldReplace { .. }
+        )
     }
 }
 

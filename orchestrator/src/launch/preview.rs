@@ -2,6 +2,12 @@
 //! resources to create, wave by wave; for an existing one, CloudFormation's change set (Add /
 //! Modify / Remove per resource) with the properties that change and whether that replaces the
 //! instance. Nothing is changed: the change set is deleted afterwards.
+//!
+//! Besides CloudFormation's verdict, rehost diffs the deployed template against the new one
+//! with parameter references resolved (the running stack's values against the new defaults), so
+//! a new AMI shows as an `ImageId` change even where a change set gives no detail (or, as in the
+//! emulator, lists no change at all for a parameter-only update). `launch` uses the same
+//! description to refuse a cutover that would replace or remove instances without `--yes`.
 
 use std::collections::BTreeSet;
 
@@ -11,6 +17,9 @@ use serde_json::Value;
 
 use crate::app::{App, Mode};
 use crate::launch::stack::{self, StackRequest};
+use crate::launch::template_diff::{
+    instance_diff, instance_update_effect, parameter_defaults, property_diff, resolve_parameters,
+};
 use crate::launch::{AwsClients, LaunchError, aws};
 use crate::template::{Names, Template};
 
@@ -68,6 +77,27 @@ pub struct ResourceChange {
     pub properties: Vec<PropertyChange>,
 }
 
+impl ResourceChange {
+    /// Whether executing the change replaces (or may replace) or removes a running instance:
+    /// what a cutover launch needs `--yes` for.
+    pub fn endangers_instance(&self) -> bool {
+        self.resource_type == INSTANCE
+            && (self.action == ChangeAction::Remove
+                || matches!(
+                    self.replacement,
+                    Some(Replacement::True | Replacement::Conditional)
+                )
+                || self.properties.iter().any(|p| {
+                    matches!(
+                        p.effect,
+                        UpdateEffect::Replacement | UpdateEffect::ConditionalReplacement
+                    )
+                }))
+    }
+}
+
+pub(crate) const INSTANCE: &str = "AWS::EC2::Instance";
+
 #[derive(Clone, Debug, Serialize)]
 pub struct PropertyChange {
     pub name: String,
@@ -113,33 +143,6 @@ fn opt_as_str<T: AsRef<str>, S: Serializer>(value: &Option<T>, s: S) -> Result<S
     }
 }
 
-/// How an update of an `AWS::EC2::Instance` property lands, from the CloudFormation resource
-/// reference; used when the change set gives no detail.
-pub fn instance_update_effect(property: &str) -> UpdateEffect {
-    match property {
-        "AvailabilityZone"
-        | "ImageId"
-        | "KeyName"
-        | "NetworkInterfaces"
-        | "PrivateIpAddress"
-        | "SubnetId"
-        | "LaunchTemplate"
-        | "CpuOptions"
-        | "PlacementGroupName"
-        | "HibernationOptions"
-        | "EnclaveOptions"
-        | "LicenseSpecifications"
-        | "Ipv6AddressCount"
-        | "Ipv6Addresses"
-        | "HostId"
-        | "SecurityGroups" => UpdateEffect::Replacement,
-        "InstanceType" | "UserData" | "EbsOptimized" | "KernelId" | "RamdiskId" | "Tenancy" => {
-            UpdateEffect::SomeInterruption
-        }
-        _ => UpdateEffect::NoInterruption,
-    }
-}
-
 /// What launching `template` would do to the mode's stack; changes nothing.
 pub async fn preview(
     clients: &AwsClients,
@@ -156,10 +159,12 @@ pub async fn preview(
         waves: vec![],
         changes: vec![],
     };
-    if existing
-        .as_ref()
-        .is_none_or(|s| stack::replaced_on_launch(&s.status))
-    {
+    // A stack of this name that is not the application's is refused, as launch refuses it.
+    let Some(existing) = existing else {
+        return Ok(creation(app, mode, template));
+    };
+    existing.check_owner(&app.name, mode)?;
+    if stack::replaced_on_launch(&existing.status) {
         return Ok(creation(app, mode, template));
     }
     let req = StackRequest {
@@ -168,11 +173,12 @@ pub async fn preview(
         template,
         on_failure: stack::OnFailureChoice::Rollback,
         wait_limit: std::time::Duration::from_secs(600),
+        allow_replacement: false,
     };
     let Some(change_set) = stack::plan_change_set(clients, &req).await? else {
         return Ok(preview);
     };
-    let described = describe_changes(clients, app, &name, &change_set, template).await;
+    let described = describe_changes(clients, app, &existing, &change_set, template).await;
     // The plan changes nothing, whatever happened while reading it.
     let deleted = stack::delete_change_set(clients, &name, &change_set).await;
     preview.changes = described?;
@@ -183,14 +189,23 @@ pub async fn preview(
     Ok(preview)
 }
 
-async fn describe_changes(
+/// The changes of a computed change set on `existing`, one per resource: CloudFormation's
+/// list, with property detail from its own answer or else from rehost's diff of the deployed
+/// template against `template` (parameters resolved), plus every instance that diff shows
+/// changing which the change set leaves out.
+pub(crate) async fn describe_changes(
     clients: &AwsClients,
     app: &App,
-    stack: &str,
+    existing: &stack::StackInfo,
     change_set: &str,
     template: &Template,
 ) -> Result<Vec<ResourceChange>, LaunchError> {
-    let deployed = deployed_template(clients, stack).await?;
+    let stack = existing.name.as_str();
+    let deployed = resolve_parameters(
+        &deployed_template(clients, stack).await?,
+        &existing.parameters,
+    );
+    let proposed = resolve_parameters(&template.body, &parameter_defaults(&template.body));
     let mut changes = Vec::new();
     let mut next: Option<String> = None;
     loop {
@@ -231,7 +246,7 @@ async fn describe_changes(
                 })
                 .collect();
             let properties = if from_cfn.is_empty() && action == ChangeAction::Modify {
-                property_diff(&deployed, &template.body, &logical_id)
+                property_diff(&deployed, &proposed, &logical_id)
                     .into_iter()
                     .map(|name| PropertyChange {
                         effect: effect_for(&resource_type, &name),
@@ -241,21 +256,12 @@ async fn describe_changes(
             } else {
                 dedup(from_cfn)
             };
-            let server = app.servers.iter().find(|s| s.logical_id == logical_id);
-            let group = server.map(|s| app.group_of(s).name.clone()).or_else(|| {
-                app.groups
-                    .iter()
-                    .find(|g| {
-                        logical_id == Names::gate(&g.logical_stem)
-                            || logical_id == Names::gate_handle(&g.logical_stem)
-                    })
-                    .map(|g| g.name.clone())
-            });
+            let (server, group) = owner_of(app, &logical_id);
             changes.push(ResourceChange {
                 action,
                 logical_id,
                 resource_type,
-                server: server.map(|s| s.id.clone()),
+                server,
                 group,
                 replacement: rc.replacement().cloned(),
                 properties,
@@ -266,7 +272,38 @@ async fn describe_changes(
             break;
         }
     }
+    let listed: BTreeSet<String> = changes.iter().map(|c| c.logical_id.clone()).collect();
+    for (logical_id, action, properties) in instance_diff(&deployed, &proposed) {
+        if listed.contains(&logical_id) {
+            continue;
+        }
+        let (server, group) = owner_of(app, &logical_id);
+        changes.push(ResourceChange {
+            action,
+            logical_id,
+            resource_type: INSTANCE.to_string(),
+            server,
+            group,
+            replacement: None,
+            properties,
+        });
+    }
     Ok(changes)
+}
+
+/// The server and group a resource of the template belongs to (an instance or a gate).
+fn owner_of(app: &App, logical_id: &str) -> (Option<String>, Option<String>) {
+    let server = app.servers.iter().find(|s| s.logical_id == logical_id);
+    let group = server.map(|s| app.group_of(s).name.clone()).or_else(|| {
+        app.groups
+            .iter()
+            .find(|g| {
+                logical_id == Names::gate(&g.logical_stem)
+                    || logical_id == Names::gate_handle(&g.logical_stem)
+            })
+            .map(|g| g.name.clone())
+    });
+    (server.map(|s| s.id.clone()), group)
 }
 
 fn dedup(list: Vec<PropertyChange>) -> Vec<PropertyChange> {
@@ -296,28 +333,6 @@ async fn deployed_template(clients: &AwsClients, stack: &str) -> Result<Value, L
     Ok(serde_json::from_str(body)
         .or_else(|_| serde_norway::from_str(body))
         .unwrap_or(Value::Null))
-}
-
-/// Names of the top-level properties (and DependsOn) of one resource that differ between two
-/// templates.
-pub fn property_diff(old: &Value, new: &Value, logical_id: &str) -> Vec<String> {
-    let before = &old["Resources"][logical_id];
-    let after = &new["Resources"][logical_id];
-    let mut names = BTreeSet::new();
-    let empty = serde_json::Map::new();
-    let (bp, ap) = (
-        before["Properties"].as_object().unwrap_or(&empty),
-        after["Properties"].as_object().unwrap_or(&empty),
-    );
-    for key in bp.keys().chain(ap.keys()) {
-        if bp.get(key) != ap.get(key) {
-            names.insert(key.clone());
-        }
-    }
-    if before["DependsOn"] != after["DependsOn"] {
-        names.insert("DependsOn".to_string());
-    }
-    names.into_iter().collect()
 }
 
 /// The preview of a new stack: every resource the template creates, wave by wave. Pure.
@@ -396,40 +411,4 @@ fn new_stack_waves(app: &App, mode: Mode, template: &Template) -> Vec<PlannedWav
             }
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn diff_names_changed_properties_only() {
-        let old = json!({"Resources": {"A": {"Properties": {"InstanceType": "m5.large", "ImageId": "x"}, "DependsOn": ["G"]}}});
-        let new = json!({"Resources": {"A": {"Properties": {"InstanceType": "r5.large", "ImageId": "x", "KeyName": "k"}, "DependsOn": ["G"]}}});
-        assert_eq!(
-            property_diff(&old, &new, "A"),
-            vec!["InstanceType", "KeyName"]
-        );
-        assert_eq!(
-            instance_update_effect("InstanceType"),
-            UpdateEffect::SomeInterruption
-        );
-        assert_eq!(instance_update_effect("ImageId"), UpdateEffect::Replacement);
-        assert_eq!(
-            instance_update_effect("SecurityGroupIds"),
-            UpdateEffect::NoInterruption
-        );
-        let json = |e: UpdateEffect| serde_json::to_value(e).unwrap();
-        for effect in [
-            UpdateEffect::Replacement,
-            UpdateEffect::ConditionalReplacement,
-            UpdateEffect::SomeInterruption,
-            UpdateEffect::NoInterruption,
-            UpdateEffect::Unknown,
-        ] {
-            assert_eq!(json(effect), effect.as_str());
-        }
-        assert_eq!(serde_json::to_value(StackAction::None).unwrap(), "none");
-    }
 }

@@ -2,8 +2,8 @@
 //! and how far behind its schedule it is, per mode the stack and its instances.
 
 use aws_sdk_cloudformation::types::StackStatus;
-use rehost_replication::state::{RunPhase, RunStatus};
 use rehost_replication::state::read_histories;
+use rehost_replication::state::{RunPhase, RunStatus};
 use rehost_replication::{RunRecord, ServerKey, StateError, StateStore, schedule};
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;

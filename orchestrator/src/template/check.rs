@@ -5,48 +5,81 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::app::{App, Level, Mode, Origin};
 use crate::diag::Diagnostics;
-use crate::limits::{MAX_INLINE_BODY, MAX_PARAMETERS, MAX_RESOURCES, MAX_S3_BODY};
+use crate::limits::{MAX_INLINE_BODY, MAX_OUTPUTS, MAX_PARAMETERS, MAX_RESOURCES, MAX_S3_BODY};
 
 use super::document::{AmiParameters, RenderOptions};
 use super::names::{Names, PORTABLE_FIELDS};
 use super::render::render;
+use super::{outputs, parameters, resources};
 
 /// The checks only a rendered template can answer: logical-id collisions and CloudFormation's
 /// quotas, for every variant a launch can produce (modes, gated or not, portable or not).
+///
+/// Resources, parameters and outputs are counted without rendering; only when every count fits
+/// is each variant rendered, for its size, so an application far beyond what CloudFormation
+/// takes is answered at once, whatever its size.
 pub fn check(app: &App, diags: &mut Diagnostics) {
     check_names(app, diags);
     // Each quota is reported once, for the first variant that breaks it.
     let mut errors: BTreeMap<&str, String> = BTreeMap::new();
     let mut warnings: BTreeMap<&str, String> = BTreeMap::new();
-    for mode in [Mode::Cutover, Mode::Test] {
-        for portable in [false, true] {
-            let opts = RenderOptions {
-                mode,
-                portable,
-                health_gate: true,
-                amis: BTreeMap::new(),
-            };
-            let t = render(app, &opts);
-            let what = format!("{mode}{} template", if portable { " portable" } else { "" });
-            if t.resources > MAX_RESOURCES {
-                errors.entry("resources").or_insert_with(|| {
-                    format!(
-                        "the {what} needs {} resources ({} instances and 2 launch-gate resources per group); \
-                         CloudFormation allows {MAX_RESOURCES}: split the application",
-                        t.resources,
-                        app.servers.len()
-                    )
-                });
-            }
-            if t.parameters > MAX_PARAMETERS {
-                errors.entry("parameters").or_insert_with(|| {
-                    format!(
-                        "the {what} needs {} parameters; CloudFormation allows {MAX_PARAMETERS}: split the application",
-                        t.parameters
-                    )
-                });
-            }
-            let size = t.to_json_compact().len();
+    let variants: Vec<(String, RenderOptions)> = [Mode::Cutover, Mode::Test]
+        .into_iter()
+        .flat_map(|mode| {
+            [false, true].map(|portable| {
+                let what = format!("{mode}{} template", if portable { " portable" } else { "" });
+                let opts = RenderOptions {
+                    mode,
+                    portable,
+                    health_gate: true,
+                    amis: BTreeMap::new(),
+                };
+                (what, opts)
+            })
+        })
+        .collect();
+    for (what, opts) in &variants {
+        let c = counts(app, opts);
+        if c.resources > MAX_RESOURCES {
+            errors.entry("resources").or_insert_with(|| {
+                format!(
+                    "the {what} needs {} resources ({} instances and 2 launch-gate resources per group); \
+                     CloudFormation allows {MAX_RESOURCES}: split the application",
+                    c.resources,
+                    app.servers.len()
+                )
+            });
+        }
+        if c.parameters > MAX_PARAMETERS {
+            errors.entry("parameters").or_insert_with(|| {
+                format!(
+                    "the {what} needs {} parameters; CloudFormation allows {MAX_PARAMETERS}: split the application",
+                    c.parameters
+                )
+            });
+        }
+        if c.outputs > MAX_OUTPUTS {
+            errors.entry("outputs").or_insert_with(|| {
+                format!(
+                    "the {what} needs {} outputs (two per group and the launch waves); CloudFormation allows \
+                     {MAX_OUTPUTS}: split the application",
+                    c.outputs
+                )
+            });
+        }
+        if c.ami_parameters == AmiParameters::PerGroup {
+            warnings.entry("amis").or_insert_with(|| {
+                format!(
+                    "{} servers do not fit one AMI parameter each within CloudFormation's {MAX_PARAMETERS} \
+                     parameters: AMIs are passed as one list parameter per group",
+                    app.servers.len()
+                )
+            });
+        }
+    }
+    if errors.is_empty() {
+        for (what, opts) in &variants {
+            let size = render(app, opts).compact_len();
             if size > MAX_S3_BODY {
                 errors.entry("size").or_insert_with(|| {
                     format!(
@@ -62,15 +95,6 @@ pub fn check(app: &App, diags: &mut Diagnostics) {
                     )
                 });
             }
-            if t.ami_parameters == AmiParameters::PerGroup {
-                warnings.entry("amis").or_insert_with(|| {
-                    format!(
-                        "{} servers do not fit one AMI parameter each within CloudFormation's {MAX_PARAMETERS} \
-                         parameters: AMIs are passed as one list parameter per group",
-                        app.servers.len()
-                    )
-                });
-            }
         }
     }
     for message in errors.into_values() {
@@ -78,6 +102,35 @@ pub fn check(app: &App, diags: &mut Diagnostics) {
     }
     for message in warnings.into_values() {
         diags.warning(app.servers_pos, message);
+    }
+}
+
+/// What a variant of the template will hold, counted without rendering it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Counts {
+    pub resources: usize,
+    pub parameters: usize,
+    pub outputs: usize,
+    pub ami_parameters: AmiParameters,
+}
+
+/// The counts `render` arrives at, from the same decisions (`ami_layout`, `per_server`).
+pub(super) fn counts(app: &App, opts: &RenderOptions) -> Counts {
+    let portable = if opts.portable {
+        parameters::portable(app, opts.mode).len()
+    } else {
+        0
+    };
+    let ami_parameters = parameters::ami_layout(app, portable);
+    let amis = match ami_parameters {
+        AmiParameters::PerServer => app.servers.len(),
+        AmiParameters::PerGroup => app.groups.len(),
+    };
+    Counts {
+        resources: resources::count(app, opts.health_gate),
+        parameters: amis + portable,
+        outputs: outputs::count(app),
+        ami_parameters,
     }
 }
 

@@ -59,8 +59,26 @@ impl Template {
         serde_json::to_string(&self.body).expect("template serializes")
     }
 
+    /// The length of `to_json_compact`, counted without building the text.
+    pub fn compact_len(&self) -> usize {
+        struct Counter(usize);
+        impl std::io::Write for Counter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut counter = Counter(0);
+        serde_json::to_writer(&mut counter, &self.body).expect("template serializes");
+        counter.0
+    }
+
+    /// Block-style YAML that YAML 1.1 and 1.2 readers read back as the JSON rendering.
     pub fn to_yaml(&self) -> String {
-        serde_norway::to_string(&self.body).expect("template serializes")
+        super::emit_yaml::to_yaml(&self.body)
     }
 
     /// Whether the template declares this logical id.

@@ -10,11 +10,13 @@
 //! - `render`: assembles `parameters`, `resources` and `outputs` with the description and metadata
 //! - `names`: logical ids and parameter names, and the one table of portable fields
 //! - `check`: collisions and quotas, checked for every variant while loading
+//! - `emit_yaml`: `render --format yaml`, quoted so YAML 1.1 and 1.2 readers agree with the JSON
 //!
 //! Output is deterministic: maps keep insertion order, which follows launch order.
 
 mod check;
 mod document;
+mod emit_yaml;
 mod names;
 mod outputs;
 mod parameters;

@@ -8,10 +8,24 @@ use crate::limits::MAX_OUTPUTS;
 
 use super::names::Names;
 
+/// Outputs per server (instance id and private IP each, and the launch waves) while they fit.
+fn per_server(app: &App) -> bool {
+    2 * app.servers.len() < MAX_OUTPUTS
+}
+
+/// How many outputs `build` makes.
+pub(super) fn count(app: &App) -> usize {
+    1 + 2 * if per_server(app) {
+        app.servers.len()
+    } else {
+        app.groups.len()
+    }
+}
+
 /// The `Outputs` section.
 pub(super) fn build(app: &App, waves: &[Vec<usize>]) -> Map<String, Value> {
     let mut outputs = Map::new();
-    if 2 * app.servers.len() < MAX_OUTPUTS {
+    if per_server(app) {
         for server in app.servers_in_launch_order() {
             outputs.insert(
                 Names::instance_output(server),

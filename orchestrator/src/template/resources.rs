@@ -11,6 +11,12 @@ use crate::userdata::{GATE_URL_VARIABLE, Rendered, Wrapper};
 use super::document::{AmiParameters, RenderOptions};
 use super::names::{INSTANCE_PROFILE, KEY_NAME, Names, SECURITY_GROUPS, SUBNET};
 
+/// How many resources `build` makes: an instance per server, and with gates a handle and a
+/// wait condition per group.
+pub(super) fn count(app: &App, health_gate: bool) -> usize {
+    app.servers.len() + if health_gate { 2 * app.groups.len() } else { 0 }
+}
+
 /// The `Resources` section.
 pub(super) fn build(
     app: &App,
@@ -83,6 +89,20 @@ pub(super) fn build(
     resources
 }
 
+/// `text` as a template value that is exactly that text and nothing CloudFormation or cfn-lint
+/// reads as an embedded parameter: a script may hold `${AWS::Region}`, `${Foo.Bar}` or a lone
+/// `${`, which outside Fn::Sub are literal to CloudFormation but flagged by cfn-lint (E1029).
+/// The text is split at every `${` and joined with it: no piece holds `${`, and the delimiter
+/// (never a complete `${...}`) is inserted verbatim. A non-empty delimiter also keeps cfn-lint
+/// from preferring Fn::Sub (I1022), which would need every `${` escaped.
+fn literal(text: &str) -> Value {
+    if text.contains("${") {
+        json!({"Fn::Join": ["${", text.split("${").collect::<Vec<_>>()]})
+    } else {
+        Value::String(text.to_string())
+    }
+}
+
 /// One server's `AWS::EC2::Instance`.
 fn instance(
     app: &App,
@@ -151,7 +171,7 @@ fn instance(
             text,
             {GATE_URL_VARIABLE: {"Ref": Names::gate_handle(&group.logical_stem)}}
         ]}}),
-        Rendered::Plain(text) => json!({"Fn::Base64": text}),
+        Rendered::Plain(text) => json!({"Fn::Base64": literal(&text)}),
     };
     props.insert("UserData".into(), user_data);
 

@@ -33,8 +33,8 @@ fn generated(servers: usize, groups: usize) -> App {
 
 const NETWORK: &str = "defaults:\n  launch:\n    instanceType: m5.large\n    subnet: subnet-0a1b2c3d\n    \
     securityGroups: [sg-0a1b2c3d, sg-0b1b2c3d]\n    test: {subnet: subnet-0e0e0e0e}\n\
-    servers:\n  - {id: db, os: linux, disks: [{source: a}], launch: {subnet: subnet-0f0f0f0f, iamInstanceProfile: ssm}}\n  \
-    - {id: web-01, os: linux, disks: [{source: b}], launch: {associatePublicIpAddress: true, privateIpAddress: 10.0.0.9}}\n\
+    servers:\n  - {id: db, os: linux, disks: [{source: a.img}], launch: {subnet: subnet-0f0f0f0f, iamInstanceProfile: ssm}}\n  \
+    - {id: web-01, os: linux, disks: [{source: b.img}], launch: {associatePublicIpAddress: true, privateIpAddress: 10.0.0.9}}\n\
     groups:\n  - {name: data, servers: [db], launch: {keyName: admin}}\n  - {name: web, servers: [web-01], dependsOn: [data]}\n";
 
 #[test]
@@ -182,7 +182,7 @@ fn over_the_parameter_quota_amis_become_one_list_per_group() {
 #[test]
 fn the_description_is_cut_to_cloudformations_limit_on_a_character_boundary() {
     let app = app(&format!(
-        "{HEAD}description: \"{}\"\ndefaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  - {{id: a, os: linux, disks: [{{source: a}}]}}\ngroups:\n  - {{name: g, servers: [a]}}\n",
+        "{HEAD}description: \"{}\"\ndefaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  - {{id: a, os: linux, disks: [{{source: a.img}}]}}\ngroups:\n  - {{name: g, servers: [a]}}\n",
         "é".repeat(999)
     ));
     let t = render(&app, &RenderOptions::new(Mode::Cutover));
@@ -195,20 +195,61 @@ fn the_description_is_cut_to_cloudformations_limit_on_a_character_boundary() {
     );
 }
 
+/// Quotas are checked by counting before rendering: the counts are what rendering makes.
+#[test]
+fn counted_quotas_match_the_rendered_template() {
+    let network = app(&format!("{HEAD}{NETWORK}"));
+    for app in [
+        generated(50, 5),
+        generated(300, 150),
+        generated(480, 10),
+        network,
+    ] {
+        for mode in [Mode::Cutover, Mode::Test] {
+            for portable in [false, true] {
+                for health_gate in [true, false] {
+                    let opts = RenderOptions {
+                        mode,
+                        portable,
+                        health_gate,
+                        amis: Default::default(),
+                    };
+                    let t = render(&app, &opts);
+                    let c = check::counts(&app, &opts);
+                    let what = format!("{} servers, {opts:?}", app.servers.len());
+                    assert_eq!(c.resources, t.resources, "{what}");
+                    assert_eq!(c.parameters, t.parameters, "{what}");
+                    assert_eq!(c.outputs, t.outputs, "{what}");
+                    assert_eq!(c.ami_parameters, t.ami_parameters, "{what}");
+                    assert_eq!(t.compact_len(), t.to_json_compact().len());
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn quotas_and_collisions_are_reported_at_the_servers_list() {
     let mut diags = Diagnostics::default();
     check(&generated(300, 150), &mut diags);
     let messages: Vec<String> = diags.into_sorted().into_iter().map(|d| d.message).collect();
+    // Counted, not rendered: over the quotas, the template's size is never computed.
     assert_eq!(messages.len(), 3, "each quota once: {messages:?}");
-    assert!(messages[0].starts_with("the cutover template needs 600 resources"));
-    assert!(messages[1].contains("AMIs are passed as one list parameter per group"));
-    assert!(messages[2].contains("over the 51200 bytes CloudFormation takes inline"));
+    assert!(messages[0].starts_with("the cutover template needs 301 outputs"));
+    assert!(messages[1].starts_with("the cutover template needs 600 resources"));
+    assert!(messages[2].contains("AMIs are passed as one list parameter per group"));
+    // Within the counts, the size is measured on the rendered variants.
+    let mut diags = Diagnostics::default();
+    check(&generated(200, 20), &mut diags);
+    let messages: Vec<String> = diags.into_sorted().into_iter().map(|d| d.message).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages[0].contains("AMIs are passed as one list parameter per group"));
+    assert!(messages[1].contains("over the 51200 bytes CloudFormation takes inline"));
 
     // A server named like a portable parameter of its group collides with it.
     let app = app(&format!(
         "{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  \
-         - {{id: a, os: linux, disks: [{{source: a}}], launch: {{logicalId: WebGroupSubnet}}}}\n\
+         - {{id: a, os: linux, disks: [{{source: a.img}}], launch: {{logicalId: WebGroupSubnet}}}}\n\
          groups:\n  - {{name: web, servers: [a], launch: {{subnet: subnet-0a1b2c3d}}}}\n"
     ));
     let mut diags = Diagnostics::default();

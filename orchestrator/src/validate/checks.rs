@@ -6,11 +6,11 @@ use std::ops::RangeInclusive;
 
 use rehost_replication::tags;
 
-use crate::app::Mode;
+use crate::app::{AppServer, Mode};
 use crate::diag::Diagnostics;
 use crate::limits::{
-    FREQUENCY_HOURS, KEEP_RECENT_AMIS, MAX_APP_DESCRIPTION, MAX_APP_TAGS, MAX_DISKS,
-    MAX_SECURITY_GROUPS, MAX_TAG_KEY, MAX_TAG_VALUE, SIGNAL_TIMEOUT_MINUTES,
+    EC2_MAX_TAGS, FREQUENCY_HOURS, INSTANCE_TAGS, KEEP_RECENT_AMIS, MAX_APP_DESCRIPTION, MAX_DISKS,
+    MAX_SECURITY_GROUPS, MAX_TAG_KEY, SIGNAL_TIMEOUT_MINUTES, SNAPSHOT_TAGS, TAG_VALUE, ami_tags,
 };
 use crate::model::{self, Application, LaunchSettings, ReplicationSettings, Spanned, TestSettings};
 use crate::syntax::*;
@@ -58,23 +58,12 @@ pub(super) fn check_header(model: &Application, diags: &mut Diagnostics) {
     }
 }
 
+/// Each application tag follows EC2's and CloudFormation's rules: key 1 to 128 characters,
+/// value 1 to 256, no control characters, no reserved prefix.
 pub(super) fn check_tags(model: &Application, diags: &mut Diagnostics) -> Vec<(String, String)> {
     let Some(tags) = &model.tags else {
         return Vec::new();
     };
-    if tags.value.0.len() > MAX_APP_TAGS {
-        diags.error(
-            tags.pos,
-            format!(
-                "{} tags: at most {MAX_APP_TAGS} application tags fit, because every instance also carries \
-                 rehost's {} ({}) within EC2's {}",
-                tags.value.0.len(),
-                tags::INSTANCE_KEYS.len(),
-                tags::INSTANCE_KEYS.join(", "),
-                crate::limits::EC2_MAX_TAGS
-            ),
-        );
-    }
     let mut out = Vec::new();
     for (key, value) in &tags.value.0 {
         let k = key.value.as_str();
@@ -83,6 +72,11 @@ pub(super) fn check_tags(model: &Application, diags: &mut Diagnostics) -> Vec<(S
             diags.error(
                 key.pos,
                 format!("tag key `{k}` must be 1 to {MAX_TAG_KEY} characters"),
+            );
+        } else if k.chars().any(char::is_control) {
+            diags.error(
+                key.pos,
+                "tag key holds a control character; EC2 refuses them",
             );
         } else if lower.starts_with("aws:") {
             diags.error(
@@ -95,15 +89,71 @@ pub(super) fn check_tags(model: &Application, diags: &mut Diagnostics) -> Vec<(S
                 format!("tag key `{k}` is set by rehost on every resource; choose another key"),
             );
         }
-        if value.value.chars().count() > MAX_TAG_VALUE {
+        let v = &value.value;
+        if !TAG_VALUE.contains(&v.chars().count()) {
             diags.error(
                 value.pos,
-                format!("tag `{k}`: value is longer than {MAX_TAG_VALUE} characters"),
+                format!(
+                    "tag `{k}`: the value must be {} to {} characters (the application's tags are also \
+                     its stacks', and CloudFormation refuses an empty value)",
+                    TAG_VALUE.start(),
+                    TAG_VALUE.end()
+                ),
+            );
+        } else if v.chars().any(char::is_control) {
+            diags.error(
+                value.pos,
+                format!("tag `{k}`: the value holds a control character; EC2 refuses them"),
             );
         }
         out.push((key.value.clone(), value.value.clone()));
     }
     out
+}
+
+/// Every resource rehost tags carries the application's tags beside rehost's own, within EC2's
+/// 50 per resource: instances and their volumes, snapshots, and each server's AMI (one tag more
+/// per disk, and one for a KMS key). Reported at `tags:` for each kind that would exceed.
+pub(super) fn check_tag_budget(
+    model: &Application,
+    servers: &[AppServer],
+    diags: &mut Diagnostics,
+) {
+    let Some(tags) = &model.tags else {
+        return;
+    };
+    let count = tags.value.0.len();
+    let mut report = |what: String, rehost: usize| {
+        let total = count + rehost;
+        if total > EC2_MAX_TAGS {
+            diags.error(
+                tags.pos,
+                format!(
+                    "{count} application tags and rehost's {rehost} make {total} tags on {what}, {} over \
+                     EC2's {EC2_MAX_TAGS} per resource: remove application tags",
+                    total - EC2_MAX_TAGS
+                ),
+            );
+        }
+    };
+    report("every instance and its volumes".into(), INSTANCE_TAGS);
+    report("every snapshot".into(), SNAPSHOT_TAGS);
+    let ami = |s: &AppServer| ami_tags(s.disks.len(), s.replication.kms_key_id.is_some());
+    if let Some(worst) = servers.iter().max_by_key(|s| ami(s)) {
+        report(
+            format!(
+                "the AMI of server `{}` ({} disks{})",
+                worst.id,
+                worst.disks.len(),
+                if worst.replication.kms_key_id.is_some() {
+                    ", a KMS key"
+                } else {
+                    ""
+                }
+            ),
+            ami(worst),
+        );
+    }
 }
 
 pub(super) fn check_server_fields(server: &model::Server, diags: &mut Diagnostics) {
@@ -260,6 +310,7 @@ fn check_network(
 }
 
 /// A value `check` refuses is reported at its node, with the reason `check` gives.
+#[track_caller]
 fn valid<T>(
     value: Option<&Spanned<String>>,
     check: impl FnOnce(&str) -> Result<T, String>,
@@ -273,6 +324,7 @@ fn valid<T>(
 }
 
 /// A number outside its range is reported at its node.
+#[track_caller]
 fn in_range(
     value: Option<&Spanned<i64>>,
     field: &str,
@@ -294,6 +346,8 @@ fn in_range(
     }
 }
 
+// Each caller's problems are a kind of their own (`Diagnostics` caps repeats per kind).
+#[track_caller]
 fn server_only(
     value: Option<&Spanned<String>>,
     field: &str,

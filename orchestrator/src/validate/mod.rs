@@ -3,12 +3,14 @@
 //! scripts arrive already read (`load` reads them), so nothing here touches the file system.
 //!
 //! - `checks`: single values and blocks (header, tags, ranges, id syntax, server-only fields)
+//! - `disks`: each disk's source and format (declared, or by extension; never guessed)
 //! - `references`: server and group references, membership, `dependsOn` and `launchOrder`
 //! - `layers`: the blocks a server's settings come from, most specific first
 //! - `settings`: each server's settings merged from defaults, its group and itself
 //! - `scripts`: which scripts an application declares, and each server's script checks
 
 mod checks;
+mod disks;
 mod layers;
 mod references;
 mod scripts;
@@ -27,8 +29,8 @@ use crate::model::Application;
 use crate::syntax::pascal_case;
 
 use checks::{
-    BlockLevel, check_header, check_launch_block, check_replication_block, check_tags,
-    check_unique_private_ips,
+    BlockLevel, check_header, check_launch_block, check_replication_block, check_tag_budget,
+    check_tags, check_unique_private_ips,
 };
 use references::{index_groups, index_servers};
 use settings::{Inputs, resolve_server};
@@ -95,6 +97,7 @@ pub fn resolve(
         defaults: &defaults,
         base_dir: base_dir(file),
         scripts,
+        script_cache: Default::default(),
     };
     let mut servers = Vec::with_capacity(model.servers.value.len());
     for (i, server) in model.servers.value.iter().enumerate() {
@@ -111,6 +114,7 @@ pub fn resolve(
     }
 
     check_unique_private_ips(model, diags);
+    check_tag_budget(model, &servers, diags);
 
     if diags.has_errors() {
         return None;

@@ -1,9 +1,10 @@
 //! References between servers and groups: ids are unique, every group member exists and is in
 //! exactly one group, every dependency names a group, and `launchOrder` becomes dependencies.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::diag::{Diagnostics, suggestion};
+use crate::diag::Diagnostics;
+use crate::limits::{MAX_IMPLIED_DEPENDENCIES, MAX_RESOURCES};
 use crate::model::Application;
 use crate::syntax::check_id;
 use crate::yaml::Pos;
@@ -36,7 +37,9 @@ pub(super) fn index_servers<'a>(
     index
 }
 
-/// Returns each server's group (by index) and each group's dependencies.
+/// Returns each server's group (by index) and each group's dependencies. Linear in the file
+/// (hash lookups, a per-group mark instead of searching a group's list) except for what
+/// `launchOrder` itself implies: see [`launch_order_dependencies`].
 pub(super) fn index_groups(
     model: &Application,
     servers: &HashMap<&str, usize>,
@@ -67,6 +70,12 @@ pub(super) fn index_groups(
         }
     }
 
+    let unreadable_servers: HashSet<&str> = model
+        .unreadable
+        .server_ids
+        .iter()
+        .map(String::as_str)
+        .collect();
     let server_ids: Vec<&str> = model
         .servers
         .value
@@ -83,17 +92,16 @@ pub(super) fn index_groups(
             );
         }
         for reference in &group.servers.value {
-            if model.unreadable.server_ids.contains(&reference.value) {
+            if unreadable_servers.contains(reference.value.as_str()) {
                 continue;
             }
             let Some(&s) = servers.get(reference.value.as_str()) else {
+                let close = diags.suggestion(&reference.value, server_ids.iter().copied());
                 diags.error(
                     reference.pos,
                     format!(
-                        "group `{}` lists unknown server `{}`{}",
-                        group.name.value,
-                        reference.value,
-                        suggestion(&reference.value, server_ids.iter().copied())
+                        "group `{}` lists unknown server `{}`{close}",
+                        group.name.value, reference.value,
                     ),
                 );
                 continue;
@@ -118,33 +126,42 @@ pub(super) fn index_groups(
         }
     }
 
+    let unreadable_groups: HashSet<&str> = model
+        .unreadable
+        .group_names
+        .iter()
+        .map(String::as_str)
+        .collect();
     let group_names: Vec<&str> = groups.iter().map(|g| g.name.value.as_str()).collect();
     let mut depends_on: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
+    // marked[d] == Some(g): group g already depends on d (so a repeat is found in O(1)).
+    let mut marked: Vec<Option<usize>> = vec![None; groups.len()];
     for (g, group) in groups.iter().enumerate() {
         let Some(deps) = &group.depends_on else {
             continue;
         };
         for dep in &deps.value {
-            if model.unreadable.group_names.contains(&dep.value) {
+            if unreadable_groups.contains(dep.value.as_str()) {
                 continue;
             }
             match by_name.get(dep.value.as_str()) {
-                None => diags.error(
-                    dep.pos,
-                    format!(
-                        "group `{}` depends on unknown group `{}`{}",
-                        group.name.value,
-                        dep.value,
-                        suggestion(&dep.value, group_names.iter().copied())
-                    ),
-                ),
+                None => {
+                    let close = diags.suggestion(&dep.value, group_names.iter().copied());
+                    diags.error(
+                        dep.pos,
+                        format!(
+                            "group `{}` depends on unknown group `{}`{close}",
+                            group.name.value, dep.value,
+                        ),
+                    );
+                }
                 Some(&d) if d == g => {
                     diags.error(
                         dep.pos,
                         format!("dependency cycle: {} -> {}", dep.value, dep.value),
                     );
                 }
-                Some(&d) if depends_on[g].contains(&d) => {
+                Some(&d) if marked[d] == Some(g) => {
                     diags.error(
                         dep.pos,
                         format!(
@@ -153,12 +170,14 @@ pub(super) fn index_groups(
                         ),
                     );
                 }
-                Some(&d) => depends_on[g].push(d),
+                Some(&d) => {
+                    marked[d] = Some(g);
+                    depends_on[g].push(d);
+                }
             }
         }
     }
 
-    // launchOrder n: depend on every group with the largest launchOrder below n.
     let orders: Vec<Option<i64>> = groups
         .iter()
         .map(|g| {
@@ -175,19 +194,63 @@ pub(super) fn index_groups(
             })
         })
         .collect();
-    for (g, order) in orders.iter().enumerate() {
-        let Some(n) = *order else { continue };
-        let below = orders.iter().flatten().copied().filter(|&o| o < n).max();
-        if let Some(prev) = below {
-            for (d, o) in orders.iter().enumerate() {
-                if *o == Some(prev) && !depends_on[g].contains(&d) {
-                    depends_on[g].push(d);
-                }
-            }
-        }
+    if let Err(implied) = launch_order_dependencies(&orders, &mut depends_on, &mut marked) {
+        diags.error(
+            model.groups.pos,
+            format!(
+                "launchOrder implies {implied} dependencies between groups, more than the \
+                 {MAX_IMPLIED_DEPENDENCIES} rehost works out: one CloudFormation stack (500 resources) \
+                 holds at most {} gated groups; split the application",
+                MAX_RESOURCES / 3
+            ),
+        );
     }
     for deps in &mut depends_on {
         deps.sort_unstable();
     }
     (membership, depends_on)
+}
+
+/// `launchOrder: n` depends on every group with the largest launchOrder below n. Groups are
+/// put in levels by order once (sorted), so each group's new dependencies are exactly the level
+/// below it: the work is the number of dependencies added, never a scan of every group per
+/// group. (That number can be the product of two levels' sizes; an application that large is
+/// refused by the resource quota, so beyond `MAX_IMPLIED_DEPENDENCIES` nothing is added and the
+/// number is returned as the error.) `marked` is `index_groups`' per-group mark, so explicit
+/// `dependsOn` entries are not added twice.
+fn launch_order_dependencies(
+    orders: &[Option<i64>],
+    depends_on: &mut [Vec<usize>],
+    marked: &mut [Option<usize>],
+) -> Result<(), usize> {
+    let mut levels: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (g, order) in orders.iter().enumerate() {
+        if let Some(o) = order {
+            levels.entry(*o).or_default().push(g);
+        }
+    }
+    let sizes: Vec<usize> = levels.values().map(Vec::len).collect();
+    let implied: usize = sizes.windows(2).map(|w| w[0] * w[1]).sum();
+    if implied > MAX_IMPLIED_DEPENDENCIES {
+        return Err(implied);
+    }
+    let mut below: Option<&Vec<usize>> = None;
+    for level in levels.values() {
+        if let Some(prev) = below {
+            for &g in level {
+                // Re-mark g's explicit dependencies: marks of other groups may have replaced them.
+                for &d in &depends_on[g] {
+                    marked[d] = Some(g);
+                }
+                for &d in prev {
+                    if marked[d] != Some(g) {
+                        marked[d] = Some(g);
+                        depends_on[g].push(d);
+                    }
+                }
+            }
+        }
+        below = Some(level);
+    }
+    Ok(())
 }

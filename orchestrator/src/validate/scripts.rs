@@ -2,14 +2,16 @@
 //! the checks of each server's script: type against OS and extension, text, size once wrapped.
 //! Pure: the files' bytes (or why they could not be read) come in as [`ScriptFiles`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rehost_replication::domain::Choice;
 
 use crate::app::{ConfigureScript, ScriptType};
 use crate::diag::Diagnostics;
-use crate::limits::{SCRIPT_BUDGET, URL_RESERVE, USER_DATA_LIMIT};
+use crate::limits::{MAX_SCRIPT_READ, SCRIPT_BUDGET, URL_RESERVE, USER_DATA_LIMIT};
 use crate::model::{self, Application};
 use crate::userdata;
 
@@ -23,11 +25,28 @@ pub type ScriptFiles = BTreeMap<PathBuf, Result<Vec<u8>, ScriptReadError>>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScriptReadError {
     NotFound,
-    NotAFile,
-    /// Larger than any user data could hold, so not read (its size in bytes).
-    TooLarge(u64),
+    /// A directory, FIFO, socket or device, named ("a directory").
+    NotAFile(&'static str),
+    /// Larger than any user data could hold, so not read (its size in bytes, when the file
+    /// system reports one).
+    TooLarge(Option<u64>),
+    /// It resolves (symlinks followed) outside the application's repository.
+    OutsideRepository {
+        resolved: PathBuf,
+        repository: PathBuf,
+    },
     /// Any other I/O error, as the OS describes it.
     Io(String),
+}
+
+/// What the script checks of every server share, so a script used by thousands of servers is
+/// decoded and measured once and held in memory once.
+#[derive(Default)]
+pub(super) struct ScriptCache {
+    /// Each script's text, or why it cannot be used.
+    texts: RefCell<HashMap<PathBuf, Result<Arc<str>, String>>>,
+    /// Wrapped sizes, by script, type and server-id length.
+    wrapped: RefCell<HashMap<(PathBuf, ScriptType, usize), usize>>,
 }
 
 /// Every configure script the application declares, in any block, as paths to read.
@@ -45,33 +64,47 @@ pub fn declared_scripts(model: &Application, base_dir: &Path) -> BTreeSet<PathBu
 }
 
 /// A script's text, or the message that says why it cannot be used.
-fn script_text(scripts: &ScriptFiles, path: &Path) -> Result<String, String> {
+fn script_text(scripts: &ScriptFiles, path: &Path) -> Result<Arc<str>, String> {
     let shown = path.display();
     let bytes = match scripts.get(path) {
         Some(Ok(bytes)) => bytes,
         Some(Err(ScriptReadError::NotFound)) | None => {
             return Err(format!("configure script `{shown}` does not exist"));
         }
-        Some(Err(ScriptReadError::NotAFile)) => {
-            return Err(format!("configure script `{shown}` is not a file"));
+        Some(Err(ScriptReadError::NotAFile(kind))) => {
+            return Err(format!(
+                "configure script `{shown}` is {kind}, not a regular file"
+            ));
         }
         Some(Err(ScriptReadError::TooLarge(len))) => {
+            let len = len.map_or_else(|| format!("over {MAX_SCRIPT_READ}"), |l| l.to_string());
             return Err(format!(
                 "configure script `{shown}` is {len} bytes; EC2 user data holds at most {USER_DATA_LIMIT} bytes"
+            ));
+        }
+        Some(Err(ScriptReadError::OutsideRepository {
+            resolved,
+            repository,
+        })) => {
+            return Err(format!(
+                "configure script `{shown}` resolves to `{}`, outside the application's repository `{}`: \
+                 scripts must live in the repository the application file belongs to",
+                resolved.display(),
+                repository.display()
             ));
         }
         Some(Err(ScriptReadError::Io(e))) => {
             return Err(format!("configure script `{shown}` cannot be read: {e}"));
         }
     };
-    let text = String::from_utf8(bytes.clone())
+    let text = std::str::from_utf8(bytes)
         .map_err(|_| format!("configure script `{shown}` is not UTF-8 text"))?;
     if text.contains('\0') {
         return Err(format!(
             "configure script `{shown}` contains NUL bytes; it must be text"
         ));
     }
-    Ok(text)
+    Ok(Arc::from(text))
 }
 
 /// The server's configure script (from the most specific block that names one), checked against
@@ -81,6 +114,7 @@ pub(super) fn resolve_script(
     layers: &Layers<'_>,
     base_dir: &Path,
     scripts: &ScriptFiles,
+    cache: &ScriptCache,
     diags: &mut Diagnostics,
 ) -> Option<ConfigureScript> {
     let (declared, _) = layers.launch(|l| l.configure_script.as_ref())?;
@@ -124,7 +158,13 @@ pub(super) fn resolve_script(
             );
     }
     let path = relative_to(base_dir, &declared.value);
-    let content = match script_text(scripts, &path) {
+    let text = cache
+        .texts
+        .borrow_mut()
+        .entry(path.clone())
+        .or_insert_with(|| script_text(scripts, &path))
+        .clone();
+    let content = match text {
         Ok(c) => c,
         Err(e) => {
             diags.error(declared.pos, e);
@@ -137,7 +177,13 @@ pub(super) fn resolve_script(
         kind,
         content,
     };
-    let size = userdata::wrapped_size(&script, &server.id.value);
+    // The wrapper depends on the server only through its id's length: measured once per script,
+    // kind and length, however many servers share the script.
+    let size = *cache
+        .wrapped
+        .borrow_mut()
+        .entry((script.path.clone(), kind, server.id.value.len()))
+        .or_insert_with(|| userdata::wrapped_size(&script, &server.id.value));
     if size > SCRIPT_BUDGET {
         diags.error(
             declared.pos,

@@ -13,8 +13,9 @@ use crate::limits::{
 use crate::model::{self, Spanned};
 use crate::syntax::pascal_case;
 
-use super::layers::{Layers, relative_to, setting};
-use super::scripts::{ScriptFiles, resolve_script};
+use super::disks::resolve_disks;
+use super::layers::{Layers, setting};
+use super::scripts::{ScriptCache, ScriptFiles, resolve_script};
 
 /// What every server's resolution reads besides its own entry.
 pub(super) struct Inputs<'a> {
@@ -22,6 +23,8 @@ pub(super) struct Inputs<'a> {
     /// The application file's directory: relative paths are relative to it.
     pub base_dir: &'a Path,
     pub scripts: &'a ScriptFiles,
+    /// Shared by every server's script check.
+    pub script_cache: ScriptCache,
 }
 
 /// One server's settings, merged; problems found while merging go to `diags`.
@@ -55,7 +58,14 @@ pub(super) fn resolve_server(
             )
         },
     );
-    let script = resolve_script(server, &layers, inputs.base_dir, inputs.scripts, diags);
+    let script = resolve_script(
+        server,
+        &layers,
+        inputs.base_dir,
+        inputs.scripts,
+        &inputs.script_cache,
+        diags,
+    );
 
     let cutover = Launch {
         instance_type: instance_type
@@ -124,12 +134,7 @@ pub(super) fn resolve_server(
             |l| (l.value.clone(), l.pos),
         );
 
-    let disks = server
-        .disks
-        .value
-        .iter()
-        .map(|d| relative_to(inputs.base_dir, &d.source.value))
-        .collect();
+    let disks = resolve_disks(server, inputs.base_dir, diags);
 
     AppServer {
         id: id.clone(),

@@ -64,7 +64,13 @@ fn settings_merge_field_by_field_and_remember_their_block() {
     );
     assert_eq!(db.cutover.private_ip_address.as_deref(), Some("10.0.0.5"));
     assert_eq!(db.cutover.signal_timeout_minutes, 30);
-    assert_eq!(db.disks, [PathBuf::from("apps/db.img")]);
+    assert_eq!(
+        db.disks,
+        [AppDisk {
+            source: PathBuf::from("apps/db.img"),
+            format: DiskFormat::Raw
+        }]
+    );
     // Test mode: the test block's subnet and type, no cutover address, no VPC check.
     let test = db.launch(Mode::Test);
     assert_eq!(test.subnet.as_ref().unwrap().value, "subnet-0e0e0e0e");
@@ -74,7 +80,7 @@ fn settings_merge_field_by_field_and_remember_their_block() {
     assert_eq!(test.security_groups, db.cutover.security_groups);
     let web = app.server("web").unwrap();
     assert_eq!(web.cutover.instance_type, "m5.large");
-    assert_eq!(web.disks, [PathBuf::from("/srv/web.img")]);
+    assert_eq!(web.disks[0].source, PathBuf::from("/srv/web.img"));
     assert_eq!(web.logical_id, "Web");
     assert_eq!(app.groups[1].depends_on, [0]);
     assert_eq!(app.groups[0].logical_stem, "Data");
@@ -84,8 +90,8 @@ fn settings_merge_field_by_field_and_remember_their_block() {
 fn replication_settings_have_defaults_and_the_most_specific_schedule_wins() {
     let app = valid(&format!(
         "{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\n  replication: {{runOnce: true, encrypted: true}}\n\
-         servers:\n  - {{id: a, os: linux, disks: [{{source: a}}], replication: {{frequencyHours: 6, kmsKeyId: alias/k}}}}\n  \
-         - {{id: b, os: linux, disks: [{{source: b}}]}}\n  - {{id: c, os: linux, disks: [{{source: c}}]}}\n\
+         servers:\n  - {{id: a, os: linux, disks: [{{source: a.img}}], replication: {{frequencyHours: 6, kmsKeyId: alias/k}}}}\n  \
+         - {{id: b, os: linux, disks: [{{source: b.img}}]}}\n  - {{id: c, os: linux, disks: [{{source: c.img}}]}}\n\
          groups:\n  - {{name: g, servers: [a, b], replication: {{keepRecentAmis: 4, licenseType: AWS}}}}\n  \
          - {{name: h, servers: [c], replication: {{encrypted: false}}}}\n"
     ));
@@ -106,6 +112,54 @@ fn replication_settings_have_defaults_and_the_most_specific_schedule_wins() {
     assert!(!c.encrypted);
 }
 
+/// Issue 8 item 1: a disk's format is declared or named by its extension (a `/dev/` source is
+/// raw); anything else, or a declaration that contradicts the extension, is an error at the disk.
+#[test]
+fn disk_format_is_declared_or_named_by_the_extension_never_guessed() {
+    let text = |disks: &str| {
+        format!(
+            "{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  - id: a\n    os: linux\n    disks:\n{disks}\
+             groups:\n  - {{name: g, servers: [a]}}\n"
+        )
+    };
+    let app = valid(&text(
+        "      - {source: /dev/vdb}\n      - {source: b.QCOW2}\n      - {source: c.img, format: vhdx}\n      \
+         - {source: exported-disk, format: vmdk}\n      - {source: /dev/sdc, format: raw}\n      - {source: e.vhd, format: vhd}\n",
+    ));
+    let formats: Vec<DiskFormat> = app.servers[0].disks.iter().map(|d| d.format).collect();
+    assert_eq!(
+        formats,
+        [
+            DiskFormat::Raw,
+            DiskFormat::Qcow2,
+            DiskFormat::Vhdx,
+            DiskFormat::Vmdk,
+            DiskFormat::Raw,
+            DiskFormat::Vhd
+        ]
+    );
+
+    let (app, problems) = resolve_with(
+        &text(
+            "      - {source: disk0}\n      - {source: disk1.bin}\n      - {source: d.vmdk, format: qcow2}\n      \
+             - {source: /dev/sdb, format: qcow2}\n      - {source: e.raw, format: raw}\n",
+        ),
+        &[],
+    );
+    assert!(app.is_none());
+    assert_eq!(
+        problems,
+        [
+            "10:18 the extension of `disk0` does not say its format: add `format:` (raw, qcow2, vmdk, vhd, vhdx) \
+             to the disk; rehost never guesses a format from an image's contents",
+            "11:18 the extension of `disk1.bin` does not say its format: add `format:` (raw, qcow2, vmdk, vhd, vhdx) \
+             to the disk; rehost never guesses a format from an image's contents",
+            "12:34 `format: qcow2` contradicts the extension of `d.vmdk`, which names a vmdk image; fix one of them",
+            "13:36 `/dev/sdb` is a block device, read raw: `format: qcow2` cannot apply to it",
+        ]
+    );
+}
+
 #[test]
 fn launch_order_depends_on_every_group_of_the_largest_order_below() {
     let app = valid(&format!(
@@ -114,7 +168,7 @@ fn launch_order_depends_on_every_group_of_the_largest_order_below() {
          - {{name: cache, servers: [s2], launchOrder: 2}}\n  - {{name: web, servers: [s3], launchOrder: 5}}\n  \
          - {{name: batch, servers: [s4], dependsOn: [dc]}}\n",
         (0..5)
-            .map(|i| format!("  - {{id: s{i}, os: linux, disks: [{{source: s{i}}}]}}\n"))
+            .map(|i| format!("  - {{id: s{i}, os: linux, disks: [{{source: s{i}.img}}]}}\n"))
             .collect::<String>()
     ));
     let deps: Vec<&[usize]> = app.groups.iter().map(|g| g.depends_on.as_slice()).collect();
@@ -125,8 +179,8 @@ fn launch_order_depends_on_every_group_of_the_largest_order_below() {
 fn references_are_checked_without_repeating_errors_about_unreadable_entries() {
     let (app, problems) = resolve_with(
         &format!(
-            "{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  - {{id: a, os: linux, disks: [{{source: a}}]}}\n  \
-             - {{id: b, os: bsd, disks: [{{source: b}}]}}\n  - {{id: c, os: linux, disks: [{{source: c}}]}}\n\
+            "{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  - {{id: a, os: linux, disks: [{{source: a.img}}]}}\n  \
+             - {{id: b, os: bsd, disks: [{{source: b.img}}]}}\n  - {{id: c, os: linux, disks: [{{source: c.img}}]}}\n\
              groups:\n  - {{name: g, servers: [a, b, x], dependsOn: [h, zz]}}\n  - {{name: h, servers: [a]}}\n"
         ),
         &[],
@@ -150,8 +204,8 @@ fn declared_scripts_are_collected_once_from_every_block() {
     let root = crate::yaml::parse(
         format!(
             "{HEAD}defaults:\n  launch: {{configureScript: setup.sh}}\nservers:\n  \
-             - {{id: a, os: linux, disks: [{{source: a}}], launch: {{configureScript: /opt/a.sh}}}}\n  \
-             - {{id: b, os: linux, disks: [{{source: b}}], launch: {{configureScript: setup.sh}}}}\n\
+             - {{id: a, os: linux, disks: [{{source: a.img}}], launch: {{configureScript: /opt/a.sh}}}}\n  \
+             - {{id: b, os: linux, disks: [{{source: b.img}}], launch: {{configureScript: setup.sh}}}}\n\
              groups:\n  - {{name: g, servers: [a, b], launch: {{configureScript: ../scripts/g.sh}}}}\n"
         )
         .as_bytes(),
@@ -173,7 +227,7 @@ fn declared_scripts_are_collected_once_from_every_block() {
 
 fn one_script(script: &str, os: &str, extra: &str) -> String {
     format!(
-        "{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  - {{id: a, os: {os}, disks: [{{source: a}}]}}\n\
+        "{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\nservers:\n  - {{id: a, os: {os}, disks: [{{source: a.img}}]}}\n\
          groups:\n  - name: g\n    servers: [a]\n    launch: {{configureScript: {script}{extra}}}\n"
     )
 }
@@ -190,7 +244,7 @@ fn a_script_is_embedded_as_read() {
         .configure_script
         .clone()
         .unwrap();
-    assert_eq!(script.content, "echo hi\n");
+    assert_eq!(&*script.content, "echo hi\n");
     assert_eq!(script.kind, ScriptType::Shell);
     assert_eq!(script.path, Path::new("apps/setup.sh"));
     assert_eq!(script.declared, "setup.sh");
@@ -207,12 +261,12 @@ fn scripts_that_cannot_be_used_are_reported_at_their_declaration() {
         ),
         (
             "dir.sh",
-            Err(ScriptReadError::NotAFile),
-            "configure script `apps/dir.sh` is not a file",
+            Err(ScriptReadError::NotAFile("a directory")),
+            "configure script `apps/dir.sh` is a directory, not a regular file",
         ),
         (
             "huge.sh",
-            Err(ScriptReadError::TooLarge(5_000_000)),
+            Err(ScriptReadError::TooLarge(Some(5_000_000))),
             "configure script `apps/huge.sh` is 5000000 bytes; EC2 user data holds at most 16384 bytes",
         ),
         (
@@ -280,7 +334,7 @@ fn values_out_of_range_are_errors_and_never_reach_the_app() {
     let (app, problems) = resolve_with(
         &format!(
             "{HEAD}tags: {{rehost:x: y}}\ndefaults:\n  launch: {{instanceType: m5.large, signalTimeoutMinutes: 721}}\n  \
-             replication: {{keepRecentAmis: 271, frequencyHours: 0}}\nservers:\n  - {{id: a, os: linux, disks: [{{source: a}}]}}\n\
+             replication: {{keepRecentAmis: 271, frequencyHours: 0}}\nservers:\n  - {{id: a, os: linux, disks: [{{source: a.img}}]}}\n\
              groups:\n  - {{name: g, servers: [a]}}\n"
         ),
         &[],

@@ -287,7 +287,7 @@ impl Replicator {
         job: &ServerJob,
         disk: &DiskJob,
     ) -> Result<DiskSource, ReplicationError> {
-        let (path, format) = (disk.source.clone(), disk.format);
+        let (path, format) = (disk.source.clone(), Some(disk.format.source_format()));
         let tools = self.opts.qemu.clone();
         let source = tokio::task::spawn_blocking(move || DiskSource::open(&path, format, &tools))
             .await

@@ -143,6 +143,7 @@ impl Replicator {
             snapshots: Vec::new(),
             status: ReportStatus::Failed,
             error: None,
+            refused: false,
             run_id: String::new(),
             app: job.app.clone(),
             ami_name: None,
@@ -169,6 +170,7 @@ impl Replicator {
             Err(e) => {
                 let message = e.to_string();
                 tracing::error!("{message}");
+                report.refused = e.is_refusal();
                 if !report.run_id.is_empty() {
                     timings.insert("total".into(), report.seconds);
                     let key = ServerKey::new(&job.app, &job.server);

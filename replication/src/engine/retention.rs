@@ -1,13 +1,19 @@
 //! Retention: keep a server's `keepRecentAmis` newest AMIs, deregister the rest and delete
 //! their snapshots unless something still needs them. What to remove is a pure plan
 //! ([`retention_plan`]); [`Replicator::apply_retention`] carries it out.
+//!
+//! Only what this application's state recorded is ever removed: an AMI is a candidate when the
+//! state recorded it for the server (EC2's tags alone prove nothing: anyone who can tag an
+//! image can make it look like rehost's, and another state file's AMIs carry the same tags),
+//! and a retired AMI's snapshots are those its state record names, never its tags.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ami::{self, FoundImage};
 use crate::error::ReplicationError;
 use crate::report::ServerReport;
 use crate::snapshot;
+use crate::state::AmiRecord;
 use crate::tags;
 
 use super::{Replicator, RunContext};
@@ -20,16 +26,20 @@ pub(super) struct Retire {
     pub delete_snapshots: Vec<String>,
 }
 
-/// What retention removes, oldest AMI first, given the server's images (any order; those
-/// already deregistered are ignored), the AMI this run made (`current`, always kept whatever
-/// the clocks say), how many to keep (0 keeps all) and the snapshots protected besides those of
-/// kept AMIs (this run's, and each disk's newest, the parent of the next increment).
+/// What retention removes, oldest AMI first, given the server's images as EC2 shows them (any
+/// order; those already deregistered are ignored), the AMIs the state recorded for the server,
+/// the AMI this run made (`current`, always kept whatever the clocks say), how many to keep (0
+/// keeps all) and the snapshots protected besides those of kept AMIs (this run's, and each
+/// disk's newest, the parent of the next increment).
 ///
-/// Images are ordered by creation date, then name; the `keep` newest stay (the current one
-/// counts among them). A retired AMI's snapshots (from its tags) are deleted unless a kept AMI
-/// uses them or they are protected.
+/// Only images the state recorded count and can be retired; any other image (hand-tagged, or
+/// another state's) is left alone, and so are the snapshots it names. Recorded images are
+/// ordered by creation date, then name; the `keep` newest stay (the current one counts among
+/// them). A retired AMI's snapshots (from its state record) are deleted unless a kept or
+/// unrecorded image uses them or they are protected.
 pub(super) fn retention_plan(
     mut images: Vec<FoundImage>,
+    recorded: &[AmiRecord],
     current: Option<&str>,
     keep: usize,
     protected: &BTreeSet<String>,
@@ -37,9 +47,14 @@ pub(super) fn retention_plan(
     if keep == 0 {
         return Vec::new();
     }
+    let records: BTreeMap<&str, &AmiRecord> =
+        recorded.iter().map(|r| (r.ami_id.as_str(), r)).collect();
     images.retain(|i| i.state != "deregistered");
     images.sort_by(|a, b| (&a.creation_date, &a.name).cmp(&(&b.creation_date, &b.name)));
-    let (current, mut others): (Vec<_>, Vec<_>) = images
+    let (ours, unrecorded): (Vec<_>, Vec<_>) = images
+        .into_iter()
+        .partition(|i| records.contains_key(i.ami_id.as_str()));
+    let (current, mut others): (Vec<_>, Vec<_>) = ours
         .into_iter()
         .partition(|i| Some(i.ami_id.as_str()) == current);
     let drop_count = (others.len() + current.len())
@@ -48,14 +63,20 @@ pub(super) fn retention_plan(
     let kept = others.split_off(drop_count);
     let old = others;
     let mut needed = protected.clone();
-    for img in current.iter().chain(&kept) {
+    for img in current.iter().chain(&kept).chain(&unrecorded) {
         needed.extend(tags::snapshot_ids(&img.tags));
+        needed.extend(img.mapped_snapshots.iter().cloned());
+        if let Some(record) = records.get(img.ami_id.as_str()) {
+            needed.extend(record.snapshot_ids.iter().cloned());
+        }
     }
     old.into_iter()
         .map(|img| Retire {
-            delete_snapshots: tags::snapshot_ids(&img.tags)
-                .into_iter()
-                .filter(|s| !needed.contains(s))
+            delete_snapshots: records[img.ami_id.as_str()]
+                .snapshot_ids
+                .iter()
+                .filter(|s| !needed.contains(*s))
+                .cloned()
                 .collect(),
             ami_id: img.ami_id,
             name: img.name,
@@ -90,7 +111,18 @@ impl Replicator {
                 .await
                 .map_err(ctx.state_err())?,
         );
-        let plan = retention_plan(images, report.ami_id.as_deref(), keep, &protected);
+        let recorded = self
+            .store
+            .recorded_amis(&ctx.key)
+            .await
+            .map_err(ctx.state_err())?;
+        let plan = retention_plan(
+            images,
+            &recorded,
+            report.ami_id.as_deref(),
+            keep,
+            &protected,
+        );
         for retire in plan {
             ami::deregister(&self.ec2, &retire.ami_id)
                 .await
@@ -140,6 +172,30 @@ mod tests {
         }
     }
 
+    /// What the state recorded for an image: its id and the snapshots its tags name.
+    fn record(img: &FoundImage) -> AmiRecord {
+        AmiRecord {
+            ami_id: img.ami_id.clone(),
+            name: img.name.clone(),
+            run_id: "r".into(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            snapshot_ids: tags::snapshot_ids(&img.tags),
+            encrypted: false,
+            kms_key_id: None,
+        }
+    }
+
+    /// The plan when the state recorded every image (as the tags describe it).
+    fn plan_all(
+        images: Vec<FoundImage>,
+        current: Option<&str>,
+        keep: usize,
+        protected: &BTreeSet<String>,
+    ) -> Vec<Retire> {
+        let recorded: Vec<AmiRecord> = images.iter().map(record).collect();
+        retention_plan(images, &recorded, current, keep, protected)
+    }
+
     fn ids(plan: &[Retire]) -> Vec<&str> {
         plan.iter().map(|r| r.ami_id.as_str()).collect()
     }
@@ -151,7 +207,7 @@ mod tests {
     #[test]
     fn keep_zero_keeps_everything() {
         let images = vec![image("ami-1", "1", &["s1"]), image("ami-2", "2", &["s2"])];
-        assert!(retention_plan(images, Some("ami-2"), 0, &none()).is_empty());
+        assert!(plan_all(images, Some("ami-2"), 0, &none()).is_empty());
     }
 
     #[test]
@@ -162,7 +218,7 @@ mod tests {
             image("ami-4", "4", &["s4"]),
             image("ami-2", "2", &["s2"]),
         ];
-        let plan = retention_plan(images, Some("ami-4"), 2, &none());
+        let plan = plan_all(images, Some("ami-4"), 2, &none());
         assert_eq!(ids(&plan), ["ami-1", "ami-2"], "oldest first");
         assert_eq!(plan[0].delete_snapshots, ["s1"]);
         assert_eq!(plan[1].delete_snapshots, ["s2"]);
@@ -171,7 +227,7 @@ mod tests {
     #[test]
     fn fewer_images_than_keep_remove_nothing() {
         let images = vec![image("ami-1", "1", &["s1"]), image("ami-2", "2", &["s2"])];
-        assert!(retention_plan(images, Some("ami-2"), 2, &none()).is_empty());
+        assert!(plan_all(images, Some("ami-2"), 2, &none()).is_empty());
     }
 
     #[test]
@@ -181,10 +237,10 @@ mod tests {
             image("ami-1", "1", &["s1"]),
             image("ami-2", "2", &["s2"]),
         ];
-        let plan = retention_plan(images, Some("ami-new"), 1, &none());
+        let plan = plan_all(images, Some("ami-new"), 1, &none());
         assert_eq!(ids(&plan), ["ami-1", "ami-2"]);
         let images = vec![image("ami-1", "1", &["s1"]), image("ami-2", "2", &["s2"])];
-        let plan = retention_plan(images, Some("ami-1"), 2, &none());
+        let plan = plan_all(images, Some("ami-1"), 2, &none());
         assert!(plan.is_empty(), "current + one other fit keep = 2");
     }
 
@@ -194,7 +250,7 @@ mod tests {
         let mut b = image("ami-b", "1", &["sb"]);
         a.name = "rehost-x-2".into();
         b.name = "rehost-x-1".into();
-        let plan = retention_plan(
+        let plan = plan_all(
             vec![a, b, image("ami-c", "2", &[])],
             Some("ami-c"),
             2,
@@ -212,7 +268,7 @@ mod tests {
             image("ami-1", "1", &["s1"]),
             image("ami-2", "2", &["s2"]),
         ];
-        let plan = retention_plan(images, Some("ami-2"), 1, &none());
+        let plan = plan_all(images, Some("ami-2"), 1, &none());
         assert_eq!(ids(&plan), ["ami-1"]);
     }
 
@@ -223,7 +279,7 @@ mod tests {
             image("ami-1", "1", &["s1", "shared"]),
             image("ami-2", "2", &["s2", "shared"]),
         ];
-        let plan = retention_plan(images, Some("ami-2"), 1, &none());
+        let plan = plan_all(images, Some("ami-2"), 1, &none());
         assert_eq!(plan[0].delete_snapshots, ["s1"]);
     }
 
@@ -234,7 +290,7 @@ mod tests {
             image("ami-2", "2", &["s2"]),
         ];
         let protected = BTreeSet::from(["parent".to_string()]);
-        let plan = retention_plan(images, Some("ami-2"), 1, &protected);
+        let plan = plan_all(images, Some("ami-2"), 1, &protected);
         assert_eq!(plan[0].delete_snapshots, ["s1"]);
     }
 
@@ -245,7 +301,51 @@ mod tests {
             image("ami-2", "2", &["s2"]),
             image("ami-3", "3", &["s3"]),
         ];
-        let plan = retention_plan(images, None, 2, &none());
+        let plan = plan_all(images, None, 2, &none());
         assert_eq!(ids(&plan), ["ami-1"]);
+    }
+
+    /// Issue 8 item 15: an image tagged as this server's that the state did not record (made
+    /// through another state file, or tagged by hand) is never retired, does not count toward
+    /// `keep`, and keeps its snapshots, even one a retired image's tags also name.
+    #[test]
+    fn an_image_the_state_did_not_record_is_never_retired() {
+        let foreign = image("ami-foreign", "0", &["s-foreign", "s-shared"]);
+        let ours = vec![
+            image("ami-1", "1", &["s1"]),
+            image("ami-2", "2", &["s2"]),
+            image("ami-3", "3", &["s3"]),
+        ];
+        let mut recorded: Vec<AmiRecord> = ours.iter().map(record).collect();
+        recorded[0].snapshot_ids.push("s-shared".into());
+        let mut images = ours;
+        images.insert(0, foreign);
+        let plan = retention_plan(images, &recorded, Some("ami-3"), 2, &none());
+        assert_eq!(
+            ids(&plan),
+            ["ami-1"],
+            "the foreign image is neither removed nor counted"
+        );
+        assert_eq!(
+            plan[0].delete_snapshots,
+            ["s1"],
+            "s-shared is the foreign image's too"
+        );
+        let only_foreign = vec![image("ami-foreign", "0", &["s-foreign"])];
+        assert!(retention_plan(only_foreign, &[], None, 1, &none()).is_empty());
+    }
+
+    /// A recorded image whose tags were changed to name another snapshot: the snapshots deleted
+    /// with it are those the state recorded, never what its tags say.
+    #[test]
+    fn a_retired_amis_snapshots_come_from_the_state_not_its_tags() {
+        let old = image("ami-1", "1", &["s1"]);
+        let recorded = vec![record(&old), record(&image("ami-2", "2", &["s2"]))];
+        let mut retagged = old;
+        retagged.tags = vec![(format!("{}disk0", tags::SNAPSHOT_PREFIX), "victim".into())];
+        let images = vec![retagged, image("ami-2", "2", &["s2"])];
+        let plan = retention_plan(images, &recorded, Some("ami-2"), 1, &none());
+        assert_eq!(ids(&plan), ["ami-1"]);
+        assert_eq!(plan[0].delete_snapshots, ["s1"]);
     }
 }

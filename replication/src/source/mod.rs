@@ -420,8 +420,24 @@ impl DiskSource {
     /// Reads block `index` into `buf`, reading only its data extents.
     pub fn read_block(&mut self, index: u64, buf: &mut [u8]) -> Result<BlockRead, SourceError> {
         debug_assert_eq!(buf.len(), BLOCK_SIZE);
-        let start = index * BLOCK_SIZE_U64;
-        let end = (start + BLOCK_SIZE_U64).min(self.size);
+        self.read_range(index * BLOCK_SIZE_U64, buf)
+    }
+
+    /// Reads `buf.len()` bytes at `offset`, reading only data extents: unallocated ranges and
+    /// anything past the end of the disk read as zeros.
+    pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<BlockRead, SourceError> {
+        let read = self.read_range(offset, buf)?;
+        if read == BlockRead::Unallocated {
+            buf.fill(0);
+        }
+        Ok(read)
+    }
+
+    /// Like `read_at`, but a range without data leaves `buf` untouched (`Unallocated`).
+    fn read_range(&mut self, offset: u64, buf: &mut [u8]) -> Result<BlockRead, SourceError> {
+        let start = offset;
+        let want_end = offset.saturating_add(buf.len() as u64);
+        let end = want_end.min(self.size);
         let first = self.extents.partition_point(|e| e.end() <= start);
         let overlapping = self.extents[first..].iter().take_while(|e| e.start < end);
         let mut pieces = overlapping
@@ -431,7 +447,7 @@ impl DiskSource {
             return Ok(BlockRead::Unallocated);
         }
         let pieces: Vec<(u64, u64)> = pieces.collect();
-        let covered = pieces.len() == 1 && pieces[0] == (start, start + BLOCK_SIZE_U64);
+        let covered = pieces.len() == 1 && pieces[0] == (start, want_end);
         if !covered {
             buf.fill(0);
         }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::AccountBinding;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot open state database {path}: {source}")]
@@ -82,6 +84,20 @@ pub enum StateError {
     /// A migration would overwrite records that differ.
     #[error("state {location} already holds other records of {server}: refusing to overwrite them")]
     Differs { location: String, server: String },
+    /// The state records another AWS account or region for this application than the one the
+    /// credentials reach: one state never steers two accounts.
+    #[error(
+        "state {location}: application '{app}' is bound to AWS account {} in {}, but the \
+         credentials reach account {} in {}; use that account and region, or another state \
+         (--state) for this one",
+        recorded.account, recorded.region, current.account, current.region
+    )]
+    OtherAccount {
+        location: String,
+        app: String,
+        recorded: Box<AccountBinding>,
+        current: Box<AccountBinding>,
+    },
     /// The worker doing a blocking state operation stopped without an answer (it panicked, or
     /// the runtime is shutting down).
     #[error("state {location}: {operation}: the worker stopped: {message}")]
@@ -90,4 +106,20 @@ pub enum StateError {
         operation: &'static str,
         message: String,
     },
+}
+
+impl StateError {
+    /// Whether the operator must change what they asked for (another account or region than
+    /// the state's, a wrong state location, an unfit or missing S3 state, a migration onto
+    /// other records) rather than retry.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            StateError::OtherAccount { .. }
+                | StateError::BadLocation { .. }
+                | StateError::Bucket { .. }
+                | StateError::NotInitialized { .. }
+                | StateError::Differs { .. }
+        )
+    }
 }

@@ -1,6 +1,6 @@
 //! Moving a whole state to another place (`rehost state migrate --from PATH --to s3://...`):
 //! every server's records, manifests and accepted blocks, through the trait, so any backend
-//! moves to any other. Idempotent: a server already moved (exactly the same records) is left
+//! moves to any other, with each application's account binding. Idempotent: a server already moved (exactly the same records) is left
 //! as it is, so an interrupted migration is finished by running it again. Nothing is written
 //! when the destination holds other records of an application being moved.
 
@@ -43,6 +43,20 @@ pub async fn migrate(from: &dyn StateStore, to: &dyn StateStore) -> Result<Migra
         .filter(|k| apps.contains(&k.app) && !wanted.contains(k))
         .map(|k| format!("{k} (not in the source)"))
         .collect();
+    // An application keeps its binding: one bound to another account at the destination is
+    // refused, as a command run with that account would be.
+    let mut bindings = Vec::new();
+    for app in &apps {
+        let Some(binding) = from.account_binding(app).await? else {
+            continue;
+        };
+        match to.account_binding(app).await? {
+            Some(there) if there != binding => differ.push(format!(
+                "application {app} (bound to {there} there, to {binding} here)"
+            )),
+            _ => bindings.push((app, binding)),
+        }
+    }
     for key in &servers {
         let there = to.export_server(key).await?;
         if !there.is_empty() && there != from.export_server(key).await? {
@@ -56,6 +70,9 @@ pub async fn migrate(from: &dyn StateStore, to: &dyn StateStore) -> Result<Migra
         });
     }
     let mut done = Migration::default();
+    for (app, binding) in bindings {
+        to.bind_account(app, &binding).await?;
+    }
     for key in servers {
         let dump = from.export_server(&key).await?;
         match to.import_server(&dump).await? {

@@ -15,6 +15,9 @@
 //!   may run in parallel;
 //! - the application lock is a guard object: an `flock` here, a lease there.
 //!
+//! - the AWS account and region an application's state belongs to is one value per
+//!   application, written once (a conditional create) and read back.
+//!
 //! Room is left for what later issues add (launch history, inspection results, worker leases):
 //! each will be a group of per-server methods like the ones below.
 //!
@@ -44,8 +47,8 @@ pub use location::StateLocation;
 pub use lock::AppLock;
 pub use migrate::{Migration, migrate};
 pub use records::{
-    AmiRecord, NewSnapshot, RunPhase, RunRecord, RunStatus, ServerKey, SnapshotCounts,
-    SnapshotRecord, SnapshotStatus, StoredText, WrittenBlock, linear_checksum,
+    AccountBinding, AmiRecord, NewSnapshot, RunPhase, RunRecord, RunStatus, ServerKey,
+    SnapshotCounts, SnapshotRecord, SnapshotStatus, StoredText, WrittenBlock, linear_checksum,
 };
 pub use s3::{S3Options, S3Store};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
@@ -76,6 +79,27 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Takes the application's exclusive lock for a whole replication; refused with
     /// [`StateError::Locked`] while another holder has it.
     async fn lock_app(&self, app: &str) -> Result<Box<dyn AppLockGuard>, StateError>;
+
+    // --- The AWS account and region (one per application) ---
+
+    /// Records the AWS account and region the application's state is used with, unless one
+    /// is recorded already: the first binding wins (a conditional create on an object store).
+    /// Returns the binding as recorded.
+    async fn bind_account(
+        &self,
+        app: &str,
+        proposed: &AccountBinding,
+    ) -> Result<AccountBinding, StateError>;
+
+    /// The application's recorded binding, if any; records nothing.
+    async fn account_binding(&self, app: &str) -> Result<Option<AccountBinding>, StateError>;
+
+    /// Binds the application's state to `current` on first use, and refuses
+    /// ([`StateError::OtherAccount`]) a state bound to another account or region.
+    async fn ensure_account(&self, app: &str, current: &AccountBinding) -> Result<(), StateError> {
+        let recorded = self.bind_account(app, current).await?;
+        check_account(&self.location(), app, &recorded, current)
+    }
 
     // --- Runs (one per server in progress) ---
 
@@ -146,6 +170,10 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Each server's latest AMI (by creation time, then name) from a completed run, still
     /// registered. A per-server read for every server of the application.
     async fn latest_amis(&self, app: &str) -> Result<BTreeMap<String, AmiRecord>, StateError>;
+
+    /// The server's AMIs this state recorded (from completed runs) and has not marked
+    /// deregistered, oldest first: all that retention may ever remove.
+    async fn recorded_amis(&self, server: &ServerKey) -> Result<Vec<AmiRecord>, StateError>;
 
     async fn mark_ami_deregistered(
         &self,
@@ -334,6 +362,24 @@ pub async fn read_histories(
         .buffered(READ_FANOUT)
         .try_collect()
         .await
+}
+
+/// `Ok` when the state's recorded binding is `current`; else the refusal naming both.
+pub fn check_account(
+    location: &str,
+    app: &str,
+    recorded: &AccountBinding,
+    current: &AccountBinding,
+) -> Result<(), StateError> {
+    if recorded == current {
+        return Ok(());
+    }
+    Err(StateError::OtherAccount {
+        location: location.to_string(),
+        app: app.to_string(),
+        recorded: Box::new(recorded.clone()),
+        current: Box::new(current.clone()),
+    })
 }
 
 /// The default place of the state database: `.rehost/state.db` beside the application file.

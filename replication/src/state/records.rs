@@ -188,6 +188,20 @@ pub struct AmiRecord {
     pub kms_key_id: Option<String>,
 }
 
+/// The AWS account and region an application's state is used with: recorded on first use
+/// ([`crate::state::StateStore::bind_account`]), so one state never steers two accounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountBinding {
+    pub account: String,
+    pub region: String,
+}
+
+impl std::fmt::Display for AccountBinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "account {} in {}", self.account, self.region)
+    }
+}
+
 /// Counters stored with a snapshot; uploads and seconds add up across resumed attempts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct SnapshotCounts {

@@ -1,6 +1,9 @@
--- The state database (`.rehost/state.db`, SQLite in WAL mode, `PRAGMA user_version = 1`).
+-- The state database (`.rehost/state.db`, SQLite in WAL mode, `PRAGMA user_version = 2`).
 -- Applied on every open (every statement is IF NOT EXISTS); a change of tables or columns needs
 -- a new user_version and a migration. Times are unix milliseconds.
+--
+-- Versions: 1 runs, snapshots, written_blocks, amis; 2 adds account_bindings (a version 1
+-- database is migrated by creating it, empty: its applications bind on their next use).
 
 CREATE TABLE IF NOT EXISTS runs (
     run_id       TEXT PRIMARY KEY,
@@ -68,3 +71,12 @@ CREATE TABLE IF NOT EXISTS amis (
     status       TEXT NOT NULL           -- available | deregistered
 );
 CREATE INDEX IF NOT EXISTS amis_by_server ON amis (app, server, created_at);
+
+-- The AWS account and region each application's state is used with, recorded on first use;
+-- another account or region is refused.
+CREATE TABLE IF NOT EXISTS account_bindings (
+    app        TEXT PRIMARY KEY,
+    account    TEXT NOT NULL,
+    region     TEXT NOT NULL,
+    bound_at   INTEGER NOT NULL
+);

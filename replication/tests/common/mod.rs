@@ -12,8 +12,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use rehost_replication::aws::{AwsOptions, configure_loader};
 use rehost_replication::manifest::BLOCK_SIZE;
 use rehost_replication::{
-    Architecture, BootMode, DiskJob, LicenseType, ProgressMode, ReplicateOptions, Replicator,
-    ServerJob, SqliteStore,
+    Architecture, BootMode, DiskFormat, DiskJob, LicenseType, ProgressMode, ReplicateOptions,
+    Replicator, ServerJob, SqliteStore,
 };
 
 pub const MIB: u64 = 1 << 20;
@@ -79,7 +79,8 @@ pub fn job(app: &str, server: &str, disks: &[(&str, &Path)]) -> ServerJob {
             .map(|(n, p)| DiskJob {
                 name: n.to_string(),
                 source: p.to_path_buf(),
-                format: None,
+                format: DiskFormat::implied_by(p)
+                    .expect("test images carry their format's extension"),
             })
             .collect(),
         architecture: Architecture::X86_64,

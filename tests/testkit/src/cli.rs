@@ -8,8 +8,10 @@
 //! ```
 
 use std::ffi::OsStr;
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::Moto;
 
@@ -74,6 +76,45 @@ impl Rehost {
     /// Runs to completion and returns the exit status and both outputs.
     pub fn run(mut self) -> Output {
         self.cmd.output().expect("rehost runs")
+    }
+
+    /// As `run`, for a command that must not hang: a run still going after `limit` is killed
+    /// and fails the test.
+    pub fn run_within(mut self, limit: Duration) -> Output {
+        let mut child = self
+            .cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("rehost runs");
+        // Drained while it runs, so a full pipe never looks like a hang.
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+        let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for rehost") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("rehost still running after {limit:?}: killed");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Output {
+            status,
+            stdout: stdout.join().expect("stdout reader"),
+            stderr: stderr.join().expect("stderr reader"),
+        }
     }
 }
 

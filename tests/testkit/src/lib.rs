@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod cli;
+pub mod guest;
 pub mod images;
 pub mod moto;
 pub mod proxy;

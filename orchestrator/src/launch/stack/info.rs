@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 
 use aws_sdk_cloudformation::types::StackStatus;
 
+use rehost_replication::tags;
+
+use crate::app::Mode;
 use crate::launch::{AwsClients, LaunchError};
 
 #[derive(Clone, Debug)]
@@ -14,11 +17,36 @@ pub struct StackInfo {
     pub reason: Option<String>,
     pub outputs: BTreeMap<String, String>,
     pub updated: Option<String>,
+    /// The stack's tags: rehost's own stacks carry `rehost:app` and `rehost:mode`.
+    pub tags: BTreeMap<String, String>,
+    /// The parameter values the stack runs with.
+    pub parameters: BTreeMap<String, String>,
 }
 
 impl StackInfo {
     pub fn in_progress(&self) -> bool {
         in_progress(&self.status)
+    }
+
+    /// Refuses a stack that is not this application's launch of this mode: rehost updates and
+    /// deletes only stacks it created, which carry `rehost:app` and `rehost:mode`. A stack of
+    /// the same name made by hand or by another tool (or another application's) is left alone.
+    pub fn check_owner(&self, app: &str, mode: Mode) -> Result<(), LaunchError> {
+        let tag = |key: &str| self.tags.get(key).map(String::as_str);
+        if tag(tags::APP) == Some(app) && tag(tags::MODE) == Some(mode.as_str()) {
+            return Ok(());
+        }
+        let shown = if self.tags.is_empty() {
+            "no tags".to_string()
+        } else {
+            let list: Vec<String> = self.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("tags {}", list.join(", "))
+        };
+        Err(LaunchError::ForeignStack {
+            stack: self.name.clone(),
+            tags: shown,
+            expected: format!("{}={app}, {}={}", tags::APP, tags::MODE, mode.as_str()),
+        })
     }
 }
 
@@ -102,6 +130,24 @@ pub async fn describe(clients: &AwsClients, name: &str) -> Result<Option<StackIn
                     .last_updated_time()
                     .or(s.creation_time())
                     .map(|t| t.to_string()),
+                tags: s
+                    .tags()
+                    .iter()
+                    .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                    .collect(),
+                parameters: s
+                    .parameters()
+                    .iter()
+                    .filter_map(|p| {
+                        Some((
+                            p.parameter_key()?.to_string(),
+                            p.resolved_value()
+                                .or(p.parameter_value())
+                                .unwrap_or_default()
+                                .to_string(),
+                        ))
+                    })
+                    .collect(),
             })
         })),
         Err(e) => {

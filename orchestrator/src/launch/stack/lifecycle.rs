@@ -1,16 +1,20 @@
 //! Creating or updating a stack (through a change set) and deleting it, each after looking at
-//! the stack as it is, so an interrupted run started again converges.
+//! the stack as it is, so an interrupted run started again converges. Only the application's
+//! own stack (tagged `rehost:app` and `rehost:mode`) is ever updated or deleted, and a cutover
+//! change set that would replace or remove instances runs only when the operator said `--yes`.
 
 use std::time::Duration;
 
 use aws_sdk_cloudformation::types::{ChangeSetType, OnFailure, StackStatus};
 use aws_smithy_types::DateTime;
 
+use crate::app::{App, Mode};
+use crate::launch::preview::{self, ResourceChange};
 use crate::launch::{AwsClients, LaunchError, aws};
 
-use super::change_set::create_change_set;
+use super::change_set::{create_change_set, delete_change_set};
 use super::events::{Notice, Observer, wait};
-use super::info::{describe, replaced_on_launch};
+use super::info::{StackInfo, describe, replaced_on_launch};
 use super::request::{Body, OnFailureChoice, StackRequest, Started, body};
 
 /// Creates the stack, or updates it through a change set, and returns without waiting for the
@@ -21,9 +25,12 @@ pub async fn start(
     observer: &mut dyn Observer,
 ) -> Result<Started, LaunchError> {
     let name = req.name();
+    let mut existing = describe(clients, &name).await?;
+    if let Some(info) = &existing {
+        info.check_owner(&req.app.name, req.mode)?;
+    }
     let (body, text) = body(clients, req).await?;
     let token = req.token(&text);
-    let mut existing = describe(clients, &name).await?;
     if let Some(info) = &existing
         && info.in_progress()
         && info.status != StackStatus::ReviewInProgress
@@ -36,6 +43,9 @@ pub async fn start(
             .await
             .ok();
         existing = describe(clients, &name).await?;
+        if let Some(info) = &existing {
+            info.check_owner(&req.app.name, req.mode)?;
+        }
     }
     if let Some(info) = &existing
         && replaced_on_launch(&info.status)
@@ -44,7 +54,7 @@ pub async fn start(
             stack: name.clone(),
             status: info.status.as_str().to_string(),
         });
-        delete(clients, &name, req.wait_limit, observer).await?;
+        delete_checked(clients, info, req.wait_limit, observer).await?;
         existing = None;
     }
     match existing {
@@ -71,12 +81,15 @@ pub async fn start(
                 .map_err(aws("cloudformation:CreateStack"))?;
             Ok(Started::Created)
         }
-        Some(_) => {
+        Some(info) => {
             let change_set =
                 create_change_set(clients, req, &body, ChangeSetType::Update, "launch").await?;
             let Some(change_set) = change_set else {
                 return Ok(Started::Unchanged);
             };
+            if req.mode == Mode::Cutover && !req.allow_replacement {
+                refuse_replacements(clients, req, &info, &change_set).await?;
+            }
             clients
                 .cfn
                 .execute_change_set()
@@ -92,16 +105,62 @@ pub async fn start(
     }
 }
 
-/// Deletes the stack and waits until it is gone. Deleting a missing stack is not an error.
+/// Deletes the application's stack of a mode and waits until it is gone. Deleting a missing
+/// stack is not an error (false); a stack that is not this application's is refused.
 pub async fn delete(
     clients: &AwsClients,
-    name: &str,
+    app: &App,
+    mode: Mode,
     limit: Duration,
     observer: &mut dyn Observer,
 ) -> Result<bool, LaunchError> {
-    let Some(info) = describe(clients, name).await? else {
+    let Some(info) = describe(clients, &app.stack_name(mode)).await? else {
         return Ok(false);
     };
+    info.check_owner(&app.name, mode)?;
+    delete_checked(clients, &info, limit, observer).await?;
+    Ok(true)
+}
+
+/// Refuses a cutover change set that would replace or remove instances: it is deleted
+/// unexecuted, and the error carries the changes that endanger instances.
+async fn refuse_replacements(
+    clients: &AwsClients,
+    req: &StackRequest<'_>,
+    info: &StackInfo,
+    change_set: &str,
+) -> Result<(), LaunchError> {
+    let described =
+        preview::describe_changes(clients, req.app, info, change_set, req.template).await;
+    let endangered: Vec<ResourceChange> = match described {
+        Ok(changes) => changes
+            .into_iter()
+            .filter(ResourceChange::endangers_instance)
+            .collect(),
+        Err(e) => {
+            // Never execute what could not be reviewed.
+            let _ = delete_change_set(clients, &info.name, change_set).await;
+            return Err(e);
+        }
+    };
+    if endangered.is_empty() {
+        return Ok(());
+    }
+    delete_change_set(clients, &info.name, change_set).await?;
+    Err(LaunchError::WouldReplace {
+        stack: info.name.clone(),
+        changes: endangered,
+    })
+}
+
+/// Deletes a stack already checked to be the application's, and waits until it is gone.
+async fn delete_checked(
+    clients: &AwsClients,
+    info: &StackInfo,
+    limit: Duration,
+    observer: &mut dyn Observer,
+) -> Result<(), LaunchError> {
+    let name = info.name.as_str();
     let since = Some(DateTime::from(std::time::SystemTime::now()));
     clients
         .cfn
@@ -112,8 +171,8 @@ pub async fn delete(
         .map_err(aws("cloudformation:DeleteStack"))?;
     // Follow by id: the name is free again once the stack is deleted.
     match wait(clients, &info.id, since, limit, observer).await? {
-        None => Ok(true),
-        Some(after) if after.status == StackStatus::DeleteComplete => Ok(true),
+        None => Ok(()),
+        Some(after) if after.status == StackStatus::DeleteComplete => Ok(()),
         Some(after) => Err(LaunchError::StackFailed {
             stack: name.to_string(),
             status: after.status.as_str().to_string(),

@@ -39,6 +39,9 @@ pub struct StackRequest<'a> {
     pub on_failure: OnFailureChoice,
     /// Upper bound for waiting on an operation that was already running.
     pub wait_limit: Duration,
+    /// A cutover update may replace or remove running instances (`--yes`). Without it, such a
+    /// change set is deleted unexecuted and the launch refused.
+    pub allow_replacement: bool,
 }
 
 impl StackRequest<'_> {

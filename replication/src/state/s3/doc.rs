@@ -423,6 +423,19 @@ impl ServerDoc {
         Ok(best.map(AmiDoc::record))
     }
 
+    /// The AMIs not marked deregistered, oldest first (creation time, then name): all that
+    /// retention may ever remove.
+    pub fn recorded_amis(&self) -> Result<Vec<AmiRecord>, Corrupt> {
+        let mut kept = Vec::new();
+        for a in &self.amis {
+            if a.available()? {
+                kept.push(a);
+            }
+        }
+        kept.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+        Ok(kept.into_iter().map(AmiDoc::record).collect())
+    }
+
     pub fn mark_ami_deregistered(&mut self, ami_id: &str) -> bool {
         match self.amis.iter_mut().find(|a| a.ami_id == ami_id) {
             Some(a) if a.status != AMI_DEREGISTERED => {

@@ -19,12 +19,13 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
 use super::{
-    AmiRecord, AppLockGuard, ImportOutcome, NewSnapshot, RunPhase, RunRecord, ServerDump,
-    ServerKey, SnapshotCounts, SnapshotRecord, StateError, StateStore, WrittenBlock,
+    AccountBinding, AmiRecord, AppLockGuard, ImportOutcome, NewSnapshot, RunPhase, RunRecord,
+    ServerDump, ServerKey, SnapshotCounts, SnapshotRecord, StateError, StateStore, WrittenBlock,
 };
 use crate::aws::AwsFailure;
 use crate::manifest::Manifest;
 
+mod account;
 mod bucket;
 mod doc;
 mod journal;
@@ -726,6 +727,25 @@ impl StateStore for S3Store {
             }
         }
         Ok(out)
+    }
+
+    async fn recorded_amis(&self, server: &ServerKey) -> Result<Vec<AmiRecord>, StateError> {
+        self.read(server)
+            .await?
+            .recorded_amis()
+            .map_err(|c| self.corrupt(server, c))
+    }
+
+    async fn bind_account(
+        &self,
+        app: &str,
+        proposed: &AccountBinding,
+    ) -> Result<AccountBinding, StateError> {
+        account::bind(self.objects(), app, proposed, OffsetDateTime::now_utc()).await
+    }
+
+    async fn account_binding(&self, app: &str) -> Result<Option<AccountBinding>, StateError> {
+        account::binding(self.objects(), app).await
     }
 
     async fn mark_ami_deregistered(

@@ -79,6 +79,9 @@ pub(crate) mod layout {
             encode(snapshot_id)
         )
     }
+    pub fn account(app: &str) -> String {
+        format!("apps/{}/account.json", encode(app))
+    }
     pub fn lock(app: &str) -> String {
         format!("apps/{}/lock.json", encode(app))
     }

@@ -24,6 +24,17 @@ pub(super) fn latest(db: &Db<'_>, app: &str) -> Result<BTreeMap<String, AmiRecor
     Ok(rows.into_iter().collect())
 }
 
+/// The server's AMIs not marked deregistered, oldest first (creation time, then name).
+pub(super) fn recorded(db: &Db<'_>, server: &ServerKey) -> Result<Vec<AmiRecord>, StateError> {
+    db.rows(
+        "read recorded AMIs",
+        "SELECT ami_id, name, run_id, created_at, snapshot_ids, encrypted, kms_key_id FROM amis \
+         WHERE app = ?1 AND server = ?2 AND status = 'available' ORDER BY created_at ASC, name ASC",
+        params![server.app, server.server],
+        |r| ami_from_row(r, 0),
+    )
+}
+
 pub(super) fn mark_deregistered(
     db: &Db<'_>,
     server: &ServerKey,

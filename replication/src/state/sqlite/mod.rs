@@ -2,8 +2,9 @@
 //! Every state transition is one transaction. The trait's async methods copy their arguments
 //! and run the SQL on tokio's blocking threads, so no caller blocks inside async code.
 //!
-//! The file format is `schema.sql` at `PRAGMA user_version = 1`; a database of a newer version is
-//! refused rather than misread.
+//! The file format is `schema.sql` at `PRAGMA user_version = 2`; a database of a newer version is
+//! refused rather than misread (an older rehost would not check the account binding), and one
+//! of version 1 is migrated on open (the `account_bindings` table is added).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,18 +15,20 @@ use rusqlite::{Connection, Params, Row};
 use time::OffsetDateTime;
 
 use super::{
-    AmiRecord, AppLock, AppLockGuard, ImportOutcome, NewSnapshot, RunPhase, RunRecord, ServerDump,
-    ServerKey, SnapshotCounts, SnapshotRecord, StateError, StateStore, StoredText, WrittenBlock,
+    AccountBinding, AmiRecord, AppLock, AppLockGuard, ImportOutcome, NewSnapshot, RunPhase,
+    RunRecord, ServerDump, ServerKey, SnapshotCounts, SnapshotRecord, StateError, StateStore,
+    StoredText, WrittenBlock,
 };
 use crate::manifest::Manifest;
 
 mod amis;
+mod bindings;
 mod runs;
 mod snapshots;
 mod transfer;
 
 /// The version of `schema.sql` this rehost reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = include_str!("../schema.sql");
 
@@ -130,10 +133,17 @@ fn init(db: &Db<'_>) -> Result<(), StateError> {
             known: SCHEMA_VERSION,
         });
     }
-    conn.execute_batch(SCHEMA)
-        .map_err(db.sql("create schema"))?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-        .map_err(db.sql("set schema version"))?;
+    if version == SCHEMA_VERSION {
+        // Opening a current database writes nothing: a reader (`rehost status` while a
+        // replication runs) never takes the write lock from the writer.
+        return Ok(());
+    }
+    // Creating or migrating: one immediate transaction, so two processes opening a new file at
+    // once create it once, and the schema and its version change together.
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;\n{SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+    ))
+    .map_err(db.sql("create schema"))?;
     Ok(())
 }
 
@@ -267,7 +277,13 @@ fn transaction<T>(
         operation,
         source,
     };
-    let tx = conn.transaction().map_err(sql)?;
+    // IMMEDIATE takes the write lock at BEGIN, waiting out other writers (busy timeout). A
+    // deferred transaction that reads first and then writes fails at once with SQLITE_BUSY when
+    // another connection committed in between (WAL cannot upgrade a stale read snapshot), which
+    // made the block recorder give up while another process opened the state.
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
     let out = f(&Db { conn: &tx, path })?;
     tx.commit().map_err(sql)?;
     Ok(out)
@@ -393,6 +409,35 @@ impl StateStore for SqliteStore {
         let app = app.to_string();
         self.call("read latest AMIs", move |conn, path| {
             amis::latest(&Db { conn, path }, &app)
+        })
+        .await
+    }
+
+    async fn recorded_amis(&self, server: &ServerKey) -> Result<Vec<AmiRecord>, StateError> {
+        let server = server.clone();
+        self.call("read recorded AMIs", move |conn, path| {
+            amis::recorded(&Db { conn, path }, &server)
+        })
+        .await
+    }
+
+    async fn bind_account(
+        &self,
+        app: &str,
+        proposed: &AccountBinding,
+    ) -> Result<AccountBinding, StateError> {
+        let (app, proposed) = (app.to_string(), proposed.clone());
+        let now = OffsetDateTime::now_utc();
+        self.call("bind account", move |conn, path| {
+            bindings::bind(&Db { conn, path }, &app, &proposed, now)
+        })
+        .await
+    }
+
+    async fn account_binding(&self, app: &str) -> Result<Option<AccountBinding>, StateError> {
+        let app = app.to_string();
+        self.call("read account binding", move |conn, path| {
+            bindings::binding(&Db { conn, path }, &app)
         })
         .await
     }

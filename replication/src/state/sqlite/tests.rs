@@ -16,7 +16,7 @@ fn raw(dir: &tempfile::TempDir) -> Connection {
 }
 
 #[tokio::test]
-async fn opening_creates_the_directory_and_a_wal_database_at_version_1() {
+async fn opening_creates_the_directory_and_a_wal_database_at_the_current_version() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
     assert_eq!(store.path(), dir.path().join(".rehost/state.db"));
@@ -24,7 +24,8 @@ async fn opening_creates_the_directory_and_a_wal_database_at_version_1() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 2);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -45,8 +46,8 @@ async fn a_database_of_a_newer_rehost_is_refused() {
         matches!(
             err,
             StateError::Schema {
-                found: 2,
-                known: 1,
+                found: 3,
+                known: 2,
                 ..
             }
         ),
@@ -54,14 +55,17 @@ async fn a_database_of_a_newer_rehost_is_refused() {
     );
 }
 
-/// A database written by rehost before the store was split (same tables, rows inserted as that
-/// version wrote them) reads the same.
+/// A database of schema version 1, written by rehost before the store was split and before
+/// account bindings (its tables, rows inserted as that version wrote them), is migrated to the
+/// current version on open: it reads the same, and its application binds on first use.
 #[tokio::test]
-async fn an_existing_database_keeps_working() {
+async fn a_version_1_database_is_migrated_and_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join(".rehost")).unwrap();
     let conn = raw(&dir);
     conn.execute_batch(SCHEMA).unwrap();
+    // Version 1 had no account_bindings table.
+    conn.execute_batch("DROP TABLE account_bindings").unwrap();
     conn.pragma_update(None, "user_version", 1).unwrap();
     conn.execute_batch(
         "INSERT INTO runs (run_id, app, server, grp, status, phase, started_at, attempted_at, finished_at, attempts, \
@@ -89,6 +93,17 @@ async fn an_existing_database_keeps_working() {
     assert_eq!(latest["web"].snapshot_ids, vec!["snap-1".to_string()]);
     let (success, _) = store.last_times(&web).await.unwrap();
     assert_eq!(success.map(crate::clock::unix_ms), Some(1_740_823_500_000));
+    let version: i64 = raw(&dir)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2, "migrated");
+    assert_eq!(store.account_binding("shop").await.unwrap(), None);
+    let here = AccountBinding {
+        account: "123456789012".into(),
+        region: "us-east-1".into(),
+    };
+    store.ensure_account("shop", &here).await.unwrap();
+    assert_eq!(store.account_binding("shop").await.unwrap(), Some(here));
 }
 
 #[tokio::test]
@@ -157,4 +172,25 @@ async fn clones_share_one_connection_and_see_each_others_writes() {
         b.run(&web, &run.run_id).await.unwrap().unwrap().run_id,
         run.run_id
     );
+}
+
+/// `kill_resume` once timed out because the parent, polling the state every 20 ms, opened it
+/// with a schema write each time; the child's block recorder, in a deferred transaction, then
+/// met SQLITE_BUSY and stopped recording. Opening a current database must not need the write
+/// lock: it succeeds while another connection holds it.
+#[tokio::test]
+async fn opening_a_current_database_takes_no_write_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(&dir).await);
+    let writer = raw(&dir);
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let opened = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        SqliteStore::open(&dir.path().join(".rehost/state.db")),
+    )
+    .await
+    .expect("open does not wait for the writer");
+    let store = opened.unwrap();
+    assert!(store.latest_amis("shop").await.unwrap().is_empty());
+    writer.execute_batch("COMMIT").unwrap();
 }
