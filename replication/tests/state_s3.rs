@@ -597,3 +597,32 @@ async fn a_replication_kept_on_s3_resumes_without_sending_accepted_blocks_again(
         .unwrap();
     assert_eq!(journal.contents().len(), 0);
 }
+
+/// Two rehosts binding one application at once (each its first command with its own
+/// credentials): exactly one binding is recorded, and both are told the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_rehosts_binding_one_application_at_once_the_first_binding_wins() {
+    use rehost_replication::state::AccountBinding;
+    let f = S3Fixture::new();
+    let stores: Vec<S3Store> = futures_util::future::join_all((0..4).map(|_| f.store())).await;
+    let proposals: Vec<AccountBinding> = (0..4)
+        .map(|i| AccountBinding {
+            account: format!("{i}{i}{i}{i}{i}{i}{i}{i}{i}{i}{i}{i}"),
+            region: "us-east-1".into(),
+        })
+        .collect();
+    let answers = futures_util::future::join_all(
+        stores
+            .iter()
+            .zip(&proposals)
+            .map(|(s, p)| s.bind_account("shop", p)),
+    )
+    .await;
+    let answers: Vec<AccountBinding> = answers.into_iter().map(Result::unwrap).collect();
+    assert!(proposals.contains(&answers[0]));
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    assert_eq!(
+        f.store().await.account_binding("shop").await.unwrap(),
+        Some(answers[0].clone())
+    );
+}

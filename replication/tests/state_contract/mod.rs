@@ -57,6 +57,7 @@ macro_rules! suite {
             unknown_status_text_is_corrupt,
             a_server_moves_whole_and_moving_it_again_changes_nothing,
             a_destination_with_other_records_is_refused,
+            a_migration_carries_the_account_binding,
             the_first_account_binding_wins_per_application,
             another_account_or_region_is_refused,
             recorded_amis_are_the_servers_available_ones_oldest_first,

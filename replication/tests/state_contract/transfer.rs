@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use rehost_replication::manifest::Manifest;
-use rehost_replication::state::{ImportOutcome, ServerDump, StateError};
+use rehost_replication::state::{AccountBinding, ImportOutcome, ServerDump, StateError, migrate};
 use time::macros::datetime;
 
 use super::*;
@@ -157,4 +157,44 @@ pub async fn a_destination_with_other_records_is_refused(f: &dyn Fixture) {
         dump,
         "nothing was overwritten"
     );
+}
+
+/// A moved state stays bound to its account and region (else the first command run against
+/// the destination, with any credentials, would bind it anew); a destination where the
+/// application is bound to another account is refused, writing nothing.
+pub async fn a_migration_carries_the_account_binding(f: &dyn Fixture) {
+    let here = AccountBinding {
+        account: "111111111111".into(),
+        region: "us-east-1".into(),
+    };
+    let from = f.open().await;
+    eventful_server(&*from, &key("db")).await;
+    from.ensure_account("shop", &here).await.unwrap();
+    let to = f.open_other().await;
+    let done = migrate(&*from, &*to).await.unwrap();
+    assert_eq!(done.moved, [key("db")]);
+    assert_eq!(
+        to.account_binding("shop").await.unwrap(),
+        Some(here.clone())
+    );
+    let again = migrate(&*from, &*to).await.unwrap();
+    assert_eq!(again.already_there, [key("db")], "idempotent");
+
+    // Another application, bound to another account at the destination.
+    let crm = ServerKey::new("crm", "db");
+    open_snapshot(&*from, &crm, "snap-crm").await;
+    from.ensure_account("crm", &here).await.unwrap();
+    let elsewhere = AccountBinding {
+        account: "222222222222".into(),
+        region: "us-east-1".into(),
+    };
+    to.bind_account("crm", &elsewhere).await.unwrap();
+    let err = migrate(&*from, &*to).await.unwrap_err();
+    assert!(matches!(err, StateError::Differs { .. }), "{err:?}");
+    assert!(err.to_string().contains("222222222222"), "{err}");
+    assert!(
+        to.export_server(&crm).await.unwrap().is_empty(),
+        "nothing written"
+    );
+    assert_eq!(to.account_binding("crm").await.unwrap(), Some(elsewhere));
 }
