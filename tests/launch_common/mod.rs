@@ -387,3 +387,27 @@ pub fn small_app(dir: &Path, name: &str, servers: &[&str], infra: &Infra) -> Pat
     std::fs::write(&file, text).unwrap();
     file
 }
+
+/// `n` distinct x86_64 images the emulator offers.
+pub async fn x86_images(n: usize) -> Vec<String> {
+    let out = aws_sdk_ec2::Client::new(&sdk().await)
+        .describe_images()
+        .owners("amazon")
+        .filters(
+            Filter::builder()
+                .name("architecture")
+                .values("x86_64")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<String> = out
+        .images()
+        .iter()
+        .filter_map(|i| i.image_id().map(str::to_string))
+        .take(n)
+        .collect();
+    assert_eq!(ids.len(), n);
+    ids
+}

@@ -143,7 +143,11 @@ pub fn preview(w: &mut dyn Write, preview: &LaunchPreview) -> io::Result<()> {
                 count(ChangeAction::Add),
                 count(ChangeAction::Modify),
                 count(ChangeAction::Remove)
-            )
+            )?;
+            for warning in &preview.warnings {
+                writeln!(w, "warning: {warning}")?;
+            }
+            Ok(())
         }
     }
 }

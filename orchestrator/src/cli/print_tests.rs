@@ -218,10 +218,12 @@ fn plan_of_an_update_and_of_no_change() {
                 &[],
             ),
         ],
+        warnings: vec!["server web01: its configure script or checks changed, but its instance is not replaced: user data does not run again on an existing instance, so the change will not run there".into()],
     };
     let none = LaunchPreview {
         action: StackAction::None,
         changes: vec![],
+        warnings: vec![],
         ..update.clone()
     };
     let mut text = rendered(|w| preview(w, &update));

@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rehost::app::App;
 use rehost::launch::stack::{self, EventView, Notice, Observer};
-use rehost::template::{Names, Template};
+use rehost::template::Template;
 
 use crate::cli::print;
 
@@ -58,8 +58,10 @@ impl Bars {
                     .iter()
                     .map(|&s| app.servers[s].logical_id.clone())
                     .collect();
-                ids.push(Names::gate(&group.logical_stem));
-                ids.push(Names::gate_handle(&group.logical_stem));
+                if let Some(gate) = template.gate(g) {
+                    ids.push(gate.gate.clone());
+                    ids.push(gate.handle.clone());
+                }
                 for id in ids.into_iter().filter(|id| template.has_resource(id)) {
                     wave_of.insert(id, i);
                     count += 1;

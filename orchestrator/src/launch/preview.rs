@@ -19,6 +19,7 @@ use crate::app::{App, Mode};
 use crate::launch::stack::{self, StackRequest};
 use crate::launch::template_diff::{
     instance_diff, instance_update_effect, parameter_defaults, property_diff, resolve_parameters,
+    update_warnings,
 };
 use crate::launch::{AwsClients, LaunchError, aws};
 use crate::template::{Names, Template};
@@ -33,6 +34,8 @@ pub struct LaunchPreview {
     pub waves: Vec<PlannedWave>,
     /// For an existing stack: the change set, one entry per resource.
     pub changes: Vec<ResourceChange>,
+    /// What the update means for configure scripts and gates (`template_diff::update_warnings`).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -104,32 +107,7 @@ pub struct PropertyChange {
     pub effect: UpdateEffect,
 }
 
-/// How changing a property lands on the running resource.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum UpdateEffect {
-    #[serde(rename = "replacement")]
-    Replacement,
-    #[serde(rename = "replacement (conditional)")]
-    ConditionalReplacement,
-    #[serde(rename = "some interruption")]
-    SomeInterruption,
-    #[serde(rename = "no interruption")]
-    NoInterruption,
-    #[serde(rename = "unknown")]
-    Unknown,
-}
-
-impl UpdateEffect {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpdateEffect::Replacement => "replacement",
-            UpdateEffect::ConditionalReplacement => "replacement (conditional)",
-            UpdateEffect::SomeInterruption => "some interruption",
-            UpdateEffect::NoInterruption => "no interruption",
-            UpdateEffect::Unknown => "unknown",
-        }
-    }
-}
+pub use crate::template::UpdateEffect;
 
 /// The SDK enums serialise as CloudFormation spells them.
 fn as_str<T: AsRef<str>, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -158,6 +136,7 @@ pub async fn preview(
         action: StackAction::None,
         waves: vec![],
         changes: vec![],
+        warnings: vec![],
     };
     // A stack of this name that is not the application's is refused, as launch refuses it.
     let Some(existing) = existing else {
@@ -185,6 +164,7 @@ pub async fn preview(
     deleted?;
     if !preview.changes.is_empty() {
         preview.action = StackAction::Update;
+        preview.warnings = update_warnings(app, template, &preview.changes);
     }
     Ok(preview)
 }
@@ -297,10 +277,7 @@ fn owner_of(app: &App, logical_id: &str) -> (Option<String>, Option<String>) {
     let group = server.map(|s| app.group_of(s).name.clone()).or_else(|| {
         app.groups
             .iter()
-            .find(|g| {
-                logical_id == Names::gate(&g.logical_stem)
-                    || logical_id == Names::gate_handle(&g.logical_stem)
-            })
+            .find(|g| Names::is_gate_of(&g.logical_stem, logical_id))
             .map(|g| g.name.clone())
     });
     (server.map(|s| s.id.clone()), group)
@@ -343,6 +320,7 @@ pub fn creation(app: &App, mode: Mode, template: &Template) -> LaunchPreview {
         action: StackAction::Create,
         waves: new_stack_waves(app, mode, template),
         changes: vec![],
+        warnings: vec![],
     }
 }
 
@@ -389,9 +367,9 @@ fn new_stack_waves(app: &App, mode: Mode, template: &Template) -> Vec<PlannedWav
                         detail,
                     });
                 }
-                if resources.contains_key(&Names::gate(&group.logical_stem)) {
+                if let Some(gate) = template.gate(g) {
                     planned.push(PlannedResource {
-                        logical_id: Names::gate(&group.logical_stem),
+                        logical_id: gate.gate.clone(),
                         resource_type: "AWS::CloudFormation::WaitCondition".into(),
                         server: None,
                         group: group.name.clone(),

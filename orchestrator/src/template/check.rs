@@ -155,13 +155,13 @@ fn check_names(app: &App, diags: &mut Diagnostics) {
     for group in &app.groups {
         let owner = format!("group `{}`", group.name);
         claim(
-            Names::gate(&group.logical_stem),
+            Names::gate(&group.logical_stem, ""),
             owner.clone(),
             group.pos,
             diags,
         );
         claim(
-            Names::gate_handle(&group.logical_stem),
+            Names::gate_handle(&group.logical_stem, ""),
             owner.clone(),
             group.pos,
             diags,

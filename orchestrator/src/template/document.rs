@@ -36,6 +36,15 @@ pub struct Template {
     pub outputs: usize,
     /// How AMIs are parameterised (per server while they fit in the parameter quota).
     pub ami_parameters: AmiParameters,
+    /// Each group's gate (by group index; None without gates).
+    pub gates: Vec<Option<GateIds>>,
+}
+
+/// The logical ids of a group's gate, which carry its generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateIds {
+    pub gate: String,
+    pub handle: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +88,11 @@ impl Template {
     /// Block-style YAML that YAML 1.1 and 1.2 readers read back as the JSON rendering.
     pub fn to_yaml(&self) -> String {
         super::emit_yaml::to_yaml(&self.body)
+    }
+
+    /// The gate of group `g`, when the template is gated.
+    pub fn gate(&self, g: usize) -> Option<&GateIds> {
+        self.gates.get(g).and_then(Option::as_ref)
     }
 
     /// Whether the template declares this logical id.

@@ -131,9 +131,11 @@ fn instances_carry_rehosts_tags_first_and_an_explicit_public_ip_choice_on_a_nic(
         cutover.body["Resources"]["Web01"]["Properties"]["NetworkInterfaces"][0]["PrivateIpAddress"],
         "10.0.0.9"
     );
+    let data_gate = &cutover.gate(0).unwrap().gate;
+    assert!(data_gate.starts_with("DataGate"));
     assert_eq!(
         cutover.body["Resources"]["Web01"]["DependsOn"],
-        json!(["DataGate"])
+        json!([data_gate])
     );
 }
 
