@@ -60,6 +60,12 @@ impl Bars {
                     .collect();
                 ids.push(Names::gate(&group.logical_stem));
                 ids.push(Names::gate_handle(&group.logical_stem));
+                // Nested: the group's child stack, or its parts.
+                ids.push(Names::nested_stack(&group.logical_stem));
+                ids.extend(
+                    (1..=group.servers.len())
+                        .map(|k| Names::nested_stack_part(&group.logical_stem, k)),
+                );
                 for id in ids.into_iter().filter(|id| template.has_resource(id)) {
                     wave_of.insert(id, i);
                     count += 1;

@@ -18,7 +18,11 @@ mod check;
 mod document;
 mod emit_yaml;
 mod names;
+mod nested;
+#[cfg(test)]
+mod nested_tests;
 mod outputs;
+mod package;
 mod parameters;
 mod render;
 mod resources;
@@ -27,6 +31,9 @@ mod tests;
 
 pub use check::check;
 pub use document::{AmiParameters, RenderOptions, Template};
+pub use emit_yaml::to_yaml;
 pub use names::{Names, PORTABLE_FIELDS, PortableField};
+pub use nested::{Child, NestError, TEMPLATE_BASE_URL};
 pub use outputs::launch_waves_text;
+pub use package::{NestedPackage, Package, compact_len, quota_problems, render_package};
 pub use render::render;

@@ -212,6 +212,7 @@ fn counted_quotas_match_the_rendered_template() {
                         mode,
                         portable,
                         health_gate,
+                        nested: false,
                         amis: Default::default(),
                     };
                     let t = render(&app, &opts);
