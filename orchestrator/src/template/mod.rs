@@ -23,7 +23,7 @@ mod nested;
 mod nested_tests;
 mod outputs;
 mod package;
-mod parameters;
+pub(crate) mod parameters;
 mod render;
 mod resources;
 #[cfg(test)]

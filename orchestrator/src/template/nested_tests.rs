@@ -358,3 +358,27 @@ fn a_group_too_large_for_one_child_is_split_into_parts() {
         }
     }
 }
+
+/// Groups of hundreds of servers (which only nested stacks launch) list their servers in
+/// descriptions within CloudFormation's limits (4,000 bytes for parameters, 1,024 for outputs).
+#[test]
+fn long_server_lists_are_cut_to_the_description_limits() {
+    let ids: Vec<String> = (0..600).map(|i| format!("server{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let text = super::parameters::listing(&ids, 100);
+    assert!(text.len() <= 100, "{text}");
+    assert!(text.starts_with("server0, server1, "), "{text}");
+    assert!(text.ends_with("server8 and 591 more"), "{text}");
+    assert_eq!(
+        super::parameters::listing(&ids[..3], 100),
+        "server0, server1, server2"
+    );
+    let app = app(&rehost_testkit::apps::large_app(1200, 2));
+    let t = render(&app, &RenderOptions::new(Mode::Cutover));
+    for (name, p) in t.body["Parameters"].as_object().unwrap() {
+        assert!(p["Description"].as_str().unwrap().len() <= 4000, "{name}");
+    }
+    for (name, o) in t.body["Outputs"].as_object().unwrap() {
+        assert!(o["Description"].as_str().unwrap().len() <= 1024, "{name}");
+    }
+}
