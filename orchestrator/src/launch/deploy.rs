@@ -98,6 +98,7 @@ pub async fn deploy(
         app,
         mode,
         template: &template,
+        children: package.children(),
         on_failure: deployment.on_failure,
         wait_limit: limit,
         allow_replacement: deployment.allow_replacement,

@@ -27,6 +27,8 @@ pub enum Package {
 
 #[derive(Clone, Debug)]
 pub struct NestedPackage {
+    /// The flat template the package was made from (what `plan` shows of a new launch).
+    pub flat: Template,
     /// The parent, with each child under the `TemplateBaseUrl` parameter.
     pub parent: Template,
     pub children: Vec<Child>,
@@ -35,6 +37,7 @@ pub struct NestedPackage {
 impl NestedPackage {
     fn from(nested: Nested, flat: &Template) -> Self {
         NestedPackage {
+            flat: flat.clone(),
             parent: Template {
                 resources: section_len(&nested.parent, "Resources"),
                 parameters: section_len(&nested.parent, "Parameters"),
@@ -85,6 +88,22 @@ impl Package {
         match self {
             Package::Flat(t) => t,
             Package::Nested(n) => &n.parent,
+        }
+    }
+
+    /// The whole application in one template, as rendered before nesting.
+    pub fn flat(&self) -> &Template {
+        match self {
+            Package::Flat(t) => t,
+            Package::Nested(n) => &n.flat,
+        }
+    }
+
+    /// The child templates (none for a flat launch).
+    pub fn children(&self) -> &[Child] {
+        match self {
+            Package::Flat(_) => &[],
+            Package::Nested(n) => &n.children,
         }
     }
 }
