@@ -24,6 +24,7 @@ mod nested_tests;
 mod outputs;
 mod package;
 pub(crate) mod parameters;
+mod references;
 mod render;
 mod resources;
 #[cfg(test)]
