@@ -25,9 +25,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Map, Value, json};
 
-use crate::limits::MAX_TEMPLATE_DESCRIPTION;
-
 use super::references::{Reference, alphanumeric, collect, resource_references, rewrite};
+use super::render::cut_description;
 
 /// The parameter the parent takes for where its children live (`render`, `share`).
 pub const TEMPLATE_BASE_URL: &str = "TemplateBaseUrl";
@@ -388,17 +387,6 @@ fn copy_used(f: &Flat<'_>, used: &BTreeSet<Reference>, body: &mut Map<String, Va
     }
 }
 
-fn described(text: String) -> String {
-    if text.len() <= MAX_TEMPLATE_DESCRIPTION {
-        return text;
-    }
-    let mut end = MAX_TEMPLATE_DESCRIPTION;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
-}
-
 /// The children's templates and the parent that launches them.
 fn build(
     f: &Flat<'_>,
@@ -468,7 +456,7 @@ fn build(
         body.insert("AWSTemplateFormatVersion".into(), "2010-09-09".into());
         body.insert(
             "Description".into(),
-            described(format!("Nested stack {}: {description}", unit.logical_id)).into(),
+            cut_description(format!("Nested stack {}: {description}", unit.logical_id)).into(),
         );
         let mut metadata = rehost_metadata.clone();
         if let Some(m) = metadata.as_object_mut() {
