@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use rehost::template::render_package;
 
-use crate::cli::args::TemplateFlags;
+use crate::cli::args::{AwsArgs, TemplateFlags};
 use crate::cli::common::{load_app, write_rendered};
 use crate::cli::io::Io;
 
@@ -29,7 +29,10 @@ pub struct Args {
 
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let options = args.template.options(&app, None).await?;
+    let options = args
+        .template
+        .options(&app, &AwsArgs::default(), None)
+        .await?;
     let package = render_package(&app, &options)?;
     let yaml = matches!(args.format, Format::Yaml);
     write_rendered(&app.name, package, args.output.as_deref(), yaml, io)

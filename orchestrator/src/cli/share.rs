@@ -8,7 +8,7 @@ use rehost::error::InvalidInput;
 use rehost::launch::{AwsClients, share};
 use rehost::template::{Package, RenderOptions, render_package};
 
-use crate::cli::args::{AwsArgs, StateArg, choice, state_path};
+use crate::cli::args::{AwsArgs, StateArg, choice};
 use crate::cli::common::{bound_state, exit_code_of, load_app, write_rendered};
 use crate::cli::io::Io;
 
@@ -41,10 +41,10 @@ pub struct Args {
 
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let path = state_path(args.state.path.as_deref(), &args.file);
+    let location = args.state.resolve(&app)?;
     let clients = AwsClients::new(&args.aws.sdk_config().await);
-    let store = bound_state(&path, &app, &clients).await?;
-    let amis = rehost_replication::StateStore::latest_amis(&store, &app.name).await?;
+    let store = bound_state(&location, &args.aws, &app, &clients).await?;
+    let amis = store.latest_amis(&app.name).await?;
     let mut options = RenderOptions {
         mode: args.mode,
         portable: true,
