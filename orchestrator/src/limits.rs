@@ -116,6 +116,11 @@ pub const MAX_OUTPUTS: usize = 200;
 pub const MAX_INLINE_BODY: usize = 51_200;
 /// Largest body through S3 (TemplateURL).
 pub const MAX_S3_BODY: usize = 1_000_000;
+/// Most servers in one application. Nested stacks take far more (500 children of up to 498
+/// instances), but every variant is rendered while validating, and a bound keeps a hostile
+/// file's templates (each instance can carry a 15 KB script) within the memory budget of
+/// validation; twice the 1,000 servers rehost is measured with.
+pub const MAX_SERVERS: usize = 2_000;
 /// Longest template description.
 pub const MAX_TEMPLATE_DESCRIPTION: usize = 1024;
 

@@ -97,6 +97,10 @@ pub struct TemplateFlags {
     /// No launch gates: plain DependsOn between instances, no configure-script signals.
     #[arg(long)]
     pub no_health_gate: bool,
+    /// Launch as nested stacks (a parent and a child stack per group) even when the
+    /// application fits one template; larger applications always are.
+    #[arg(long)]
+    pub nested: bool,
     /// Default AMI of a server's parameter (repeatable), over the replication state's.
     #[arg(long = "ami", value_name = "SERVER=AMI")]
     pub amis: Vec<String>,
@@ -138,6 +142,7 @@ impl TemplateFlags {
             mode: self.mode,
             portable: self.portable,
             health_gate: !self.no_health_gate,
+            nested: self.nested,
             amis,
         })
     }

@@ -14,9 +14,12 @@ use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
 use rehost::launch::deploy::{self, Deployment};
 use rehost::launch::{AwsClients, LaunchError};
+use rehost::limits::MAX_S3_BODY;
 use rehost::load::{Loaded, ReadError, load_bytes, read_application_file};
+use rehost::template::{Package, TEMPLATE_BASE_URL};
 use rehost_replication::state::StateLocation;
 use rehost_replication::{ServerReport, StateError, StateStore};
+use serde_json::Value;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, open_state};
 use crate::cli::io::Io;
@@ -56,6 +59,79 @@ pub fn load_app(path: &Path, err: &mut dyn Write) -> anyhow::Result<Loaded> {
 /// unpredictable name, so nothing planted there is followed or overwritten), then renamed over
 /// it, so a crash never leaves a half-written template. A symlink at the target itself is
 /// replaced, not followed.
+/// Writes what `render` (or `share`) rendered: a flat template to `output` (or standard
+/// output); a nested package into the directory `output`, which it needs.
+pub fn write_rendered(
+    app: &str,
+    package: Package,
+    output: Option<&Path>,
+    yaml: bool,
+    io: &mut Io<'_>,
+) -> anyhow::Result<()> {
+    let nested = match package {
+        Package::Flat(template) => {
+            let text = text_of(&template.body, yaml, io)?;
+            return write_output(output, &text, io.out);
+        }
+        Package::Nested(nested) => nested,
+    };
+    let Some(dir) = output.filter(|o| *o != Path::new("-")) else {
+        return Err(InvalidInput::new(format!(
+            "{app} is rendered as nested stacks: a parent template and {} child templates; \
+             give a directory to write them to with -o DIR",
+            nested.children.len()
+        ))
+        .into());
+    };
+    let ext = if yaml { "yaml" } else { "json" };
+    let files = nested
+        .files(ext)
+        .into_iter()
+        .map(|(name, body)| Ok((name, text_of(&body, yaml, io)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    write_package(dir, &files)?;
+    writeln!(
+        io.err,
+        "wrote {}/template.{ext} and {} nested stack templates beside it; launch it with the \
+         parameter {TEMPLATE_BASE_URL} set to the URL of an S3 folder holding them (`rehost launch` \
+         uploads them itself)",
+        dir.display(),
+        nested.children.len()
+    )?;
+    Ok(())
+}
+
+/// A template as text in the chosen format.
+fn text_of(body: &Value, yaml: bool, io: &mut Io<'_>) -> anyhow::Result<String> {
+    Ok(if !yaml {
+        {
+            let mut pretty = serde_json::to_string_pretty(body)?;
+            pretty.push('\n');
+            if pretty.len() > MAX_S3_BODY {
+                // Indentation alone can push a large template over CloudFormation's limit.
+                writeln!(
+                    io.err,
+                    "note: the indented template would be {} bytes, over CloudFormation's {MAX_S3_BODY}: writing it compact",
+                    pretty.len(),
+                )?;
+                serde_json::to_string(body)? + "\n"
+            } else {
+                pretty
+            }
+        }
+    } else {
+        rehost::template::to_yaml(body)
+    })
+}
+/// Writes a template package into `dir` (created when missing), each file atomically.
+pub fn write_package(dir: &Path, files: &[(String, String)]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, text) in files {
+        write_output(Some(&dir.join(name)), text, &mut std::io::sink())?;
+    }
+    Ok(())
+}
+
 pub fn write_output(
     out: Option<&Path>,
     content: &str,

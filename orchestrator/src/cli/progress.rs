@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rehost::app::App;
 use rehost::launch::stack::{self, EventView, Notice, Observer};
-use rehost::template::Template;
+use rehost::template::{Names, Template};
 
 use crate::cli::print;
 
@@ -62,6 +62,12 @@ impl Bars {
                     ids.push(gate.gate.clone());
                     ids.push(gate.handle.clone());
                 }
+                // Nested: the group's child stack, or its parts.
+                ids.push(Names::nested_stack(&group.logical_stem));
+                ids.extend(
+                    (1..=group.servers.len())
+                        .map(|k| Names::nested_stack_part(&group.logical_stem, k)),
+                );
                 for id in ids.into_iter().filter(|id| template.has_resource(id)) {
                     wave_of.insert(id, i);
                     count += 1;

@@ -9,10 +9,11 @@ use aws_sdk_cloudformation::types::StackStatus;
 use aws_smithy_types::DateTime;
 
 use crate::app::{App, Mode};
+use crate::launch::bucket;
 use crate::launch::preflight::Preflight;
 use crate::launch::stack::{self, InstanceView, Observer, OnFailureChoice, StackRequest, Started};
 use crate::launch::{AwsClients, LaunchError};
-use crate::template::{RenderOptions, render};
+use crate::template::{NestedPackage, Package, RenderOptions, Template, render_package};
 
 /// What to launch and how.
 pub struct Deployment<'a> {
@@ -75,7 +76,8 @@ pub async fn deploy(
     let Deployment { app, options, .. } = *deployment;
     refuse_portable(options.portable)?;
     let mode = options.mode;
-    let template = render(app, options);
+    let package = render_package(app, options)
+        .map_err(|e| LaunchError::Refused(format!("cannot render nested stacks: {e}")))?;
     let findings = Preflight {
         app,
         mode,
@@ -87,15 +89,20 @@ pub async fn deploy(
         return Err(LaunchError::Preflight(findings));
     }
     let limit = follow_limit(app, mode, deployment.timeout_minutes);
+    let name = app.stack_name(mode);
+    let template = match &package {
+        Package::Flat(template) => template.clone(),
+        Package::Nested(nested) => upload_children(clients, &name, nested).await?,
+    };
     let req = StackRequest {
         app,
         mode,
         template: &template,
+        children: package.children(),
         on_failure: deployment.on_failure,
         wait_limit: limit,
         allow_replacement: deployment.allow_replacement,
     };
-    let name = req.name();
     observer.deploying(app, &template);
     let since = DateTime::from(std::time::SystemTime::now());
     let started = stack::start(clients, &req, observer).await?;
@@ -139,6 +146,23 @@ pub async fn deploy(
         status,
         instances,
     })
+}
+
+/// Uploads a nested launch's children to the template bucket (content-addressed keys) and
+/// returns the parent naming them by URL.
+pub async fn upload_children(
+    clients: &AwsClients,
+    stack: &str,
+    nested: &NestedPackage,
+) -> Result<Template, LaunchError> {
+    let bodies: Vec<String> = nested
+        .children
+        .iter()
+        .map(|c| serde_json::to_string(&c.body).expect("template serializes"))
+        .collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let urls = bucket::upload_templates(clients, stack, &refs).await?;
+    Ok(nested.with_urls(&urls))
 }
 
 #[cfg(test)]

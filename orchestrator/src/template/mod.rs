@@ -22,8 +22,13 @@ mod document;
 mod emit_yaml;
 mod gates;
 mod names;
+mod nested;
+#[cfg(test)]
+mod nested_tests;
 mod outputs;
-mod parameters;
+mod package;
+pub(crate) mod parameters;
+mod references;
 mod render;
 mod resources;
 #[cfg(test)]
@@ -33,7 +38,10 @@ mod user_data;
 
 pub use check::check;
 pub use document::{AmiParameters, GateIds, RenderOptions, Template};
+pub use emit_yaml::to_yaml;
 pub use names::{Names, PORTABLE_FIELDS, PortableField};
+pub use nested::{Child, NestError, TEMPLATE_BASE_URL};
 pub use outputs::launch_waves_text;
+pub use package::{NestedPackage, Package, compact_len, quota_problems, render_package};
 pub use render::render;
 pub use update_effect::{UpdateEffect, instance_update_effect};

@@ -52,6 +52,14 @@ impl Names {
     pub fn group_private_ips_output(stem: &str) -> String {
         format!("{stem}GroupPrivateIps")
     }
+    /// A group's nested stack, when the application is launched as nested stacks.
+    pub fn nested_stack(stem: &str) -> String {
+        format!("{stem}Stack")
+    }
+    /// Part `k` (from 1) of a group too large for one nested stack.
+    pub fn nested_stack_part(stem: &str, k: usize) -> String {
+        format!("{stem}Part{k}Stack")
+    }
     /// The block a setting came from: `Default`, `DatabaseGroup`, `SqlServer01`, + `Test`.
     fn origin(app: &App, origin: Origin) -> String {
         let level = match origin.level {

@@ -75,6 +75,11 @@ fn description(app: &App, opts: &RenderOptions) -> String {
         Some(d) => format!("{d} {suffix}"),
         None => suffix,
     };
+    cut_description(text)
+}
+
+/// A template description cut to CloudFormation's limit (on a character boundary).
+pub(super) fn cut_description(text: String) -> String {
     if text.len() <= MAX_TEMPLATE_DESCRIPTION {
         return text;
     }
