@@ -252,8 +252,9 @@ fn a_nested_launch_keeps_the_launch_order_of_the_groups() {
         let app_child = &n.children[2].body;
         let mut expected = vec!["App1", "App2"];
         if gated {
-            // Each child ends with its group's gate.
-            expected = vec!["AppGateHandle", "App1", "App2", "AppGate"];
+            // Each child ends with its group's gate (its ids carry the gate's generation).
+            let gate = n.flat.gate(1).expect("the app group is gated");
+            expected = vec![gate.handle.as_str(), "App1", "App2", gate.gate.as_str()];
         }
         assert_eq!(keys(&app_child["Resources"]), expected);
         assert_eq!(
@@ -319,15 +320,16 @@ fn a_group_too_large_for_one_child_is_split_into_parts() {
         if gated {
             // The handle is made with the first part (which outputs it), the gate waits in
             // the last, after the first; the next group waits for the gate's part.
+            let gate = n.flat.gate(0).expect("group G0 is gated");
             assert!(
                 n.children[0].body["Resources"]
-                    .get("G0GateHandle")
+                    .get(&gate.handle)
                     .is_some()
             );
-            assert!(n.children[6].body["Resources"].get("G0Gate").is_some());
+            assert!(n.children[6].body["Resources"].get(&gate.gate).is_some());
             assert_eq!(
-                r["G0Part2Stack"]["Properties"]["Parameters"]["G0GateHandle"],
-                json!({"Fn::GetAtt": ["G0Part1Stack", "Outputs.G0GateHandleRef"]})
+                r["G0Part2Stack"]["Properties"]["Parameters"][&gate.handle],
+                json!({"Fn::GetAtt": ["G0Part1Stack", format!("Outputs.{}Ref", gate.handle)]})
             );
             for part in parts(1).take(6) {
                 assert_eq!(r[&part]["DependsOn"], json!(["G0Part7Stack"]), "{part}");
