@@ -14,7 +14,7 @@ use rehost::launch::stack::{EventView, InstanceView, Notice, Started};
 use rehost::launch::status::Status;
 use rehost::replication_jobs::Reused;
 use rehost_replication::ServerReport;
-use rehost_replication::inspect::ServerInspection;
+use rehost_replication::inspect::{Inspected, ServerInspection};
 use rehost_replication::state::RunStatus;
 
 /// `FILE:LINE:COL: severity: message`, one line each.
@@ -341,6 +341,20 @@ pub fn notice(w: &mut dyn Write, notice: &Notice) -> io::Result<()> {
 mod tests;
 
 /// One line per server with its verdict, then its findings and their fixes.
+/// A server whose disks are unchanged since its cached inspection (to stderr: the report
+/// itself is the same either way).
+pub fn inspection_reused(err: &mut dyn Write, inspected: &Inspected) -> io::Result<()> {
+    writeln!(
+        err,
+        "{}: disks unchanged since {}: not read again (--fresh reads them)",
+        inspected.inspection.server,
+        inspected
+            .inspected_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    )
+}
+
 pub fn inspections(out: &mut dyn Write, reports: &[ServerInspection]) -> io::Result<()> {
     for r in reports {
         let mut about = Vec::new();
