@@ -139,6 +139,11 @@ pub struct LaunchFlags {
     /// instance it changes). Without it such an update is shown and refused, changing nothing.
     #[arg(long)]
     pub yes: bool,
+    /// Launch this server although pre-flight refuses its guest (a Nitro type for a Xen-only
+    /// image, no agent under the health gate, will not boot); repeatable. Said on stderr every
+    /// time and recorded in the state with the caller's ARN.
+    #[arg(long = "accept-risk", value_name = "SERVER")]
+    pub accept_risk: Vec<String>,
 }
 
 /// The replication state database: `--state`, else `.rehost/state.db` beside the application file.

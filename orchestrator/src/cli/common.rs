@@ -12,11 +12,13 @@ use rehost::app::App;
 use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
 use rehost::launch::deploy::{self, Deployment};
+use rehost::launch::guest::GuestPolicy;
 use rehost::launch::{AwsClients, LaunchError};
 use rehost::load::{Loaded, ReadError, load_bytes, read_application_file};
+use rehost_replication::inspect::cached_inspections;
 use rehost_replication::{ServerReport, SqliteStore, StateError, StateStore};
 
-use crate::cli::args::{LaunchFlags, TemplateFlags};
+use crate::cli::args::{LaunchFlags, TemplateFlags, state_path};
 use crate::cli::io::Io;
 use crate::cli::print;
 use crate::cli::progress::Progress;
@@ -98,12 +100,18 @@ fn write_stdout(stdout: &mut dyn Write, content: &str) -> anyhow::Result<()> {
 
 /// Every `--server` must name a server of the application; all wrong ones are reported at once.
 pub fn validate_server_ids(app: &App, ids: &[String]) -> anyhow::Result<()> {
+    validate_named_servers(app, "--server", ids)
+}
+
+/// Every value of a flag naming servers (`--server`, `--accept-risk`) must name a server of the
+/// application; all wrong ones are reported at once (exit code 2).
+pub fn validate_named_servers(app: &App, flag: &str, ids: &[String]) -> anyhow::Result<()> {
     let wrong: Vec<String> = ids
         .iter()
         .filter(|id| app.server(id).is_none())
         .map(|id| {
             format!(
-                "--server {id}: no such server in application {}{}",
+                "{flag} {id}: no such server in application {}{}",
                 app.name,
                 suggestion(id, app.servers.iter().map(|s| s.id.as_str()))
             )
@@ -191,7 +199,29 @@ pub async fn deploy_and_report(
     io: &mut Io<'_>,
 ) -> anyhow::Result<()> {
     deploy::refuse_portable(template.portable).map_err(exit_code_of)?;
+    validate_named_servers(app, "--accept-risk", &flags.accept_risk)?;
     let options = template.options(app, Some(clients)).await?;
+    // `options` bound the state to this account (when there is one); read its inspections.
+    let path = state_path(template.state.as_deref(), &app.file);
+    let store = if path.exists() {
+        Some(SqliteStore::open(&path).await?)
+    } else {
+        None
+    };
+    let inspections = match &store {
+        Some(store) => {
+            cached_inspections(store, &app.name, app.servers.iter().map(|s| s.id.as_str()))
+                .await?
+                .into_iter()
+                .map(|(id, record)| (id, record.inspection))
+                .collect()
+        }
+        None => Default::default(),
+    };
+    let guest = GuestPolicy {
+        inspections,
+        accept_risk: flags.accept_risk.iter().cloned().collect(),
+    };
     let deployment = Deployment {
         app,
         options: &options,
@@ -199,6 +229,8 @@ pub async fn deploy_and_report(
         follow: !flags.no_wait,
         timeout_minutes: flags.timeout,
         allow_replacement: flags.yes,
+        guest: &guest,
+        state: store.as_ref().map(|s| s as &dyn StateStore),
     };
     let outcome = match deploy::deploy(clients, &deployment, &mut Progress::new(io.err)).await {
         Ok(outcome) => outcome,

@@ -341,6 +341,11 @@ pub fn notice(w: &mut dyn Write, notice: &Notice) -> io::Result<()> {
 mod tests;
 
 /// One line per server with its verdict, then its findings and their fixes.
+/// A pre-flight warning.
+pub fn warning(err: &mut dyn Write, warning: &str) -> io::Result<()> {
+    writeln!(err, "warning: {warning}")
+}
+
 /// A server whose disks are unchanged since its cached inspection (to stderr: the report
 /// itself is the same either way).
 pub fn inspection_reused(err: &mut dyn Write, inspected: &Inspected) -> io::Result<()> {

@@ -6,10 +6,12 @@
 //! - `preview`: what a launch would do (`plan`) -> `LaunchPreview`; `template_diff`: how two
 //!   templates differ per instance (pure)
 //! - `stack`: stacks, change sets, events and the `Observer` that follows them, instances
-//! - `preflight`, `bucket`, `share`, `status`: the other steps and reports
+//! - `preflight` (with `guest`: what the inspections allow), `bucket`, `share`, `status`: the
+//!   other steps and reports
 
 pub mod bucket;
 pub mod deploy;
+pub mod guest;
 pub mod preflight;
 pub mod preview;
 pub mod share;
@@ -63,6 +65,19 @@ impl AwsClients {
             account: self.account_id().await?,
             region: self.region.clone(),
         })
+    }
+
+    /// Who the credentials are (STS GetCallerIdentity): recorded with an accepted risk.
+    pub async fn caller_arn(&self) -> Result<String, LaunchError> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| LaunchError::Aws(AwsFailure::from_sdk("sts:GetCallerIdentity", &e)))?;
+        out.arn()
+            .map(str::to_string)
+            .ok_or_else(|| LaunchError::Unexpected("GetCallerIdentity returned no ARN".into()))
     }
 
     pub async fn account_id(&self) -> Result<String, LaunchError> {
