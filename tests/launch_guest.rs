@@ -145,3 +145,94 @@ fn preflight_refuses_what_cannot_boot_and_accept_risk_lets_one_through() {
     }
     ok(&rehost(&dir, &["terminate", file]));
 }
+
+/// Replicate inspects before it starts a server's run (once: an unchanged disk is not read
+/// again), registers the AMI with the boot mode and architecture it found where the file is
+/// silent, and refuses a setting the disks contradict at its FILE:LINE:COL before any snapshot.
+/// The emulator's RegisterImage ignores BootMode (DescribeImages always says uefi), so the
+/// registered values are asserted in the replication report, which carries what was sent.
+/// render, offline, judges the same cached inspections.
+#[test]
+fn replicate_uses_the_inspection_and_refuses_a_contradicting_setting() {
+    let dir = scratch("guests-replicate");
+    let infra = rt().block_on(infra("guests-replicate"));
+    images::rhel6_image(&dir, "old01");
+    images::windows_image(&dir, "win01", &WindowsSpec::ready(true));
+    let text = format!(
+        "apiVersion: rehost/v1\nkind: Application\nname: guests2\ndefaults:\n  launch:\n    instanceType: m4.large\n    subnet: {}\n    securityGroups: [{}]\nservers:\n\
+         \x20 - id: old01\n    os: linux\n    disks: [{{source: old01.raw}}]\n\
+         \x20 - id: win01\n    os: windows\n    bootMode: legacy-bios\n    disks: [{{source: win01.raw}}]\n\
+         groups:\n  - {{name: g, servers: [old01, win01]}}\n",
+        infra.subnet, infra.sg
+    );
+    std::fs::write(dir.join("guests2.yaml"), text).unwrap();
+    let state = dir.join(".rehost/state.db");
+    let inspected_at = |server: &str| -> Option<i64> {
+        let conn = rusqlite::Connection::open(&state).ok()?;
+        conn.query_row(
+            "SELECT inspected_at FROM inspections WHERE server = ?1",
+            [server],
+            |r| r.get(0),
+        )
+        .ok()
+    };
+
+    let report = json(&rehost(
+        &dir,
+        &[
+            "replicate",
+            "guests2.yaml",
+            "--server",
+            "old01",
+            "--output",
+            "json",
+        ],
+    ));
+    let old = &report["servers"][0];
+    assert_eq!(old["status"], "completed", "{report:#}");
+    assert_eq!(old["boot_mode"], "legacy-bios", "from the inspection: {report:#}");
+    assert_eq!(old["architecture"], "x86_64");
+    let first = inspected_at("old01").expect("replicate stored the inspection");
+
+    // Again: the unchanged disk is not inspected again.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    ok(&rehost(
+        &dir,
+        &["replicate", "guests2.yaml", "--server", "old01"],
+    ));
+    assert_eq!(inspected_at("old01"), Some(first));
+
+    // win01's disks boot UEFI only: bootMode legacy-bios is refused where it is written
+    // (line 15, column 15), exit 2, and no run of win01 begins.
+    let err = refused(&rehost(
+        &dir,
+        &["replicate", "guests2.yaml", "--server", "win01"],
+    ));
+    assert!(
+        err.contains("guests2.yaml:15:15: error: server win01: bootMode legacy-bios contradicts its disks, which boot uefi"),
+        "{err}"
+    );
+    let conn = rusqlite::Connection::open(&state).unwrap();
+    let runs: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM runs WHERE server = 'win01'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(runs, 0, "nothing replicated");
+
+    // render reads no disk: it refuses from the cached inspection, and renders without it.
+    let err = refused(&rehost(&dir, &["render", "guests2.yaml"]));
+    assert!(err.contains("guests2.yaml:15:15: error:"), "{err}");
+    let other_state = dir.join("empty-state.db");
+    ok(&rehost(
+        &dir,
+        &[
+            "render",
+            "guests2.yaml",
+            "--state",
+            other_state.to_str().unwrap(),
+        ],
+    ));
+}

@@ -4,6 +4,7 @@
 //! `--architecture`), which reads the same words the application file uses.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -15,9 +16,13 @@ use rehost::launch::stack::OnFailureChoice;
 use rehost::syntax::check_aws_id;
 use rehost::template::RenderOptions;
 use rehost_replication::domain::Choice;
+use rehost_replication::inspect::{ServerInspection, cached_inspections};
 use rehost_replication::{SqliteStore, StateStore};
 
-use crate::cli::common::bound_state;
+use crate::cli::common::{bound_state, refuse_contradictions};
+
+/// Each server's inspection, by server id.
+pub type Inspections = BTreeMap<String, ServerInspection>;
 
 /// A clap parser for a domain enum: its application-file spellings are the possible values.
 pub fn choice<T: Choice + Clone + Send + Sync>() -> impl TypedValueParser<Value = T> {
@@ -86,39 +91,51 @@ pub struct TemplateFlags {
 }
 
 impl TemplateFlags {
-    /// Render options with the AMI defaults: the latest replicated AMIs, overridden by `--ami`.
-    /// With `aws` (plan, launch, migrate) the state is first bound to the account and region
-    /// it reaches (another one is refused); without (render, which works offline) it is only
-    /// read.
+    /// Render options with the AMI defaults: the latest replicated AMIs, overridden by `--ami`,
+    /// and the servers' cached inspections (never reading a disk), against which the file's
+    /// `bootMode`, `architecture` and `os` are checked (a contradiction is an error at its
+    /// FILE:LINE:COL, printed on `err`, exit code 2). With `aws` (plan, launch, migrate) the
+    /// state is first bound to the account and region it reaches (another one is refused);
+    /// without (render, which works offline) it is only read.
     pub async fn options(
         &self,
         app: &App,
         aws: Option<&AwsClients>,
-    ) -> anyhow::Result<RenderOptions> {
+        err: &mut dyn Write,
+    ) -> anyhow::Result<(RenderOptions, Inspections)> {
         let path = state_path(self.state.as_deref(), &app.file);
-        // A missing state database means nothing was replicated yet (and is not created by
-        // reading).
-        let mut amis = if !path.exists() {
-            BTreeMap::new()
+        // A missing state database means nothing was replicated or inspected yet (and is not
+        // created by reading).
+        let (mut amis, inspections) = if !path.exists() {
+            (BTreeMap::new(), BTreeMap::new())
         } else {
             let store = match aws {
                 Some(clients) => bound_state(&path, app, clients).await?,
                 None => SqliteStore::open(&path).await?,
             };
-            store
+            let amis = store
                 .latest_amis(&app.name)
                 .await?
                 .into_iter()
                 .map(|(server, ami)| (server, ami.ami_id))
-                .collect()
+                .collect();
+            let ids = app.servers.iter().map(|s| s.id.as_str());
+            let inspections = cached_inspections(&store, &app.name, ids)
+                .await?
+                .into_iter()
+                .map(|(id, record)| (id, record.inspection))
+                .collect();
+            (amis, inspections)
         };
+        refuse_contradictions(app, &inspections, err)?;
         amis.extend(parse_amis(app, &self.amis)?);
-        Ok(RenderOptions {
+        let options = RenderOptions {
             mode: self.mode,
             portable: self.portable,
             health_gate: !self.no_health_gate,
             amis,
-        })
+        };
+        Ok((options, inspections))
     }
 }
 

@@ -11,12 +11,13 @@ use anyhow::Context;
 use rehost::app::App;
 use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
+use rehost::inspected::{contradictions, fill_ami_settings};
 use rehost::launch::deploy::{self, Deployment};
 use rehost::launch::guest::GuestPolicy;
 use rehost::launch::{AwsClients, LaunchError};
 use rehost::load::{Loaded, ReadError, load_bytes, read_application_file};
-use rehost_replication::inspect::cached_inspections;
-use rehost_replication::{ServerReport, SqliteStore, StateError, StateStore};
+use rehost_replication::inspect::{ServerInspection, inspect_cached};
+use rehost_replication::{ScheduledJob, ServerReport, SqliteStore, StateError, StateStore};
 
 use crate::cli::args::{LaunchFlags, TemplateFlags, state_path};
 use crate::cli::io::Io;
@@ -179,6 +180,65 @@ pub fn state_error(e: StateError) -> anyhow::Error {
     }
 }
 
+/// Refuses (exit code 2) an application whose `bootMode`, `architecture` or `os` settings the
+/// servers' inspections contradict, each printed on `err` as FILE:LINE:COL.
+pub fn refuse_contradictions(
+    app: &App,
+    inspections: &std::collections::BTreeMap<String, ServerInspection>,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let found = contradictions(app, inspections);
+    if found.is_empty() {
+        return Ok(());
+    }
+    print::diagnostics(err, &app.file, &found)?;
+    Err(InvalidInput::new(format!(
+        "{} contradicts what is on its servers' disks: {} problem{}",
+        app.file.display(),
+        found.len(),
+        if found.len() == 1 { "" } else { "s" }
+    ))
+    .into())
+}
+
+/// Before replicating: inspects the jobs' servers (a server whose disks are unchanged since
+/// its cached inspection is not read again), refuses settings the inspections contradict, and
+/// fills in each job's boot mode and architecture the file leaves open (`architecture_set`:
+/// `--architecture` was given). A server whose disks cannot be inspected is warned about and
+/// replicated as the file says (its replication reports why the disk cannot be read).
+pub async fn inspect_jobs(
+    store: &dyn StateStore,
+    app: &App,
+    jobs: &mut [ScheduledJob],
+    architecture_set: bool,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let servers: Vec<(String, Vec<rehost_replication::DiskJob>)> = jobs
+        .iter()
+        .map(|j| (j.job.server.clone(), j.job.disks.clone()))
+        .collect();
+    let mut inspections = std::collections::BTreeMap::new();
+    for result in inspect_cached(store, &app.name, &servers, false).await? {
+        match result {
+            Ok(inspected) => {
+                let i = inspected.inspection;
+                inspections.insert(i.server.clone(), i);
+            }
+            Err(e) => writeln!(err, "warning: not inspected: {e}")?,
+        }
+    }
+    refuse_contradictions(app, &inspections, err)?;
+    for job in jobs {
+        if let (Some(server), Some(found)) = (
+            app.server(&job.job.server),
+            inspections.get(&job.job.server),
+        ) {
+            fill_ami_settings(&mut job.job, server, found, architecture_set);
+        }
+    }
+    Ok(())
+}
+
 /// Pre-flight findings and refusals are the user's to fix (exit code 2); other launch errors
 /// are runtime failures (1).
 pub fn exit_code_of(e: LaunchError) -> anyhow::Error {
@@ -200,23 +260,13 @@ pub async fn deploy_and_report(
 ) -> anyhow::Result<()> {
     deploy::refuse_portable(template.portable).map_err(exit_code_of)?;
     validate_named_servers(app, "--accept-risk", &flags.accept_risk)?;
-    let options = template.options(app, Some(clients)).await?;
-    // `options` bound the state to this account (when there is one); read its inspections.
+    let (options, inspections) = template.options(app, Some(clients), io.err).await?;
+    // `options` bound the state to this account (when there is one): accepted risks go there.
     let path = state_path(template.state.as_deref(), &app.file);
     let store = if path.exists() {
         Some(SqliteStore::open(&path).await?)
     } else {
         None
-    };
-    let inspections = match &store {
-        Some(store) => {
-            cached_inspections(store, &app.name, app.servers.iter().map(|s| s.id.as_str()))
-                .await?
-                .into_iter()
-                .map(|(id, record)| (id, record.inspection))
-                .collect()
-        }
-        None => Default::default(),
     };
     let guest = GuestPolicy {
         inspections,

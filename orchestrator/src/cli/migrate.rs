@@ -12,7 +12,9 @@ use rehost_replication::{ReplicateOptions, Replicator, StateStore};
 use time::OffsetDateTime;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, state_path};
-use crate::cli::common::{all_replicated, bound_state, deploy_and_report, exit_code_of, load_app};
+use crate::cli::common::{
+    all_replicated, bound_state, deploy_and_report, exit_code_of, inspect_jobs, load_app,
+};
 use crate::cli::io::Io;
 use crate::cli::print;
 
@@ -55,7 +57,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let clients = AwsClients::new(&sdk);
     let store = std::sync::Arc::new(bound_state(&state, &app, &clients).await?);
     let latest = store.latest_amis(&app.name).await?;
-    let (stale, reused) = split_fresh(
+    let (mut stale, reused) = split_fresh(
         scheduled_jobs(&app, &[], None),
         &latest,
         args.max_age,
@@ -66,6 +68,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     }
     if !stale.is_empty() {
         let _lock = store.lock_app(&app.name).await?;
+        inspect_jobs(store.as_ref(), &app, &mut stale, false, io.err).await?;
         let replicator = Replicator::new(&sdk, store.clone(), ReplicateOptions::default());
         let reports = replicate_each(&replicator, &stale).await;
         for report in &reports {

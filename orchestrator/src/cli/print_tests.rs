@@ -380,6 +380,8 @@ fn replicate_report_lines() {
             run_id: "r1".into(),
             app: "shop".into(),
             ami_name: None,
+            architecture: None,
+            boot_mode: None,
             resumed,
             seconds: 7.46,
             warnings: vec![],

@@ -29,7 +29,7 @@ pub struct Args {
 
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let options = args.template.options(&app, None).await?;
+    let (options, _) = args.template.options(&app, None, io.err).await?;
     let template = render(&app, &options);
     let text = match args.format {
         Format::Json => {
