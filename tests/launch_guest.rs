@@ -76,6 +76,33 @@ fn preflight_refuses_what_cannot_boot_and_accept_risk_lets_one_through() {
 
     ok(&rehost(&dir, &["inspect", file]));
 
+    // status shows each server's verdict from the cache, as text and JSON.
+    let status = json(&rehost(&dir, &["status", file, "--output", "json"]));
+    let verdicts: Vec<(&str, &str)> = status["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["server"].as_str().unwrap(),
+                s["verdict"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("old01", "xen-only"),
+            ("xen01", "xen-only"),
+            ("dead01", "will-not-boot"),
+            ("bare01", "no-agent"),
+            ("rand01", "unknown")
+        ]
+    );
+    let text = ok(&rehost(&dir, &["status", file]));
+    let dead = text.lines().find(|l| l.starts_with("dead01")).unwrap();
+    assert!(dead.contains(" will-not-boot "), "{text}");
+
     // Every guest problem in one report, exit 2, nothing launched.
     let err = refused(&launch(&[]));
     assert!(err.contains("pre-flight found 3 problems"), "{err}");
@@ -190,7 +217,10 @@ fn replicate_uses_the_inspection_and_refuses_a_contradicting_setting() {
     ));
     let old = &report["servers"][0];
     assert_eq!(old["status"], "completed", "{report:#}");
-    assert_eq!(old["boot_mode"], "legacy-bios", "from the inspection: {report:#}");
+    assert_eq!(
+        old["boot_mode"], "legacy-bios",
+        "from the inspection: {report:#}"
+    );
     assert_eq!(old["architecture"], "x86_64");
     let first = inspected_at("old01").expect("replicate stored the inspection");
 

@@ -200,8 +200,8 @@ pub fn status(w: &mut dyn Write, status: &Status) -> io::Result<()> {
     writeln!(w, "application {}", status.application)?;
     writeln!(
         w,
-        "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  NOTE",
-        "SERVER", "GROUP", "SCHEDULE", "LAST SUCCESS", "AMI", "LAG (h)"
+        "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  {:<13}  NOTE",
+        "SERVER", "GROUP", "SCHEDULE", "LAST SUCCESS", "AMI", "LAG (h)", "VERDICT"
     )?;
     for s in &status.servers {
         let success = s.last_success.as_ref();
@@ -232,13 +232,14 @@ pub fn status(w: &mut dyn Write, status: &Status) -> io::Result<()> {
         }
         writeln!(
             w,
-            "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  {}",
+            "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  {:<13}  {}",
             s.server,
             s.group,
             s.schedule,
             success.map_or("never", |r| r.time.as_str()),
             success.and_then(|r| r.ami_id.as_deref()).unwrap_or("-"),
             s.lag_hours.map_or("-".to_string(), |l| format!("{l:.1}")),
+            s.verdict.map_or("not inspected", |v| v.as_str()),
             note.join("; ")
         )?;
     }

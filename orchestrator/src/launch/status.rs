@@ -2,6 +2,7 @@
 //! and how far behind its schedule it is, per mode the stack and its instances.
 
 use aws_sdk_cloudformation::types::StackStatus;
+use rehost_replication::inspect::Verdict;
 use rehost_replication::state::{RunPhase, RunStatus};
 use rehost_replication::{RunRecord, StateError, StateStore, schedule};
 use serde::{Serialize, Serializer};
@@ -34,6 +35,10 @@ pub struct ServerStatus {
     /// Failed runs since the last success.
     pub failures: usize,
     pub next_run: Option<String>,
+    /// The guest inspection's verdict (`ready`, `xen-only`, ...), from the state; null when the
+    /// server was never inspected.
+    pub verdict: Option<Verdict>,
+    pub inspected_at: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -86,12 +91,15 @@ pub async fn replication(
 ) -> Result<Vec<ServerStatus>, StateError> {
     let mut out = Vec::new();
     for s in app.servers_in_launch_order() {
-        let history = match store {
+        let (history, inspection) = match store {
             Some(store) => {
                 let key = rehost_replication::ServerKey::new(&app.name, &s.id);
-                store.server_history(&key, 50).await?
+                (
+                    store.server_history(&key, 50).await?,
+                    store.inspection(&key).await?,
+                )
             }
-            None => Vec::new(),
+            None => (Vec::new(), None),
         };
         let view = |r: &RunRecord| RunView {
             run_id: r.run_id.clone(),
@@ -135,6 +143,8 @@ pub async fn replication(
             behind_schedule: behind,
             failures,
             next_run: next.map(rfc3339),
+            verdict: inspection.as_ref().map(|r| r.inspection.verdict),
+            inspected_at: inspection.map(|r| rfc3339(r.inspected_at)),
         });
     }
     Ok(out)
