@@ -173,3 +173,26 @@ fn the_refusal_reads_as_the_expected_file() {
         "rerun with REHOST_BLESS=1 to accept a deliberate change"
     );
 }
+
+/// The instance type judged is the one the mode launches: a test launch on its own
+/// `test.instanceType` (Nitro here) is refused where the cutover type (Xen) is fine.
+#[test]
+fn the_modes_own_instance_type_is_judged() {
+    let text = concat!(
+        "apiVersion: rehost/v1\nkind: Application\nname: estate\n",
+        "defaults:\n  launch: {instanceType: m4.large, test: {instanceType: t3.large}}\n",
+        "servers:\n  - {id: old01, os: linux, disks: [{source: a.img}]}\n",
+        "groups:\n  - {name: all, servers: [old01]}\n",
+    );
+    let app = crate::load::load_with(text.as_bytes(), Path::new("estate.yaml"), |_| {
+        Default::default()
+    })
+    .unwrap()
+    .app;
+    let p = policy(&[]);
+    let cutover = check(&app, Mode::Cutover, true, &p, &hypervisors());
+    assert!(cutover.refusals.is_empty(), "{:?}", cutover.refusals);
+    let test = check(&app, Mode::Test, true, &p, &hypervisors());
+    assert_eq!(test.refusals.len(), 1);
+    assert!(test.refusals[0].contains("t3.large is a Nitro type"));
+}
