@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -17,9 +18,10 @@ use rehost::launch::guest::GuestPolicy;
 use rehost::launch::{AwsClients, LaunchError};
 use rehost::load::{Loaded, ReadError, load_bytes, read_application_file};
 use rehost_replication::inspect::{ServerInspection, inspect_cached};
-use rehost_replication::{ScheduledJob, ServerReport, SqliteStore, StateError, StateStore};
+use rehost_replication::state::StateLocation;
+use rehost_replication::{ScheduledJob, ServerReport, StateError, StateStore};
 
-use crate::cli::args::{LaunchFlags, TemplateFlags, state_path};
+use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, open_state, open_state_to_read};
 use crate::cli::io::Io;
 use crate::cli::print;
 use crate::cli::progress::Progress;
@@ -154,24 +156,37 @@ pub fn all_replicated(reports: &[ServerReport]) -> anyhow::Result<()> {
     }
 }
 
-/// The state store of a command that talks to AWS: opened, and bound to the account and region
-/// the credentials reach (recorded on first use; a state bound to another one is refused, exit
-/// code 2) before the command changes anything in AWS.
+/// The state store of a command that talks to AWS: opened (a state on S3 reached with `aws`),
+/// and bound to the account and region the credentials reach (recorded on first use; a state
+/// bound to another one is refused, exit code 2) before the command changes anything in AWS.
 pub async fn bound_state(
-    path: &Path,
+    location: &StateLocation,
+    aws: &AwsArgs,
     app: &App,
     clients: &AwsClients,
-) -> anyhow::Result<SqliteStore> {
-    let store = SqliteStore::open(path).await?;
+) -> anyhow::Result<Arc<dyn StateStore>> {
+    let store = open_state(location, aws).await?;
+    bind_state(store.as_ref(), app, clients).await?;
+    Ok(store)
+}
+
+/// Binds an opened state to the account and region `clients` reach, or refuses it (exit code
+/// 2) when it is bound to another.
+pub async fn bind_state(
+    store: &dyn StateStore,
+    app: &App,
+    clients: &AwsClients,
+) -> anyhow::Result<()> {
     let identity = clients.identity().await.map_err(exit_code_of)?;
     store
         .ensure_account(&app.name, &identity)
         .await
-        .map_err(state_error)?;
-    Ok(store)
+        .map_err(state_error)
 }
 
-/// A state bound to another account or region is the operator's to fix (exit code 2).
+/// A state error as the CLI reports it: the operator's to fix (exit code 2) when the state is
+/// bound to another account or region, its location is wrong, the bucket unfit or not set up,
+/// or a migration would overwrite other records.
 pub fn state_error(e: StateError) -> anyhow::Error {
     if e.is_refusal() {
         InvalidInput::new(e.to_string()).into()
@@ -256,18 +271,14 @@ pub async fn deploy_and_report(
     app: &App,
     template: &TemplateFlags,
     flags: &LaunchFlags,
+    aws: &AwsArgs,
     io: &mut Io<'_>,
 ) -> anyhow::Result<()> {
     deploy::refuse_portable(template.portable).map_err(exit_code_of)?;
     validate_named_servers(app, "--accept-risk", &flags.accept_risk)?;
-    let (options, inspections) = template.options(app, Some(clients), io.err).await?;
+    let (options, inspections) = template.options(app, aws, Some(clients), io.err).await?;
     // `options` bound the state to this account (when there is one): accepted risks go there.
-    let path = state_path(template.state.as_deref(), &app.file);
-    let store = if path.exists() {
-        Some(SqliteStore::open(&path).await?)
-    } else {
-        None
-    };
+    let store = open_state_to_read(&template.state.resolve(app)?, aws).await?;
     let guest = GuestPolicy {
         inspections,
         accept_risk: flags.accept_risk.iter().cloned().collect(),
@@ -280,7 +291,7 @@ pub async fn deploy_and_report(
         timeout_minutes: flags.timeout,
         allow_replacement: flags.yes,
         guest: &guest,
-        state: store.as_ref().map(|s| s as &dyn StateStore),
+        state: store.as_deref(),
     };
     let outcome = match deploy::deploy(clients, &deployment, &mut Progress::new(io.err)).await {
         Ok(outcome) => outcome,

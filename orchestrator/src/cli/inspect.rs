@@ -10,10 +10,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use rehost::replication_jobs::server_job;
 use rehost_replication::DiskJob;
-use rehost_replication::SqliteStore;
 use rehost_replication::inspect::inspect_cached;
 
-use crate::cli::args::{OutputFormat, StateArg, state_path};
+use crate::cli::args::{AwsArgs, OutputFormat, StateArg, open_state};
 use crate::cli::common::{load_app, validate_server_ids};
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -29,6 +28,9 @@ pub struct Args {
     pub fresh: bool,
     #[command(flatten)]
     pub state: StateArg,
+    /// Reaches a state on S3 (the disks themselves are read locally).
+    #[command(flatten)]
+    pub aws: AwsArgs,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
@@ -43,10 +45,10 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         .filter(|s| args.servers.is_empty() || args.servers.contains(&s.id))
         .map(|s| (s.id.clone(), server_job(&app, s, None).disks))
         .collect();
-    let store = SqliteStore::open(&state_path(args.state.path.as_deref(), &args.file)).await?;
+    let store = open_state(&args.state.resolve(&app)?, &args.aws).await?;
     let mut reports = Vec::new();
     let mut failures = Vec::new();
-    for r in inspect_cached(&store, &app.name, &chosen, args.fresh).await? {
+    for r in inspect_cached(store.as_ref(), &app.name, &chosen, args.fresh).await? {
         match r {
             Ok(inspected) => {
                 if inspected.cached {

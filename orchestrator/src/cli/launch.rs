@@ -23,5 +23,5 @@ pub struct Args {
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     let clients = AwsClients::new(&args.aws.sdk_config().await);
-    deploy_and_report(&clients, &app, &args.template, &args.launch, io).await
+    deploy_and_report(&clients, &app, &args.template, &args.launch, &args.aws, io).await
 }

@@ -7,11 +7,11 @@ use anyhow::Context;
 use rehost::launch::AwsClients;
 use rehost::launch::deploy::refuse_portable;
 use rehost::replication_jobs::{scheduled_jobs, split_fresh};
-use rehost_replication::watch::replicate_each;
-use rehost_replication::{ReplicateOptions, Replicator, StateStore};
+use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all};
+use rehost_replication::{ReplicateOptions, Replicator};
 use time::OffsetDateTime;
 
-use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, state_path};
+use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags};
 use crate::cli::common::{
     all_replicated, bound_state, deploy_and_report, exit_code_of, inspect_jobs, load_app,
 };
@@ -25,6 +25,9 @@ pub struct Args {
     /// replicate every server now.
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub max_age: Option<time::Duration>,
+    /// Servers replicated at once (they share one bound on blocks in flight and on memory).
+    #[arg(long, default_value_t = DEFAULT_PARALLEL as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
     #[command(flatten)]
     pub launch: LaunchFlags,
     #[command(flatten)]
@@ -52,10 +55,10 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     // Refused before replicating anything: a portable template never launches here.
     refuse_portable(args.template.portable).map_err(exit_code_of)?;
-    let state = state_path(args.template.state.as_deref(), &args.file);
+    let location = args.template.state.resolve(&app)?;
     let sdk = args.aws.sdk_config().await;
     let clients = AwsClients::new(&sdk);
-    let store = std::sync::Arc::new(bound_state(&state, &app, &clients).await?);
+    let store = bound_state(&location, &args.aws, &app, &clients).await?;
     let latest = store.latest_amis(&app.name).await?;
     let (mut stale, reused) = split_fresh(
         scheduled_jobs(&app, &[], None),
@@ -70,11 +73,11 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         let _lock = store.lock_app(&app.name).await?;
         inspect_jobs(store.as_ref(), &app, &mut stale, false, io.err).await?;
         let replicator = Replicator::new(&sdk, store.clone(), ReplicateOptions::default());
-        let reports = replicate_each(&replicator, &stale).await;
+        let reports = replicate_all(&replicator, &stale, usize::from(args.parallel)).await;
         for report in &reports {
             print::report_line(io.out, report)?;
         }
         all_replicated(&reports).context("not launching")?;
     }
-    deploy_and_report(&clients, &app, &args.template, &args.launch, io).await
+    deploy_and_report(&clients, &app, &args.template, &args.launch, &args.aws, io).await
 }

@@ -20,6 +20,7 @@ pub mod render;
 pub mod replicate;
 pub mod schema;
 pub mod share;
+pub mod state;
 pub mod status;
 pub mod terminate;
 pub mod validate;
@@ -71,6 +72,8 @@ pub enum Command {
     Terminate(terminate::Args),
     /// Replicate every server, then launch: the whole application in one action
     Migrate(migrate::Args),
+    /// Set up a state on S3 shared by a team, or move a state there
+    State(state::Args),
     /// Inspect every server's disks offline: will it boot on EC2 and run its configure script?
     Inspect(inspect::Args),
 }
@@ -91,6 +94,7 @@ pub fn run(command: Command, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Share(args) => block_on(share::run(args, io)),
         Command::Terminate(args) => block_on(terminate::run(args, io)),
         Command::Migrate(args) => block_on(migrate::run(args, io)),
+        Command::State(args) => block_on(state::run(args, io)),
         Command::Inspect(args) => block_on(inspect::run(args, io)),
     }
 }
