@@ -48,8 +48,15 @@ pub struct AppServer {
     pub description: Option<String>,
     pub group: usize,
     pub os: Os,
+    /// Where `os:` is written (a contradicting inspection is reported there).
+    pub os_pos: Pos,
+    /// As set, or x86_64 when unset (then the inspection's, where it found one).
     pub architecture: Architecture,
+    /// Where `architecture:` is set; `None` when the file leaves it to the default.
+    pub architecture_pos: Option<Pos>,
     pub boot_mode: Option<BootMode>,
+    /// Where `bootMode:` is set.
+    pub boot_mode_pos: Option<Pos>,
     pub ena_support: bool,
     pub logical_id: String,
     /// Where the logical id comes from: the `logicalId` field, or the server's `id`.

@@ -12,16 +12,19 @@ use anyhow::Context;
 use rehost::app::App;
 use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
+use rehost::inspected::{contradictions, fill_ami_settings};
 use rehost::launch::deploy::{self, Deployment};
+use rehost::launch::guest::GuestPolicy;
 use rehost::launch::{AwsClients, LaunchError};
 use rehost::limits::MAX_S3_BODY;
 use rehost::load::{Loaded, ReadError, load_bytes, read_application_file};
 use rehost::template::{Package, TEMPLATE_BASE_URL};
+use rehost_replication::inspect::{ServerInspection, inspect_cached};
 use rehost_replication::state::StateLocation;
-use rehost_replication::{ServerReport, StateError, StateStore};
+use rehost_replication::{ScheduledJob, ServerReport, StateError, StateStore};
 use serde_json::Value;
 
-use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, open_state};
+use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, open_state, open_state_to_read};
 use crate::cli::io::Io;
 use crate::cli::print;
 use crate::cli::progress::Progress;
@@ -176,12 +179,18 @@ fn write_stdout(stdout: &mut dyn Write, content: &str) -> anyhow::Result<()> {
 
 /// Every `--server` must name a server of the application; all wrong ones are reported at once.
 pub fn validate_server_ids(app: &App, ids: &[String]) -> anyhow::Result<()> {
+    validate_named_servers(app, "--server", ids)
+}
+
+/// Every value of a flag naming servers (`--server`, `--accept-risk`) must name a server of the
+/// application; all wrong ones are reported at once (exit code 2).
+pub fn validate_named_servers(app: &App, flag: &str, ids: &[String]) -> anyhow::Result<()> {
     let wrong: Vec<String> = ids
         .iter()
         .filter(|id| app.server(id).is_none())
         .map(|id| {
             format!(
-                "--server {id}: no such server in application {}{}",
+                "{flag} {id}: no such server in application {}{}",
                 app.name,
                 suggestion(id, app.servers.iter().map(|s| s.id.as_str()))
             )
@@ -262,6 +271,65 @@ pub fn state_error(e: StateError) -> anyhow::Error {
     }
 }
 
+/// Refuses (exit code 2) an application whose `bootMode`, `architecture` or `os` settings the
+/// servers' inspections contradict, each printed on `err` as FILE:LINE:COL.
+pub fn refuse_contradictions(
+    app: &App,
+    inspections: &std::collections::BTreeMap<String, ServerInspection>,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let found = contradictions(app, inspections);
+    if found.is_empty() {
+        return Ok(());
+    }
+    print::diagnostics(err, &app.file, &found)?;
+    Err(InvalidInput::new(format!(
+        "{} contradicts what is on its servers' disks: {} problem{}",
+        app.file.display(),
+        found.len(),
+        if found.len() == 1 { "" } else { "s" }
+    ))
+    .into())
+}
+
+/// Before replicating: inspects the jobs' servers (a server whose disks are unchanged since
+/// its cached inspection is not read again), refuses settings the inspections contradict, and
+/// fills in each job's boot mode and architecture the file leaves open (`architecture_set`:
+/// `--architecture` was given). A server whose disks cannot be inspected is warned about and
+/// replicated as the file says (its replication reports why the disk cannot be read).
+pub async fn inspect_jobs(
+    store: &dyn StateStore,
+    app: &App,
+    jobs: &mut [ScheduledJob],
+    architecture_set: bool,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let servers: Vec<(String, Vec<rehost_replication::DiskJob>)> = jobs
+        .iter()
+        .map(|j| (j.job.server.clone(), j.job.disks.clone()))
+        .collect();
+    let mut inspections = std::collections::BTreeMap::new();
+    for result in inspect_cached(store, &app.name, &servers, false).await? {
+        match result {
+            Ok(inspected) => {
+                let i = inspected.inspection;
+                inspections.insert(i.server.clone(), i);
+            }
+            Err(e) => writeln!(err, "warning: not inspected: {e}")?,
+        }
+    }
+    refuse_contradictions(app, &inspections, err)?;
+    for job in jobs {
+        if let (Some(server), Some(found)) = (
+            app.server(&job.job.server),
+            inspections.get(&job.job.server),
+        ) {
+            fill_ami_settings(&mut job.job, server, found, architecture_set);
+        }
+    }
+    Ok(())
+}
+
 /// Pre-flight findings and refusals are the user's to fix (exit code 2); other launch errors
 /// are runtime failures (1).
 pub fn exit_code_of(e: LaunchError) -> anyhow::Error {
@@ -283,7 +351,14 @@ pub async fn deploy_and_report(
     io: &mut Io<'_>,
 ) -> anyhow::Result<()> {
     deploy::refuse_portable(template.portable).map_err(exit_code_of)?;
-    let options = template.options(app, aws, Some(clients)).await?;
+    validate_named_servers(app, "--accept-risk", &flags.accept_risk)?;
+    let (options, inspections) = template.options(app, aws, Some(clients), io.err).await?;
+    // `options` bound the state to this account (when there is one): accepted risks go there.
+    let store = open_state_to_read(&template.state.resolve(app)?, aws).await?;
+    let guest = GuestPolicy {
+        inspections,
+        accept_risk: flags.accept_risk.iter().cloned().collect(),
+    };
     let deployment = Deployment {
         app,
         options: &options,
@@ -291,6 +366,8 @@ pub async fn deploy_and_report(
         follow: !flags.no_wait,
         timeout_minutes: flags.timeout,
         allow_replacement: flags.yes,
+        guest: &guest,
+        state: store.as_deref(),
     };
     let outcome = match deploy::deploy(clients, &deployment, &mut Progress::new(io.err)).await {
         Ok(outcome) => outcome,

@@ -12,7 +12,9 @@ use rehost_replication::{ReplicateOptions, Replicator};
 use time::OffsetDateTime;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags};
-use crate::cli::common::{all_replicated, bound_state, deploy_and_report, exit_code_of, load_app};
+use crate::cli::common::{
+    all_replicated, bound_state, deploy_and_report, exit_code_of, inspect_jobs, load_app,
+};
 use crate::cli::io::Io;
 use crate::cli::print;
 
@@ -58,7 +60,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let clients = AwsClients::new(&sdk);
     let store = bound_state(&location, &args.aws, &app, &clients).await?;
     let latest = store.latest_amis(&app.name).await?;
-    let (stale, reused) = split_fresh(
+    let (mut stale, reused) = split_fresh(
         scheduled_jobs(&app, &[], None),
         &latest,
         args.max_age,
@@ -69,6 +71,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     }
     if !stale.is_empty() {
         let _lock = store.lock_app(&app.name).await?;
+        inspect_jobs(store.as_ref(), &app, &mut stale, false, io.err).await?;
         let replicator = Replicator::new(&sdk, store.clone(), ReplicateOptions::default());
         let reports = replicate_all(&replicator, &stale, usize::from(args.parallel)).await;
         for report in &reports {

@@ -31,9 +31,9 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         .into());
     }
     let clients = AwsClients::new(&args.aws.sdk_config().await);
-    let options = args
+    let (options, _) = args
         .template
-        .options(&app, &args.aws, Some(&clients))
+        .options(&app, &args.aws, Some(&clients), io.err)
         .await?;
     let package = render_package(&app, &options)?;
     let preview = preview::preview(&clients, &app, options.mode, &package)

@@ -103,6 +103,10 @@ impl Observer for Progress<'_> {
         let _ = print::notice(self.err, notice);
     }
 
+    fn warning(&mut self, warning: &str) {
+        let _ = print::warning(self.err, warning);
+    }
+
     fn event(&mut self, e: &EventView) {
         let Some(Bars { bars, wave_of, .. }) = &self.bars else {
             let _ = print::event(self.err, e);

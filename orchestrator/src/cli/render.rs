@@ -29,9 +29,9 @@ pub struct Args {
 
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let options = args
+    let (options, _) = args
         .template
-        .options(&app, &AwsArgs::default(), None)
+        .options(&app, &AwsArgs::default(), None, io.err)
         .await?;
     let package = render_package(&app, &options)?;
     let yaml = matches!(args.format, Format::Yaml);

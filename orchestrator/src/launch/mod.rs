@@ -6,10 +6,12 @@
 //! - `preview`: what a launch would do (`plan`) -> `LaunchPreview`; `template_diff`: how two
 //!   templates differ per instance (pure)
 //! - `stack`: stacks, change sets, events and the `Observer` that follows them, instances
-//! - `preflight`, `bucket`, `share`, `status`: the other steps and reports
+//! - `preflight` (with `guest`: what the inspections allow), `bucket`, `share`, `status`: the
+//!   other steps and reports
 
 pub mod bucket;
 pub mod deploy;
+pub mod guest;
 pub mod preflight;
 pub mod preview;
 pub mod share;
@@ -65,16 +67,30 @@ impl AwsClients {
         })
     }
 
+    /// Who the credentials are (STS GetCallerIdentity): recorded with an accepted risk.
+    pub async fn caller_arn(&self) -> Result<String, LaunchError> {
+        let out = self.caller_identity().await?;
+        out.arn()
+            .map(str::to_string)
+            .ok_or_else(|| LaunchError::Unexpected("GetCallerIdentity returned no ARN".into()))
+    }
+
     pub async fn account_id(&self) -> Result<String, LaunchError> {
-        let out = self
-            .sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| LaunchError::Aws(AwsFailure::from_sdk("sts:GetCallerIdentity", &e)))?;
+        let out = self.caller_identity().await?;
         out.account()
             .map(str::to_string)
             .ok_or_else(|| LaunchError::Unexpected("GetCallerIdentity returned no account".into()))
+    }
+
+    async fn caller_identity(
+        &self,
+    ) -> Result<aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput, LaunchError>
+    {
+        self.sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| LaunchError::Aws(AwsFailure::from_sdk("sts:GetCallerIdentity", &e)))
     }
 }
 

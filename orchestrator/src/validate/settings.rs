@@ -181,11 +181,14 @@ pub(super) fn resolve_server(
         description: server.description.as_ref().map(|d| d.value.clone()),
         group,
         os: server.os.value,
+        os_pos: server.os.pos,
         architecture: server
             .architecture
             .as_ref()
             .map_or(Architecture::X86_64, |a| a.value),
+        architecture_pos: server.architecture.as_ref().map(|a| a.pos),
         boot_mode: server.boot_mode.as_ref().map(|b| b.value),
+        boot_mode_pos: server.boot_mode.as_ref().map(|b| b.pos),
         ena_support: server.ena_support.as_ref().is_none_or(|e| e.value),
         logical_id,
         logical_id_pos,

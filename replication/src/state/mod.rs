@@ -18,8 +18,11 @@
 //! - the AWS account and region an application's state belongs to is one value per
 //!   application, written once (a conditional create) and read back.
 //!
-//! Room is left for what later issues add (launch history, inspection results, worker leases):
-//! each will be a group of per-server methods like the ones below.
+//! - each server's latest guest inspection is one value per server (replaced whole), and the
+//!   risks an operator accepted for it are appended per server.
+//!
+//! Room is left for what later issues add (launch history, worker leases): each will be a
+//! group of per-server methods like the ones below.
 //!
 //! Every state transition is atomic in the backend, so a killed process leaves a consistent
 //! state and never a half-done run marked completed.
@@ -34,6 +37,7 @@ use crate::manifest::Manifest;
 
 mod dump;
 mod error;
+mod guest;
 mod location;
 mod lock;
 mod migrate;
@@ -43,6 +47,7 @@ mod sqlite;
 
 pub use dump::{AmiEntry, ImportOutcome, ServerDump};
 pub use error::StateError;
+pub use guest::{AcceptedRisk, InspectionRecord};
 pub use location::StateLocation;
 pub use lock::AppLock;
 pub use migrate::{Migration, migrate};
@@ -100,6 +105,28 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         let recorded = self.bind_account(app, current).await?;
         check_account(&self.location(), app, &recorded, current)
     }
+
+    // --- Guest inspection (one value per server) and accepted risks ---
+
+    /// Replaces the server's cached inspection.
+    async fn store_inspection(
+        &self,
+        server: &ServerKey,
+        record: &InspectionRecord,
+    ) -> Result<(), StateError>;
+
+    /// The server's cached inspection, if it was ever inspected.
+    async fn inspection(&self, server: &ServerKey) -> Result<Option<InspectionRecord>, StateError>;
+
+    /// Appends a `--accept-risk` of the server: what was let through, when, by whom.
+    async fn record_accepted_risk(
+        &self,
+        server: &ServerKey,
+        risk: &AcceptedRisk,
+    ) -> Result<(), StateError>;
+
+    /// Every accepted risk of the server, oldest first.
+    async fn accepted_risks(&self, server: &ServerKey) -> Result<Vec<AcceptedRisk>, StateError>;
 
     // --- Runs (one per server in progress) ---
 

@@ -1,9 +1,10 @@
--- The state database (`.rehost/state.db`, SQLite in WAL mode, `PRAGMA user_version = 2`).
+-- The state database (`.rehost/state.db`, SQLite in WAL mode, `PRAGMA user_version = 3`).
 -- Applied on every open (every statement is IF NOT EXISTS); a change of tables or columns needs
 -- a new user_version and a migration. Times are unix milliseconds.
 --
 -- Versions: 1 runs, snapshots, written_blocks, amis; 2 adds account_bindings (a version 1
--- database is migrated by creating it, empty: its applications bind on their next use).
+-- database is migrated by creating it, empty: its applications bind on their next use); 3 adds
+-- inspections and accepted_risks (created empty: servers are inspected again on next use).
 
 CREATE TABLE IF NOT EXISTS runs (
     run_id       TEXT PRIMARY KEY,
@@ -80,3 +81,25 @@ CREATE TABLE IF NOT EXISTS account_bindings (
     region     TEXT NOT NULL,
     bound_at   INTEGER NOT NULL
 );
+
+-- Each server's latest guest inspection (`rehost inspect`, replicate), keyed by what was read:
+-- reused while the fingerprint of its disks is unchanged.
+CREATE TABLE IF NOT EXISTS inspections (
+    app          TEXT NOT NULL,
+    server       TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    inspected_at INTEGER NOT NULL,
+    inspection   TEXT NOT NULL,          -- JSON: the ServerInspection as `rehost inspect` prints it
+    PRIMARY KEY (app, server)
+);
+
+-- Every `--accept-risk SERVER` a launch used: the refusals let through, when, and by whom.
+CREATE TABLE IF NOT EXISTS accepted_risks (
+    app         TEXT NOT NULL,
+    server      TEXT NOT NULL,
+    mode        TEXT NOT NULL,           -- test | cutover
+    findings    TEXT NOT NULL,           -- JSON array of the refusals accepted
+    accepted_at INTEGER NOT NULL,
+    caller_arn  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS accepted_risks_by_server ON accepted_risks (app, server, accepted_at);

@@ -19,8 +19,9 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
 use super::{
-    AccountBinding, AmiRecord, AppLockGuard, ImportOutcome, NewSnapshot, RunPhase, RunRecord,
-    ServerDump, ServerKey, SnapshotCounts, SnapshotRecord, StateError, StateStore, WrittenBlock,
+    AcceptedRisk, AccountBinding, AmiRecord, AppLockGuard, ImportOutcome, InspectionRecord,
+    NewSnapshot, RunPhase, RunRecord, ServerDump, ServerKey, SnapshotCounts, SnapshotRecord,
+    StateError, StateStore, WrittenBlock,
 };
 use crate::aws::AwsFailure;
 use crate::manifest::Manifest;
@@ -28,6 +29,7 @@ use crate::manifest::Manifest;
 mod account;
 mod bucket;
 mod doc;
+mod guest;
 mod journal;
 mod lease;
 mod objects;
@@ -746,6 +748,30 @@ impl StateStore for S3Store {
 
     async fn account_binding(&self, app: &str) -> Result<Option<AccountBinding>, StateError> {
         account::binding(self.objects(), app).await
+    }
+
+    async fn store_inspection(
+        &self,
+        server: &ServerKey,
+        record: &InspectionRecord,
+    ) -> Result<(), StateError> {
+        guest::store_inspection(self.objects(), server, record).await
+    }
+
+    async fn inspection(&self, server: &ServerKey) -> Result<Option<InspectionRecord>, StateError> {
+        guest::inspection(self.objects(), server).await
+    }
+
+    async fn record_accepted_risk(
+        &self,
+        server: &ServerKey,
+        risk: &AcceptedRisk,
+    ) -> Result<(), StateError> {
+        guest::record_accepted_risk(self.objects(), server, risk).await
+    }
+
+    async fn accepted_risks(&self, server: &ServerKey) -> Result<Vec<AcceptedRisk>, StateError> {
+        guest::accepted_risks(self.objects(), server).await
     }
 
     async fn mark_ami_deregistered(

@@ -2,9 +2,9 @@
 //! Every state transition is one transaction. The trait's async methods copy their arguments
 //! and run the SQL on tokio's blocking threads, so no caller blocks inside async code.
 //!
-//! The file format is `schema.sql` at `PRAGMA user_version = 2`; a database of a newer version is
+//! The file format is `schema.sql` at `PRAGMA user_version = 3`; a database of a newer version is
 //! refused rather than misread (an older rehost would not check the account binding), and one
-//! of version 1 is migrated on open (the `account_bindings` table is added).
+//! of version 1 or 2 is migrated on open (the tables it lacks are added, empty).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,20 +15,21 @@ use rusqlite::{Connection, Params, Row};
 use time::OffsetDateTime;
 
 use super::{
-    AccountBinding, AmiRecord, AppLock, AppLockGuard, ImportOutcome, NewSnapshot, RunPhase,
-    RunRecord, ServerDump, ServerKey, SnapshotCounts, SnapshotRecord, StateError, StateStore,
-    StoredText, WrittenBlock,
+    AcceptedRisk, AccountBinding, AmiRecord, AppLock, AppLockGuard, ImportOutcome,
+    InspectionRecord, NewSnapshot, RunPhase, RunRecord, ServerDump, ServerKey, SnapshotCounts,
+    SnapshotRecord, StateError, StateStore, StoredText, WrittenBlock,
 };
 use crate::manifest::Manifest;
 
 mod amis;
 mod bindings;
+mod guest;
 mod runs;
 mod snapshots;
 mod transfer;
 
 /// The version of `schema.sql` this rehost reads and writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = include_str!("../schema.sql");
 
@@ -438,6 +439,46 @@ impl StateStore for SqliteStore {
         let app = app.to_string();
         self.call("read account binding", move |conn, path| {
             bindings::binding(&Db { conn, path }, &app)
+        })
+        .await
+    }
+
+    async fn store_inspection(
+        &self,
+        server: &ServerKey,
+        record: &InspectionRecord,
+    ) -> Result<(), StateError> {
+        let (server, record) = (server.clone(), record.clone());
+        self.call("store inspection", move |conn, path| {
+            guest::store_inspection(&Db { conn, path }, &server, &record)
+        })
+        .await
+    }
+
+    async fn inspection(&self, server: &ServerKey) -> Result<Option<InspectionRecord>, StateError> {
+        let server = server.clone();
+        self.call("read inspection", move |conn, path| {
+            guest::inspection(&Db { conn, path }, &server)
+        })
+        .await
+    }
+
+    async fn record_accepted_risk(
+        &self,
+        server: &ServerKey,
+        risk: &AcceptedRisk,
+    ) -> Result<(), StateError> {
+        let (server, risk) = (server.clone(), risk.clone());
+        self.call("record accepted risk", move |conn, path| {
+            guest::record_accepted_risk(&Db { conn, path }, &server, &risk)
+        })
+        .await
+    }
+
+    async fn accepted_risks(&self, server: &ServerKey) -> Result<Vec<AcceptedRisk>, StateError> {
+        let server = server.clone();
+        self.call("read accepted risks", move |conn, path| {
+            guest::accepted_risks(&Db { conn, path }, &server)
         })
         .await
     }

@@ -25,7 +25,7 @@ async fn opening_creates_the_directory_and_a_wal_database_at_the_current_version
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -46,8 +46,8 @@ async fn a_database_of_a_newer_rehost_is_refused() {
         matches!(
             err,
             StateError::Schema {
-                found: 3,
-                known: 2,
+                found: 4,
+                known: 3,
                 ..
             }
         ),
@@ -64,8 +64,11 @@ async fn a_version_1_database_is_migrated_and_keeps_working() {
     std::fs::create_dir_all(dir.path().join(".rehost")).unwrap();
     let conn = raw(&dir);
     conn.execute_batch(SCHEMA).unwrap();
-    // Version 1 had no account_bindings table.
-    conn.execute_batch("DROP TABLE account_bindings").unwrap();
+    // Version 1 had no account_bindings table (nor version 2's inspections and risks).
+    conn.execute_batch(
+        "DROP TABLE account_bindings; DROP TABLE inspections; DROP TABLE accepted_risks",
+    )
+    .unwrap();
     conn.pragma_update(None, "user_version", 1).unwrap();
     conn.execute_batch(
         "INSERT INTO runs (run_id, app, server, grp, status, phase, started_at, attempted_at, finished_at, attempts, \
@@ -96,7 +99,7 @@ async fn a_version_1_database_is_migrated_and_keeps_working() {
     let version: i64 = raw(&dir)
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2, "migrated");
+    assert_eq!(version, SCHEMA_VERSION, "migrated");
     assert_eq!(store.account_binding("shop").await.unwrap(), None);
     let here = AccountBinding {
         account: "123456789012".into(),
@@ -193,4 +196,53 @@ async fn opening_a_current_database_takes_no_write_lock() {
     let store = opened.unwrap();
     assert!(store.latest_amis("shop").await.unwrap().is_empty());
     writer.execute_batch("COMMIT").unwrap();
+}
+
+/// A version 2 database (account bindings, no inspections) gains the inspection tables on open,
+/// empty: its servers are inspected again on next use; its binding stays.
+#[tokio::test]
+async fn a_version_2_database_gains_the_inspection_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".rehost")).unwrap();
+    let conn = raw(&dir);
+    conn.execute_batch(SCHEMA).unwrap();
+    conn.execute_batch("DROP TABLE inspections; DROP TABLE accepted_risks")
+        .unwrap();
+    conn.pragma_update(None, "user_version", 2).unwrap();
+    conn.execute_batch(
+        "INSERT INTO account_bindings (app, account, region, bound_at) \
+         VALUES ('shop', '123456789012', 'us-east-1', 1740823200000)",
+    )
+    .unwrap();
+    drop(conn);
+    let store = open(&dir).await;
+    let web = ServerKey::new("shop", "web");
+    assert_eq!(store.inspection(&web).await.unwrap(), None);
+    assert!(store.accepted_risks(&web).await.unwrap().is_empty());
+    assert!(store.account_binding("shop").await.unwrap().is_some());
+    let version: i64 = raw(&dir)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn a_malformed_stored_inspection_is_a_corrupt_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    raw(&dir)
+        .execute(
+            "INSERT INTO inspections (app, server, fingerprint, inspected_at, inspection) \
+             VALUES ('shop', 'web', 'x', 0, '{\"verdict\": \"bootable-maybe\"}')",
+            [],
+        )
+        .unwrap();
+    let err = store
+        .inspection(&ServerKey::new("shop", "web"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StateError::Corrupt { table: "inspections", id, .. } if id == "shop/web"),
+        "{err}"
+    );
 }
