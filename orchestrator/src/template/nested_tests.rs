@@ -321,11 +321,7 @@ fn a_group_too_large_for_one_child_is_split_into_parts() {
             // The handle is made with the first part (which outputs it), the gate waits in
             // the last, after the first; the next group waits for the gate's part.
             let gate = n.flat.gate(0).expect("group G0 is gated");
-            assert!(
-                n.children[0].body["Resources"]
-                    .get(&gate.handle)
-                    .is_some()
-            );
+            assert!(n.children[0].body["Resources"].get(&gate.handle).is_some());
             assert!(n.children[6].body["Resources"].get(&gate.gate).is_some());
             assert_eq!(
                 r["G0Part2Stack"]["Properties"]["Parameters"][&gate.handle],
