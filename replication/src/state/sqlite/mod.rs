@@ -5,6 +5,9 @@
 //! The file format is `schema.sql` at `PRAGMA user_version = 3`; a database of a newer version is
 //! refused rather than misread (an older rehost would not check the account binding), and one
 //! of version 1 or 2 is migrated on open (the tables it lacks are added, empty).
+//!
+//! Size: ~700 lines: the trait implementation is one `impl` block (each method a short
+//! transaction); the record-specific SQL already lives in its sibling modules.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
