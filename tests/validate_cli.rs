@@ -159,7 +159,7 @@ bad_files!(
     key_pair_name_with_control_characters,
     instance_profile_given_as_arn,
     too_many_tags,
-    too_many_resources,
+    too_many_parameters_for_the_parent_stack,
     disk_without_extension_or_format,
     disk_format_contradicts_its_extension,
     tags_that_fit_instances_but_not_the_ami_of_a_many_disk_server,
@@ -897,7 +897,31 @@ fn disk_format_contradicts_its_extension() -> Case {
 }
 
 /// 300 servers in 150 groups need 600 resources.
-fn too_many_resources() -> Case {
+/// Over one template's resources is no longer an error (nested stacks, issue 11); what still
+/// cannot launch is a parent over its parameters: 200 groups' AMI lists and the children's
+/// location.
+fn too_many_parameters_for_the_parent_stack() -> Case {
+    let mut servers = String::new();
+    let mut groups = String::new();
+    for g in 0..200 {
+        groups.push_str(&format!("  - name: g{g}\n    servers: [s{g}a, s{g}b]\n"));
+        for s in ["a", "b"] {
+            servers.push_str(&format!(
+                "  - {{id: s{g}{s}, os: linux, disks: [{{source: x.img}}]}}\n"
+            ));
+        }
+    }
+    let text = format!(
+        "{BASE_HEAD}defaults:\n  launch: {{instanceType: m5.large}}\n⟦servers:\n{servers}groups:\n{groups}"
+    );
+    case(&text, &["201 parameters", "200", "nested stacks"])
+}
+
+/// An application over one template's resources validates, with a note that it is rendered as
+/// nested stacks (it was an error before issue 11).
+#[test]
+fn too_many_resources_for_one_template_is_a_note_about_nested_stacks() {
+    let dir = tempdir("nested-note");
     let mut servers = String::new();
     let mut groups = String::new();
     for g in 0..150 {
@@ -911,7 +935,23 @@ fn too_many_resources() -> Case {
     let text = format!(
         "{BASE_HEAD}defaults:\n  launch: {{instanceType: m5.large}}\n⟦servers:\n{servers}groups:\n{groups}"
     );
-    case(&text, &["600 resources", "500"])
+    let (text, pos) = locate(&text);
+    let (line, col) = pos.unwrap();
+    std::fs::write(dir.join("app.yaml"), &text).unwrap();
+    let out = rehost()
+        .args(["validate", "app.yaml"])
+        .current_dir(&dir)
+        .run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let prefix = format!("app.yaml:{line}:{col}: note: ");
+    assert!(
+        stderr.lines().any(|l| l.starts_with(&prefix)
+            && l.contains("600 resources")
+            && l.contains("rendered as nested stacks")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(": error: "), "{stderr}");
 }
 
 #[test]
