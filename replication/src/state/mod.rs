@@ -18,8 +18,12 @@
 //! - the AWS account and region an application's state belongs to is one value per
 //!   application, written once (a conditional create) and read back.
 //!
-//! Room is left for what later issues add (launch history, inspection results, worker leases):
-//! each will be a group of per-server methods like the ones below.
+//! - the launch history is one record per launch of an application, written when the launch
+//!   starts and again when it ends (one object per launch, its id sorting by time), and read
+//!   back newest first.
+//!
+//! Room is left for what later issues add (inspection results, worker leases): each will be a
+//! group of per-server methods like the ones below.
 //!
 //! Every state transition is atomic in the backend, so a killed process leaves a consistent
 //! state and never a half-done run marked completed.
@@ -32,12 +36,19 @@ use time::OffsetDateTime;
 
 use crate::manifest::Manifest;
 
-mod error;
-mod lock;
+// First: its `stored_text!` macro is used by the record modules after it.
+#[macro_use]
 mod records;
+mod error;
+mod launches;
+mod lock;
 mod sqlite;
 
 pub use error::StateError;
+pub use launches::{
+    HookOutcome, HookPhase, HookRecord, LaunchFailure, LaunchKind, LaunchMode, LaunchOutcome,
+    LaunchRecord, Override, SyncRecord,
+};
 pub use lock::AppLock;
 pub use records::{
     AccountBinding, AmiRecord, NewSnapshot, RunPhase, RunRecord, RunStatus, ServerKey,
@@ -87,6 +98,16 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         let recorded = self.bind_account(app, current).await?;
         check_account(&self.location(), app, &recorded, current)
     }
+
+    // --- Launch history (one record per launch of an application) ---
+
+    /// Records a launch under its id: a new record when it starts, the same id again when it
+    /// ends (the record is replaced whole). A record of that id kept for another application is
+    /// left alone.
+    async fn record_launch(&self, app: &str, launch: &LaunchRecord) -> Result<(), StateError>;
+
+    /// The application's launches, newest first (by start time, then id), at most `limit`.
+    async fn launches(&self, app: &str, limit: usize) -> Result<Vec<LaunchRecord>, StateError>;
 
     // --- Runs (one per server in progress) ---
 

@@ -1,9 +1,10 @@
--- The state database (`.rehost/state.db`, SQLite in WAL mode, `PRAGMA user_version = 2`).
+-- The state database (`.rehost/state.db`, SQLite in WAL mode, `PRAGMA user_version = 3`).
 -- Applied on every open (every statement is IF NOT EXISTS); a change of tables or columns needs
 -- a new user_version and a migration. Times are unix milliseconds.
 --
 -- Versions: 1 runs, snapshots, written_blocks, amis; 2 adds account_bindings (a version 1
--- database is migrated by creating it, empty: its applications bind on their next use).
+-- database is migrated by creating it, empty: its applications bind on their next use); 3 adds
+-- launches (migrated by creating it: the history starts empty).
 
 CREATE TABLE IF NOT EXISTS runs (
     run_id       TEXT PRIMARY KEY,
@@ -80,3 +81,22 @@ CREATE TABLE IF NOT EXISTS account_bindings (
     region     TEXT NOT NULL,
     bound_at   INTEGER NOT NULL
 );
+
+-- Every launch of an application (launch, migrate, the cutover runbook, rollback): written when
+-- it starts and again when it ends. Scalars in columns; the AMIs, the failure, an override of
+-- the guardrails, the runbook's hooks and final sync in `detail`.
+CREATE TABLE IF NOT EXISTS launches (
+    launch_id   TEXT PRIMARY KEY,
+    app         TEXT NOT NULL,
+    kind        TEXT NOT NULL,           -- launch | migrate | cutover | rollback
+    mode        TEXT NOT NULL,           -- test | cutover
+    stack       TEXT NOT NULL,
+    definition  TEXT NOT NULL,           -- hash of the launch-relevant definition
+    health_gate INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    outcome     TEXT NOT NULL,           -- running | succeeded | unchanged | started | failed | refused | cancelled
+    caller      TEXT,                    -- the caller's ARN
+    detail      TEXT NOT NULL            -- JSON: amis, failure, forced, hooks, final_sync
+);
+CREATE INDEX IF NOT EXISTS launches_by_app ON launches (app, started_at);

@@ -56,6 +56,8 @@ macro_rules! suite {
             the_first_account_binding_wins_per_application,
             another_account_or_region_is_refused,
             recorded_amis_are_the_servers_available_ones_oldest_first,
+            launches_are_replaced_whole_and_listed_newest_first,
+            launches_of_one_application_are_not_seen_through_another,
         ]);
     };
     (@tests $backend:ident, $fixture:expr, [$($test:ident),* $(,)?]) => {
@@ -75,10 +77,12 @@ macro_rules! suite {
 pub(crate) use suite;
 
 mod accounts;
+mod launches;
 mod runs;
 mod snapshots;
 
 pub use accounts::*;
+pub use launches::*;
 pub use runs::*;
 pub use snapshots::*;
 

@@ -2,9 +2,10 @@
 //! Every state transition is one transaction. The trait's async methods copy their arguments
 //! and run the SQL on tokio's blocking threads, so no caller blocks inside async code.
 //!
-//! The file format is `schema.sql` at `PRAGMA user_version = 2`; a database of a newer version is
+//! The file format is `schema.sql` at `PRAGMA user_version = 3`; a database of a newer version is
 //! refused rather than misread (an older rehost would not check the account binding), and one
-//! of version 1 is migrated on open (the `account_bindings` table is added).
+//! of an older version is migrated on open (the tables it lacks, `account_bindings` from 2 on and
+//! `launches` from 3 on, are created).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,18 +16,20 @@ use rusqlite::{Connection, Params, Row};
 use time::OffsetDateTime;
 
 use super::{
-    AccountBinding, AmiRecord, AppLock, AppLockGuard, NewSnapshot, RunPhase, RunRecord, ServerKey,
-    SnapshotCounts, SnapshotRecord, StateError, StateStore, StoredText, WrittenBlock,
+    AccountBinding, AmiRecord, AppLock, AppLockGuard, LaunchRecord, NewSnapshot, RunPhase,
+    RunRecord, ServerKey, SnapshotCounts, SnapshotRecord, StateError, StateStore, StoredText,
+    WrittenBlock,
 };
 use crate::manifest::Manifest;
 
 mod amis;
 mod bindings;
+mod launches;
 mod runs;
 mod snapshots;
 
 /// The version of `schema.sql` this rehost reads and writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = include_str!("../schema.sql");
 
@@ -297,6 +300,22 @@ impl StateStore for SqliteStore {
         let app = app.to_string();
         self.call("lock the application", move |_, path| {
             Ok(Box::new(AppLock::acquire(path, &app)?) as Box<dyn AppLockGuard>)
+        })
+        .await
+    }
+
+    async fn record_launch(&self, app: &str, launch: &LaunchRecord) -> Result<(), StateError> {
+        let (app, launch) = (app.to_string(), launch.clone());
+        self.call("record launch", move |conn, path| {
+            launches::record(&Db { conn, path }, &app, &launch)
+        })
+        .await
+    }
+
+    async fn launches(&self, app: &str, limit: usize) -> Result<Vec<LaunchRecord>, StateError> {
+        let app = app.to_string();
+        self.call("read launches", move |conn, path| {
+            launches::list(&Db { conn, path }, &app, limit)
         })
         .await
     }

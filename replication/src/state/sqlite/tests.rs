@@ -25,7 +25,7 @@ async fn opening_creates_the_directory_and_a_wal_database_at_the_current_version
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -46,8 +46,8 @@ async fn a_database_of_a_newer_rehost_is_refused() {
         matches!(
             err,
             StateError::Schema {
-                found: 3,
-                known: 2,
+                found: 4,
+                known: 3,
                 ..
             }
         ),
@@ -57,15 +57,17 @@ async fn a_database_of_a_newer_rehost_is_refused() {
 
 /// A database of schema version 1, written by rehost before the store was split and before
 /// account bindings (its tables, rows inserted as that version wrote them), is migrated to the
-/// current version on open: it reads the same, and its application binds on first use.
+/// current version on open: it reads the same, its application binds on first use and its
+/// launch history starts empty.
 #[tokio::test]
 async fn a_version_1_database_is_migrated_and_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join(".rehost")).unwrap();
     let conn = raw(&dir);
     conn.execute_batch(SCHEMA).unwrap();
-    // Version 1 had no account_bindings table.
-    conn.execute_batch("DROP TABLE account_bindings").unwrap();
+    // Version 1 had no account_bindings table (2) and no launches table (3).
+    conn.execute_batch("DROP TABLE account_bindings; DROP TABLE launches")
+        .unwrap();
     conn.pragma_update(None, "user_version", 1).unwrap();
     conn.execute_batch(
         "INSERT INTO runs (run_id, app, server, grp, status, phase, started_at, attempted_at, finished_at, attempts, \
@@ -96,8 +98,9 @@ async fn a_version_1_database_is_migrated_and_keeps_working() {
     let version: i64 = raw(&dir)
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2, "migrated");
+    assert_eq!(version, SCHEMA_VERSION, "migrated");
     assert_eq!(store.account_binding("shop").await.unwrap(), None);
+    assert!(store.launches("shop", 10).await.unwrap().is_empty());
     let here = AccountBinding {
         account: "123456789012".into(),
         region: "us-east-1".into(),
