@@ -113,6 +113,8 @@ pub struct Replication {
     pub keep_recent_amis: u32,
     pub encrypted: bool,
     pub kms_key_id: Option<String>,
+    /// Cutover refuses an AMI older than this (`maxLagMinutes`).
+    pub max_lag_minutes: u32,
 }
 
 /// Which block of the file a launch setting came from. Portable templates name their

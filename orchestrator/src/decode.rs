@@ -87,6 +87,7 @@ fn replication(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<Replicati
         keep_recent_amis: m.optional("keepRecentAmis", integer),
         encrypted: m.optional("encrypted", boolean),
         kms_key_id: m.optional("kmsKeyId", string),
+        max_lag_minutes: m.optional("maxLagMinutes", integer),
     };
     m.finish();
     Some(Spanned::new(s, node.pos))

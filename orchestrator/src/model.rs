@@ -140,6 +140,10 @@ pub struct ReplicationSettings {
     pub encrypted: Option<Spanned<bool>>,
     /// KMS key (key id, `alias/...`, or key ARN); only with `encrypted: true`.
     pub kms_key_id: Option<Spanned<String>>,
+    /// Cutover refuses a server whose launched AMI is older than this many minutes (1..10080;
+    /// default 180).
+    #[schemars(range(min = *limits::MAX_LAG_MINUTES.start(), max = *limits::MAX_LAG_MINUTES.end()))]
+    pub max_lag_minutes: Option<Spanned<i64>>,
 }
 
 /// An RFC 3339 timestamp.
