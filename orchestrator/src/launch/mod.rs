@@ -10,6 +10,7 @@
 
 pub mod bucket;
 pub mod deploy;
+pub mod guardrails;
 pub mod preflight;
 pub mod preview;
 pub mod share;
