@@ -139,6 +139,13 @@ pub struct LaunchFlags {
     /// instance it changes). Without it such an update is shown and refused, changing nothing.
     #[arg(long)]
     pub yes: bool,
+    /// Cut over although guardrails refuse (no successful test of this definition, a stale
+    /// replica, an inspection verdict); needs --reason, and both are recorded in the history.
+    #[arg(long, requires = "reason")]
+    pub force: bool,
+    /// Why the guardrails are overridden (with --force).
+    #[arg(long, value_name = "TEXT", requires = "force")]
+    pub reason: Option<String>,
 }
 
 /// The replication state database: `--state`, else `.rehost/state.db` beside the application file.

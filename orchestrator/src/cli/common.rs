@@ -11,15 +11,11 @@ use anyhow::Context;
 use rehost::app::App;
 use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
-use rehost::launch::deploy::{self, Deployment};
 use rehost::launch::{AwsClients, LaunchError};
 use rehost::load::{Loaded, ReadError, load_bytes, read_application_file};
 use rehost_replication::{ServerReport, SqliteStore, StateError, StateStore};
 
-use crate::cli::args::{LaunchFlags, TemplateFlags};
-use crate::cli::io::Io;
 use crate::cli::print;
-use crate::cli::progress::Progress;
 
 /// Loads and validates an application file. Problems go to `err` as FILE:LINE:COL lines; an
 /// invalid file becomes an `InvalidInput` error (exit code 2), and so does a path that is not a
@@ -179,38 +175,6 @@ pub fn exit_code_of(e: LaunchError) -> anyhow::Error {
     } else {
         e.into()
     }
-}
-
-/// A launch as `launch` and `migrate` run it: refuse `--portable`, render with the AMI
-/// defaults, deploy with progress on `io.err`, and print the outcome on `io.out`.
-pub async fn deploy_and_report(
-    clients: &AwsClients,
-    app: &App,
-    template: &TemplateFlags,
-    flags: &LaunchFlags,
-    io: &mut Io<'_>,
-) -> anyhow::Result<()> {
-    deploy::refuse_portable(template.portable).map_err(exit_code_of)?;
-    let options = template.options(app, Some(clients)).await?;
-    let deployment = Deployment {
-        app,
-        options: &options,
-        on_failure: flags.on_failure,
-        follow: !flags.no_wait,
-        timeout_minutes: flags.timeout,
-        allow_replacement: flags.yes,
-    };
-    let outcome = match deploy::deploy(clients, &deployment, &mut Progress::new(io.err)).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            if let LaunchError::WouldReplace { stack, changes } = &e {
-                print::refused_changes(io.err, stack, changes)?;
-            }
-            return Err(exit_code_of(e));
-        }
-    };
-    print::outcome(io.out, &app.file, &outcome)?;
-    Ok(())
 }
 
 #[cfg(test)]

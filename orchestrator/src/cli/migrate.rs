@@ -3,16 +3,17 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use rehost::launch::AwsClients;
 use rehost::launch::deploy::refuse_portable;
 use rehost::replication_jobs::{scheduled_jobs, split_fresh};
+use rehost_replication::state::LaunchKind;
 use rehost_replication::watch::replicate_each;
 use rehost_replication::{ReplicateOptions, Replicator, StateStore};
 use time::OffsetDateTime;
 
-use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, state_path};
-use crate::cli::common::{all_replicated, bound_state, deploy_and_report, exit_code_of, load_app};
+use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags};
+use crate::cli::common::{all_replicated, exit_code_of, load_app};
+use crate::cli::guarded::Guarded;
 use crate::cli::io::Io;
 use crate::cli::print;
 
@@ -50,10 +51,23 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     // Refused before replicating anything: a portable template never launches here.
     refuse_portable(args.template.portable).map_err(exit_code_of)?;
-    let state = state_path(args.template.state.as_deref(), &args.file);
     let sdk = args.aws.sdk_config().await;
     let clients = AwsClients::new(&sdk);
-    let store = std::sync::Arc::new(bound_state(&state, &app, &clients).await?);
+    let guarded = Guarded {
+        clients: &clients,
+        app: &app,
+        template: &args.template,
+        flags: &args.launch,
+        kind: LaunchKind::Migrate,
+    };
+    let store = std::sync::Arc::new(guarded.store().await?);
+    let mut rec = guarded
+        .start_record(&args.template.options(&app, Some(&clients)).await?)
+        .await;
+    if !args.launch.force {
+        // What does not depend on the AMIs refuses a cutover before anything is replicated.
+        guarded.hold(store.as_ref(), &mut rec, None, io).await?;
+    }
     let latest = store.latest_amis(&app.name).await?;
     let (stale, reused) = split_fresh(
         scheduled_jobs(&app, &[], None),
@@ -71,7 +85,20 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         for report in &reports {
             print::report_line(io.out, report)?;
         }
-        all_replicated(&reports).context("not launching")?;
+        if let Err(e) = all_replicated(&reports) {
+            guarded
+                .refuse(store.as_ref(), &mut rec, format!("not launched: {e}"))
+                .await?;
+            return Err(e.context("not launching"));
+        }
     }
-    deploy_and_report(&clients, &app, &args.template, &args.launch, io).await
+    let options = args.template.options(&app, Some(&clients)).await?;
+    rec.amis = options.amis.clone();
+    guarded
+        .hold(store.as_ref(), &mut rec, Some(&options.amis), io)
+        .await?;
+    guarded
+        .deploy(store.as_ref(), &options, rec, io)
+        .await
+        .map(|_| ())
 }

@@ -9,6 +9,7 @@
 pub mod args;
 pub mod common;
 pub mod graph;
+pub mod guarded;
 pub mod inspect;
 pub mod io;
 pub mod launch;

@@ -195,6 +195,29 @@ pub fn refused_changes(
     Ok(())
 }
 
+/// Every guardrail that refuses a cutover (before the error).
+pub fn guardrails_refused(w: &mut dyn Write, reasons: &[String]) -> io::Result<()> {
+    writeln!(w, "refused: the cutover guardrails do not hold:")?;
+    for r in reasons {
+        writeln!(w, "  - {r}")?;
+    }
+    Ok(())
+}
+
+/// Guardrails overridden with `--force --reason`: what was let through, and why.
+pub fn guardrails_overridden(w: &mut dyn Write, reasons: &[String], why: &str) -> io::Result<()> {
+    writeln!(
+        w,
+        "warning: cutover forced past {} guardrail{} (reason: {why}), recorded in the history:",
+        reasons.len(),
+        if reasons.len() == 1 { "" } else { "s" }
+    )?;
+    for r in reasons {
+        writeln!(w, "  - {r}")?;
+    }
+    Ok(())
+}
+
 /// Replication and launch state of every server.
 pub fn status(w: &mut dyn Write, status: &Status) -> io::Result<()> {
     writeln!(w, "application {}", status.application)?;

@@ -13,6 +13,7 @@ pub mod deploy;
 pub mod guardrails;
 pub mod preflight;
 pub mod preview;
+pub mod record;
 pub mod share;
 pub mod stack;
 pub mod status;
@@ -64,6 +65,19 @@ impl AwsClients {
             account: self.account_id().await?,
             region: self.region.clone(),
         })
+    }
+
+    /// Who runs this: the caller's ARN (STS GetCallerIdentity), for the launch history.
+    pub async fn caller_arn(&self) -> Result<String, LaunchError> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| LaunchError::Aws(AwsFailure::from_sdk("sts:GetCallerIdentity", &e)))?;
+        out.arn()
+            .map(str::to_string)
+            .ok_or_else(|| LaunchError::Unexpected("GetCallerIdentity returned no ARN".into()))
     }
 
     pub async fn account_id(&self) -> Result<String, LaunchError> {
