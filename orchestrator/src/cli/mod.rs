@@ -10,6 +10,7 @@ pub mod args;
 pub mod common;
 pub mod graph;
 pub mod guarded;
+pub mod history;
 pub mod inspect;
 pub mod io;
 pub mod launch;
@@ -74,6 +75,8 @@ pub enum Command {
     Migrate(migrate::Args),
     /// Inspect every server's disks offline: will it boot on EC2 and run its configure script?
     Inspect(inspect::Args),
+    /// Launches and replication runs, newest first
+    History(history::Args),
 }
 
 /// Runs a command. The pure ones (validate, graph, schema) run without an async runtime; the
@@ -92,6 +95,7 @@ pub fn run(command: Command, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Terminate(args) => block_on(terminate::run(args, io)),
         Command::Migrate(args) => block_on(migrate::run(args, io)),
         Command::Inspect(args) => inspect::run(args, io),
+        Command::History(args) => block_on(history::run(args, io)),
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod bucket;
 pub mod deploy;
 pub mod guardrails;
+pub mod history;
 pub mod preflight;
 pub mod preview;
 pub mod record;
