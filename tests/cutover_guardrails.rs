@@ -1,0 +1,199 @@
+//! Issue 10 parts 1 and 2 against the emulator: every launch lands in the history (refusals
+//! included, with the caller's ARN), and a cutover is refused (exit 2, every reason at once,
+//! no stack, no snapshot) until a test launch of the same definition succeeded and every
+//! replica is fresh; `--force --reason` lets it through and is recorded.
+
+mod launch_common;
+
+use std::path::{Path, PathBuf};
+
+use launch_common::*;
+use serde_json::Value;
+
+/// A two-server application whose small raw disks replicate, launched into the infra.
+fn app(dir: &Path, name: &str, infra: &Infra) -> PathBuf {
+    let file = small_app(dir, name, &["a", "b"], infra);
+    for (i, s) in ["a", "b"].iter().enumerate() {
+        rehost_testkit::images::write_raw(
+            &dir.join(format!("{s}.img")),
+            2 << 20,
+            &[(0, 2, rehost_testkit::images::Fill::Random)],
+            i as u64 + 1,
+        );
+    }
+    file
+}
+
+fn history(dir: &Path, f: &str) -> Vec<Value> {
+    let h = json(&rehost(dir, &["history", f, "--output", "json"]));
+    h["entries"].as_array().unwrap().clone()
+}
+
+fn launches(entries: &[Value]) -> Vec<&Value> {
+    entries.iter().filter(|e| e["type"] == "launch").collect()
+}
+
+/// Moves every AMI of the application `hours` into the past in the state, as if its
+/// replication had completed then.
+fn age_replicas(dir: &Path, hours: i64) {
+    let db = rusqlite::Connection::open(dir.join(".rehost/state.db")).unwrap();
+    let n = db
+        .execute(
+            "UPDATE amis SET created_at = created_at - ?1",
+            [hours * 3600 * 1000],
+        )
+        .unwrap();
+    assert!(n >= 2);
+}
+
+async fn snapshots() -> usize {
+    aws_sdk_ec2::Client::new(&sdk().await)
+        .describe_snapshots()
+        .owner_ids("self")
+        .send()
+        .await
+        .unwrap()
+        .snapshots()
+        .len()
+}
+
+#[test]
+fn cutover_is_refused_until_tested_and_fresh_and_forced_cutovers_are_recorded() {
+    let dir = scratch("guardrails");
+    let infra = rt().block_on(infra("guard"));
+    let file = app(&dir, "guard", &infra);
+    let f = file.to_str().unwrap();
+    let cutover = ["launch", f, "--mode", "cutover", "--no-health-gate"];
+    let stack = "rehost-guard-cutover";
+
+    // Nothing tested yet: migrate --mode cutover is refused before it replicates anything.
+    let before = rt().block_on(snapshots());
+    let err = refused(&rehost(
+        &dir,
+        &["migrate", f, "--mode", "cutover", "--no-health-gate"],
+    ));
+    assert!(err.contains("no test launch of this definition"), "{err}");
+    assert_eq!(rt().block_on(snapshots()), before, "nothing replicated");
+    assert!(!rt().block_on(stack_exists(stack)));
+
+    ok(&rehost(&dir, &["replicate", f]));
+    let err = refused(&rehost(&dir, &cutover));
+    assert!(
+        err.contains("refused: the cutover guardrails do not hold"),
+        "{err}"
+    );
+    assert!(err.contains("no test launch of this definition"), "{err}");
+    assert!(err.contains("--force --reason"), "{err}");
+    assert!(!rt().block_on(stack_exists(stack)), "nothing launched");
+
+    // A test launch of this definition: the cutover guardrails hold.
+    ok(&rehost(&dir, &["launch", f, "--no-health-gate"]));
+    // ... but not with stale replicas, nor with an AMI the state did not replicate, nor after
+    // the definition changed: every reason at once.
+    age_replicas(&dir, 4);
+    let image = rt().block_on(amazon_image(&rt().block_on(sdk())));
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("m5.large", "m5.xlarge")).unwrap();
+    let ami = format!("b={image}");
+    let mut args = cutover.to_vec();
+    args.extend(["--ami", &ami]);
+    let err = refused(&rehost(&dir, &args));
+    assert!(err.contains("no test launch of this definition"), "{err}");
+    assert!(
+        err.contains("a: ami-") && err.contains("more than maxLagMinutes 180"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("b: {image} was not replicated through this state")),
+        "{err}"
+    );
+    assert!(!rt().block_on(stack_exists(stack)));
+    std::fs::write(&file, &text).unwrap();
+
+    // --force needs --reason (clap refuses, exit 2); with it the cutover goes through. Three
+    // guardrails are overridden: the stale replicas, and the test, which is now older than the
+    // last change to the definition (the refused launch of the changed file: changing it back
+    // does not make the earlier test current again).
+    let mut forced = cutover.to_vec();
+    forced.push("--force");
+    refused(&rehost(&dir, &forced));
+    forced.extend(["--reason", "CAB-42: replicas of this morning accepted"]);
+    let out = rehost(&dir, &forced);
+    ok(&out);
+    assert!(
+        stderr(&out).contains("cutover forced past 3 guardrails"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(rt().block_on(stack_exists(stack)));
+
+    // A launch failing in pre-flight (an AMI that does not exist) is a refused record.
+    let missing = [
+        "launch",
+        f,
+        "--no-health-gate",
+        "--ami",
+        "a=ami-00000000000000001",
+    ];
+    refused(&rehost(&dir, &missing));
+
+    let entries = history(&dir, f);
+    let l = launches(&entries);
+    let outcomes: Vec<(&str, &str)> = l
+        .iter()
+        .map(|e| (e["mode"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("test", "refused"),
+            ("cutover", "succeeded"),
+            ("cutover", "refused"),
+            ("test", "succeeded"),
+            ("cutover", "refused"),
+            ("cutover", "refused"),
+        ],
+        "newest first: {entries:#?}"
+    );
+    assert_eq!(l[5]["kind"], "migrate");
+    let preflight = l[0]["failure"]["reasons"].as_array().unwrap();
+    assert!(
+        preflight
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("ami-00000000000000001")),
+        "{preflight:?}"
+    );
+    let by = l[1]["caller"].as_str().unwrap();
+    assert!(by.starts_with("arn:aws:"), "who ran it: {by}");
+    assert_eq!(l[1]["forced"]["by"], by);
+    assert_eq!(
+        l[1]["forced"]["reason"],
+        "CAB-42: replicas of this morning accepted"
+    );
+    let overridden: Vec<&str> = l[1]["forced"]["overridden"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(overridden.len(), 3, "{overridden:?}");
+    assert!(overridden[0].contains("test again"), "{overridden:?}");
+    assert!(overridden[1].starts_with("a: ") && overridden[1].contains("maxLagMinutes"));
+    assert_eq!(l[1]["stack"], stack);
+    assert!(l[1]["amis"]["a"].as_str().unwrap().starts_with("ami-"));
+    assert_eq!(
+        l[1]["definition"], l[3]["definition"],
+        "the test and the cutover launched one definition"
+    );
+    assert_ne!(l[2]["definition"], l[3]["definition"], "the changed file");
+    assert!(l[1]["finished_at"].is_string());
+    // Replication runs are in the same timeline.
+    let runs = entries
+        .iter()
+        .filter(|e| e["type"] == "replication")
+        .count();
+    assert_eq!(runs, 2, "{entries:#?}");
+    let text = ok(&rehost(&dir, &["history", f]));
+    assert!(text.contains("forced by arn:aws:"), "{text}");
+    assert!(text.contains("CAB-42"), "{text}");
+}
