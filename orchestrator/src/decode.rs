@@ -37,6 +37,7 @@ pub fn application(root: &Node, diags: &mut Diagnostics) -> Option<Application> 
             read
         })
     });
+    let hooks = m.optional("hooks", hooks);
     m.finish();
     Some(Application {
         api_version: api_version?,
@@ -47,7 +48,34 @@ pub fn application(root: &Node, diags: &mut Diagnostics) -> Option<Application> 
         defaults: defaults.map(|s| s.value),
         servers: servers?,
         groups: groups?,
+        hooks,
         unreadable,
+    })
+}
+
+fn hooks(node: &Node, diags: &mut Diagnostics) -> Option<Hooks> {
+    let mut m = Fields::open(node, "hooks", diags)?;
+    let pre_cutover = m.optional("preCutover", |n, d| list(n, d, hook));
+    let post_rollback = m.optional("postRollback", |n, d| list(n, d, hook));
+    m.finish();
+    Some(Hooks {
+        pre_cutover,
+        post_rollback,
+    })
+}
+
+fn hook(node: &Node, diags: &mut Diagnostics) -> Option<Hook> {
+    let mut m = Fields::open(node, "a hook", diags)?;
+    let name = m.required("name", string);
+    let command = m.optional("command", |n, d| list(n, d, string));
+    let shell = m.optional("shell", string);
+    let timeout_seconds = m.optional("timeoutSeconds", integer);
+    m.finish();
+    Some(Hook {
+        name: name?,
+        command,
+        shell,
+        timeout_seconds,
     })
 }
 

@@ -11,6 +11,7 @@
 
 mod checks;
 mod disks;
+mod hooks;
 mod layers;
 mod references;
 mod scripts;
@@ -108,6 +109,7 @@ pub fn resolve(
         ));
     }
 
+    let hooks = hooks::resolve_hooks(model.hooks.as_ref(), diags);
     check_unique_private_ips(model, diags);
     check_tag_budget(model, &servers, diags);
 
@@ -142,5 +144,6 @@ pub fn resolve(
         graph,
         file: file.to_path_buf(),
         servers_pos: model.servers.pos,
+        hooks,
     })
 }

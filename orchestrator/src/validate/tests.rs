@@ -354,3 +354,46 @@ fn values_out_of_range_are_errors_and_never_reach_the_app() {
         ]
     );
 }
+
+#[test]
+fn hooks_run_one_way_with_unique_names_and_timeouts_in_range() {
+    let servers = "servers:\n  - {id: a, os: linux, disks: [{source: a.img}]}\ngroups:\n  - {name: g, servers: [a]}\n";
+    let app = valid(&format!(
+        "{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\n{servers}hooks:\n  preCutover:\n    \
+         - {{name: stop, command: [./stop.sh, --all], timeoutSeconds: 30}}\n    - {{name: wait, shell: 'sleep 1 && true'}}\n"
+    ));
+    use crate::app::HookRun;
+    assert_eq!(app.hooks.pre_cutover.len(), 2);
+    assert_eq!(
+        app.hooks.pre_cutover[0].run,
+        HookRun::Command(vec!["./stop.sh".into(), "--all".into()])
+    );
+    assert_eq!(app.hooks.pre_cutover[0].timeout.as_secs(), 30);
+    assert_eq!(
+        app.hooks.pre_cutover[1].run,
+        HookRun::Shell("sleep 1 && true".into())
+    );
+    assert_eq!(app.hooks.pre_cutover[1].timeout.as_secs(), 600, "default");
+    assert!(app.hooks.post_rollback.is_empty());
+
+    let (app, problems) = resolve_with(
+        &format!(
+            "{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\n{servers}hooks:\n  postRollback:\n    \
+             - {{name: a, command: [x], shell: y}}\n    - {{name: a}}\n    - {{name: B_, command: []}}\n    \
+             - {{name: c, command: [x], timeoutSeconds: 0}}\n"
+        ),
+        &[],
+    );
+    assert!(app.is_none());
+    assert_eq!(
+        problems,
+        [
+            "12:17 hook `a`: set either command (no shell) or shell, not both",
+            "13:14 hook `a` is already defined in postRollback at line 12",
+            "13:14 hook `a`: needs `command: [PROGRAM, ARG...]` or `shell: TEXT`",
+            "14:14 hook name `B_` must be 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit",
+            "14:18 hook `B_`: command needs a program",
+            "15:47 timeoutSeconds must be between 1 and 86400, not 0",
+        ]
+    );
+}
