@@ -12,6 +12,7 @@ pub mod bucket;
 pub mod deploy;
 pub mod guardrails;
 pub mod history;
+pub mod hooks;
 pub mod preflight;
 pub mod preview;
 pub mod record;
