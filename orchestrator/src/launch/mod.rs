@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod preflight;
 pub mod preview;
 pub mod record;
+pub mod runbook;
 pub mod share;
 pub mod stack;
 pub mod status;
