@@ -144,7 +144,7 @@ impl Guarded<'_> {
         let options = self.template.options(self.app, Some(self.clients)).await?;
         let mut rec = self.start_record(&options).await;
         self.hold(&store, &mut rec, Some(&options.amis), io).await?;
-        self.deploy(&store, &options, rec, io).await.map(|_| ())
+        self.deploy(&store, &options, &mut rec, io).await
     }
 
     /// Deploys with the record written before and after; prints the outcome.
@@ -152,10 +152,10 @@ impl Guarded<'_> {
         &self,
         store: &dyn StateStore,
         options: &RenderOptions,
-        mut rec: LaunchRecord,
+        rec: &mut LaunchRecord,
         io: &mut Io<'_>,
-    ) -> anyhow::Result<LaunchRecord> {
-        store.record_launch(&self.app.name, &rec).await?;
+    ) -> anyhow::Result<()> {
+        store.record_launch(&self.app.name, rec).await?;
         let deployment = Deployment {
             app: self.app,
             options,
@@ -165,12 +165,12 @@ impl Guarded<'_> {
             allow_replacement: self.flags.yes,
         };
         let result = deploy::deploy(self.clients, &deployment, &mut Progress::new(io.err)).await;
-        record::finished(&mut rec, &result, OffsetDateTime::now_utc());
-        let recorded = store.record_launch(&self.app.name, &rec).await;
+        record::finished(rec, &result, OffsetDateTime::now_utc());
+        let recorded = store.record_launch(&self.app.name, rec).await;
         let outcome = report(result, io)?;
         recorded?;
         print::outcome(io.out, &self.app.file, &outcome)?;
-        Ok(rec)
+        Ok(())
     }
 }
 

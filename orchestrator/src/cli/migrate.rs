@@ -97,8 +97,5 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     guarded
         .hold(store.as_ref(), &mut rec, Some(&options.amis), io)
         .await?;
-    guarded
-        .deploy(store.as_ref(), &options, rec, io)
-        .await
-        .map(|_| ())
+    guarded.deploy(store.as_ref(), &options, &mut rec, io).await
 }

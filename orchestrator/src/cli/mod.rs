@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod common;
+pub mod cutover;
 pub mod graph;
 pub mod guarded;
 pub mod history;
@@ -20,6 +21,7 @@ pub mod print;
 pub mod progress;
 pub mod render;
 pub mod replicate;
+pub mod rollback;
 pub mod schema;
 pub mod share;
 pub mod status;
@@ -77,6 +79,10 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Launches and replication runs, newest first
     History(history::Args),
+    /// The cutover runbook: wait, preCutover hooks, final sync, guardrails, production launch
+    Cutover(cutover::Args),
+    /// Delete the cutover stack and run the postRollback hooks
+    Rollback(rollback::Args),
 }
 
 /// Runs a command. The pure ones (validate, graph, schema) run without an async runtime; the
@@ -96,6 +102,8 @@ pub fn run(command: Command, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Migrate(args) => block_on(migrate::run(args, io)),
         Command::Inspect(args) => inspect::run(args, io),
         Command::History(args) => block_on(history::run(args, io)),
+        Command::Cutover(args) => block_on(cutover::run(args, io)),
+        Command::Rollback(args) => block_on(rollback::run(args, io)),
     }
 }
 

@@ -364,6 +364,10 @@ pub fn notice(w: &mut dyn Write, notice: &Notice) -> io::Result<()> {
 #[path = "print_tests.rs"]
 mod tests;
 
+#[path = "print_runbook.rs"]
+mod runbook;
+pub use runbook::*;
+
 /// One line per server with its verdict, then its findings and their fixes.
 pub fn inspections(out: &mut dyn Write, reports: &[ServerInspection]) -> io::Result<()> {
     for r in reports {
@@ -514,7 +518,7 @@ fn utc(t: time::OffsetDateTime) -> String {
 }
 
 /// Bytes in the largest binary unit that keeps a whole number above 1.
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = n as f64;
     let mut unit = 0;
