@@ -9,6 +9,10 @@
 //! security groups, private IP) and shows no security groups, so those are checked in the
 //! deployed template (GetTemplate) instead of on the instance; moto corrupts a stack when an
 //! instance property is updated, so the one-change plan is computed but never executed.
+//!
+//! Why one file of ~700 lines: the guide allows one emulator per test binary, and these tests
+//! share it (and its helpers); `sharepoint_farm_lifecycle` alone is one ~300-line story whose
+//! steps (launch, plan, share, status, terminate) depend on the state the earlier ones leave.
 
 mod launch_common;
 

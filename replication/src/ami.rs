@@ -95,10 +95,21 @@ pub async fn find_by_name(
     ec2: &aws_sdk_ec2::Client,
     name: &str,
 ) -> Result<Vec<FoundImage>, AwsFailure> {
+    let filters = vec![Filter::builder().name("name").values(name).build()];
+    own_images(ec2, filters, |i| i.name == name).await
+}
+
+/// This account's images matching `filters`, checked again with `keep` (a filter is only a
+/// request to the API: what comes back is checked for what we rely on).
+async fn own_images(
+    ec2: &aws_sdk_ec2::Client,
+    filters: Vec<Filter>,
+    keep: impl Fn(&FoundImage) -> bool,
+) -> Result<Vec<FoundImage>, AwsFailure> {
     let out = ec2
         .describe_images()
         .owners("self")
-        .filters(Filter::builder().name("name").values(name).build())
+        .set_filters(Some(filters))
         .send()
         .await
         .map_err(|e| AwsFailure::from_sdk("DescribeImages", &e))?;
@@ -106,7 +117,7 @@ pub async fn find_by_name(
         .images()
         .iter()
         .filter_map(FoundImage::from)
-        .filter(|i| i.name == name)
+        .filter(|i| keep(i))
         .collect())
 }
 
@@ -137,32 +148,17 @@ pub async fn server_images(
     app: &str,
     server: &str,
 ) -> Result<Vec<FoundImage>, AwsFailure> {
-    let out = ec2
-        .describe_images()
-        .owners("self")
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{}", crate::tags::APP))
-                .values(app)
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{}", crate::tags::SERVER))
-                .values(server)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| AwsFailure::from_sdk("DescribeImages", &e))?;
-    Ok(out
-        .images()
-        .iter()
-        .filter_map(FoundImage::from)
-        .filter(|i| {
-            i.tag(crate::tags::APP) == Some(app) && i.tag(crate::tags::SERVER) == Some(server)
-        })
-        .collect())
+    let tag = |key: &str, value: &str| {
+        Filter::builder()
+            .name(format!("tag:{key}"))
+            .values(value)
+            .build()
+    };
+    let filters = vec![tag(crate::tags::APP, app), tag(crate::tags::SERVER, server)];
+    own_images(ec2, filters, |i| {
+        i.tag(crate::tags::APP) == Some(app) && i.tag(crate::tags::SERVER) == Some(server)
+    })
+    .await
 }
 
 pub async fn register(ec2: &aws_sdk_ec2::Client, spec: &AmiSpec<'_>) -> Result<String, AwsFailure> {
