@@ -177,6 +177,14 @@ pub fn exit_code_of(e: LaunchError) -> anyhow::Error {
     }
 }
 
+/// Hooks run in the application file's directory.
+pub fn app_dir(app: &App) -> &Path {
+    app.file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@
 //! The runbook is the explicit decision to change production: it needs `--yes`, which also
 //! lets the cutover update replace instances. `--dry-run` needs nothing and changes nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rehost::app::{App, Mode};
@@ -29,7 +29,7 @@ use rehost_replication::{ReplicateOptions, Replicator, ServerReport, SqliteStore
 use time::OffsetDateTime;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, state_path};
-use crate::cli::common::{all_replicated, exit_code_of, load_app};
+use crate::cli::common::{all_replicated, app_dir, exit_code_of, load_app};
 use crate::cli::guarded::Guarded;
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -197,14 +197,6 @@ fn sync_record(r: &ServerReport) -> SyncRecord {
         seconds: r.seconds,
         error: r.error.clone(),
     }
-}
-
-/// Hooks run in the application file's directory.
-pub fn app_dir(app: &App) -> &Path {
-    app.file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
 }
 
 /// Waits until `at`, showing the time left on a terminal; Ctrl-C cancels (exit 1), nothing

@@ -17,8 +17,7 @@ use rehost_replication::state::{HookOutcome, HookPhase, LaunchKind, LaunchOutcom
 use time::OffsetDateTime;
 
 use crate::cli::args::{AwsArgs, StateArg, state_path};
-use crate::cli::common::{bound_state, exit_code_of, load_app};
-use crate::cli::cutover::app_dir;
+use crate::cli::common::{app_dir, bound_state, exit_code_of, load_app};
 use crate::cli::io::Io;
 use crate::cli::print;
 use crate::cli::progress::Progress;
