@@ -364,6 +364,10 @@ pub fn notice(w: &mut dyn Write, notice: &Notice) -> io::Result<()> {
 #[path = "print_tests.rs"]
 mod tests;
 
+#[cfg(test)]
+#[path = "print_history_tests.rs"]
+mod history_tests;
+
 #[path = "print_runbook.rs"]
 mod runbook;
 pub use runbook::*;

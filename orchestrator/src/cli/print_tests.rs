@@ -24,7 +24,7 @@ use super::*;
 use crate::cli::graph::{self, Format};
 
 /// Compares `actual` with `tests/expected/cli/<name>`, or rewrites it under `REHOST_BLESS=1`.
-fn expect(name: &str, actual: &[u8]) {
+pub(super) fn expect(name: &str, actual: &[u8]) {
     let path = rehost_testkit::workspace_root()
         .join("tests/expected/cli")
         .join(name);
@@ -43,7 +43,7 @@ fn expect(name: &str, actual: &[u8]) {
     );
 }
 
-fn rendered(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Vec<u8> {
+pub(super) fn rendered(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Vec<u8> {
     let mut buf = Vec::new();
     f(&mut buf).unwrap();
     buf
@@ -499,123 +499,4 @@ fn validate_diagnostics_of_a_bad_file() {
         "validate-bad.txt",
         &rendered(|w| diagnostics(w, file, &invalid.diagnostics)),
     );
-}
-
-#[test]
-fn history_and_guardrail_text() {
-    use rehost::launch::history::timeline;
-    use rehost_replication::state::{
-        HookOutcome, HookPhase, HookRecord, LaunchFailure, LaunchKind, LaunchMode, LaunchOutcome,
-        LaunchRecord, Override, RunRecord, SyncRecord,
-    };
-    use time::macros::datetime;
-    let at = datetime!(2026-03-01 02:00 UTC);
-    let by = "arn:aws:iam::123456789012:user/ops";
-    let launch = |id: &str, hours: i64, mode, outcome| LaunchRecord {
-        launch_id: id.into(),
-        kind: LaunchKind::Launch,
-        mode,
-        stack: if mode == LaunchMode::Test {
-            "rehost-sharepoint-farm-test".into()
-        } else {
-            "rehost-sharepoint-farm-cutover".into()
-        },
-        definition: "sha256:0123456789abcdef0123".into(),
-        health_gate: true,
-        amis: BTreeMap::new(),
-        started_at: at + time::Duration::hours(hours),
-        finished_at: Some(at + time::Duration::hours(hours)),
-        outcome,
-        failure: None,
-        caller: Some(by.into()),
-        forced: None,
-        hooks: vec![],
-        final_sync: vec![],
-    };
-    let test = launch("l1", 1, LaunchMode::Test, LaunchOutcome::Succeeded);
-    let refused = LaunchRecord {
-        failure: Some(LaunchFailure {
-            resource: None,
-            reasons: vec![
-                "sql01: ami-0123456789abcdef0 was replicated 4h10m ago, more than maxLagMinutes 180: replicate it again".into(),
-            ],
-        }),
-        ..launch("l2", 2, LaunchMode::Cutover, LaunchOutcome::Refused)
-    };
-    let failed = LaunchRecord {
-        kind: LaunchKind::Cutover,
-        health_gate: false,
-        failure: Some(LaunchFailure {
-            resource: Some("DatabaseGate".into()),
-            reasons: vec!["WaitCondition received failed message: 'sql\u{1b}[2J01 exit 3'".into()],
-        }),
-        forced: Some(Override {
-            reason: "CAB-1234 accepts the lag".into(),
-            by: Some(by.into()),
-            at: at + time::Duration::hours(3),
-            overridden: vec!["no test launch of this definition (0123456789ab) succeeded".into()],
-        }),
-        hooks: vec![HookRecord {
-            phase: HookPhase::PreCutover,
-            name: "stop-sharepoint".into(),
-            command: "launch-scripts/sharepoint/stop-services.sh".into(),
-            outcome: HookOutcome::Succeeded,
-            exit_code: Some(0),
-            seconds: 4.25,
-            output: "stopped\n".into(),
-            output_dropped: 0,
-        }],
-        final_sync: vec![
-            SyncRecord {
-                server: "sql01".into(),
-                ami_id: Some("ami-0123456789abcdef1".into()),
-                run_id: "r2".into(),
-                blocks: 42,
-                bytes: 42 * 512 * 1024,
-                seconds: 3.5,
-                error: None,
-            },
-            SyncRecord {
-                server: "app01".into(),
-                ami_id: None,
-                run_id: "r3".into(),
-                blocks: 0,
-                bytes: 0,
-                seconds: 1.0,
-                error: Some("AccessDenied".into()),
-            },
-        ],
-        ..launch("l3", 3, LaunchMode::Cutover, LaunchOutcome::Failed)
-    };
-    let run = RunRecord {
-        run_id: "20260301T020000Z-0000abcd".into(),
-        app: "sharepoint-farm".into(),
-        server: "sql01".into(),
-        group: "database".into(),
-        status: RunStatus::Completed,
-        phase: RunPhase::Completed,
-        started_at: at,
-        attempted_at: at,
-        finished_at: Some(at + time::Duration::minutes(5)),
-        attempts: 1,
-        ami_id: Some("ami-0123456789abcdef0".into()),
-        ami_name: None,
-        error: None,
-        timings: BTreeMap::new(),
-        snapshots: vec![],
-    };
-    let history = timeline("sharepoint-farm", vec![test, refused, failed], &[run], 10);
-    let mut text = rendered(|w| super::history(w, &history));
-    text.extend(rendered(|w| {
-        super::history(w, &timeline("sharepoint-farm", vec![], &[], 10))
-    }));
-    let reasons = vec![
-        "no test launch of this definition (0123456789ab) succeeded: run `rehost launch FILE` (test mode) first".to_string(),
-        "sql01: ami-0123456789abcdef0 was replicated 4h10m ago, more than maxLagMinutes 180: replicate it again".to_string(),
-    ];
-    text.extend(rendered(|w| super::guardrails_refused(w, &reasons)));
-    text.extend(rendered(|w| {
-        super::guardrails_overridden(w, &reasons[..1], "CAB-1234 accepts the lag")
-    }));
-    expect("history.txt", &text);
 }
