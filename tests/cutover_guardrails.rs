@@ -5,24 +5,10 @@
 
 mod launch_common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use launch_common::*;
 use serde_json::Value;
-
-/// A two-server application whose small raw disks replicate, launched into the infra.
-fn app(dir: &Path, name: &str, infra: &Infra) -> PathBuf {
-    let file = small_app(dir, name, &["a", "b"], infra);
-    for (i, s) in ["a", "b"].iter().enumerate() {
-        rehost_testkit::images::write_raw(
-            &dir.join(format!("{s}.img")),
-            2 << 20,
-            &[(0, 2, rehost_testkit::images::Fill::Random)],
-            i as u64 + 1,
-        );
-    }
-    file
-}
 
 fn history(dir: &Path, f: &str) -> Vec<Value> {
     let h = json(&rehost(dir, &["history", f, "--output", "json"]));
@@ -46,34 +32,23 @@ fn age_replicas(dir: &Path, hours: i64) {
     assert!(n >= 2);
 }
 
-async fn snapshots() -> usize {
-    aws_sdk_ec2::Client::new(&sdk().await)
-        .describe_snapshots()
-        .owner_ids("self")
-        .send()
-        .await
-        .unwrap()
-        .snapshots()
-        .len()
-}
-
 #[test]
 fn cutover_is_refused_until_tested_and_fresh_and_forced_cutovers_are_recorded() {
     let dir = scratch("guardrails");
     let infra = rt().block_on(infra("guard"));
-    let file = app(&dir, "guard", &infra);
+    let file = replicable_small_app(&dir, "guard", &infra, 1);
     let f = file.to_str().unwrap();
     let cutover = ["launch", f, "--mode", "cutover", "--no-health-gate"];
     let stack = "rehost-guard-cutover";
 
     // Nothing tested yet: migrate --mode cutover is refused before it replicates anything.
-    let before = rt().block_on(snapshots());
+    let before = rt().block_on(own_snapshots());
     let err = refused(&rehost(
         &dir,
         &["migrate", f, "--mode", "cutover", "--no-health-gate"],
     ));
     assert!(err.contains("no test launch of this definition"), "{err}");
-    assert_eq!(rt().block_on(snapshots()), before, "nothing replicated");
+    assert_eq!(rt().block_on(own_snapshots()), before, "nothing replicated");
     assert!(!rt().block_on(stack_exists(stack)));
 
     ok(&rehost(&dir, &["replicate", f]));

@@ -14,15 +14,7 @@ use serde_json::Value;
 /// Two servers with small raw disks, a preCutover hook run without a shell (a script that logs
 /// "stopped <args>") and a postRollback hook run by the shell.
 fn app(dir: &Path, name: &str, infra: &Infra) -> PathBuf {
-    let file = small_app(dir, name, &["a", "b"], infra);
-    for (i, s) in ["a", "b"].iter().enumerate() {
-        rehost_testkit::images::write_raw(
-            &dir.join(format!("{s}.img")),
-            2 << 20,
-            &[(0, 2, rehost_testkit::images::Fill::Random)],
-            i as u64 + 7,
-        );
-    }
+    let file = replicable_small_app(dir, name, infra, 7);
     stop_script(dir, 0);
     let mut text = std::fs::read_to_string(&file).unwrap();
     text.push_str(concat!(
@@ -68,17 +60,6 @@ fn replications(dir: &Path, f: &str) -> usize {
         .count()
 }
 
-async fn snapshots() -> usize {
-    aws_sdk_ec2::Client::new(&sdk().await)
-        .describe_snapshots()
-        .owner_ids("self")
-        .send()
-        .await
-        .unwrap()
-        .snapshots()
-        .len()
-}
-
 #[test]
 fn the_runbook_runs_hooks_a_final_sync_and_the_launch_and_rollback_undoes_it() {
     let dir = scratch("runbook");
@@ -97,7 +78,7 @@ fn the_runbook_runs_hooks_a_final_sync_and_the_launch_and_rollback_undoes_it() {
     // --dry-run shows everything and changes nothing: no stack, no snapshot, no hook, the
     // state as it was.
     let state_before = launches(&dir, f);
-    let snaps_before = rt().block_on(snapshots());
+    let snaps_before = rt().block_on(own_snapshots());
     let out = ok(&rehost(
         &dir,
         &["cutover", f, "--dry-run", "--no-health-gate"],
@@ -115,7 +96,7 @@ fn the_runbook_runs_hooks_a_final_sync_and_the_launch_and_rollback_undoes_it() {
     }
     assert_eq!(events(&dir), "", "no hook ran");
     assert!(!rt().block_on(stack_exists(stack)));
-    assert_eq!(rt().block_on(snapshots()), snaps_before, "no snapshot");
+    assert_eq!(rt().block_on(own_snapshots()), snaps_before, "no snapshot");
     assert_eq!(launches(&dir, f), state_before, "the history is unchanged");
 
     // The runbook, starting two seconds from now.
@@ -142,7 +123,7 @@ fn the_runbook_runs_hooks_a_final_sync_and_the_launch_and_rollback_undoes_it() {
     assert!(rt().block_on(stack_exists(stack)));
     // (The emulator's own snapshot count moves with launches too: the state says what ran.)
     assert!(
-        rt().block_on(snapshots()) > snaps_before,
+        rt().block_on(own_snapshots()) > snaps_before,
         "the final sync made snapshots"
     );
     assert_eq!(
@@ -191,7 +172,7 @@ fn the_runbook_runs_hooks_a_final_sync_and_the_launch_and_rollback_undoes_it() {
 
     // A failing preCutover hook stops the cutover before the final sync; postRollback runs.
     stop_script(&dir, 4);
-    let snaps = rt().block_on(snapshots());
+    let snaps = rt().block_on(own_snapshots());
     let out = rehost(&dir, &["cutover", f, "--yes", "--no-health-gate"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
@@ -199,7 +180,7 @@ fn the_runbook_runs_hooks_a_final_sync_and_the_launch_and_rollback_undoes_it() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(rt().block_on(snapshots()), snaps, "no final sync");
+    assert_eq!(rt().block_on(own_snapshots()), snaps, "no final sync");
     assert!(!rt().block_on(stack_exists(stack)));
     assert_eq!(
         events(&dir),

@@ -72,27 +72,28 @@ impl AwsClients {
 
     /// Who runs this: the caller's ARN (STS GetCallerIdentity), for the launch history.
     pub async fn caller_arn(&self) -> Result<String, LaunchError> {
-        let out = self
-            .sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| LaunchError::Aws(AwsFailure::from_sdk("sts:GetCallerIdentity", &e)))?;
+        let out = self.caller_identity().await?;
         out.arn()
             .map(str::to_string)
             .ok_or_else(|| LaunchError::Unexpected("GetCallerIdentity returned no ARN".into()))
     }
 
     pub async fn account_id(&self) -> Result<String, LaunchError> {
-        let out = self
-            .sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| LaunchError::Aws(AwsFailure::from_sdk("sts:GetCallerIdentity", &e)))?;
+        let out = self.caller_identity().await?;
         out.account()
             .map(str::to_string)
             .ok_or_else(|| LaunchError::Unexpected("GetCallerIdentity returned no account".into()))
+    }
+
+    async fn caller_identity(
+        &self,
+    ) -> Result<aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput, LaunchError>
+    {
+        self.sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| LaunchError::Aws(AwsFailure::from_sdk("sts:GetCallerIdentity", &e)))
     }
 }
 
