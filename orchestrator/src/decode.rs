@@ -599,7 +599,7 @@ mod tests {
             [
                 "4:1 `tags` must be a mapping of tag keys to values, found a list",
                 "7:1 unknown field `extra` in the application; expected one of: apiVersion, kind, name, \
-                 description, tags, defaults, servers, groups",
+                 description, tags, defaults, servers, groups, hooks",
             ]
         );
     }
