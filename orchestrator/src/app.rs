@@ -18,6 +18,8 @@ pub struct App {
     pub name: String,
     pub description: Option<String>,
     pub tags: Vec<(String, String)>,
+    /// The `state:` setting, relative paths resolved against the file's directory.
+    pub state: Option<rehost_replication::state::StateLocation>,
     pub groups: Vec<AppGroup>,
     pub servers: Vec<AppServer>,
     pub graph: LaunchGraph,

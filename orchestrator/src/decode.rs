@@ -17,6 +17,7 @@ pub fn application(root: &Node, diags: &mut Diagnostics) -> Option<Application> 
     let name = m.required("name", string);
     let description = m.optional("description", string);
     let tags = m.optional("tags", tags);
+    let state = m.optional("state", string);
     let defaults = m.optional("defaults", |n, d| settings(n, d, "defaults"));
     let mut unreadable = Unreadable::default();
     let servers = m.required("servers", |n, d| {
@@ -45,6 +46,7 @@ pub fn application(root: &Node, diags: &mut Diagnostics) -> Option<Application> 
         name: name?,
         description,
         tags,
+        state,
         defaults: defaults.map(|s| s.value),
         servers: servers?,
         groups: groups?,
@@ -599,7 +601,7 @@ mod tests {
             [
                 "4:1 `tags` must be a mapping of tag keys to values, found a list",
                 "7:1 unknown field `extra` in the application; expected one of: apiVersion, kind, name, \
-                 description, tags, defaults, servers, groups, hooks",
+                 description, tags, state, defaults, servers, groups, hooks",
             ]
         );
     }

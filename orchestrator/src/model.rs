@@ -59,6 +59,11 @@ pub struct Application {
     pub description: Option<Spanned<String>>,
     /// Tags for every snapshot, AMI, instance and stack of the application.
     pub tags: Option<Spanned<Tags>>,
+    /// Where rehost keeps the application's state: a SQLite file (relative paths from this
+    /// file's directory) or `s3://BUCKET/PREFIX`, shared by a team. `--state` and
+    /// `REHOST_STATE` take precedence; default `.rehost/state.db` beside this file.
+    #[schemars(length(min = 1))]
+    pub state: Option<Spanned<String>>,
     /// Settings every group and server inherits; a group's and then a server's own blocks
     /// override them field by field.
     pub defaults: Option<Settings>,

@@ -7,6 +7,11 @@
 //! The image is read from the page cache (it was just written), so the scan figures are CPU
 //! figures. Against the emulator only "blocks sent" compares across tools: moto spends about
 //! 3 ms of CPU per PutSnapshotBlock.
+//!
+//! Then parallel replication: 16 servers of 32 MiB each seeded with `--parallel` 1, 4 and 16,
+//! each in a child process of its own (this binary again, `--parallel-child N`) so that each
+//! peak RSS is its own. Last, a state of 1,000 servers on S3 (in moto): reading every server's
+//! history as `status` does, and the latest AMIs as `render` does.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -18,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rehost_replication::manifest::{BLOCK_SIZE, Manifest};
-use rehost_replication::scan::{self, BufferPool, Reference, ScanConfig};
+use rehost_replication::scan::{self, Reference, ScanConfig, ScanShared};
 use rehost_replication::source::{DiskSource, QemuTools};
+use rehost_replication::watch::{ScheduledJob, replicate_all};
 use rehost_replication::{ProgressMode, ReportStatus};
 use rehost_testkit::Moto;
 
@@ -50,7 +56,7 @@ fn scan_once(
             hash_threads: threads,
             queue: 16,
         },
-        BufferPool::new(2 * 16 + 3 * threads + 2),
+        &ScanShared::new(2 * 16 + 3 * threads + 2, threads),
     );
     let mut manifest = Manifest::with_len(n);
     let mut to_send = 0;
@@ -94,9 +100,139 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+const PARALLEL_SERVERS: usize = 16;
+const PARALLEL_IMAGE: u64 = 32 << 20;
+
+fn parallel_image(dir: &Path, n: usize) -> std::path::PathBuf {
+    dir.join(format!("par-{n}.raw"))
+}
+
+/// The child of the parallel measure: seeds every server with `parallel` at once, prints the
+/// wall time and its own peak RSS.
+fn parallel_child(parallel: usize) {
+    let endpoint = std::env::var("REHOST_BENCH_ENDPOINT").expect("endpoint");
+    let dir = std::path::PathBuf::from(std::env::var("REHOST_BENCH_DIR").expect("dir"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let seconds = rt.block_on(async {
+        let mut opts = test_options();
+        opts.upload_concurrency = 16;
+        let state = dir.join(format!("parallel-{parallel}.db"));
+        let rep = replicator(&endpoint, &state, opts).await;
+        let jobs: Vec<ScheduledJob> = (0..PARALLEL_SERVERS)
+            .map(|n| ScheduledJob {
+                job: job(
+                    &format!("par{parallel}"),
+                    &format!("srv{n}"),
+                    &[("disk0", &parallel_image(&dir, n))],
+                ),
+                frequency: rehost_replication::Frequency::Once,
+                seed_time: None,
+            })
+            .collect();
+        let t = Instant::now();
+        let reports = replicate_all(&rep, &jobs, parallel).await;
+        let seconds = t.elapsed().as_secs_f64();
+        for r in &reports {
+            assert_eq!(r.status, ReportStatus::Completed, "{:?}", r.error);
+        }
+        seconds
+    });
+    println!("RESULT {seconds:.2} {:.1}", peak_rss_mib());
+}
+
+const ESTATE: usize = 1000;
+
+/// Reading a 1,000-server state on S3: (seconds to write it, to read every server's history as
+/// `status` does, to read the latest AMIs as `render` does).
+async fn estate_on_s3(moto: &Moto) -> (f64, f64, f64) {
+    use futures_util::stream::{self, StreamExt};
+    use rehost_replication::AmiRecord;
+    use rehost_replication::state::s3::{BucketEncryption, S3Options, S3Store};
+    use rehost_replication::state::{ServerKey, StateStore, read_histories};
+    let sdk = sdk_config(&moto.endpoint(), &Default::default()).await;
+    S3Store::init(
+        &sdk,
+        "rehost-bench-state",
+        "team",
+        BucketEncryption::S3Managed,
+    )
+    .await
+    .expect("state init");
+    let store = S3Store::open(&sdk, "rehost-bench-state", "team", S3Options::default())
+        .await
+        .expect("open");
+    let keys: Vec<ServerKey> = (0..ESTATE)
+        .map(|n| ServerKey::new("estate", format!("srv{n:04}")))
+        .collect();
+    let t = Instant::now();
+    stream::iter(&keys)
+        .for_each_concurrent(32, |key| {
+            let store = store.clone();
+            async move {
+                let now = time::OffsetDateTime::now_utc();
+                let (run, _) = store.begin_run(key, "g", now).await.unwrap();
+                let ami = AmiRecord {
+                    ami_id: format!("ami-{}", key.server),
+                    name: format!("rehost-estate-{}", key.server),
+                    run_id: run.run_id.clone(),
+                    created_at: now,
+                    snapshot_ids: vec![format!("snap-{}", key.server)],
+                    encrypted: false,
+                    kms_key_id: None,
+                };
+                store
+                    .complete_run(key, &run.run_id, &ami, &Default::default(), now)
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    let written = t.elapsed().as_secs_f64();
+    let reader = S3Store::open(&sdk, "rehost-bench-state", "team", S3Options::default())
+        .await
+        .expect("open");
+    let t = Instant::now();
+    let histories = read_histories(&reader, &keys, 50).await.expect("histories");
+    let status = t.elapsed().as_secs_f64();
+    assert!(histories.iter().all(|h| h.len() == 1));
+    let t = Instant::now();
+    let amis = reader.latest_amis("estate").await.expect("latest AMIs");
+    let latest = t.elapsed().as_secs_f64();
+    assert_eq!(amis.len(), ESTATE);
+    (written, status, latest)
+}
+
+/// Runs `parallel_child` in a child process; returns (seconds, peak RSS in MiB).
+fn measure_parallel(moto: &Moto, dir: &Path, parallel: usize) -> (f64, f64) {
+    moto.reset();
+    let out = Command::new(std::env::current_exe().expect("bench binary"))
+        .args(["--bench", "--parallel-child", &parallel.to_string()])
+        .env("REHOST_BENCH_ENDPOINT", moto.endpoint())
+        .env("REHOST_BENCH_DIR", dir)
+        .output()
+        .expect("parallel child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed: {text}");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .expect("child result");
+    let mut parts = line.split_whitespace().map(|v| v.parse::<f64>().unwrap());
+    (parts.next().unwrap(), parts.next().unwrap())
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` would too: only run under bench.
-    if !std::env::args().any(|a| a == "--bench") {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--parallel-child") {
+        parallel_child(args[i + 1].parse().expect("parallel"));
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -171,6 +307,23 @@ fn main() {
     });
     let rss = peak_rss_mib();
 
+    // Parallel replication: the same 16 servers with 1, 4 and 16 at once.
+    for n in 0..PARALLEL_SERVERS {
+        let blocks = PARALLEL_IMAGE / BLOCK_SIZE as u64;
+        write_raw(
+            &parallel_image(dir.path(), n),
+            PARALLEL_IMAGE,
+            &[(0, blocks, Fill::Random)],
+            500 + n as u64,
+        );
+    }
+    let parallel: Vec<(usize, (f64, f64))> = [1, 4, 16]
+        .into_iter()
+        .map(|n| (n, measure_parallel(&moto, dir.path(), n)))
+        .collect();
+    moto.reset();
+    let estate = rt.block_on(estate_on_s3(&moto));
+
     let row =
         |what: &str, value: String, note: &str| println!("| {what:<44} | {value:>14} | {note} |");
     println!(
@@ -222,6 +375,24 @@ fn main() {
         "peak RSS of the benchmark process",
         format!("{rss:.0} MiB"),
         "VmHWM; image in page cache",
+    );
+    for (n, (seconds, rss)) in &parallel {
+        row(
+            &format!("16 servers × 32 MiB, --parallel {n}"),
+            format!("{rss:.0} MiB"),
+            &format!("peak RSS (own process); seeded in {seconds:.1} s"),
+        );
+    }
+    let (written, status, latest) = estate;
+    row(
+        "status reads of 1,000 servers, S3 state",
+        format!("{status:.2} s"),
+        &format!("32 at a time, against moto (written in {written:.1} s)"),
+    );
+    row(
+        "latest AMIs of 1,000 servers, S3 state",
+        format!("{latest:.2} s"),
+        "one LIST, then 32 GETs at a time",
     );
     println!();
 }

@@ -8,6 +8,7 @@
 
 pub mod ami;
 pub mod aws;
+pub mod buckets;
 pub mod clock;
 pub mod domain;
 mod engine;

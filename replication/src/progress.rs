@@ -1,5 +1,7 @@
-//! Progress output: indicatif bars on a terminal, periodic log lines otherwise, or nothing.
+//! Progress output: a bar per server in flight on a terminal, periodic log lines otherwise, or
+//! nothing.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,10 +29,12 @@ impl ProgressMode {
 
 const LINE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The progress of every server in flight: on a terminal one bar per server (its disks' blocks
+/// scanned, and what is being sent), otherwise a line per disk every few seconds.
 pub(crate) struct Progress {
     mode: ProgressMode,
     multi: MultiProgress,
-    overall: Option<ProgressBar>,
+    servers: HashMap<String, ProgressBar>,
 }
 
 impl Progress {
@@ -42,11 +46,11 @@ impl Progress {
         Progress {
             mode,
             multi,
-            overall: None,
+            servers: HashMap::new(),
         }
     }
 
-    /// Starts the overall bar of a server's run; each disk adds its size when it starts.
+    /// Starts the bar of a server's run; each disk adds its size when it starts.
     pub fn start_server(&mut self, server: &str) {
         if self.mode != ProgressMode::Bars {
             return;
@@ -54,35 +58,28 @@ impl Progress {
         let bar = self.multi.add(ProgressBar::new(0));
         bar.set_style(
             ProgressStyle::with_template(
-                "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                "{prefix:>16} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
         bar.set_prefix(server.to_string());
-        bar.set_message("overall");
-        self.overall = Some(bar);
+        if let Some(old) = self.servers.insert(server.to_string(), bar) {
+            old.finish_and_clear();
+        }
     }
 
     pub fn disk(&self, server: &str, disk: &str, blocks_total: u64) -> DiskProgress {
-        if let Some(all) = &self.overall {
-            all.inc_length(blocks_total * crate::manifest::BLOCK_SIZE_U64);
+        let bar = self.servers.get(server).cloned();
+        if let Some(bar) = &bar {
+            bar.inc_length(blocks_total * crate::manifest::BLOCK_SIZE_U64);
+            bar.set_message(disk.to_string());
         }
-        let bar = (self.mode == ProgressMode::Bars).then(|| {
-            let bar = self.multi.add(ProgressBar::new(blocks_total));
-            bar.set_style(
-                ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} blocks {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(disk.to_string());
-            bar
-        });
         DiskProgress {
             mode: self.mode,
+            disk: disk.to_string(),
             label: format!("server {server}, disk {disk}"),
             bar,
-            overall: self.overall.clone(),
             total: blocks_total,
             processed: AtomicU64::new(0),
             uploaded: AtomicU64::new(0),
@@ -90,18 +87,21 @@ impl Progress {
         }
     }
 
-    pub fn finish_server(&mut self) {
-        if let Some(bar) = self.overall.take() {
+    /// Removes the server's bar (its report line says how it ended).
+    pub fn finish_server(&mut self, server: &str) {
+        if let Some(bar) = self.servers.remove(server) {
             bar.finish_and_clear();
+            self.multi.remove(&bar);
         }
     }
 }
 
 pub(crate) struct DiskProgress {
     mode: ProgressMode,
+    disk: String,
     label: String,
+    /// The server's bar, shared by its disks.
     bar: Option<ProgressBar>,
-    overall: Option<ProgressBar>,
     total: u64,
     processed: AtomicU64,
     uploaded: AtomicU64,
@@ -110,12 +110,9 @@ pub(crate) struct DiskProgress {
 
 impl DiskProgress {
     pub fn scanned(&self, blocks: u64) {
-        let done = self.processed.fetch_add(blocks, Ordering::Relaxed) + blocks;
+        self.processed.fetch_add(blocks, Ordering::Relaxed);
         if let Some(bar) = &self.bar {
-            bar.set_position(done);
-        }
-        if let Some(all) = &self.overall {
-            all.inc(blocks * crate::manifest::BLOCK_SIZE_U64);
+            bar.inc(blocks * crate::manifest::BLOCK_SIZE_U64);
         }
         self.maybe_line();
     }
@@ -123,7 +120,7 @@ impl DiskProgress {
     pub fn uploaded(&self) {
         let up = self.uploaded.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(bar) = &self.bar {
-            bar.set_message(format!("{up} sent"));
+            bar.set_message(format!("{}: {up} blocks sent", self.disk));
         }
     }
 
@@ -146,7 +143,7 @@ impl DiskProgress {
 
     pub fn finish(&self, message: &str) {
         if let Some(bar) = &self.bar {
-            bar.finish_with_message(message.to_string());
+            bar.set_message(format!("{}: {message}", self.disk));
         }
         if self.mode == ProgressMode::Lines {
             tracing::info!("{}: {message}", self.label);

@@ -1,8 +1,11 @@
 //! Records accepted blocks in the state store from a task of its own, committing whatever has
 //! arrived as one batch (group commit): the uploads never wait for the store, and a killed run
-//! loses at most the acknowledgements of the batch being written.
+//! loses at most the acknowledgements of the batch being written. A store whose writes are
+//! requests that cost (S3) asks for batches no more often than its `record_interval`; a flush
+//! (before a snapshot completes) writes at once.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -61,22 +64,41 @@ async fn run(
     snapshot_id: String,
     mut rx: mpsc::UnboundedReceiver<Msg>,
 ) {
+    let interval = store.record_interval();
     let mut failed: Option<String> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
+    let mut last_write: Option<Instant> = None;
     while let Some(first) = rx.recv().await {
-        // Everything that arrived while the last batch was being written is the next batch.
+        // Everything that arrived while the last batch was being written is the next batch;
+        // with an interval, so is everything arriving until it has passed.
+        let due = last_write.map(|t| t + interval);
         let mut next = Some(first);
-        while let Some(msg) = next {
-            match msg {
-                Msg::Block(b) => batch.push(b),
-                Msg::Flush(reply) => flushes.push(reply),
+        loop {
+            while let Some(msg) = next {
+                match msg {
+                    Msg::Block(b) => batch.push(b),
+                    Msg::Flush(reply) => flushes.push(reply),
+                }
+                next = if batch.len() < MAX_BATCH {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
             }
-            next = if batch.len() < MAX_BATCH {
-                rx.try_recv().ok()
-            } else {
-                None
-            };
+            let waiting = due.filter(|_| flushes.is_empty() && batch.len() < MAX_BATCH);
+            match waiting {
+                Some(due) if due > Instant::now() => {
+                    match tokio::time::timeout_at(due.into(), rx.recv()).await {
+                        Ok(Some(msg)) => next = Some(msg),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                _ => break,
+            }
+        }
+        if !interval.is_zero() {
+            last_write = Some(Instant::now());
         }
         if !batch.is_empty()
             && failed.is_none()

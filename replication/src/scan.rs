@@ -1,13 +1,14 @@
 //! The scanning pipeline: one reader thread reads blocks in order into pooled buffers, hashing
 //! threads compute xxh3-128 and zero detection for every block and SHA-256 only for the blocks
-//! to send, and hand them to the async uploader over a bounded channel. A fixed pool of buffers,
-//! handed in by the caller (and shareable by several scans), bounds memory whatever the disk
-//! size.
+//! to send, and hand them to the async uploader over a bounded channel. What the caller hands
+//! in ([`ScanShared`]) is shared by every scan running at once: a fixed pool of buffers bounds
+//! memory whatever the disk size and the number of scans, and a fixed number of hashing permits
+//! bounds the CPU they use (a scan's hashing thread hashes only while it holds one).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -58,6 +59,29 @@ impl Reference {
     }
 }
 
+/// Waits on `freed` until `take` gets something from the state, checking `stop` at least every
+/// 100 ms; `None` once `stop` is set.
+fn wait_for<S, T>(
+    state: &Mutex<S>,
+    freed: &Condvar,
+    stop: &AtomicBool,
+    mut take: impl FnMut(&mut S) -> Option<T>,
+) -> Option<T> {
+    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        if let Some(got) = take(&mut st) {
+            return Some(got);
+        }
+        st = freed
+            .wait_timeout(st, Duration::from_millis(100))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
 /// A counted pool of block buffers; the reader and hashers wait for a free one.
 pub struct BufferPool {
     state: Mutex<PoolState>,
@@ -82,25 +106,16 @@ impl BufferPool {
 
     /// Waits for a buffer; `None` once `stop` is set.
     fn acquire(self: &Arc<Self>, stop: &AtomicBool) -> Option<PooledBuf> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return None;
-            }
-            if st.available > 0 {
+        let buf = wait_for(&self.state, &self.freed, stop, |st| {
+            (st.available > 0).then(|| {
                 st.available -= 1;
-                let buf = st.free.pop().unwrap_or_else(|| vec![0u8; BLOCK_SIZE]);
-                return Some(PooledBuf {
-                    buf: Some(buf),
-                    pool: Arc::clone(self),
-                });
-            }
-            st = self
-                .freed
-                .wait_timeout(st, Duration::from_millis(100))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+                st.free.pop().unwrap_or_else(|| vec![0u8; BLOCK_SIZE])
+            })
+        })?;
+        Some(PooledBuf {
+            buf: Some(buf),
+            pool: Arc::clone(self),
+        })
     }
 
     fn release(&self, buf: Option<Vec<u8>>) {
@@ -111,6 +126,81 @@ impl BufferPool {
         }
         drop(st);
         self.freed.notify_one();
+    }
+}
+
+/// Permits to hash: a hashing thread holds one while it computes hashes, so however many scans
+/// run at once, at most this many blocks are hashed at a time. It never waits for a buffer while
+/// holding one (no cycle with the buffer pool).
+pub struct HashPermits {
+    state: Mutex<PermitState>,
+    freed: Condvar,
+}
+
+struct PermitState {
+    available: usize,
+    held: usize,
+    peak: usize,
+}
+
+impl HashPermits {
+    pub fn new(permits: usize) -> Arc<HashPermits> {
+        Arc::new(HashPermits {
+            state: Mutex::new(PermitState {
+                available: permits.max(1),
+                held: 0,
+                peak: 0,
+            }),
+            freed: Condvar::new(),
+        })
+    }
+
+    /// Waits for a permit; `None` once `stop` is set.
+    fn acquire<'a>(&'a self, stop: &AtomicBool) -> Option<HashPermit<'a>> {
+        wait_for(&self.state, &self.freed, stop, |st| {
+            (st.available > 0).then(|| {
+                st.available -= 1;
+                st.held += 1;
+                st.peak = st.peak.max(st.held);
+            })
+        })?;
+        Some(HashPermit { permits: self })
+    }
+
+    /// The most permits ever held at once.
+    pub fn peak(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).peak
+    }
+}
+
+struct HashPermit<'a> {
+    permits: &'a HashPermits,
+}
+
+impl Drop for HashPermit<'_> {
+    fn drop(&mut self) {
+        let mut st = self.permits.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.available += 1;
+        st.held -= 1;
+        drop(st);
+        self.permits.freed.notify_one();
+    }
+}
+
+/// What every scan running at once shares: the block buffers and the permits to hash.
+#[derive(Clone)]
+pub struct ScanShared {
+    pub buffers: Arc<BufferPool>,
+    pub hashing: Arc<HashPermits>,
+}
+
+impl ScanShared {
+    /// `buffers` buffers of 512 KiB and `hashing` permits.
+    pub fn new(buffers: usize, hashing: usize) -> ScanShared {
+        ScanShared {
+            buffers: BufferPool::new(buffers),
+            hashing: HashPermits::new(hashing),
+        }
     }
 }
 
@@ -143,6 +233,11 @@ pub struct UploadData {
 }
 
 impl UploadData {
+    fn new(mut slot: PooledBuf, sha256: [u8; 32]) -> UploadData {
+        let data = Bytes::from(slot.buf.take().unwrap_or_default());
+        UploadData { data, sha256, slot }
+    }
+
     /// Gives the buffer back to the pool for reuse when no one else holds the bytes.
     pub fn recycle(mut self) {
         if let Ok(bytes) = std::mem::take(&mut self.data).try_into_mut() {
@@ -199,14 +294,16 @@ struct Work {
 }
 
 /// Starts scanning `block_count` blocks of `source` (blocks past its end read as zeros),
-/// reading into buffers of `pool` (memory: its size × 512 KiB, however many scans share it).
+/// reading into the shared buffers (memory: the pool's size × 512 KiB, however many scans share
+/// it) and hashing under the shared permits.
 pub fn start(
     source: DiskSource,
     block_count: u64,
     reference: Arc<Reference>,
     cfg: ScanConfig,
-    pool: Arc<BufferPool>,
+    shared: &ScanShared,
 ) -> Scan {
+    let pool = Arc::clone(&shared.buffers);
     let (tx, rx) = mpsc::channel(cfg.queue.max(1));
     let (done_tx, done_rx) = oneshot::channel();
     let stop = Arc::new(AtomicBool::new(false));
@@ -215,15 +312,15 @@ pub fn start(
     for n in 0..threads {
         let (lane_tx, lane_rx) = sync_channel::<Work>(2);
         lanes.push(lane_tx);
-        let (tx, reference, pool, stop) = (
+        let (tx, reference, shared, stop) = (
             tx.clone(),
             Arc::clone(&reference),
-            Arc::clone(&pool),
+            shared.clone(),
             Arc::clone(&stop),
         );
         let spawned = std::thread::Builder::new()
             .name(format!("rehost-hash-{n}"))
-            .spawn(move || hash_lane(lane_rx, tx, &reference, &pool, &stop));
+            .spawn(move || hash_lane(lane_rx, tx, &reference, &shared, &stop));
         if let Err(e) = spawned {
             tracing::warn!("cannot start hashing thread {n}: {e}");
             lanes.pop();
@@ -290,33 +387,45 @@ fn hash_lane(
     lane: Receiver<Work>,
     out: mpsc::Sender<ScannedBlock>,
     reference: &Reference,
-    pool: &Arc<BufferPool>,
+    shared: &ScanShared,
     stop: &AtomicBool,
 ) {
     while let Ok(Work { index, buf }) = lane.recv() {
         let read = buf.is_some();
-        let (hash, zero) = match &buf {
-            Some(b) if !is_zero(b.as_ref()) => (block_hash(b.as_ref()), false),
-            _ => (zero_block_hash(), true),
-        };
-        let decision = reference.decide(index, &hash, zero);
-        let upload = if decision == Decision::Send {
-            let slot = match buf {
-                Some(b) => b,
-                None => match pool.acquire(stop) {
-                    Some(mut b) => {
-                        b.as_mut().fill(0);
-                        b
-                    }
-                    None => return,
-                },
-            };
-            let sha256: [u8; 32] = Sha256::digest(slot.as_ref()).into();
-            let mut slot = slot;
-            let data = Bytes::from(slot.buf.take().unwrap_or_default());
-            Some(UploadData { data, sha256, slot })
-        } else {
-            None
+        let (hash, decision, upload) = match buf {
+            Some(slot) => {
+                // Hashing (and only hashing) under a permit: sending may wait for the uploader.
+                let Some(_permit) = shared.hashing.acquire(stop) else {
+                    return;
+                };
+                let zero = is_zero(slot.as_ref());
+                let hash = if zero {
+                    zero_block_hash()
+                } else {
+                    block_hash(slot.as_ref())
+                };
+                let decision = reference.decide(index, &hash, zero);
+                let upload = (decision == Decision::Send).then(|| {
+                    let sha256: [u8; 32] = Sha256::digest(slot.as_ref()).into();
+                    UploadData::new(slot, sha256)
+                });
+                (hash, decision, upload)
+            }
+            None => {
+                // No data there: zeros, whose hashes are known.
+                let hash = zero_block_hash();
+                let decision = reference.decide(index, &hash, true);
+                let upload = if decision == Decision::Send {
+                    let Some(mut slot) = shared.buffers.acquire(stop) else {
+                        return;
+                    };
+                    slot.as_mut().fill(0);
+                    Some(UploadData::new(slot, zero_block_sha256()))
+                } else {
+                    None
+                };
+                (hash, decision, upload)
+            }
         };
         if out
             .blocking_send(ScannedBlock {
@@ -331,6 +440,12 @@ fn hash_lane(
             return;
         }
     }
+}
+
+/// SHA-256 of a block of zeros, computed once.
+fn zero_block_sha256() -> [u8; 32] {
+    static ZERO: OnceLock<[u8; 32]> = OnceLock::new();
+    *ZERO.get_or_init(|| Sha256::digest(vec![0u8; BLOCK_SIZE]).into())
 }
 
 /// True when every byte is zero; stops at the first 64-byte chunk that is not.
@@ -377,5 +492,51 @@ mod tests {
         assert_eq!(inc.decide(1, &z, true), Decision::AlreadyWritten);
         // Written earlier with other content: overwrite, even if equal to the parent now.
         assert_eq!(inc.decide(1, &a, false), Decision::Send);
+    }
+
+    #[test]
+    fn scans_at_once_share_one_bound_on_hashing_and_buffers() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocks = 24u64;
+        let mut data = vec![0u8; blocks as usize * BLOCK_SIZE];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (i % 251) as u8 ^ (i / BLOCK_SIZE) as u8;
+        }
+        let path = dir.path().join("disk.raw");
+        std::fs::write(&path, &data).unwrap();
+        // Four scans of three hashing threads each, under two permits and twelve buffers.
+        let shared = ScanShared::new(12, 2);
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let source =
+                    DiskSource::open(&path, None, &crate::source::QemuTools::default()).unwrap();
+                let mut scan = start(
+                    source,
+                    blocks,
+                    Arc::new(Reference::default()),
+                    ScanConfig {
+                        hash_threads: 3,
+                        queue: 4,
+                    },
+                    &shared,
+                );
+                std::thread::spawn(move || {
+                    let mut sent = 0;
+                    while let Some(b) = scan.blocks.blocking_recv() {
+                        let up = b.upload.expect("every block of a seed with data is sent");
+                        assert_eq!(<[u8; 32]>::from(Sha256::digest(&up.data)), up.sha256);
+                        sent += 1;
+                        // Slow consumers keep the scans running side by side.
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    sent
+                })
+            })
+            .collect();
+        for r in readers {
+            assert_eq!(r.join().unwrap(), blocks);
+        }
+        let peak = shared.hashing.peak();
+        assert!((1..=2).contains(&peak), "{peak} blocks hashed at once");
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use rehost_replication::manifest::{BLOCK_SIZE, BlockHash, block_hash, zero_block_hash};
-use rehost_replication::scan::{self, BufferPool, Decision, Reference, ScanConfig};
+use rehost_replication::scan::{self, Decision, Reference, ScanConfig, ScanShared};
 use rehost_replication::source::{DiskSource, QemuTools, SourceFormat};
 use sha2::{Digest, Sha256};
 
@@ -32,7 +32,7 @@ fn scan_all(path: &Path) -> (SourceFormat, u64, Scanned) {
             hash_threads: 2,
             queue: 8,
         },
-        BufferPool::new(16),
+        &ScanShared::new(16, 2),
     );
     let mut hashes = vec![[0u8; 16]; blocks as usize];
     let mut sent = BTreeMap::new();

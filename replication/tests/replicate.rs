@@ -564,7 +564,7 @@ async fn watch_replicates_due_servers_and_stops_when_none_is_left() {
     ];
     let mut reports = Vec::new();
     let shutdown = tokio::time::sleep(std::time::Duration::from_secs(5));
-    watch(&rep, &entries, shutdown, |r| reports.push(r.clone()))
+    watch(&rep, &entries, 2, shutdown, |r| reports.push(r.clone()))
         .await
         .unwrap();
     assert_eq!(reports.len(), 2, "each server ran once: {reports:?}");
@@ -577,10 +577,85 @@ async fn watch_replicates_due_servers_and_stops_when_none_is_left() {
     // Only the once server: done after its single success.
     let only_once = &entries[..1];
     let t = std::time::Instant::now();
-    watch(&rep, only_once, std::future::pending(), |_| {
+    watch(&rep, only_once, 2, std::future::pending(), |_| {
         panic!("already replicated")
     })
     .await
     .unwrap();
     assert!(t.elapsed() < std::time::Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_replicate_at_once_under_one_bound_on_blocks_in_flight() {
+    use rehost_replication::watch::{ScheduledJob, replicate_all};
+    use rehost_testkit::proxy::{Action, Proxy};
+    init_tracing();
+    let moto = Moto::shared();
+    let proxy = Proxy::start(moto.port());
+    // Each block takes a little while, as over a real uplink, so uploads overlap.
+    proxy.set_policy(|req| {
+        if req.operation == "PutSnapshotBlock" {
+            std::thread::sleep(std::time::Duration::from_millis(15));
+        }
+        Action::Forward
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = test_options();
+    opts.upload_concurrency = 4;
+    let rep = replicator(&proxy.endpoint(), &dir.path().join("state.db"), opts).await;
+    let scheduled =
+        |app: &str, servers: usize, blocks: u64| -> Vec<(ScheduledJob, std::path::PathBuf)> {
+            (0..servers)
+                .map(|n| {
+                    let raw = dir.path().join(format!("{app}-{n}.raw"));
+                    write_raw(
+                        &raw,
+                        blocks * BLOCK,
+                        &[(0, blocks - 2, Fill::Random), (blocks - 2, 2, Fill::Zeros)],
+                        100 + n as u64,
+                    );
+                    let job = ScheduledJob {
+                        job: job(app, &format!("srv{n}"), &[("disk0", &raw)]),
+                        frequency: rehost_replication::Frequency::Hours(1),
+                        seed_time: None,
+                    };
+                    (job, raw)
+                })
+                .collect()
+        };
+
+    // Five servers, five at once, four blocks in flight in all.
+    let five = scheduled("par", 5, 12);
+    let jobs: Vec<ScheduledJob> = five.iter().map(|(j, _)| j.clone()).collect();
+    let reports = replicate_all(&rep, &jobs, 5).await;
+    let peak = proxy.peak_in_flight("PutSnapshotBlock");
+    let servers_at_once = proxy.peak_snapshots_in_flight();
+    assert!(peak <= 4, "{peak} blocks in flight, bound 4");
+    assert!(peak >= 2, "uploads overlapped: {peak}");
+    assert!(
+        servers_at_once >= 2,
+        "several servers were sending at once: {servers_at_once}"
+    );
+    let sdk = sdk_config(&moto.endpoint(), &Default::default()).await;
+    let ebs = aws_sdk_ebs::Client::new(&sdk);
+    assert_eq!(reports.len(), 5);
+    for ((job, raw), report) in five.iter().zip(&reports) {
+        assert_eq!(
+            report.server, job.job.server,
+            "reports in the order of the jobs"
+        );
+        assert_eq!(report.status, ReportStatus::Completed, "{:?}", report.error);
+        assert_eq!(report.snapshots[0].blocks_uploaded, 10);
+        let blocks = read_snapshot(&ebs, &report.snapshots[0].snapshot_id).await;
+        assert_seed_matches(&blocks, &raw_blocks(raw), &job.job.server);
+    }
+    assert_eq!(proxy.blocks_sent_twice(), 0);
+
+    // The same with one server at a time: never two snapshots in flight.
+    proxy.reset_counters();
+    let two = scheduled("serial", 2, 6);
+    let jobs: Vec<ScheduledJob> = two.iter().map(|(j, _)| j.clone()).collect();
+    let reports = replicate_all(&rep, &jobs, 1).await;
+    assert!(reports.iter().all(|r| r.status == ReportStatus::Completed));
+    assert_eq!(proxy.peak_snapshots_in_flight(), 1);
 }

@@ -57,6 +57,14 @@ impl Fixture for SqliteFixture {
         .await
         .unwrap();
     }
+
+    async fn open_other(&self) -> Arc<dyn StateStore> {
+        Arc::new(
+            SqliteStore::open(&self.dir.path().join("other/state.db"))
+                .await
+                .unwrap(),
+        )
+    }
 }
 
 state_contract::suite!(sqlite, crate::SqliteFixture::new());

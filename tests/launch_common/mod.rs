@@ -38,16 +38,8 @@ pub fn rehost(dir: &Path, args: &[&str]) -> Output {
     rehost_at(dir).args(args).run()
 }
 
-pub fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+/// The standard output of a run that must have succeeded.
+pub use rehost_testkit::cli::succeeded as ok;
 
 pub fn json(out: &Output) -> Value {
     serde_json::from_str(&ok(out)).expect("JSON output")

@@ -1,10 +1,11 @@
 //! Flags several subcommands share and what they mean: the template flags (render, plan, launch,
-//! migrate) with `--ami` and the state database's AMI defaults, the launch flags (launch,
-//! migrate), `--state`, `--output`, `--region`, and the parser for the domain's enums (`--mode`,
-//! `--architecture`), which reads the same words the application file uses.
+//! migrate) with `--ami` and the state's AMI defaults, the launch flags (launch, migrate),
+//! `--state` (where the state lives, and opening it), `--output`, `--region`, and the parser
+//! for the domain's enums (`--mode`, `--architecture`), which reads the same words the
+//! application file uses.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use rehost::app::App;
@@ -15,9 +16,9 @@ use rehost::launch::stack::OnFailureChoice;
 use rehost::syntax::check_aws_id;
 use rehost::template::RenderOptions;
 use rehost_replication::domain::Choice;
-use rehost_replication::{SqliteStore, StateStore};
+use rehost_replication::state::{StateLocation, StateStore};
 
-use crate::cli::common::bound_state;
+use crate::cli::common::{bind_state, state_error};
 
 /// A clap parser for a domain enum: its application-file spellings are the possible values.
 pub fn choice<T: Choice + Clone + Send + Sync>() -> impl TypedValueParser<Value = T> {
@@ -38,7 +39,7 @@ pub enum OutputFormat {
 
 /// How to reach AWS: the standard chain (environment, profiles, SSO, instance metadata) and the
 /// standard `AWS_ENDPOINT_URL` override, with rehost's retry and timeout policy.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct AwsArgs {
     /// AWS region (default: from the environment or profile).
     #[arg(long, env = "AWS_REGION")]
@@ -55,11 +56,31 @@ impl AwsArgs {
     }
 }
 
-/// `--state PATH`: the replication state database (default `.rehost/state.db` beside the file).
+/// `--state PATH|s3://BUCKET/PREFIX`: where rehost keeps its state.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StateArg {
-    #[arg(long = "state", value_name = "PATH")]
-    pub path: Option<PathBuf>,
+    /// Where the state lives: a SQLite file, or s3://BUCKET/PREFIX shared by a team (set up
+    /// with `rehost state init`). Default: the application's `state:` setting, else
+    /// `.rehost/state.db` beside the application file.
+    #[arg(
+        long = "state",
+        env = "REHOST_STATE",
+        value_name = "PATH|s3://BUCKET/PREFIX"
+    )]
+    pub location: Option<String>,
+}
+
+impl StateArg {
+    /// Where the state lives: `--state` (or `REHOST_STATE`), else the application's `state:`,
+    /// else `.rehost/state.db` beside the application file.
+    pub fn resolve(&self, app: &App) -> anyhow::Result<StateLocation> {
+        match &self.location {
+            Some(text) => StateLocation::parse(text, None).map_err(state_error),
+            None => Ok(app.state.clone().unwrap_or_else(|| {
+                StateLocation::File(rehost_replication::state::default_state_path(&app.file))
+            })),
+        }
+    }
 }
 
 /// Flags shared by every command that renders a template (render, plan, launch, migrate).
@@ -79,38 +100,38 @@ pub struct TemplateFlags {
     /// Default AMI of a server's parameter (repeatable), over the replication state's.
     #[arg(long = "ami", value_name = "SERVER=AMI")]
     pub amis: Vec<String>,
-    /// Replication state database (default `.rehost/state.db` beside the application file),
-    /// whose latest AMIs become the parameter defaults.
-    #[arg(long = "state", value_name = "PATH")]
-    pub state: Option<PathBuf>,
+    /// The state whose latest AMIs become the parameter defaults.
+    #[command(flatten)]
+    pub state: StateArg,
 }
 
 impl TemplateFlags {
     /// Render options with the AMI defaults: the latest replicated AMIs, overridden by `--ami`.
-    /// With `aws` (plan, launch, migrate) the state is first bound to the account and region
-    /// it reaches (another one is refused); without (render, which works offline) it is only
-    /// read.
+    /// With `clients` (plan, launch, migrate) the state is first bound to the account and
+    /// region they reach (another one is refused); without (render, which works offline with
+    /// a local state) it is only read. `aws` reaches a state on S3.
     pub async fn options(
         &self,
         app: &App,
-        aws: Option<&AwsClients>,
+        aws: &AwsArgs,
+        clients: Option<&AwsClients>,
     ) -> anyhow::Result<RenderOptions> {
-        let path = state_path(self.state.as_deref(), &app.file);
+        let location = self.state.resolve(app)?;
         // A missing state database means nothing was replicated yet (and is not created by
         // reading).
-        let mut amis = if !path.exists() {
-            BTreeMap::new()
-        } else {
-            let store = match aws {
-                Some(clients) => bound_state(&path, app, clients).await?,
-                None => SqliteStore::open(&path).await?,
-            };
-            store
-                .latest_amis(&app.name)
-                .await?
-                .into_iter()
-                .map(|(server, ami)| (server, ami.ami_id))
-                .collect()
+        let mut amis = match open_state_to_read(&location, aws).await? {
+            None => BTreeMap::new(),
+            Some(store) => {
+                if let Some(clients) = clients {
+                    bind_state(store.as_ref(), app, clients).await?;
+                }
+                store
+                    .latest_amis(&app.name)
+                    .await?
+                    .into_iter()
+                    .map(|(server, ami)| (server, ami.ami_id))
+                    .collect()
+            }
         };
         amis.extend(parse_amis(app, &self.amis)?);
         Ok(RenderOptions {
@@ -148,12 +169,32 @@ pub struct LaunchFlags {
     pub reason: Option<String>,
 }
 
-/// The replication state database: `--state`, else `.rehost/state.db` beside the application file.
-pub fn state_path(explicit: Option<&Path>, app_file: &Path) -> PathBuf {
-    explicit.map_or_else(
-        || rehost_replication::state::default_state_path(app_file),
-        Path::to_path_buf,
-    )
+/// Opens the state (creating a SQLite file that does not exist yet).
+pub async fn open_state(
+    location: &StateLocation,
+    aws: &AwsArgs,
+) -> anyhow::Result<Arc<dyn StateStore>> {
+    let sdk = match location {
+        StateLocation::File(_) => aws_config::SdkConfig::builder().build(),
+        StateLocation::S3 { .. } => aws.sdk_config().await,
+    };
+    rehost_replication::state::open(location, &sdk)
+        .await
+        .map_err(state_error)
+}
+
+/// Opens the state to read it: `None` for a SQLite file that does not exist (nothing was
+/// replicated yet; reading does not create it).
+pub async fn open_state_to_read(
+    location: &StateLocation,
+    aws: &AwsArgs,
+) -> anyhow::Result<Option<Arc<dyn StateStore>>> {
+    if let StateLocation::File(path) = location
+        && !path.exists()
+    {
+        return Ok(None);
+    }
+    open_state(location, aws).await.map(Some)
 }
 
 /// Parses `SERVER=ami-...` pairs, reporting every bad one at once.

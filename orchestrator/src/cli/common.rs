@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -13,8 +14,10 @@ use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
 use rehost::launch::{AwsClients, LaunchError};
 use rehost::load::{Loaded, ReadError, load_bytes, read_application_file};
-use rehost_replication::{ServerReport, SqliteStore, StateError, StateStore};
+use rehost_replication::state::StateLocation;
+use rehost_replication::{ServerReport, StateError, StateStore};
 
+use crate::cli::args::{AwsArgs, open_state};
 use crate::cli::print;
 
 /// Loads and validates an application file. Problems go to `err` as FILE:LINE:COL lines; an
@@ -141,24 +144,37 @@ pub fn all_replicated(reports: &[ServerReport]) -> anyhow::Result<()> {
     }
 }
 
-/// The state store of a command that talks to AWS: opened, and bound to the account and region
-/// the credentials reach (recorded on first use; a state bound to another one is refused, exit
-/// code 2) before the command changes anything in AWS.
+/// The state store of a command that talks to AWS: opened (a state on S3 reached with `aws`),
+/// and bound to the account and region the credentials reach (recorded on first use; a state
+/// bound to another one is refused, exit code 2) before the command changes anything in AWS.
 pub async fn bound_state(
-    path: &Path,
+    location: &StateLocation,
+    aws: &AwsArgs,
     app: &App,
     clients: &AwsClients,
-) -> anyhow::Result<SqliteStore> {
-    let store = SqliteStore::open(path).await?;
+) -> anyhow::Result<Arc<dyn StateStore>> {
+    let store = open_state(location, aws).await?;
+    bind_state(store.as_ref(), app, clients).await?;
+    Ok(store)
+}
+
+/// Binds an opened state to the account and region `clients` reach, or refuses it (exit code
+/// 2) when it is bound to another.
+pub async fn bind_state(
+    store: &dyn StateStore,
+    app: &App,
+    clients: &AwsClients,
+) -> anyhow::Result<()> {
     let identity = clients.identity().await.map_err(exit_code_of)?;
     store
         .ensure_account(&app.name, &identity)
         .await
-        .map_err(state_error)?;
-    Ok(store)
+        .map_err(state_error)
 }
 
-/// A state bound to another account or region is the operator's to fix (exit code 2).
+/// A state error as the CLI reports it: the operator's to fix (exit code 2) when the state is
+/// bound to another account or region, its location is wrong, the bucket unfit or not set up,
+/// or a migration would overwrite other records.
 pub fn state_error(e: StateError) -> anyhow::Error {
     if e.is_refusal() {
         InvalidInput::new(e.to_string()).into()

@@ -24,11 +24,11 @@ use rehost_replication::state::{
     HookOutcome, HookPhase, LaunchFailure, LaunchKind, LaunchOutcome, LaunchRecord, ServerKey,
     SyncRecord,
 };
-use rehost_replication::watch::replicate_each;
-use rehost_replication::{ReplicateOptions, Replicator, ServerReport, SqliteStore, StateStore};
+use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all};
+use rehost_replication::{ReplicateOptions, Replicator, ServerReport, StateStore};
 use time::OffsetDateTime;
 
-use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, state_path};
+use crate::cli::args::{AwsArgs, LaunchFlags, StateArg, TemplateFlags, open_state_to_read};
 use crate::cli::common::{all_replicated, app_dir, exit_code_of, load_app};
 use crate::cli::guarded::Guarded;
 use crate::cli::io::Io;
@@ -48,9 +48,8 @@ pub struct Args {
     /// No launch gates (images without an agent that runs user data).
     #[arg(long)]
     pub no_health_gate: bool,
-    /// Replication state database (default `.rehost/state.db` beside the application file).
-    #[arg(long = "state", value_name = "PATH")]
-    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub state: StateArg,
     #[command(flatten)]
     pub launch: LaunchFlags,
     #[command(flatten)]
@@ -89,6 +88,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         app: &app,
         template: &template,
         flags: &args.launch,
+        aws: &args.aws,
         kind: LaunchKind::Cutover,
     };
     if args.dry_run {
@@ -97,9 +97,9 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     if let Some(at) = at {
         wait_until(at, io).await?;
     }
-    let store = Arc::new(guarded.store().await?);
+    let store = guarded.store().await?;
     let mut rec = guarded
-        .start_record(&template.options(&app, Some(&clients)).await?)
+        .start_record(&template.options(&app, &args.aws, Some(&clients)).await?)
         .await;
     if !args.launch.force {
         // The test rule and the inspections refuse before any hook stops a source.
@@ -128,7 +128,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         return abort(&app, store.as_ref(), &mut rec, e.context("final sync"), io).await;
     }
 
-    let options = template.options(&app, Some(&clients)).await?;
+    let options = template.options(&app, &args.aws, Some(&clients)).await?;
     rec.amis = options.amis.clone();
     let launched = match guarded
         .hold(store.as_ref(), &mut rec, Some(&options.amis), io)
@@ -180,11 +180,12 @@ async fn abort(
 async fn final_sync(
     app: &App,
     sdk: &aws_config::SdkConfig,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn StateStore>,
 ) -> anyhow::Result<Vec<ServerReport>> {
     let _lock = store.lock_app(&app.name).await?;
     let replicator = Replicator::new(sdk, store.clone(), ReplicateOptions::default());
-    Ok(replicate_each(&replicator, &scheduled_jobs(app, &[], None)).await)
+    let jobs = scheduled_jobs(app, &[], None);
+    Ok(replicate_all(&replicator, &jobs, DEFAULT_PARALLEL).await)
 }
 
 fn sync_record(r: &ServerReport) -> SyncRecord {
@@ -256,9 +257,8 @@ fn local_now() -> OffsetDateTime {
 /// `plan` does.
 async fn dry_run(guarded: &Guarded<'_>, at: Option<&str>, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = guarded.app;
-    let path = state_path(guarded.template.state.as_deref(), &app.file);
-    let (history, runs) = if path.exists() {
-        let store = SqliteStore::open(&path).await?;
+    let location = guarded.template.state.resolve(app)?;
+    let (history, runs) = if let Some(store) = open_state_to_read(&location, guarded.aws).await? {
         let mut runs = Vec::new();
         for s in app.servers_in_launch_order() {
             let key = ServerKey::new(&app.name, &s.id);
@@ -274,7 +274,7 @@ async fn dry_run(guarded: &Guarded<'_>, at: Option<&str>, io: &mut Io<'_>) -> an
         (Vec::new(), none)
     };
     let deltas: Vec<_> = runs.iter().map(|(s, r)| expected_delta(s, r)).collect();
-    let options = guarded.template.options(app, None).await?;
+    let options = guarded.template.options(app, guarded.aws, None).await?;
     let refusals = guardrails::evaluate(&Facts {
         definition: &guardrails::definition_hash(app),
         history: &history,

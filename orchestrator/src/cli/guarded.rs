@@ -12,10 +12,12 @@ use rehost::launch::record;
 use rehost::launch::{AwsClients, LaunchError};
 use rehost::template::RenderOptions;
 use rehost_replication::state::{LaunchKind, LaunchRecord, Override, ServerKey};
-use rehost_replication::{SqliteStore, StateStore};
+use std::sync::Arc;
+
+use rehost_replication::StateStore;
 use time::OffsetDateTime;
 
-use crate::cli::args::{LaunchFlags, TemplateFlags, state_path};
+use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags};
 use crate::cli::common::{bound_state, exit_code_of};
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -30,14 +32,16 @@ pub struct Guarded<'a> {
     pub app: &'a App,
     pub template: &'a TemplateFlags,
     pub flags: &'a LaunchFlags,
+    /// Reaches a state on S3.
+    pub aws: &'a AwsArgs,
     pub kind: LaunchKind,
 }
 
 impl Guarded<'_> {
     /// The state (created when there is none: it records the launch) bound to this account.
-    pub async fn store(&self) -> anyhow::Result<SqliteStore> {
-        let path = state_path(self.template.state.as_deref(), &self.app.file);
-        bound_state(&path, self.app, self.clients).await
+    pub async fn store(&self) -> anyhow::Result<Arc<dyn StateStore>> {
+        let location = self.template.state.resolve(self.app)?;
+        bound_state(&location, self.aws, self.app, self.clients).await
     }
 
     /// A record of this launch as it starts.
@@ -141,10 +145,14 @@ impl Guarded<'_> {
     pub async fn run(&self, io: &mut Io<'_>) -> anyhow::Result<()> {
         deploy::refuse_portable(self.template.portable).map_err(exit_code_of)?;
         let store = self.store().await?;
-        let options = self.template.options(self.app, Some(self.clients)).await?;
+        let options = self
+            .template
+            .options(self.app, self.aws, Some(self.clients))
+            .await?;
         let mut rec = self.start_record(&options).await;
-        self.hold(&store, &mut rec, Some(&options.amis), io).await?;
-        self.deploy(&store, &options, &mut rec, io).await
+        self.hold(store.as_ref(), &mut rec, Some(&options.amis), io)
+            .await?;
+        self.deploy(store.as_ref(), &options, &mut rec, io).await
     }
 
     /// Deploys with the record written before and after; prints the outcome.

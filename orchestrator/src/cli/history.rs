@@ -1,13 +1,12 @@
 //! `rehost history FILE`: the application's launches and replication runs, newest first, from
-//! the state alone (offline: no AWS call).
+//! the state alone (offline: no AWS call for a local state).
 
 use std::path::PathBuf;
 
 use rehost::launch::history::timeline;
-use rehost_replication::StateStore;
 use rehost_replication::state::ServerKey;
 
-use crate::cli::args::{OutputFormat, StateArg, state_path};
+use crate::cli::args::{AwsArgs, OutputFormat, StateArg, open_state_to_read};
 use crate::cli::common::load_app;
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -22,14 +21,15 @@ pub struct Args {
     pub limit: usize,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    #[command(flatten)]
+    pub aws: AwsArgs,
 }
 
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let path = state_path(args.state.path.as_deref(), &args.file);
+    let location = args.state.resolve(&app)?;
     // A missing state means nothing happened yet; reading does not create it.
-    let (launches, runs) = if path.exists() {
-        let store = rehost_replication::SqliteStore::open(&path).await?;
+    let (launches, runs) = if let Some(store) = open_state_to_read(&location, &args.aws).await? {
         let launches = store.launches(&app.name, args.limit).await?;
         let mut runs = Vec::new();
         for s in &app.servers {

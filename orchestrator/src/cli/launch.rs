@@ -32,6 +32,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         app: &app,
         template: &args.template,
         flags: &args.launch,
+        aws: &args.aws,
         kind: LaunchKind::Launch,
     }
     .run(io)

@@ -7,8 +7,8 @@ use rehost::launch::AwsClients;
 use rehost::launch::deploy::refuse_portable;
 use rehost::replication_jobs::{scheduled_jobs, split_fresh};
 use rehost_replication::state::LaunchKind;
-use rehost_replication::watch::replicate_each;
-use rehost_replication::{ReplicateOptions, Replicator, StateStore};
+use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all};
+use rehost_replication::{ReplicateOptions, Replicator};
 use time::OffsetDateTime;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags};
@@ -24,6 +24,9 @@ pub struct Args {
     /// replicate every server now.
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub max_age: Option<time::Duration>,
+    /// Servers replicated at once (they share one bound on blocks in flight and on memory).
+    #[arg(long, default_value_t = DEFAULT_PARALLEL as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
     #[command(flatten)]
     pub launch: LaunchFlags,
     #[command(flatten)]
@@ -58,11 +61,17 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         app: &app,
         template: &args.template,
         flags: &args.launch,
+        aws: &args.aws,
         kind: LaunchKind::Migrate,
     };
-    let store = std::sync::Arc::new(guarded.store().await?);
+    let store = guarded.store().await?;
     let mut rec = guarded
-        .start_record(&args.template.options(&app, Some(&clients)).await?)
+        .start_record(
+            &args
+                .template
+                .options(&app, &args.aws, Some(&clients))
+                .await?,
+        )
         .await;
     if !args.launch.force {
         // What does not depend on the AMIs refuses a cutover before anything is replicated.
@@ -81,7 +90,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     if !stale.is_empty() {
         let _lock = store.lock_app(&app.name).await?;
         let replicator = Replicator::new(&sdk, store.clone(), ReplicateOptions::default());
-        let reports = replicate_each(&replicator, &stale).await;
+        let reports = replicate_all(&replicator, &stale, usize::from(args.parallel)).await;
         for report in &reports {
             print::report_line(io.out, report)?;
         }
@@ -92,7 +101,10 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
             return Err(e.context("not launching"));
         }
     }
-    let options = args.template.options(&app, Some(&clients)).await?;
+    let options = args
+        .template
+        .options(&app, &args.aws, Some(&clients))
+        .await?;
     rec.amis = options.amis.clone();
     guarded
         .hold(store.as_ref(), &mut rec, Some(&options.amis), io)

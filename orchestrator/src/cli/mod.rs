@@ -24,6 +24,7 @@ pub mod replicate;
 pub mod rollback;
 pub mod schema;
 pub mod share;
+pub mod state;
 pub mod status;
 pub mod terminate;
 pub mod validate;
@@ -75,6 +76,8 @@ pub enum Command {
     Terminate(terminate::Args),
     /// Replicate every server, then launch: the whole application in one action
     Migrate(migrate::Args),
+    /// Set up a state on S3 shared by a team, or move a state there
+    State(state::Args),
     /// Inspect every server's disks offline: will it boot on EC2 and run its configure script?
     Inspect(inspect::Args),
     /// Launches and replication runs, newest first
@@ -100,6 +103,7 @@ pub fn run(command: Command, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Share(args) => block_on(share::run(args, io)),
         Command::Terminate(args) => block_on(terminate::run(args, io)),
         Command::Migrate(args) => block_on(migrate::run(args, io)),
+        Command::State(args) => block_on(state::run(args, io)),
         Command::Inspect(args) => inspect::run(args, io),
         Command::History(args) => block_on(history::run(args, io)),
         Command::Cutover(args) => block_on(cutover::run(args, io)),

@@ -31,7 +31,10 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         .into());
     }
     let clients = AwsClients::new(&args.aws.sdk_config().await);
-    let options = args.template.options(&app, Some(&clients)).await?;
+    let options = args
+        .template
+        .options(&app, &args.aws, Some(&clients))
+        .await?;
     let template = render(&app, &options);
     let preview = preview::preview(&clients, &app, options.mode, &template)
         .await

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use rehost::limits::MAX_S3_BODY;
 use rehost::template::render;
 
-use crate::cli::args::TemplateFlags;
+use crate::cli::args::{AwsArgs, TemplateFlags};
 use crate::cli::common::{load_app, write_output};
 use crate::cli::io::Io;
 
@@ -29,7 +29,10 @@ pub struct Args {
 
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let options = args.template.options(&app, None).await?;
+    let options = args
+        .template
+        .options(&app, &AwsArgs::default(), None)
+        .await?;
     let template = render(&app, &options);
     let text = match args.format {
         Format::Json => {

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use rehost::launch::AwsClients;
 use rehost::replication_jobs::scheduled_jobs;
-use rehost_replication::watch::{replicate_each, watch};
-use rehost_replication::{Architecture, ProgressMode, ReplicateOptions, Replicator, StateStore};
+use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all, watch};
+use rehost_replication::{Architecture, ProgressMode, ReplicateOptions, Replicator};
 
-use crate::cli::args::{AwsArgs, OutputFormat, StateArg, choice, state_path};
+use crate::cli::args::{AwsArgs, OutputFormat, StateArg, choice};
 use crate::cli::common::{all_replicated, bound_state, load_app, validate_server_ids};
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -31,7 +31,11 @@ pub struct Args {
     /// Override the servers' AMI architecture.
     #[arg(long, value_parser = choice::<Architecture>())]
     pub architecture: Option<Architecture>,
-    /// PutSnapshotBlock calls in flight per disk.
+    /// Servers replicated at once. They share one bound on blocks in flight (`--concurrency`),
+    /// one pool of block buffers and the hashing threads, so memory does not grow with it.
+    #[arg(long, default_value_t = DEFAULT_PARALLEL as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub parallel: u16,
+    /// PutSnapshotBlock calls in flight, across every server and disk being replicated.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
     #[command(flatten)]
@@ -46,9 +50,9 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     validate_server_ids(&app, &args.servers)?;
     let jobs = scheduled_jobs(&app, &args.servers, args.architecture);
-    let state = state_path(args.state.path.as_deref(), &args.file);
     let sdk = args.aws.sdk_config().await;
-    let store = bound_state(&state, &app, &AwsClients::new(&sdk)).await?;
+    let location = args.state.resolve(&app)?;
+    let store = bound_state(&location, &args.aws, &app, &AwsClients::new(&sdk)).await?;
     let _lock = store.lock_app(&app.name).await?;
     let options = ReplicateOptions {
         upload_concurrency: usize::from(args.concurrency),
@@ -58,7 +62,8 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         },
         ..ReplicateOptions::default()
     };
-    let replicator = Replicator::new(&sdk, std::sync::Arc::new(store), options);
+    let replicator = Replicator::new(&sdk, store, options);
+    let parallel = usize::from(args.parallel);
 
     if args.watch {
         let Io { out, err } = io;
@@ -70,7 +75,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
             );
         };
         // A report that cannot be printed must not stop the replication it reports on.
-        watch(&replicator, &jobs, shutdown, |report| {
+        watch(&replicator, &jobs, parallel, shutdown, |report| {
             let _ = match args.output {
                 OutputFormat::Text => print::report_line(*out, report),
                 OutputFormat::Json => serde_json::to_string(report)
@@ -83,7 +88,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let reports = replicate_each(&replicator, &jobs).await;
+    let reports = replicate_all(&replicator, &jobs, parallel).await;
     match args.output {
         OutputFormat::Json => {
             let doc = serde_json::json!({"application": app.name, "servers": reports});

@@ -12,11 +12,10 @@ use rehost::launch::hooks::run_phase;
 use rehost::launch::record;
 use rehost::launch::{AwsClients, stack};
 use rehost::template::RenderOptions;
-use rehost_replication::StateStore;
 use rehost_replication::state::{HookOutcome, HookPhase, LaunchKind, LaunchOutcome};
 use time::OffsetDateTime;
 
-use crate::cli::args::{AwsArgs, StateArg, state_path};
+use crate::cli::args::{AwsArgs, StateArg};
 use crate::cli::common::{app_dir, bound_state, exit_code_of, load_app};
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -44,8 +43,8 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         .into());
     }
     let clients = AwsClients::new(&args.aws.sdk_config().await);
-    let path = state_path(args.state.path.as_deref(), &args.file);
-    let store = bound_state(&path, &app, &clients).await?;
+    let location = args.state.resolve(&app)?;
+    let store = bound_state(&location, &args.aws, &app, &clients).await?;
     let caller = clients.caller_arn().await.ok();
     let mut rec = record::started(
         LaunchKind::Rollback,

@@ -7,7 +7,7 @@ use rehost::app::Mode;
 use rehost::launch::{AwsClients, share};
 use rehost::template::{RenderOptions, render};
 
-use crate::cli::args::{AwsArgs, StateArg, choice, state_path};
+use crate::cli::args::{AwsArgs, StateArg, choice};
 use crate::cli::common::{bound_state, exit_code_of, load_app, write_output};
 use crate::cli::io::Io;
 
@@ -35,10 +35,10 @@ pub struct Args {
 
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let path = state_path(args.state.path.as_deref(), &args.file);
+    let location = args.state.resolve(&app)?;
     let clients = AwsClients::new(&args.aws.sdk_config().await);
-    let store = bound_state(&path, &app, &clients).await?;
-    let amis = rehost_replication::StateStore::latest_amis(&store, &app.name).await?;
+    let store = bound_state(&location, &args.aws, &app, &clients).await?;
+    let amis = store.latest_amis(&app.name).await?;
     let shared = share::share(&clients, &app, &amis, &args.accounts)
         .await
         .map_err(exit_code_of)?;

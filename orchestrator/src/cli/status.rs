@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use rehost::launch::{AwsClients, status};
 use rehost_replication::StateStore;
 
-use crate::cli::args::{AwsArgs, OutputFormat, StateArg, state_path};
+use crate::cli::args::{AwsArgs, OutputFormat, StateArg, open_state_to_read};
 use crate::cli::common::{load_app, state_error};
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -23,14 +23,9 @@ pub struct Args {
 
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let path = state_path(args.state.path.as_deref(), &args.file);
+    let store = open_state_to_read(&args.state.resolve(&app)?, &args.aws).await?;
+    let store = store.as_deref();
     let clients = AwsClients::new(&args.aws.sdk_config().await);
-    let store = if path.exists() {
-        Some(rehost_replication::SqliteStore::open(&path).await?)
-    } else {
-        None
-    };
-    let store = store.as_ref().map(|s| s as &dyn StateStore);
     if let Some(store) = store {
         check_account(store, &app.name, &clients).await?;
     }

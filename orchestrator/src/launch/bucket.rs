@@ -15,11 +15,10 @@ use std::io::Read;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, BucketLocationConstraint, CreateBucketConfiguration,
-    ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
-    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleFilter, ServerSideEncryption,
 };
+use rehost_replication::buckets::{self, BucketEncryption};
 use sha2::{Digest, Sha256};
 
 use crate::launch::{AwsClients, LaunchError, aws};
@@ -39,34 +38,11 @@ fn is_template_bucket(name: &str, preferred: &str) -> bool {
         })
 }
 
-/// The account's own buckets whose names start with `prefix` (ListBuckets lists only the
-/// caller's buckets, whatever S3 does with ExpectedBucketOwner).
+/// The account's own buckets whose names start with `prefix`.
 async fn own_buckets(clients: &AwsClients, prefix: &str) -> Result<Vec<String>, LaunchError> {
-    let mut names = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = clients
-            .s3
-            .list_buckets()
-            .prefix(prefix)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(aws("s3:ListBuckets"))?;
-        names.extend(
-            out.buckets()
-                .iter()
-                .filter_map(|b| b.name())
-                .filter(|n| n.starts_with(prefix))
-                .map(str::to_string),
-        );
-        match out.continuation_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
-    names.sort();
-    Ok(names)
+    buckets::own_buckets(&clients.s3, prefix)
+        .await
+        .map_err(LaunchError::Aws)
 }
 
 /// 12 hex digits from the kernel's random source.
@@ -80,25 +56,9 @@ fn random_suffix() -> Result<String, LaunchError> {
 
 /// Creates `bucket` in the clients' region. `Ok(false)` when the name belongs to someone else.
 async fn create(clients: &AwsClients, bucket: &str) -> Result<bool, LaunchError> {
-    let mut create = clients.s3.create_bucket().bucket(bucket);
-    if clients.region != "us-east-1" {
-        create = create.create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(clients.region.as_str()))
-                .build(),
-        );
-    }
-    match create.send().await {
-        Ok(_) => Ok(true),
-        Err(e) => {
-            let failure = rehost_replication::aws::AwsFailure::from_sdk("s3:CreateBucket", &e);
-            match failure.code.as_str() {
-                "BucketAlreadyOwnedByYou" => Ok(true),
-                "BucketAlreadyExists" => Ok(false),
-                _ => Err(LaunchError::Aws(failure)),
-            }
-        }
-    }
+    buckets::create_bucket(&clients.s3, bucket, &clients.region)
+        .await
+        .map_err(LaunchError::Aws)
 }
 
 /// The account's template bucket in the clients' region: found in its own ListBuckets, or
@@ -142,44 +102,12 @@ pub async fn ensure_bucket(clients: &AwsClients, account: &str) -> Result<String
 /// Makes sure the bucket's protections are in place (idempotent: a bucket left half-configured
 /// by an interrupted run is finished here).
 async fn protect(clients: &AwsClients, bucket: &str, account: &str) -> Result<(), LaunchError> {
-    clients
-        .s3
-        .put_public_access_block()
-        .bucket(bucket)
-        .expected_bucket_owner(account)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
+    buckets::block_public_access(&clients.s3, bucket, account)
         .await
-        .map_err(aws("s3:PutPublicAccessBlock"))?;
-    let encryption = ServerSideEncryptionConfiguration::builder()
-        .rules(
-            ServerSideEncryptionRule::builder()
-                .apply_server_side_encryption_by_default(
-                    ServerSideEncryptionByDefault::builder()
-                        .sse_algorithm(ServerSideEncryption::Aes256)
-                        .build()
-                        .map_err(|e| LaunchError::Unexpected(e.to_string()))?,
-                )
-                .build(),
-        )
-        .build()
-        .map_err(|e| LaunchError::Unexpected(e.to_string()))?;
-    clients
-        .s3
-        .put_bucket_encryption()
-        .bucket(bucket)
-        .expected_bucket_owner(account)
-        .server_side_encryption_configuration(encryption)
-        .send()
+        .map_err(LaunchError::Aws)?;
+    buckets::encrypt_by_default(&clients.s3, bucket, account, &BucketEncryption::S3Managed)
         .await
-        .map_err(aws("s3:PutBucketEncryption"))?;
+        .map_err(LaunchError::Aws)?;
     let lifecycle = BucketLifecycleConfiguration::builder()
         .rules(
             LifecycleRule::builder()

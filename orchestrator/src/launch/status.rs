@@ -2,8 +2,9 @@
 //! and how far behind its schedule it is, per mode the stack and its instances.
 
 use aws_sdk_cloudformation::types::StackStatus;
+use rehost_replication::state::read_histories;
 use rehost_replication::state::{RunPhase, RunStatus};
-use rehost_replication::{RunRecord, StateError, StateStore, schedule};
+use rehost_replication::{RunRecord, ServerKey, StateError, StateStore, schedule};
 use serde::{Serialize, Serializer};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -78,21 +79,28 @@ fn stack_status<S: Serializer>(status: &Option<StackStatus>, s: S) -> Result<S::
     }
 }
 
-/// The replication half, from the local state only (works offline).
+/// Runs of each server read for its status.
+const HISTORY: usize = 50;
+
+/// The replication half, from the state only (no other AWS call).
 pub async fn replication(
     app: &App,
     store: Option<&dyn StateStore>,
     now: OffsetDateTime,
 ) -> Result<Vec<ServerStatus>, StateError> {
+    let servers = app.servers_in_launch_order();
+    let histories = match store {
+        Some(store) => {
+            let keys: Vec<ServerKey> = servers
+                .iter()
+                .map(|s| ServerKey::new(&app.name, &s.id))
+                .collect();
+            read_histories(store, &keys, HISTORY).await?
+        }
+        None => vec![Vec::new(); servers.len()],
+    };
     let mut out = Vec::new();
-    for s in app.servers_in_launch_order() {
-        let history = match store {
-            Some(store) => {
-                let key = rehost_replication::ServerKey::new(&app.name, &s.id);
-                store.server_history(&key, 50).await?
-            }
-            None => Vec::new(),
-        };
+    for (s, history) in servers.into_iter().zip(histories) {
         let view = |r: &RunRecord| RunView {
             run_id: r.run_id.clone(),
             status: r.status,

@@ -51,6 +51,11 @@ pub fn resolve(
 ) -> Option<App> {
     check_header(model, diags);
     let tags = check_tags(model, diags);
+    let state = model.state.as_ref().and_then(|s| {
+        rehost_replication::state::StateLocation::parse(&s.value, Some(base_dir(file)))
+            .map_err(|e| diags.error(s.pos, e.to_string()))
+            .ok()
+    });
 
     let defaults = model.defaults.clone().unwrap_or_default();
     if let Some(r) = &defaults.replication {
@@ -139,6 +144,7 @@ pub fn resolve(
         name: model.name.value.clone(),
         description: model.description.as_ref().map(|d| d.value.clone()),
         tags,
+        state,
         groups,
         servers,
         graph,

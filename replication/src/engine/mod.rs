@@ -22,7 +22,7 @@ use crate::error::ReplicationError;
 use crate::job::ServerJob;
 use crate::progress::{Progress, ProgressMode};
 use crate::report::{ReportStatus, ServerReport};
-use crate::scan::BufferPool;
+use crate::scan::ScanShared;
 use crate::snapshot;
 use crate::source::QemuTools;
 use crate::state::{RunPhase, ServerKey, StateError, StateStore};
@@ -80,8 +80,10 @@ pub struct Replicator {
     progress: Mutex<Progress>,
     /// One permit per PutSnapshotBlock in flight.
     uploads: Arc<Semaphore>,
-    /// The 512 KiB buffers of every scan: 2 per upload in flight, 3 per hashing thread, 2 more.
-    buffers: Arc<BufferPool>,
+    /// What every scan shares: the 512 KiB buffers (2 per upload in flight, 3 per hashing
+    /// thread, 2 more) and the hashing permits (one per hashing thread), whatever the number of
+    /// servers replicated at once.
+    scan: ScanShared,
 }
 
 /// What every step of one server's run needs.
@@ -121,7 +123,7 @@ impl Replicator {
             kms: aws_sdk_kms::Client::new(sdk),
             progress: Mutex::new(Progress::new(opts.progress)),
             uploads: Arc::new(Semaphore::new(concurrency)),
-            buffers: BufferPool::new(2 * concurrency + 3 * threads + 2),
+            scan: ScanShared::new(2 * concurrency + 3 * threads + 2, threads),
             store,
             opts,
         }
@@ -153,7 +155,7 @@ impl Replicator {
         };
         let mut timings = BTreeMap::new();
         let result = self.run(job, &mut report, &mut timings).await;
-        self.lock_progress().finish_server();
+        self.lock_progress().finish_server(&job.server);
         report.seconds = t0.elapsed().as_secs_f64();
         match result {
             Ok(()) => {

@@ -119,7 +119,7 @@ impl Replicator {
                 hash_threads: self.opts.hash_threads.max(1),
                 queue: self.opts.upload_concurrency.max(4),
             },
-            Arc::clone(&self.buffers),
+            &self.scan,
         );
         let target = Target {
             ctx,

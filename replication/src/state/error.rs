@@ -39,19 +39,51 @@ pub enum StateError {
         what: String,
     },
     #[error(
-        "application '{app}' is already being replicated by another rehost (process {holder}); lock file {path}. \
+        "application '{app}' is already being replicated by another rehost ({holder}); {location}. \
          Wait for it to finish or stop it"
     )]
     Locked {
         app: String,
+        /// Who holds it: `process 1234`, or `process 1234 on host, lease until 12:00:00Z`.
         holder: String,
-        path: PathBuf,
+        /// `lock file PATH` or `lease s3://...`.
+        location: String,
     },
     #[error("cannot use lock file {path}: {source}")]
     Lock {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// An S3 call of the state store failed (after the SDK's own retries).
+    #[error("state {location}: {failure}")]
+    S3 {
+        location: String,
+        failure: crate::aws::AwsFailure,
+    },
+    /// A conditional write kept losing races (other writers changed the object each time).
+    #[error(
+        "state {location}: {key} kept changing under this update ({attempts} attempts); another rehost is writing it"
+    )]
+    Contention {
+        location: String,
+        key: String,
+        attempts: u32,
+    },
+    /// The state bucket is not one rehost may use, and what to do about it.
+    #[error("state bucket {bucket} cannot hold rehost's state:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Bucket {
+        bucket: String,
+        problems: Vec<String>,
+    },
+    /// No state was set up at this place.
+    #[error("no rehost state at {location}: create it with `rehost state init {location}`")]
+    NotInitialized { location: String },
+    /// `--state`, `REHOST_STATE` or the application's `state:` is not a place rehost knows.
+    #[error("state location `{text}`: {why}")]
+    BadLocation { text: String, why: String },
+    /// A migration would overwrite records that differ.
+    #[error("state {location} already holds other records of {server}: refusing to overwrite them")]
+    Differs { location: String, server: String },
     /// The state records another AWS account or region for this application than the one the
     /// credentials reach: one state never steers two accounts.
     #[error(
@@ -78,8 +110,16 @@ pub enum StateError {
 
 impl StateError {
     /// Whether the operator must change what they asked for (another account or region than
-    /// the state's) rather than retry.
+    /// the state's, a wrong state location, an unfit or missing S3 state, a migration onto
+    /// other records) rather than retry.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, StateError::OtherAccount { .. })
+        matches!(
+            self,
+            StateError::OtherAccount { .. }
+                | StateError::BadLocation { .. }
+                | StateError::Bucket { .. }
+                | StateError::NotInitialized { .. }
+                | StateError::Differs { .. }
+        )
     }
 }

@@ -43,11 +43,11 @@ impl AppLock {
                 return Err(StateError::Locked {
                     app: app.to_string(),
                     holder: if holder.is_empty() {
-                        "unknown".into()
+                        "process unknown".into()
                     } else {
-                        holder.to_string()
+                        format!("process {holder}")
                     },
-                    path,
+                    location: format!("lock file {}", path.display()),
                 });
             }
             return Err(lock_err(err));
@@ -123,9 +123,11 @@ mod tests {
         let text = std::fs::read_to_string(lock.path()).unwrap();
         assert_eq!(text, std::process::id().to_string());
         match AppLock::acquire(&db, "shop") {
-            Err(StateError::Locked { holder, path, .. }) => {
-                assert_eq!(holder, std::process::id().to_string());
-                assert_eq!(path, lock.path());
+            Err(StateError::Locked {
+                holder, location, ..
+            }) => {
+                assert_eq!(holder, format!("process {}", std::process::id()));
+                assert_eq!(location, format!("lock file {}", lock.path().display()));
             }
             other => panic!("expected Locked, got {other:?}"),
         }

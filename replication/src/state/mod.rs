@@ -39,21 +39,29 @@ use crate::manifest::Manifest;
 // First: its `stored_text!` macro is used by the record modules after it.
 #[macro_use]
 mod records;
+mod dump;
 mod error;
 mod launches;
+mod location;
 mod lock;
+mod migrate;
+pub mod s3;
 mod sqlite;
 
+pub use dump::{AmiEntry, ImportOutcome, ServerDump};
 pub use error::StateError;
 pub use launches::{
     HookOutcome, HookPhase, HookRecord, LaunchFailure, LaunchKind, LaunchMode, LaunchOutcome,
     LaunchRecord, Override, SyncRecord,
 };
+pub use location::StateLocation;
 pub use lock::AppLock;
+pub use migrate::{Migration, migrate};
 pub use records::{
     AccountBinding, AmiRecord, NewSnapshot, RunPhase, RunRecord, RunStatus, ServerKey,
     SnapshotCounts, SnapshotRecord, SnapshotStatus, StoredText, WrittenBlock, linear_checksum,
 };
+pub use s3::{S3Options, S3Store};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 
 /// Held for a whole replication of an application; dropping it (or the process dying) lets
@@ -62,6 +70,11 @@ pub trait AppLockGuard: Send + Sync + std::fmt::Debug {
     fn app(&self) -> &str;
     /// Where the lock lives, for messages (a lock file; for a lease, its object).
     fn location(&self) -> String;
+    /// Whether another holder took the lock over (a lease that expired before its holder could
+    /// renew it); a file lock is never lost.
+    fn is_lost(&self) -> bool {
+        false
+    }
 }
 
 /// Where rehost keeps its replication state. Object safe: used as `Arc<dyn StateStore>`.
@@ -316,6 +329,60 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
             &self.written_blocks(server, snapshot_id).await?,
         ))
     }
+
+    /// How long the block recorder may gather accepted blocks before writing them as one batch:
+    /// zero for a local database (every batch as soon as the last one is in), longer where each
+    /// write is a request that costs (a killed run resends at most this much).
+    fn record_interval(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
+    // --- The whole state (`rehost state migrate`) ---
+
+    /// Every server the state holds records of, across applications, in order.
+    async fn servers(&self) -> Result<Vec<ServerKey>, StateError>;
+
+    /// Everything the state holds about a server (an empty dump for a server it does not know).
+    async fn export_server(&self, server: &ServerKey) -> Result<ServerDump, StateError>;
+
+    /// Writes a server's records where the state has none; [`ImportOutcome::Identical`] when it
+    /// already holds exactly these, [`StateError::Differs`] (writing nothing) when it holds
+    /// others.
+    async fn import_server(&self, dump: &ServerDump) -> Result<ImportOutcome, StateError>;
+}
+
+/// Opens the state at `location`: a SQLite file (created when missing), or an S3 state (which
+/// `rehost state init` must have set up) reached with `sdk`.
+pub async fn open(
+    location: &StateLocation,
+    sdk: &aws_config::SdkConfig,
+) -> Result<std::sync::Arc<dyn StateStore>, StateError> {
+    Ok(match location {
+        StateLocation::File(path) => std::sync::Arc::new(SqliteStore::open(path).await?),
+        StateLocation::S3 { bucket, prefix } => {
+            std::sync::Arc::new(S3Store::open(sdk, bucket, prefix, S3Options::default()).await?)
+        }
+    })
+}
+
+/// State reads at once when many servers are read (`status`, the watch loop): a state on S3
+/// answers each in tens of milliseconds, so a thousand servers one after another would take
+/// most of a minute.
+pub const READ_FANOUT: usize = 32;
+
+/// The newest `limit` runs of each server, read [`READ_FANOUT`] at a time, in the order of
+/// `servers`.
+pub async fn read_histories(
+    store: &dyn StateStore,
+    servers: &[ServerKey],
+    limit: usize,
+) -> Result<Vec<Vec<RunRecord>>, StateError> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    stream::iter(servers)
+        .map(|key| store.server_history(key, limit))
+        .buffered(READ_FANOUT)
+        .try_collect()
+        .await
 }
 
 /// `Ok` when the state's recorded binding is `current`; else the refusal naming both.

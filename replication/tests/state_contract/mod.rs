@@ -30,6 +30,8 @@ pub trait Fixture: Send + Sync {
     async fn open(&self) -> Arc<dyn StateStore>;
     /// Overwrites stored text behind the store's back.
     async fn damage(&self, damage: Damage<'_>);
+    /// A handle on another, empty store of the same backend (a migration's destination).
+    async fn open_other(&self) -> Arc<dyn StateStore>;
 }
 
 /// Instantiates the whole contract for a backend: `suite!(sqlite, SqliteFixture::new())`
@@ -53,6 +55,9 @@ macro_rules! suite {
             latest_amis_are_per_server_and_newest,
             records_of_one_server_are_not_seen_through_another,
             unknown_status_text_is_corrupt,
+            a_server_moves_whole_and_moving_it_again_changes_nothing,
+            a_destination_with_other_records_is_refused,
+            a_migration_carries_the_account_binding,
             the_first_account_binding_wins_per_application,
             another_account_or_region_is_refused,
             recorded_amis_are_the_servers_available_ones_oldest_first,
@@ -80,13 +85,15 @@ mod accounts;
 mod launches;
 mod runs;
 mod snapshots;
+mod transfer;
 
 pub use accounts::*;
 pub use launches::*;
 pub use runs::*;
 pub use snapshots::*;
+pub use transfer::*;
 
-fn key(server: &str) -> ServerKey {
+pub fn key(server: &str) -> ServerKey {
     ServerKey::new("shop", server)
 }
 
@@ -102,7 +109,7 @@ fn ami(id: &str, run: &str, at: OffsetDateTime) -> AmiRecord {
     }
 }
 
-fn new_snapshot(id: &str, run_id: &str, disk: &str) -> NewSnapshot {
+pub fn new_snapshot(id: &str, run_id: &str, disk: &str) -> NewSnapshot {
     NewSnapshot {
         snapshot_id: id.into(),
         run_id: run_id.into(),
@@ -124,7 +131,7 @@ fn block(i: u64) -> WrittenBlock {
 }
 
 /// A run of `server` begun now, with snapshot `id` of disk0 open in it; returns the run id.
-async fn open_snapshot(s: &dyn StateStore, server: &ServerKey, id: &str) -> String {
+pub async fn open_snapshot(s: &dyn StateStore, server: &ServerKey, id: &str) -> String {
     let now = OffsetDateTime::now_utc();
     let (run, _) = s.begin_run(server, "back", now).await.unwrap();
     s.insert_snapshot(server, &new_snapshot(id, &run.run_id, "disk0"), now)

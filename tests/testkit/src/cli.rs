@@ -54,6 +54,11 @@ impl Rehost {
         self
     }
 
+    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
     /// Talk to this emulator (endpoint, region, test credentials, no instance metadata).
     pub fn env_moto(mut self, moto: &Moto) -> Self {
         for (k, v) in moto.env() {
@@ -111,4 +116,28 @@ impl Rehost {
             stderr: stderr.join().expect("stderr reader"),
         }
     }
+}
+
+/// The standard output of a run that must have succeeded; otherwise panics showing both outputs.
+pub fn succeeded(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The standard error of a run that must have been refused (exit code 2).
+pub fn refused(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

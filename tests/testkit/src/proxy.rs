@@ -98,6 +98,13 @@ struct Counters {
     faults: HashMap<String, u64>,
     block_accepts: BTreeMap<(String, u64), u32>,
     total: u64,
+    /// Requests of each operation being handled right now, and the most there ever were.
+    in_flight: HashMap<String, u64>,
+    peak_in_flight: HashMap<String, u64>,
+    /// PutSnapshotBlock requests being handled right now per snapshot, and the most distinct
+    /// snapshots that ever had one at once.
+    snapshots_in_flight: HashMap<String, u64>,
+    peak_snapshots_in_flight: u64,
 }
 
 struct Shared {
@@ -202,6 +209,28 @@ impl Proxy {
         self.shared.counters.lock().unwrap().block_accepts.clone()
     }
 
+    /// The most requests of an operation ever handled at once (from arrival, before the policy
+    /// is asked, until the emulator answered).
+    pub fn peak_in_flight(&self, operation: &str) -> u64 {
+        self.shared
+            .counters
+            .lock()
+            .unwrap()
+            .peak_in_flight
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The most distinct snapshots that ever had a PutSnapshotBlock in flight at once.
+    pub fn peak_snapshots_in_flight(&self) -> u64 {
+        self.shared
+            .counters
+            .lock()
+            .unwrap()
+            .peak_snapshots_in_flight
+    }
+
     /// Blocks the emulator accepted more than once for the same snapshot.
     pub fn blocks_sent_twice(&self) -> u64 {
         self.block_accepts()
@@ -252,6 +281,7 @@ fn serve(client: TcpStream, shared: &Shared) {
             req.op_seq = *n;
             req.seq = c.total;
         }
+        let in_flight = InFlight::enter(shared, &req);
         let action = policy(&req);
         if !matches!(
             action,
@@ -267,7 +297,11 @@ fn serve(client: TcpStream, shared: &Shared) {
         }
         match action {
             Action::Forward | Action::ForwardThenReset | Action::ForwardThenHold => {
-                let Some((status, response)) = forward(shared, &req) else {
+                let forwarded = forward(shared, &req);
+                // Out of flight once the emulator answered: the client, still waiting for the
+                // answer, counts it in flight at least as long.
+                drop(in_flight);
+                let Some((status, response)) = forwarded else {
                     reset(&client);
                     return;
                 };
@@ -326,6 +360,56 @@ fn serve(client: TcpStream, shared: &Shared) {
                 {
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    operation: String,
+    snapshot: Option<String>,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared, req: &Request) -> InFlight<'a> {
+        let snapshot = (req.operation == "PutSnapshotBlock")
+            .then(|| req.block().map(|(id, _)| id))
+            .flatten();
+        let mut c = shared.counters.lock().unwrap();
+        let now = {
+            let n = c.in_flight.entry(req.operation.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let peak = c.peak_in_flight.entry(req.operation.clone()).or_default();
+        *peak = (*peak).max(now);
+        if let Some(id) = &snapshot {
+            *c.snapshots_in_flight.entry(id.clone()).or_default() += 1;
+            let distinct = c.snapshots_in_flight.len() as u64;
+            c.peak_snapshots_in_flight = c.peak_snapshots_in_flight.max(distinct);
+        }
+        InFlight {
+            shared,
+            operation: req.operation.clone(),
+            snapshot,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut c = self.shared.counters.lock().unwrap();
+        if let Some(n) = c.in_flight.get_mut(&self.operation) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(id) = &self.snapshot
+            && let Some(n) = c.snapshots_in_flight.get_mut(id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                c.snapshots_in_flight.remove(id);
             }
         }
     }

@@ -50,7 +50,7 @@ pub(super) fn mark_deregistered(
 
 /// An AMI from the columns ami_id, name, run_id, created_at, snapshot_ids, encrypted,
 /// kms_key_id starting at `at`.
-fn ami_from_row(r: &Row<'_>, at: usize) -> Result<AmiRecord, RowError> {
+pub(super) fn ami_from_row(r: &Row<'_>, at: usize) -> Result<AmiRecord, RowError> {
     let ami_id: String = r.get(at)?;
     let snapshot_ids: String = r.get(at + 4)?;
     Ok(AmiRecord {

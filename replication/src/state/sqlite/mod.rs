@@ -16,9 +16,9 @@ use rusqlite::{Connection, Params, Row};
 use time::OffsetDateTime;
 
 use super::{
-    AccountBinding, AmiRecord, AppLock, AppLockGuard, LaunchRecord, NewSnapshot, RunPhase,
-    RunRecord, ServerKey, SnapshotCounts, SnapshotRecord, StateError, StateStore, StoredText,
-    WrittenBlock,
+    AccountBinding, AmiRecord, AppLock, AppLockGuard, ImportOutcome, LaunchRecord, NewSnapshot,
+    RunPhase, RunRecord, ServerDump, ServerKey, SnapshotCounts, SnapshotRecord, StateError,
+    StateStore, StoredText, WrittenBlock,
 };
 use crate::manifest::Manifest;
 
@@ -27,6 +27,7 @@ mod bindings;
 mod launches;
 mod runs;
 mod snapshots;
+mod transfer;
 
 /// The version of `schema.sql` this rehost reads and writes.
 pub const SCHEMA_VERSION: i64 = 3;
@@ -651,6 +652,29 @@ impl StateStore for SqliteStore {
         let (server, id) = (server.clone(), snapshot_id.to_string());
         self.call("read written blocks", move |conn, path| {
             snapshots::written(&Db { conn, path }, &server, &id)
+        })
+        .await
+    }
+
+    async fn servers(&self) -> Result<Vec<ServerKey>, StateError> {
+        self.call("list servers", move |conn, path| {
+            transfer::servers(&Db { conn, path })
+        })
+        .await
+    }
+
+    async fn export_server(&self, server: &ServerKey) -> Result<ServerDump, StateError> {
+        let server = server.clone();
+        self.call("export server", move |conn, path| {
+            transfer::export(&Db { conn, path }, &server)
+        })
+        .await
+    }
+
+    async fn import_server(&self, dump: &ServerDump) -> Result<ImportOutcome, StateError> {
+        let dump = dump.clone();
+        self.call("import server", move |conn, path| {
+            transfer::import(conn, path, &dump)
         })
         .await
     }

@@ -11,7 +11,7 @@ use crate::clock::{from_unix_ms, unix_ms};
 use crate::ids::new_run_id;
 use crate::state::{AmiRecord, RunPhase, RunRecord, ServerKey, StateError};
 
-const RUN_COLUMNS: &str = "run_id, app, server, grp, status, phase, started_at, attempted_at, finished_at, attempts, \
+pub(super) const RUN_COLUMNS: &str = "run_id, app, server, grp, status, phase, started_at, attempted_at, finished_at, attempts, \
      ami_id, ami_name, error, timings";
 
 pub(super) fn begin(
@@ -212,7 +212,7 @@ pub(super) fn last_times(
     Ok((success.map(from_unix_ms), attempt.map(from_unix_ms)))
 }
 
-fn with_snapshots(db: &Db<'_>, mut run: RunRecord) -> Result<RunRecord, StateError> {
+pub(super) fn with_snapshots(db: &Db<'_>, mut run: RunRecord) -> Result<RunRecord, StateError> {
     run.snapshots = db.rows(
         "read run snapshots",
         &format!(
@@ -224,7 +224,7 @@ fn with_snapshots(db: &Db<'_>, mut run: RunRecord) -> Result<RunRecord, StateErr
     Ok(run)
 }
 
-fn run_from_row(r: &Row<'_>) -> Result<RunRecord, RowError> {
+pub(super) fn run_from_row(r: &Row<'_>) -> Result<RunRecord, RowError> {
     let run_id: String = r.get(0)?;
     let timings = match r.get::<_, Option<String>>(13)? {
         Some(text) => json("runs", &run_id, "timings", &text)?,
