@@ -1,13 +1,15 @@
 //! Issue 10 parts 1 and 2 against the emulator: every launch lands in the history (refusals
 //! included, with the caller's ARN), and a cutover is refused (exit 2, every reason at once,
 //! no stack, no snapshot) until a test launch of the same definition succeeded and every
-//! replica is fresh; `--force --reason` lets it through and is recorded.
+//! replica is fresh and no cached inspection verdict forbids it; `--force --reason` lets it
+//! through and is recorded.
 
 mod launch_common;
 
 use std::path::Path;
 
 use launch_common::*;
+use rehost_testkit::guest::images::{self, WindowsSpec};
 use serde_json::Value;
 
 fn history(dir: &Path, f: &str) -> Vec<Value> {
@@ -171,4 +173,66 @@ fn cutover_is_refused_until_tested_and_fresh_and_forced_cutovers_are_recorded() 
     let text = ok(&rehost(&dir, &["history", f]));
     assert!(text.contains("forced by arn:aws:"), "{text}");
     assert!(text.contains("CAB-42"), "{text}");
+}
+
+/// The inspection guardrail reads the verdicts `rehost inspect` cached in the state: a server
+/// that will not boot refuses the cutover runbook before its preCutover hooks stop anything,
+/// the refusal is in the history, and `--accept-risk SERVER` lifts only that guardrail.
+#[test]
+fn a_cached_will_not_boot_verdict_refuses_the_runbook_before_its_hooks() {
+    let dir = scratch("guard-inspection");
+    let infra = rt().block_on(infra("guardinsp"));
+    // A Windows disk without the AWS NVMe driver, legacy BIOS: will-not-boot.
+    images::windows_image(&dir, "dead01", &WindowsSpec::default());
+    let text = format!(
+        "apiVersion: rehost/v1\nkind: Application\nname: guardinsp\ndefaults:\n  launch:\n    instanceType: t3.large\n    subnet: {}\n    securityGroups: [{}]\n    test: {{subnet: {}, securityGroups: [{}]}}\nservers:\n\
+         \x20 - {{id: dead01, os: windows, disks: [{{source: dead01.raw}}]}}\n\
+         groups:\n  - {{name: g, servers: [dead01]}}\n\
+         hooks:\n  preCutover:\n    - {{name: stop-source, shell: touch hook-ran}}\n",
+        infra.subnet, infra.sg, infra.test_subnet, infra.test_sg
+    );
+    let file = dir.join("guardinsp.yaml");
+    std::fs::write(&file, text).unwrap();
+    let f = file.to_str().unwrap();
+    let runbook = ["cutover", f, "--yes", "--no-health-gate"];
+
+    ok(&rehost(&dir, &["inspect", f]));
+    let err = refused(&rehost(&dir, &runbook));
+    assert!(
+        err.contains("dead01: inspection verdict will-not-boot forbids cutover"),
+        "{err}"
+    );
+    assert!(err.contains("no test launch of this definition"), "{err}");
+    assert!(!dir.join("hook-ran").exists(), "refused before the hooks");
+    assert!(!rt().block_on(stack_exists("rehost-guardinsp-cutover")));
+
+    // Accepting the server's risk lifts the inspection guardrail, not the others.
+    let mut accepted = runbook.to_vec();
+    accepted.extend(["--accept-risk", "dead01"]);
+    let err = refused(&rehost(&dir, &accepted));
+    assert!(!err.contains("forbids cutover"), "{err}");
+    assert!(err.contains("no test launch of this definition"), "{err}");
+    assert!(!dir.join("hook-ran").exists());
+
+    let entries = history(&dir, f);
+    let l = launches(&entries);
+    assert_eq!(l.len(), 2, "{entries:#?}");
+    let reasons = |e: &Value| -> Vec<String> {
+        e["failure"]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        reasons(l[1]).iter().any(|r| r.contains("will-not-boot")),
+        "{:?}",
+        reasons(l[1])
+    );
+    assert!(!reasons(l[0]).iter().any(|r| r.contains("will-not-boot")));
+    assert!(
+        l.iter()
+            .all(|e| e["outcome"] == "refused" && e["kind"] == "cutover")
+    );
 }

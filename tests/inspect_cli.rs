@@ -177,3 +177,48 @@ fn bad_input_exits_2_and_an_unopenable_disk_exits_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("gone01") && err.contains("disk0"), "{err}");
 }
+
+/// The cache through the command line: a second `inspect` does not read unchanged disks again
+/// (it says so on stderr, the report is the same and the stored `inspectedAt` stays), and
+/// `--fresh` reads them anyway.
+#[test]
+fn a_second_inspect_reuses_the_stored_result_and_fresh_reads_again() {
+    let d = fixture();
+    let state = scratch_dir("inspect-cli", "cache-state").join("state.db");
+    let _ = std::fs::remove_file(&state);
+    let state = state.to_str().unwrap();
+    let args = [
+        "inspect",
+        "estate.yaml",
+        "--server",
+        "old01",
+        "--state",
+        state,
+    ];
+    let stored_at = || -> i64 {
+        let conn = rusqlite::Connection::open(state).unwrap();
+        conn.query_row(
+            "SELECT inspected_at FROM inspections WHERE app = 'estate' AND server = 'old01'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let first = rehost(&args, d);
+    assert_eq!(first.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&first.stderr).contains("not read again"));
+    let at = stored_at();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let second = rehost(&args, d);
+    assert_eq!(second.status.code(), Some(0));
+    assert_eq!(second.stdout, first.stdout, "the same report");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("old01: disks unchanged since"), "{err}");
+    assert_eq!(stored_at(), at, "not inspected again");
+    let mut fresh = args.to_vec();
+    fresh.push("--fresh");
+    let third = rehost(&fresh, d);
+    assert_eq!(third.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&third.stderr).contains("not read again"));
+    assert!(stored_at() > at, "--fresh inspected again");
+}

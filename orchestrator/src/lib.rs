@@ -12,6 +12,7 @@ pub mod decode;
 pub mod diag;
 pub mod error;
 pub mod graph;
+pub mod inspected;
 pub mod launch;
 pub mod limits;
 pub mod load;

@@ -88,6 +88,19 @@ pub const MAX_DISKS: usize = 26;
 pub const SIGNAL_TIMEOUT_MINUTES: RangeInclusive<i64> = 1..=720;
 /// When no block sets `signalTimeoutMinutes`.
 pub const DEFAULT_SIGNAL_TIMEOUT_MINUTES: u32 = 30;
+/// A post-launch check's `timeoutSeconds` (retries included): at most an hour, so a list of
+/// checks still fits the longest signal timeout.
+pub const CHECK_TIMEOUT_SECONDS: RangeInclusive<i64> = 1..=3600;
+/// When a check sets no `timeoutSeconds`.
+pub const DEFAULT_CHECK_TIMEOUT_SECONDS: u32 = 60;
+/// Checks per block: each adds to the 16 KB of user data.
+pub const MAX_CHECKS: usize = 20;
+/// CloudFormation's quotas on `Mappings`: mappings per template, and attributes per mapping
+/// (each user-data body rehost stores once is one attribute).
+pub const MAX_MAPPINGS: usize = 200;
+pub const MAX_MAPPING_ATTRIBUTES: usize = 200;
+/// Longest `host`, `url` or `contains` of a check (characters).
+pub const MAX_CHECK_TEXT: usize = 1024;
 /// A network interface takes at most 16 security groups.
 pub const MAX_SECURITY_GROUPS: usize = 16;
 
@@ -113,6 +126,11 @@ pub const MAX_OUTPUTS: usize = 200;
 pub const MAX_INLINE_BODY: usize = 51_200;
 /// Largest body through S3 (TemplateURL).
 pub const MAX_S3_BODY: usize = 1_000_000;
+/// Most servers in one application. Nested stacks take far more (500 children of up to 498
+/// instances), but every variant is rendered while validating, and a bound keeps a hostile
+/// file's templates (each instance can carry a 15 KB script) within the memory budget of
+/// validation; twice the 1,000 servers rehost is measured with.
+pub const MAX_SERVERS: usize = 2_000;
 /// Longest template description.
 pub const MAX_TEMPLATE_DESCRIPTION: usize = 1024;
 

@@ -203,8 +203,61 @@ pub struct LaunchSettings {
     pub configure_script: Option<Spanned<String>>,
     /// Default: POWERSHELL_SCRIPT on Windows, SHELL_SCRIPT on Linux.
     pub configure_script_type: Option<Spanned<ScriptType>>,
+    /// Post-launch checks, run in order inside each instance after its configure script and
+    /// before it signals the launch gate; any failure is the server's FAILURE. The most specific
+    /// block that sets `checks` wins (its list replaces the others).
+    #[schemars(length(max = limits::MAX_CHECKS))]
+    pub checks: Option<Spanned<Vec<Check>>>,
     /// Used instead of the settings above when launching in test mode.
     pub test: Option<Spanned<TestSettings>>,
+}
+
+/// One post-launch check: exactly one of `tcp`, `http` or `script`. `host` and `url` may name
+/// another server as `{{server:ID}}`, replaced by that server's private IP; it must launch in a
+/// group this server's group depends on (directly or through others).
+#[derive(Clone, Debug, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {"required": ["tcp"]},
+    {"required": ["http"]},
+    {"required": ["script"]}
+]))]
+pub struct Check {
+    /// A TCP connection to `host:port` succeeds.
+    pub tcp: Option<Spanned<TcpCheck>>,
+    /// An HTTP(S) answer with the expected status (and text).
+    pub http: Option<Spanned<HttpCheck>>,
+    /// A script in the repository exits 0 (same rules as configure scripts).
+    pub script: Option<Spanned<String>>,
+    /// Seconds the check may take, retries included; 1..3600, default 60.
+    #[schemars(range(min = *limits::CHECK_TIMEOUT_SECONDS.start(), max = *limits::CHECK_TIMEOUT_SECONDS.end()))]
+    pub timeout_seconds: Option<Spanned<i64>>,
+    #[schemars(skip)]
+    pub pos: Pos,
+}
+
+#[derive(Clone, Debug, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TcpCheck {
+    /// A host name, an IP address, or `{{server:ID}}`.
+    #[schemars(length(min = 1, max = limits::MAX_CHECK_TEXT))]
+    pub host: Spanned<String>,
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Spanned<i64>,
+}
+
+#[derive(Clone, Debug, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpCheck {
+    /// `http://` or `https://`; the host may be `{{server:ID}}`.
+    #[schemars(regex(pattern = r"^[hH][tT][tT][pP][sS]?://"), length(max = limits::MAX_CHECK_TEXT))]
+    pub url: Spanned<String>,
+    /// The status the answer must have (default 200).
+    #[schemars(range(min = 100, max = 599))]
+    pub expect_status: Option<Spanned<i64>>,
+    /// Text the answer's body must contain.
+    #[schemars(length(min = 1, max = limits::MAX_CHECK_TEXT))]
+    pub contains: Option<Spanned<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,10 +19,12 @@ use handlebars::Handlebars;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::app::{ConfigureScript, Os};
+use crate::app::{CheckKind, CheckText, ConfigureScript, LaunchCheck, Os, TextPart};
 
-/// The Fn::Sub variable the wrappers reference; the template binds it to the gate handle.
+/// The Fn::Sub variable the prelude references; the template binds it to the gate handle.
 pub const GATE_URL_VARIABLE: &str = "GateUrl";
+/// Longest text a `${IpN}` variable becomes (an IPv4 address).
+const IP_LEN: usize = 15;
 
 const SHELL: &str = include_str!("../../templates/configure-shell.sh.hbs");
 const POWERSHELL: &str = include_str!("../../templates/configure-powershell.ps1.hbs");
@@ -48,17 +50,18 @@ pub struct Wrapper<'a> {
     pub server: &'a str,
     pub os: Os,
     pub script: Option<&'a ConfigureScript>,
+    /// Post-launch checks, run after the script and before the signal.
+    pub checks: &'a [LaunchCheck],
     /// Report to the group's launch gate (`${GateUrl}`); off with `--no-health-gate`.
     pub gate: bool,
 }
 
 #[derive(Serialize)]
-struct Context<'a> {
-    app: Cow<'a, str>,
-    group: Cow<'a, str>,
-    server: Cow<'a, str>,
+struct Context {
     gate: bool,
     script: Option<ScriptContext>,
+    checks: Vec<CheckContext>,
+    check_count: usize,
 }
 
 #[derive(Serialize)]
@@ -71,48 +74,220 @@ struct ScriptContext {
     sha256: String,
 }
 
-/// How the user data is written into the template.
-pub enum Rendered {
-    /// Contains `${GateUrl}`; every other `${` is escaped as `${!` so Fn::Sub leaves it alone.
-    Sub(String),
-    /// No variables: used as is.
-    Plain(String),
+#[derive(Serialize)]
+struct CheckContext {
+    n: usize,
+    timeout: u32,
+    /// Shell: the label, single-quoted.
+    label: String,
+    /// Shell: the command `run_check` runs, every value single-quoted.
+    call: String,
+    /// Shell: a script check's script.
+    script: Option<ScriptContext>,
+    /// PowerShell: base64 of the label.
+    ps_label: String,
+    /// PowerShell: the expression that runs the check (`$null` when it passed).
+    ps_call: String,
+}
+
+/// A server's user data in two parts, joined by a newline: the prelude, which names the server,
+/// its gate URL and the addresses its checks use (Fn::Sub variables), and the body, the same
+/// for every server with the same script, checks and OS, which the template stores once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserData {
+    /// Without its final newline.
+    pub prelude: String,
+    pub body: String,
+    /// Servers whose private IP the checks use: `${Ip1}` is the first, and so on.
+    pub peers: Vec<usize>,
+}
+
+/// The Fn::Sub variable for the `n`th (1-based) peer address.
+pub fn ip_variable(n: usize) -> String {
+    format!("Ip{n}")
+}
+
+impl UserData {
+    /// The whole text (the prelude's variables left as they are).
+    pub fn joined(&self) -> String {
+        format!("{}\n{}", self.prelude, self.body)
+    }
 }
 
 impl Wrapper<'_> {
-    /// The user data as the instance will receive it (with `${GateUrl}` still a placeholder).
-    pub fn render_raw(&self) -> String {
-        self.render_with(false)
-    }
-
-    /// The user data ready for the template: for Fn::Sub when gated, plain otherwise.
-    pub fn render(&self) -> Rendered {
-        if self.gate {
-            Rendered::Sub(self.render_with(true))
-        } else {
-            Rendered::Plain(self.render_with(false))
+    pub fn render(&self) -> UserData {
+        let mut peers: Vec<usize> = Vec::new();
+        for check in self.checks {
+            for s in check.servers() {
+                if !peers.contains(&s) {
+                    peers.push(s);
+                }
+            }
         }
-    }
-
-    fn render_with(&self, escape_for_sub: bool) -> String {
-        let script = self
-            .script
-            .map(|s| embed(&s.content, self.os, escape_for_sub));
+        let peer_var = |s: usize| peers.iter().position(|&p| p == s).unwrap_or(0) + 1;
+        let checks = self
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| check_context(i + 1, c, self.os, &peer_var))
+            .collect::<Vec<_>>();
         let context = Context {
-            app: safe_name(self.app),
-            group: safe_name(self.group),
-            server: safe_name(self.server),
             gate: self.gate,
-            script,
+            script: self.script.map(|s| embed(&s.content, self.os)),
+            check_count: checks.len(),
+            checks,
         };
         let template = match self.os {
             Os::Linux => "shell",
             Os::Windows => "powershell",
         };
-        registry()
+        let body = registry()
             .render(template, &context)
-            .expect("wrapper context matches its template")
+            .expect("wrapper context matches its template");
+        UserData {
+            prelude: self.prelude(peers.len()),
+            body,
+            peers,
+        }
     }
+
+    /// Names are validated ids (made inert by `safe_name` otherwise): safe in a comment and
+    /// in a single-quoted string of either language.
+    fn prelude(&self, peers: usize) -> String {
+        let gated = if self.gate {
+            ", reported to the launch gate"
+        } else {
+            ""
+        };
+        let (app, group, server) = (
+            safe_name(self.app),
+            safe_name(self.group),
+            safe_name(self.server),
+        );
+        let mut out = match self.os {
+            Os::Linux => "#!/bin/sh\n".to_string(),
+            Os::Windows => "<powershell>\n".to_string(),
+        };
+        out.push_str(&format!(
+            "# rehost: {app}/{group}/{server} first-boot configuration{gated}.\n"
+        ));
+        let assign = |name: &str, value: &str| match self.os {
+            Os::Linux => format!("{name}='{value}'\n"),
+            Os::Windows => format!("${name} = '{value}'\n"),
+        };
+        out.push_str(&assign("server", &server));
+        if self.gate {
+            out.push_str(&assign("url", &format!("${{{GATE_URL_VARIABLE}}}")));
+        }
+        for n in 1..=peers {
+            let name = match self.os {
+                Os::Linux => format!("ip_{n}"),
+                Os::Windows => format!("ip{n}"),
+            };
+            out.push_str(&assign(&name, &format!("${{{}}}", ip_variable(n))));
+        }
+        out.pop();
+        out
+    }
+}
+
+/// One check's values, encoded for the wrapper's language: single-quoted shell words, base64
+/// in PowerShell; another server's address is a variable the prelude set.
+fn check_context(
+    n: usize,
+    check: &LaunchCheck,
+    os: Os,
+    peer_var: &dyn Fn(usize) -> usize,
+) -> CheckContext {
+    let shell_text = |t: &CheckText| -> String {
+        t.0.iter()
+            .map(|p| match p {
+                TextPart::Literal(l) => sh_quote(l),
+                TextPart::ServerIp { server, .. } => format!("\"$ip_{}\"", peer_var(*server)),
+            })
+            .collect()
+    };
+    let ps_text = |t: &CheckText| -> String {
+        let parts: Vec<String> =
+            t.0.iter()
+                .map(|p| match p {
+                    TextPart::Literal(l) => format!("(D '{}')", b64(l)),
+                    TextPart::ServerIp { server, .. } => format!("$ip{}", peer_var(*server)),
+                })
+                .collect();
+        format!("({})", parts.join(" + "))
+    };
+    let t = check.timeout_seconds;
+    let (label, call, ps_call, script) = match &check.kind {
+        CheckKind::Tcp { host, port } => (
+            format!("tcp {}:{port}", label_text(host)),
+            format!("tcp_until {} '{port}'", shell_text(host)),
+            format!("Wait-Check {t} {{ Test-TcpOnce {} {port} }}", ps_text(host)),
+            None,
+        ),
+        CheckKind::Http {
+            url,
+            expect_status,
+            contains,
+        } => {
+            let shell_contains = contains
+                .as_deref()
+                .map(|c| format!(" {}", sh_quote(c)))
+                .unwrap_or_default();
+            let ps_contains = contains
+                .as_deref()
+                .map_or_else(|| "$null".to_string(), |c| format!("(D '{}')", b64(c)));
+            (
+                format!("http {}", label_text(url)),
+                format!(
+                    "http_until {} '{expect_status}'{shell_contains}",
+                    shell_text(url)
+                ),
+                format!(
+                    "Wait-Check {t} {{ Test-HttpOnce {} {expect_status} {ps_contains} }}",
+                    ps_text(url)
+                ),
+                None,
+            )
+        }
+        CheckKind::Script(script) => (
+            format!("script {}", script.declared),
+            format!("script_check \"$dir/check-{n}.sh\""),
+            format!("Test-Script '{}' {t}", b64(&script.content)),
+            Some(embed(&script.content, os)),
+        ),
+    };
+    CheckContext {
+        n,
+        timeout: t,
+        label: sh_quote(&label),
+        call,
+        script: script.filter(|_| os == Os::Linux),
+        ps_label: b64(&label),
+        ps_call,
+    }
+}
+
+/// A check's host or URL as its label shows it: a named server by its id.
+fn label_text(t: &CheckText) -> String {
+    t.0.iter()
+        .map(|p| match p {
+            TextPart::Literal(l) => l.clone(),
+            TextPart::ServerIp { id, .. } => format!("{{{{server:{}}}}}", safe_name(id)),
+        })
+        .collect()
+}
+
+/// A POSIX shell word that is exactly `text`: single quotes keep everything literal, and a
+/// quote itself is closed, escaped and reopened. Labels end up in the signal's JSON reason:
+/// `"` and `\\` become `_` there (values never hold them: validation refuses them in URLs and
+/// hosts, and `contains` never appears in a label).
+fn sh_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text.as_bytes())
 }
 
 /// The name itself when it is a valid id (always, once validation passed); otherwise each
@@ -131,7 +306,7 @@ fn safe_name(name: &str) -> Cow<'_, str> {
     }
 }
 
-fn embed(content: &str, os: Os, escape_for_sub: bool) -> ScriptContext {
+fn embed(content: &str, os: Os) -> ScriptContext {
     let sha256 = Sha256::digest(content.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -144,10 +319,6 @@ fn embed(content: &str, os: Os, escape_for_sub: bool) -> ScriptContext {
                 body.push('\n');
             }
             let delimiter = delimiter_for(&body);
-            // Fn::Sub reads `${...}` as a variable; `${!` is its escape for a literal `${`.
-            if escape_for_sub {
-                body = body.replace("${", "${!");
-            }
             ScriptContext {
                 body,
                 delimiter,
@@ -156,11 +327,15 @@ fn embed(content: &str, os: Os, escape_for_sub: bool) -> ScriptContext {
         }
         // Base64 holds no `$`, quote or `<`: nothing to escape, nothing can end the string.
         Os::Windows => ScriptContext {
-            body: base64::engine::general_purpose::STANDARD.encode(content.as_bytes()),
+            body: b64_bytes(content.as_bytes()),
             delimiter: String::new(),
             sha256,
         },
     }
+}
+
+fn b64_bytes(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 fn delimiter_for(body: &str) -> String {
@@ -174,178 +349,29 @@ fn delimiter_for(body: &str) -> String {
     delimiter
 }
 
-/// Bytes of user data a server's wrapped script takes, for validation. Names are taken at their
-/// maximum length so the bound holds whatever the application and group are called.
-pub fn wrapped_size(script: &ConfigureScript, server: &str) -> usize {
+/// Bytes of user data a server's wrapper takes, for validation, the gate URL not counted (the
+/// budget keeps room for it). Names are taken at their maximum length, and each address at an
+/// IPv4 address's, so the bound holds whatever the application and group are called.
+pub fn wrapped_size(
+    os: Os,
+    script: Option<&ConfigureScript>,
+    checks: &[LaunchCheck],
+    server: &str,
+) -> usize {
     let long = "a".repeat(63);
-    Wrapper {
+    let data = Wrapper {
         app: &long,
         group: &long,
         server,
-        os: script.kind.os(),
-        script: Some(script),
+        os,
+        script,
+        checks,
         gate: true,
     }
-    .render_raw()
-    .len()
+    .render();
+    data.joined().len() + data.peers.len() * IP_LEN
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::ScriptType;
-
-    fn script(content: &str, kind: ScriptType) -> ConfigureScript {
-        ConfigureScript {
-            declared: "x".into(),
-            path: "x".into(),
-            kind,
-            content: content.into(),
-        }
-    }
-
-    fn wrap(os: Os, script: Option<&ConfigureScript>, gate: bool) -> Wrapper<'_> {
-        Wrapper {
-            app: "shop",
-            group: "web",
-            server: "web01",
-            os,
-            script,
-            gate,
-        }
-    }
-
-    #[test]
-    fn templates_have_no_sub_variables_but_the_gate_url() {
-        for t in [SHELL, POWERSHELL] {
-            let without = t.replace("${GateUrl}", "");
-            assert!(
-                !without.contains("${"),
-                "a wrapper template must not contain `${{` besides the gate URL"
-            );
-        }
-    }
-
-    #[test]
-    fn shell_script_embedded_literally_and_escaped_for_sub() {
-        let s = script(
-            "#!/bin/bash\necho \"${HOME}\" $((1+1))\n",
-            ScriptType::Shell,
-        );
-        let raw = wrap(Os::Linux, Some(&s), true).render_raw();
-        assert!(raw.contains("cat > \"$script\" <<'REHOST_CONFIGURE_EOF'\n#!/bin/bash\necho \"${HOME}\" $((1+1))\nREHOST_CONFIGURE_EOF\n"), "{raw}");
-        let Rendered::Sub(sub) = wrap(Os::Linux, Some(&s), true).render() else {
-            panic!()
-        };
-        assert!(sub.contains("echo \"${!HOME}\""));
-        assert!(sub.contains("url='${GateUrl}'"));
-        assert_eq!(
-            sub.matches("${").count(),
-            2,
-            "only the gate URL and the escaped one"
-        );
-    }
-
-    #[test]
-    fn heredoc_delimiter_avoids_the_scripts_own_lines() {
-        let s = script("echo a\nREHOST_CONFIGURE_EOF\necho b\n", ScriptType::Shell);
-        let raw = wrap(Os::Linux, Some(&s), false).render_raw();
-        assert!(raw.contains("<<'REHOST_CONFIGURE_EOF_1'\necho a\nREHOST_CONFIGURE_EOF\necho b\nREHOST_CONFIGURE_EOF_1\n"), "{raw}");
-    }
-
-    /// The base64 a PowerShell wrapper carries, decoded.
-    fn embedded_powershell(raw: &str) -> Vec<u8> {
-        let start = raw
-            .find("FromBase64String('")
-            .expect("the script travels as base64")
-            + "FromBase64String('".len();
-        let len = raw[start..].find('\'').unwrap();
-        base64::engine::general_purpose::STANDARD
-            .decode(&raw[start..start + len])
-            .unwrap()
-    }
-
-    #[test]
-    fn powershell_here_string_terminators_cannot_end_the_embedded_script() {
-        let mut hostile: Vec<String> = [
-            "$x = @'\nhi\n'@\nWrite-Host after\n",
-            "$x = @'\rhi\r'@\rWrite-Host after",
-            "$x = @'\r\nhi\r\n'@\r\nWrite-Host after\r\n",
-            "Write-Host '</powershell>'\n",
-            "echo '<script>'\n",
-            "Write-Host ok\n",
-            "",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for quote in ['\u{2018}', '\u{2019}', '\u{201A}', '\u{201B}'] {
-            for newline in ["\n", "\r", "\r\n"] {
-                hostile.push(format!(
-                    "$x = @{quote}{newline}hi{newline}{quote}@{newline}Write-Host after"
-                ));
-            }
-        }
-        for text in &hostile {
-            let s = script(text, ScriptType::PowerShell);
-            for gate in [true, false] {
-                let raw = wrap(Os::Windows, Some(&s), gate).render_raw();
-                assert_eq!(embedded_powershell(&raw), text.as_bytes(), "{text:?}");
-                assert!(!raw.contains("@'"), "no here-string: {raw}");
-                assert_eq!(raw.matches("</powershell>").count(), 1);
-                assert!(raw.ends_with("</powershell>\n"));
-                let Rendered::Sub(sub) = wrap(Os::Windows, Some(&s), true).render() else {
-                    panic!()
-                };
-                assert_eq!(sub.matches("${").count(), 1, "only the gate URL");
-            }
-        }
-    }
-
-    #[test]
-    fn wrappers_render_any_name_without_panicking() {
-        let s = script("echo hi\n", ScriptType::Shell);
-        for name in ["Web 01", "a\"b'c$(id)`x`\n\u{2019}@", ""] {
-            for os in [Os::Linux, Os::Windows] {
-                let raw = Wrapper {
-                    app: name,
-                    group: name,
-                    server: name,
-                    os,
-                    script: Some(&s),
-                    gate: true,
-                }
-                .render_raw();
-                assert!(!raw.contains(name) || name.is_empty(), "{raw}");
-            }
-        }
-        assert_eq!(safe_name("Web 01"), "_eb_01");
-        assert_eq!(safe_name("web-01"), "web-01");
-    }
-
-    #[test]
-    fn ungated_wrapper_never_signals() {
-        let raw = wrap(Os::Linux, None, false).render_raw();
-        assert!(!raw.contains("GateUrl"));
-        assert!(!raw.contains("curl"));
-        assert!(raw.starts_with("#!/bin/sh\n"));
-        let Rendered::Plain(_) = wrap(Os::Windows, None, false).render() else {
-            panic!()
-        };
-    }
-
-    #[test]
-    fn gated_wrapper_signals_with_the_exit_code() {
-        let raw = wrap(Os::Linux, None, true).render_raw();
-        assert!(raw.contains("\\\"UniqueId\\\":\\\"web01\\\""));
-        assert!(raw.contains("-H 'Content-Type:'"));
-        let ps = wrap(Os::Windows, None, true).render_raw();
-        assert!(ps.starts_with("<powershell>\n") && ps.ends_with("</powershell>\n"));
-        assert!(ps.contains("UploadString($url, 'PUT', $body)"));
-        // The URL reaches curl/wget through the shell's built-in printf, never their arguments.
-        for line in raw.lines().filter(|l| l.contains("$url")) {
-            let before_pipe = line.split('|').next().unwrap();
-            assert!(before_pipe.trim_start().starts_with("printf"), "{line}");
-        }
-    }
-}
+#[path = "userdata_tests.rs"]
+mod tests;

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{Architecture, BootMode};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReportStatus {
@@ -24,6 +26,12 @@ pub struct ServerReport {
     pub run_id: String,
     pub app: String,
     pub ami_name: Option<String>,
+    /// What the AMI is registered with: the file's setting, `--architecture`, or what the
+    /// inspection of the disks found (`boot_mode` null: EC2's default).
+    #[serde(default)]
+    pub architecture: Option<Architecture>,
+    #[serde(default)]
+    pub boot_mode: Option<BootMode>,
     /// True when this call continued a run that had been interrupted or had failed.
     pub resumed: bool,
     pub seconds: f64,

@@ -222,43 +222,52 @@ pub struct Instance {
 
 pub async fn instances(app: &str, mode: &str) -> BTreeMap<String, Instance> {
     let ec2 = aws_sdk_ec2::Client::new(&sdk().await);
-    let out = ec2
-        .describe_instances()
-        .filters(Filter::builder().name("tag:rehost:app").values(app).build())
-        .filters(
-            Filter::builder()
-                .name("tag:rehost:mode")
-                .values(mode)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
     let mut map = BTreeMap::new();
-    for r in out.reservations() {
-        for i in r.instances() {
-            let tags: BTreeMap<String, String> = i
-                .tags()
-                .iter()
-                .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
-                .collect();
-            let state = i
-                .state()
-                .and_then(|s| s.name())
-                .map(|n| n.as_str().to_string())
-                .unwrap_or_default();
-            if state == "terminated" {
-                continue;
+    // Every page: an estate has more instances than one answer holds.
+    let mut token: Option<String> = None;
+    loop {
+        let out = ec2
+            .describe_instances()
+            .set_next_token(token.take())
+            .filters(Filter::builder().name("tag:rehost:app").values(app).build())
+            .filters(
+                Filter::builder()
+                    .name("tag:rehost:mode")
+                    .values(mode)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        for r in out.reservations() {
+            for i in r.instances() {
+                let tags: BTreeMap<String, String> = i
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+                    .collect();
+                let state = i
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string())
+                    .unwrap_or_default();
+                if state == "terminated" {
+                    continue;
+                }
+                map.insert(
+                    tags["rehost:server"].clone(),
+                    Instance {
+                        image: i.image_id().unwrap().to_string(),
+                        instance_type: i.instance_type().unwrap().as_str().to_string(),
+                        state,
+                        tags,
+                    },
+                );
             }
-            map.insert(
-                tags["rehost:server"].clone(),
-                Instance {
-                    image: i.image_id().unwrap().to_string(),
-                    instance_type: i.instance_type().unwrap().as_str().to_string(),
-                    state,
-                    tags,
-                },
-            );
+        }
+        match out.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
         }
     }
     map
@@ -413,4 +422,28 @@ pub async fn own_snapshots() -> usize {
         .unwrap()
         .snapshots()
         .len()
+}
+
+/// `n` distinct x86_64 images the emulator offers.
+pub async fn x86_images(n: usize) -> Vec<String> {
+    let out = aws_sdk_ec2::Client::new(&sdk().await)
+        .describe_images()
+        .owners("amazon")
+        .filters(
+            Filter::builder()
+                .name("architecture")
+                .values("x86_64")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<String> = out
+        .images()
+        .iter()
+        .filter_map(|i| i.image_id().map(str::to_string))
+        .take(n)
+        .collect();
+    assert_eq!(ids.len(), n);
+    ids
 }

@@ -5,6 +5,7 @@
 //! application file uses.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::Arc;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -16,9 +17,13 @@ use rehost::launch::stack::OnFailureChoice;
 use rehost::syntax::check_aws_id;
 use rehost::template::RenderOptions;
 use rehost_replication::domain::Choice;
+use rehost_replication::inspect::{ServerInspection, cached_inspections};
 use rehost_replication::state::{StateLocation, StateStore};
 
-use crate::cli::common::{bind_state, state_error};
+use crate::cli::common::{bind_state, refuse_contradictions, state_error};
+
+/// Each server's inspection, by server id.
+pub type Inspections = BTreeMap<String, ServerInspection>;
 
 /// A clap parser for a domain enum: its application-file spellings are the possible values.
 pub fn choice<T: Choice + Clone + Send + Sync>() -> impl TypedValueParser<Value = T> {
@@ -97,6 +102,10 @@ pub struct TemplateFlags {
     /// No launch gates: plain DependsOn between instances, no configure-script signals.
     #[arg(long)]
     pub no_health_gate: bool,
+    /// Launch as nested stacks (a parent and a child stack per group) even when the
+    /// application fits one template; larger applications always are.
+    #[arg(long)]
+    pub nested: bool,
     /// Default AMI of a server's parameter (repeatable), over the replication state's.
     #[arg(long = "ami", value_name = "SERVER=AMI")]
     pub amis: Vec<String>,
@@ -106,40 +115,54 @@ pub struct TemplateFlags {
 }
 
 impl TemplateFlags {
-    /// Render options with the AMI defaults: the latest replicated AMIs, overridden by `--ami`.
-    /// With `clients` (plan, launch, migrate) the state is first bound to the account and
-    /// region they reach (another one is refused); without (render, which works offline with
-    /// a local state) it is only read. `aws` reaches a state on S3.
+    /// Render options with the AMI defaults: the latest replicated AMIs, overridden by `--ami`,
+    /// and the servers' cached inspections (never reading a disk), against which the file's
+    /// `bootMode`, `architecture` and `os` are checked (a contradiction is an error at its
+    /// FILE:LINE:COL, printed on `err`, exit code 2). With `clients` (plan, launch, migrate)
+    /// the state is first bound to the account and region they reach (another one is
+    /// refused); without (render, which works offline with a local state) it is only read.
+    /// `aws` reaches a state on S3.
     pub async fn options(
         &self,
         app: &App,
         aws: &AwsArgs,
         clients: Option<&AwsClients>,
-    ) -> anyhow::Result<RenderOptions> {
+        err: &mut dyn Write,
+    ) -> anyhow::Result<(RenderOptions, Inspections)> {
         let location = self.state.resolve(app)?;
-        // A missing state database means nothing was replicated yet (and is not created by
-        // reading).
-        let mut amis = match open_state_to_read(&location, aws).await? {
-            None => BTreeMap::new(),
+        // A missing state database means nothing was replicated or inspected yet (and is not
+        // created by reading).
+        let (mut amis, inspections) = match open_state_to_read(&location, aws).await? {
+            None => (BTreeMap::new(), BTreeMap::new()),
             Some(store) => {
                 if let Some(clients) = clients {
                     bind_state(store.as_ref(), app, clients).await?;
                 }
-                store
+                let amis = store
                     .latest_amis(&app.name)
                     .await?
                     .into_iter()
                     .map(|(server, ami)| (server, ami.ami_id))
-                    .collect()
+                    .collect();
+                let ids = app.servers.iter().map(|s| s.id.as_str());
+                let inspections = cached_inspections(store.as_ref(), &app.name, ids)
+                    .await?
+                    .into_iter()
+                    .map(|(id, record)| (id, record.inspection))
+                    .collect();
+                (amis, inspections)
             }
         };
+        refuse_contradictions(app, &inspections, err)?;
         amis.extend(parse_amis(app, &self.amis)?);
-        Ok(RenderOptions {
+        let options = RenderOptions {
             mode: self.mode,
             portable: self.portable,
             health_gate: !self.no_health_gate,
+            nested: self.nested,
             amis,
-        })
+        };
+        Ok((options, inspections))
     }
 }
 
@@ -167,6 +190,11 @@ pub struct LaunchFlags {
     /// Why the guardrails are overridden (with --force).
     #[arg(long, value_name = "TEXT", requires = "force")]
     pub reason: Option<String>,
+    /// Launch this server although pre-flight refuses its guest (a Nitro type for a Xen-only
+    /// image, no agent under the health gate, will not boot); repeatable. Said on stderr every
+    /// time and recorded in the state with the caller's ARN.
+    #[arg(long = "accept-risk", value_name = "SERVER")]
+    pub accept_risk: Vec<String>,
 }
 
 /// Opens the state (creating a SQLite file that does not exist yet).

@@ -12,12 +12,18 @@ use anyhow::Context;
 use rehost::app::App;
 use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
+use rehost::inspected::{contradictions, fill_ami_settings};
 use rehost::launch::{AwsClients, LaunchError};
+use rehost::limits::MAX_S3_BODY;
 use rehost::load::{Loaded, ReadError, load_bytes, read_application_file};
+use rehost::template::{Package, TEMPLATE_BASE_URL};
+use rehost_replication::inspect::{ServerInspection, inspect_cached};
 use rehost_replication::state::StateLocation;
-use rehost_replication::{ServerReport, StateError, StateStore};
+use rehost_replication::{ScheduledJob, ServerReport, StateError, StateStore};
+use serde_json::Value;
 
 use crate::cli::args::{AwsArgs, open_state};
+use crate::cli::io::Io;
 use crate::cli::print;
 
 /// Loads and validates an application file. Problems go to `err` as FILE:LINE:COL lines; an
@@ -53,6 +59,79 @@ pub fn load_app(path: &Path, err: &mut dyn Write) -> anyhow::Result<Loaded> {
 /// unpredictable name, so nothing planted there is followed or overwritten), then renamed over
 /// it, so a crash never leaves a half-written template. A symlink at the target itself is
 /// replaced, not followed.
+/// Writes what `render` (or `share`) rendered: a flat template to `output` (or standard
+/// output); a nested package into the directory `output`, which it needs.
+pub fn write_rendered(
+    app: &str,
+    package: Package,
+    output: Option<&Path>,
+    yaml: bool,
+    io: &mut Io<'_>,
+) -> anyhow::Result<()> {
+    let nested = match package {
+        Package::Flat(template) => {
+            let text = text_of(&template.body, yaml, io)?;
+            return write_output(output, &text, io.out);
+        }
+        Package::Nested(nested) => nested,
+    };
+    let Some(dir) = output.filter(|o| *o != Path::new("-")) else {
+        return Err(InvalidInput::new(format!(
+            "{app} is rendered as nested stacks: a parent template and {} child templates; \
+             give a directory to write them to with -o DIR",
+            nested.children.len()
+        ))
+        .into());
+    };
+    let ext = if yaml { "yaml" } else { "json" };
+    let files = nested
+        .files(ext)
+        .into_iter()
+        .map(|(name, body)| Ok((name, text_of(&body, yaml, io)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    write_package(dir, &files)?;
+    writeln!(
+        io.err,
+        "wrote {}/template.{ext} and {} nested stack templates beside it; launch it with the \
+         parameter {TEMPLATE_BASE_URL} set to the URL of an S3 folder holding them (`rehost launch` \
+         uploads them itself)",
+        dir.display(),
+        nested.children.len()
+    )?;
+    Ok(())
+}
+
+/// A template as text in the chosen format.
+fn text_of(body: &Value, yaml: bool, io: &mut Io<'_>) -> anyhow::Result<String> {
+    Ok(if !yaml {
+        {
+            let mut pretty = serde_json::to_string_pretty(body)?;
+            pretty.push('\n');
+            if pretty.len() > MAX_S3_BODY {
+                // Indentation alone can push a large template over CloudFormation's limit.
+                writeln!(
+                    io.err,
+                    "note: the indented template would be {} bytes, over CloudFormation's {MAX_S3_BODY}: writing it compact",
+                    pretty.len(),
+                )?;
+                serde_json::to_string(body)? + "\n"
+            } else {
+                pretty
+            }
+        }
+    } else {
+        rehost::template::to_yaml(body)
+    })
+}
+/// Writes a template package into `dir` (created when missing), each file atomically.
+pub fn write_package(dir: &Path, files: &[(String, String)]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, text) in files {
+        write_output(Some(&dir.join(name)), text, &mut std::io::sink())?;
+    }
+    Ok(())
+}
+
 pub fn write_output(
     out: Option<&Path>,
     content: &str,
@@ -97,12 +176,18 @@ fn write_stdout(stdout: &mut dyn Write, content: &str) -> anyhow::Result<()> {
 
 /// Every `--server` must name a server of the application; all wrong ones are reported at once.
 pub fn validate_server_ids(app: &App, ids: &[String]) -> anyhow::Result<()> {
+    validate_named_servers(app, "--server", ids)
+}
+
+/// Every value of a flag naming servers (`--server`, `--accept-risk`) must name a server of the
+/// application; all wrong ones are reported at once (exit code 2).
+pub fn validate_named_servers(app: &App, flag: &str, ids: &[String]) -> anyhow::Result<()> {
     let wrong: Vec<String> = ids
         .iter()
         .filter(|id| app.server(id).is_none())
         .map(|id| {
             format!(
-                "--server {id}: no such server in application {}{}",
+                "{flag} {id}: no such server in application {}{}",
                 app.name,
                 suggestion(id, app.servers.iter().map(|s| s.id.as_str()))
             )
@@ -181,6 +266,65 @@ pub fn state_error(e: StateError) -> anyhow::Error {
     } else {
         e.into()
     }
+}
+
+/// Refuses (exit code 2) an application whose `bootMode`, `architecture` or `os` settings the
+/// servers' inspections contradict, each printed on `err` as FILE:LINE:COL.
+pub fn refuse_contradictions(
+    app: &App,
+    inspections: &std::collections::BTreeMap<String, ServerInspection>,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let found = contradictions(app, inspections);
+    if found.is_empty() {
+        return Ok(());
+    }
+    print::diagnostics(err, &app.file, &found)?;
+    Err(InvalidInput::new(format!(
+        "{} contradicts what is on its servers' disks: {} problem{}",
+        app.file.display(),
+        found.len(),
+        if found.len() == 1 { "" } else { "s" }
+    ))
+    .into())
+}
+
+/// Before replicating: inspects the jobs' servers (a server whose disks are unchanged since
+/// its cached inspection is not read again), refuses settings the inspections contradict, and
+/// fills in each job's boot mode and architecture the file leaves open (`architecture_set`:
+/// `--architecture` was given). A server whose disks cannot be inspected is warned about and
+/// replicated as the file says (its replication reports why the disk cannot be read).
+pub async fn inspect_jobs(
+    store: &dyn StateStore,
+    app: &App,
+    jobs: &mut [ScheduledJob],
+    architecture_set: bool,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let servers: Vec<(String, Vec<rehost_replication::DiskJob>)> = jobs
+        .iter()
+        .map(|j| (j.job.server.clone(), j.job.disks.clone()))
+        .collect();
+    let mut inspections = std::collections::BTreeMap::new();
+    for result in inspect_cached(store, &app.name, &servers, false).await? {
+        match result {
+            Ok(inspected) => {
+                let i = inspected.inspection;
+                inspections.insert(i.server.clone(), i);
+            }
+            Err(e) => writeln!(err, "warning: not inspected: {e}")?,
+        }
+    }
+    refuse_contradictions(app, &inspections, err)?;
+    for job in jobs {
+        if let (Some(server), Some(found)) = (
+            app.server(&job.job.server),
+            inspections.get(&job.job.server),
+        ) {
+            fill_ami_settings(&mut job.job, server, found, architecture_set);
+        }
+    }
+    Ok(())
 }
 
 /// Pre-flight findings and refusals are the user's to fix (exit code 2); other launch errors

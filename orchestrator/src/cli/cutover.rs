@@ -19,7 +19,7 @@ use rehost::launch::hooks::run_phase;
 use rehost::launch::preview;
 use rehost::launch::runbook::{expected_delta, parse_at};
 use rehost::replication_jobs::scheduled_jobs;
-use rehost::template::render;
+use rehost::template::render_package;
 use rehost_replication::state::{
     HookOutcome, HookPhase, LaunchFailure, LaunchKind, LaunchOutcome, LaunchRecord, ServerKey,
     SyncRecord,
@@ -29,7 +29,7 @@ use rehost_replication::{ReplicateOptions, Replicator, ServerReport, StateStore}
 use time::OffsetDateTime;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, StateArg, TemplateFlags, open_state_to_read};
-use crate::cli::common::{all_replicated, app_dir, exit_code_of, load_app};
+use crate::cli::common::{all_replicated, app_dir, exit_code_of, load_app, validate_named_servers};
 use crate::cli::guarded::Guarded;
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -48,6 +48,10 @@ pub struct Args {
     /// No launch gates (images without an agent that runs user data).
     #[arg(long)]
     pub no_health_gate: bool,
+    /// Launch as nested stacks (a parent and a child stack per group) even when the
+    /// application fits one template; larger applications always are.
+    #[arg(long)]
+    pub nested: bool,
     #[command(flatten)]
     pub state: StateArg,
     #[command(flatten)]
@@ -78,6 +82,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         mode: Mode::Cutover,
         portable: false,
         no_health_gate: args.no_health_gate,
+        nested: args.nested,
         amis: Vec::new(),
         state: args.state.clone(),
     };
@@ -98,12 +103,13 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         wait_until(at, io).await?;
     }
     let store = guarded.store().await?;
-    let mut rec = guarded
-        .start_record(&template.options(&app, &args.aws, Some(&clients)).await?)
-        .await;
+    let (options, inspections) = guarded.options(io).await?;
+    let mut rec = guarded.start_record(&options).await;
     if !args.launch.force {
         // The test rule and the inspections refuse before any hook stops a source.
-        guarded.hold(store.as_ref(), &mut rec, None, io).await?;
+        guarded
+            .hold(store.as_ref(), &mut rec, None, &inspections, io)
+            .await?;
     }
     let dir = app_dir(&app);
     rec.hooks = run_phase(&app.hooks.pre_cutover, HookPhase::PreCutover, dir, true).await;
@@ -128,13 +134,23 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         return abort(&app, store.as_ref(), &mut rec, e.context("final sync"), io).await;
     }
 
-    let options = template.options(&app, &args.aws, Some(&clients)).await?;
+    let (options, inspections) = guarded.options(io).await?;
     rec.amis = options.amis.clone();
     let launched = match guarded
-        .hold(store.as_ref(), &mut rec, Some(&options.amis), io)
+        .hold(
+            store.as_ref(),
+            &mut rec,
+            Some(&options.amis),
+            &inspections,
+            io,
+        )
         .await
     {
-        Ok(()) => guarded.deploy(store.as_ref(), &options, &mut rec, io).await,
+        Ok(()) => {
+            guarded
+                .deploy(store.as_ref(), &options, inspections, &mut rec, io)
+                .await
+        }
         Err(e) => Err(e),
     };
     match launched {
@@ -274,18 +290,23 @@ async fn dry_run(guarded: &Guarded<'_>, at: Option<&str>, io: &mut Io<'_>) -> an
         (Vec::new(), none)
     };
     let deltas: Vec<_> = runs.iter().map(|(s, r)| expected_delta(s, r)).collect();
-    let options = guarded.template.options(app, guarded.aws, None).await?;
+    validate_named_servers(app, "--accept-risk", &guarded.flags.accept_risk)?;
+    let (options, inspections) = guarded
+        .template
+        .options(app, guarded.aws, None, io.err)
+        .await?;
     let refusals = guardrails::evaluate(&Facts {
         definition: &guardrails::definition_hash(app),
         history: &history,
         amis: &[],
-        inspections: &Default::default(),
+        inspections: &guarded.inspection_gates(&inspections),
         health_gate: options.health_gate,
         now: OffsetDateTime::now_utc(),
     });
     let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
     print::dry_run(io.out, at, &app.hooks, &deltas, &reasons)?;
-    let preview = preview::preview(guarded.clients, app, Mode::Cutover, &render(app, &options))
+    let package = render_package(app, &options)?;
+    let preview = preview::preview(guarded.clients, app, Mode::Cutover, &package)
         .await
         .map_err(exit_code_of)?;
     print::preview(io.out, &preview)?;

@@ -8,6 +8,7 @@ use rehost::app::{App, Mode};
 use rehost::error::InvalidInput;
 use rehost::launch::deploy::{self, Deployment, Outcome};
 use rehost::launch::guardrails::{self, Facts, InspectionGate, LaunchedAmi, Refusal};
+use rehost::launch::guest::GuestPolicy;
 use rehost::launch::record;
 use rehost::launch::{AwsClients, LaunchError};
 use rehost::template::RenderOptions;
@@ -17,8 +18,8 @@ use std::sync::Arc;
 use rehost_replication::StateStore;
 use time::OffsetDateTime;
 
-use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags};
-use crate::cli::common::{bound_state, exit_code_of};
+use crate::cli::args::{AwsArgs, Inspections, LaunchFlags, TemplateFlags};
+use crate::cli::common::{bound_state, exit_code_of, validate_named_servers};
 use crate::cli::io::Io;
 use crate::cli::print;
 use crate::cli::progress::Progress;
@@ -44,6 +45,21 @@ impl Guarded<'_> {
         bound_state(&location, self.aws, self.app, self.clients).await
     }
 
+    /// The render options (the state bound to this account) and the servers' cached
+    /// inspections; every `--accept-risk` must name a server of the application.
+    pub async fn options(&self, io: &mut Io<'_>) -> anyhow::Result<(RenderOptions, Inspections)> {
+        validate_named_servers(self.app, "--accept-risk", &self.flags.accept_risk)?;
+        self.template
+            .options(self.app, self.aws, Some(self.clients), io.err)
+            .await
+    }
+
+    /// The guardrails' view of the cached inspections: each server's verdict, and whether
+    /// `--accept-risk SERVER` accepted it.
+    pub fn inspection_gates(&self, inspections: &Inspections) -> BTreeMap<String, InspectionGate> {
+        inspection_gates(inspections, &self.flags.accept_risk)
+    }
+
     /// A record of this launch as it starts.
     pub async fn start_record(&self, options: &RenderOptions) -> LaunchRecord {
         let caller = self.clients.caller_arn().await.ok();
@@ -67,12 +83,13 @@ impl Guarded<'_> {
         store: &dyn StateStore,
         rec: &mut LaunchRecord,
         amis: Option<&BTreeMap<String, String>>,
+        inspections: &Inspections,
         io: &mut Io<'_>,
     ) -> anyhow::Result<()> {
         if self.template.mode != Mode::Cutover {
             return Ok(());
         }
-        let refusals = self.refusals(store, rec, amis).await?;
+        let refusals = self.refusals(store, rec, amis, inspections).await?;
         if refusals.is_empty() {
             return Ok(());
         }
@@ -105,6 +122,7 @@ impl Guarded<'_> {
         store: &dyn StateStore,
         rec: &LaunchRecord,
         amis: Option<&BTreeMap<String, String>>,
+        inspections: &Inspections,
     ) -> anyhow::Result<Vec<Refusal>> {
         let history = store.launches(&self.app.name, HISTORY_LIMIT).await?;
         let launched: Vec<LaunchedAmi> = match amis {
@@ -122,7 +140,7 @@ impl Guarded<'_> {
             definition: &rec.definition,
             history: &history,
             amis: &launched,
-            inspections: &inspection_gates(),
+            inspections: &self.inspection_gates(inspections),
             health_gate: rec.health_gate,
             now: OffsetDateTime::now_utc(),
         }))
@@ -145,25 +163,35 @@ impl Guarded<'_> {
     pub async fn run(&self, io: &mut Io<'_>) -> anyhow::Result<()> {
         deploy::refuse_portable(self.template.portable).map_err(exit_code_of)?;
         let store = self.store().await?;
-        let options = self
-            .template
-            .options(self.app, self.aws, Some(self.clients))
-            .await?;
+        let (options, inspections) = self.options(io).await?;
         let mut rec = self.start_record(&options).await;
-        self.hold(store.as_ref(), &mut rec, Some(&options.amis), io)
-            .await?;
-        self.deploy(store.as_ref(), &options, &mut rec, io).await
+        self.hold(
+            store.as_ref(),
+            &mut rec,
+            Some(&options.amis),
+            &inspections,
+            io,
+        )
+        .await?;
+        self.deploy(store.as_ref(), &options, inspections, &mut rec, io)
+            .await
     }
 
-    /// Deploys with the record written before and after; prints the outcome.
+    /// Deploys (the guest pre-flight on the cached inspections first, accepted risks recorded
+    /// in the state) with the record written before and after; prints the outcome.
     pub async fn deploy(
         &self,
         store: &dyn StateStore,
         options: &RenderOptions,
+        inspections: Inspections,
         rec: &mut LaunchRecord,
         io: &mut Io<'_>,
     ) -> anyhow::Result<()> {
         store.record_launch(&self.app.name, rec).await?;
+        let guest = GuestPolicy {
+            inspections,
+            accept_risk: self.flags.accept_risk.iter().cloned().collect(),
+        };
         let deployment = Deployment {
             app: self.app,
             options,
@@ -171,6 +199,8 @@ impl Guarded<'_> {
             follow: !self.flags.no_wait,
             timeout_minutes: self.flags.timeout,
             allow_replacement: self.flags.yes,
+            guest: &guest,
+            state: Some(store),
         };
         let result = deploy::deploy(self.clients, &deployment, &mut Progress::new(io.err)).await;
         record::finished(rec, &result, OffsetDateTime::now_utc());
@@ -192,9 +222,20 @@ fn report(result: Result<Outcome, LaunchError>, io: &mut Io<'_>) -> anyhow::Resu
     })
 }
 
-/// The servers' cached inspection verdicts with `--accept-risk`. Issue 9's integration (the
-/// verdicts cached in the state) has not landed: until it does, no server has one here, and
-/// the inspection guardrail is exercised by the pure tests only.
-fn inspection_gates() -> BTreeMap<String, InspectionGate> {
-    BTreeMap::new()
+/// Each inspected server's verdict, accepted when `--accept-risk` names it. A server without
+/// a cached inspection has no gate: the guardrail holds only where inspection exists.
+fn inspection_gates(
+    inspections: &Inspections,
+    accept_risk: &[String],
+) -> BTreeMap<String, InspectionGate> {
+    inspections
+        .iter()
+        .map(|(server, inspection)| {
+            let gate = InspectionGate {
+                verdict: inspection.verdict,
+                accepted: accept_risk.contains(server),
+            };
+            (server.clone(), gate)
+        })
+        .collect()
 }

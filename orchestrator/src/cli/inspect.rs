@@ -1,26 +1,21 @@
 //! `rehost inspect FILE`: will each server boot on EC2 and run its configure script? Reads every
 //! disk read-only through the replication sources and prints a verdict per server with its
-//! findings and fixes. Exit 0 whatever the verdicts (launch pre-flight is where they refuse);
-//! 2 for an invalid file or an unknown --server; 1 when a disk cannot be opened.
+//! findings and fixes. Results are kept in the state, keyed by what was read: a server whose
+//! disks are unchanged is not read again (`--fresh` reads every disk anyway). Exit 0 whatever
+//! the verdicts (launch pre-flight is where they refuse); 2 for an invalid file or an unknown
+//! --server; 1 when a disk cannot be opened.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
-use rehost_replication::inspect::{InspectError, Limits, ServerInspection, inspect_server};
-use rehost_replication::source::QemuTools;
-
 use rehost::replication_jobs::server_job;
 use rehost_replication::DiskJob;
+use rehost_replication::inspect::inspect_cached;
 
-use crate::cli::args::OutputFormat;
+use crate::cli::args::{AwsArgs, OutputFormat, StateArg, open_state};
 use crate::cli::common::{load_app, validate_server_ids};
 use crate::cli::io::Io;
 use crate::cli::print;
-
-/// Servers inspected at once: each takes a core while it decompresses an initramfs.
-const PARALLEL: usize = 2;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -28,42 +23,19 @@ pub struct Args {
     /// Inspect only these servers (repeatable); default: all.
     #[arg(long = "server", value_name = "ID")]
     pub servers: Vec<String>,
+    /// Read every disk again, even when the state holds a result for the disks as they are.
+    #[arg(long)]
+    pub fresh: bool,
+    #[command(flatten)]
+    pub state: StateArg,
+    /// Reaches a state on S3 (the disks themselves are read locally).
+    #[command(flatten)]
+    pub aws: AwsArgs,
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 }
 
-/// Inspects servers (id, disks) a few at a time; results in the given order.
-pub fn inspect_servers(
-    servers: &[(String, Vec<DiskJob>)],
-) -> Vec<Result<ServerInspection, InspectError>> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<ServerInspection, InspectError>>>> =
-        Mutex::new((0..servers.len()).map(|_| None).collect());
-    let tools = QemuTools::default();
-    let limits = Limits::default();
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL.min(servers.len()) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((id, disks)) = servers.get(i) else {
-                        break;
-                    };
-                    let r = inspect_server(id, disks, &tools, &limits);
-                    results.lock().expect("no worker panics holding it")[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .expect("workers finished")
-        .into_iter()
-        .map(|r| r.expect("every server was taken by a worker"))
-        .collect()
-}
-
-pub fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
+pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     validate_server_ids(&app, &args.servers)?;
     // The disks exactly as replication reads them: same names, formats and checks.
@@ -73,11 +45,17 @@ pub fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         .filter(|s| args.servers.is_empty() || args.servers.contains(&s.id))
         .map(|s| (s.id.clone(), server_job(&app, s, None).disks))
         .collect();
+    let store = open_state(&args.state.resolve(&app)?, &args.aws).await?;
     let mut reports = Vec::new();
     let mut failures = Vec::new();
-    for r in inspect_servers(&chosen) {
+    for r in inspect_cached(store.as_ref(), &app.name, &chosen, args.fresh).await? {
         match r {
-            Ok(report) => reports.push(report),
+            Ok(inspected) => {
+                if inspected.cached {
+                    print::inspection_reused(io.err, &inspected)?;
+                }
+                reports.push(inspected.inspection);
+            }
             Err(e) => failures.push(e.to_string()),
         }
     }

@@ -12,7 +12,7 @@ use rehost_replication::{ReplicateOptions, Replicator};
 use time::OffsetDateTime;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags};
-use crate::cli::common::{all_replicated, exit_code_of, load_app};
+use crate::cli::common::{all_replicated, exit_code_of, inspect_jobs, load_app};
 use crate::cli::guarded::Guarded;
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -65,20 +65,16 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         kind: LaunchKind::Migrate,
     };
     let store = guarded.store().await?;
-    let mut rec = guarded
-        .start_record(
-            &args
-                .template
-                .options(&app, &args.aws, Some(&clients))
-                .await?,
-        )
-        .await;
+    let (options, inspections) = guarded.options(io).await?;
+    let mut rec = guarded.start_record(&options).await;
     if !args.launch.force {
         // What does not depend on the AMIs refuses a cutover before anything is replicated.
-        guarded.hold(store.as_ref(), &mut rec, None, io).await?;
+        guarded
+            .hold(store.as_ref(), &mut rec, None, &inspections, io)
+            .await?;
     }
     let latest = store.latest_amis(&app.name).await?;
-    let (stale, reused) = split_fresh(
+    let (mut stale, reused) = split_fresh(
         scheduled_jobs(&app, &[], None),
         &latest,
         args.max_age,
@@ -89,6 +85,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     }
     if !stale.is_empty() {
         let _lock = store.lock_app(&app.name).await?;
+        inspect_jobs(store.as_ref(), &app, &mut stale, false, io.err).await?;
         let replicator = Replicator::new(&sdk, store.clone(), ReplicateOptions::default());
         let reports = replicate_all(&replicator, &stale, usize::from(args.parallel)).await;
         for report in &reports {
@@ -101,13 +98,19 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
             return Err(e.context("not launching"));
         }
     }
-    let options = args
-        .template
-        .options(&app, &args.aws, Some(&clients))
-        .await?;
+    // The AMIs and inspections of this replication.
+    let (options, inspections) = guarded.options(io).await?;
     rec.amis = options.amis.clone();
     guarded
-        .hold(store.as_ref(), &mut rec, Some(&options.amis), io)
+        .hold(
+            store.as_ref(),
+            &mut rec,
+            Some(&options.amis),
+            &inspections,
+            io,
+        )
         .await?;
-    guarded.deploy(store.as_ref(), &options, &mut rec, io).await
+    guarded
+        .deploy(store.as_ref(), &options, inspections, &mut rec, io)
+        .await
 }

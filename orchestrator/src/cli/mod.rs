@@ -89,7 +89,8 @@ pub enum Command {
 }
 
 /// Runs a command. The pure ones (validate, graph, schema) run without an async runtime; the
-/// ones that talk to AWS or read the state store (render reads the latest AMIs) get one.
+/// ones that talk to AWS or use the state store (render reads the latest AMIs, inspect keeps
+/// its results there) get one.
 pub fn run(command: Command, io: &mut Io<'_>) -> anyhow::Result<()> {
     match command {
         Command::Validate(args) => validate::run(args, io),
@@ -104,7 +105,7 @@ pub fn run(command: Command, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Terminate(args) => block_on(terminate::run(args, io)),
         Command::Migrate(args) => block_on(migrate::run(args, io)),
         Command::State(args) => block_on(state::run(args, io)),
-        Command::Inspect(args) => inspect::run(args, io),
+        Command::Inspect(args) => block_on(inspect::run(args, io)),
         Command::History(args) => block_on(history::run(args, io)),
         Command::Cutover(args) => block_on(cutover::run(args, io)),
         Command::Rollback(args) => block_on(rollback::run(args, io)),

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use rehost::error::InvalidInput;
 use rehost::launch::{AwsClients, preview};
-use rehost::template::render;
+use rehost::template::render_package;
 
 use crate::cli::args::{AwsArgs, OutputFormat, TemplateFlags};
 use crate::cli::common::{exit_code_of, load_app};
@@ -31,12 +31,12 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         .into());
     }
     let clients = AwsClients::new(&args.aws.sdk_config().await);
-    let options = args
+    let (options, _) = args
         .template
-        .options(&app, &args.aws, Some(&clients))
+        .options(&app, &args.aws, Some(&clients), io.err)
         .await?;
-    let template = render(&app, &options);
-    let preview = preview::preview(&clients, &app, options.mode, &template)
+    let package = render_package(&app, &options)?;
+    let preview = preview::preview(&clients, &app, options.mode, &package)
         .await
         .map_err(exit_code_of)?;
     match args.output {

@@ -15,7 +15,7 @@ use rehost::launch::stack::{EventView, InstanceView, Notice, Started};
 use rehost::launch::status::Status;
 use rehost::replication_jobs::Reused;
 use rehost_replication::ServerReport;
-use rehost_replication::inspect::ServerInspection;
+use rehost_replication::inspect::{Inspected, ServerInspection};
 use rehost_replication::state::RunStatus;
 
 /// `FILE:LINE:COL: severity: message`, one line each.
@@ -144,7 +144,11 @@ pub fn preview(w: &mut dyn Write, preview: &LaunchPreview) -> io::Result<()> {
                 count(ChangeAction::Add),
                 count(ChangeAction::Modify),
                 count(ChangeAction::Remove)
-            )
+            )?;
+            for warning in &preview.warnings {
+                writeln!(w, "warning: {warning}")?;
+            }
+            Ok(())
         }
     }
 }
@@ -224,8 +228,8 @@ pub fn status(w: &mut dyn Write, status: &Status) -> io::Result<()> {
     writeln!(w, "application {}", status.application)?;
     writeln!(
         w,
-        "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  NOTE",
-        "SERVER", "GROUP", "SCHEDULE", "LAST SUCCESS", "AMI", "LAG (h)"
+        "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  {:<13}  NOTE",
+        "SERVER", "GROUP", "SCHEDULE", "LAST SUCCESS", "AMI", "LAG (h)", "VERDICT"
     )?;
     for s in &status.servers {
         let success = s.last_success.as_ref();
@@ -256,13 +260,14 @@ pub fn status(w: &mut dyn Write, status: &Status) -> io::Result<()> {
         }
         writeln!(
             w,
-            "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  {}",
+            "{:<14} {:<12} {:<10} {:<22} {:<24} {:>8}  {:<13}  {}",
             s.server,
             s.group,
             s.schedule,
             success.map_or("never", |r| r.time.as_str()),
             success.and_then(|r| r.ami_id.as_deref()).unwrap_or("-"),
             s.lag_hours.map_or("-".to_string(), |l| format!("{l:.1}")),
+            s.verdict.map_or("not inspected", |v| v.as_str()),
             note.join("; ")
         )?;
     }
@@ -373,6 +378,25 @@ mod runbook;
 pub use runbook::*;
 
 /// One line per server with its verdict, then its findings and their fixes.
+/// A pre-flight warning.
+pub fn warning(err: &mut dyn Write, warning: &str) -> io::Result<()> {
+    writeln!(err, "warning: {warning}")
+}
+
+/// A server whose disks are unchanged since its cached inspection (to stderr: the report
+/// itself is the same either way).
+pub fn inspection_reused(err: &mut dyn Write, inspected: &Inspected) -> io::Result<()> {
+    writeln!(
+        err,
+        "{}: disks unchanged since {}: not read again (--fresh reads them)",
+        inspected.inspection.server,
+        inspected
+            .inspected_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    )
+}
+
 pub fn inspections(out: &mut dyn Write, reports: &[ServerInspection]) -> io::Result<()> {
     for r in reports {
         let mut about = Vec::new();

@@ -17,6 +17,7 @@ use rehost::load::{load_bytes, load_with};
 use rehost::replication_jobs::Reused;
 use rehost::template::{RenderOptions, render};
 use rehost::validate::ScriptReadError;
+use rehost_replication::inspect::Verdict;
 use rehost_replication::state::{RunPhase, RunStatus};
 use rehost_replication::{ReportStatus, ServerReport, SnapshotReport};
 
@@ -218,10 +219,12 @@ fn plan_of_an_update_and_of_no_change() {
                 &[],
             ),
         ],
+        warnings: vec!["server web01: its configure script or checks changed, but its instance is not replaced: user data does not run again on an existing instance, so the change will not run there".into()],
     };
     let none = LaunchPreview {
         action: StackAction::None,
         changes: vec![],
+        warnings: vec![],
         ..update.clone()
     };
     let mut text = rendered(|w| preview(w, &update));
@@ -279,6 +282,8 @@ fn status_report() {
                 behind_schedule: false,
                 failures: 0,
                 next_run: Some("2026-03-01T14:00:00Z".into()),
+                verdict: Some(Verdict::Ready),
+                inspected_at: Some("2026-03-01T01:00:00Z".into()),
             },
             ServerStatus {
                 server: "sql01".into(),
@@ -296,6 +301,8 @@ fn status_report() {
                 behind_schedule: true,
                 failures: 2,
                 next_run: None,
+                verdict: Some(Verdict::XenOnly),
+                inspected_at: Some("2026-03-01T01:00:00Z".into()),
             },
             ServerStatus {
                 server: "app01".into(),
@@ -313,6 +320,8 @@ fn status_report() {
                 behind_schedule: true,
                 failures: 0,
                 next_run: None,
+                verdict: None,
+                inspected_at: None,
             },
         ],
         stacks: vec![
@@ -380,6 +389,8 @@ fn replicate_report_lines() {
             run_id: "r1".into(),
             app: "shop".into(),
             ami_name: None,
+            architecture: None,
+            boot_mode: None,
             resumed,
             seconds: 7.46,
             warnings: vec![],

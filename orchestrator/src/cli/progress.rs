@@ -58,8 +58,16 @@ impl Bars {
                     .iter()
                     .map(|&s| app.servers[s].logical_id.clone())
                     .collect();
-                ids.push(Names::gate(&group.logical_stem));
-                ids.push(Names::gate_handle(&group.logical_stem));
+                if let Some(gate) = template.gate(g) {
+                    ids.push(gate.gate.clone());
+                    ids.push(gate.handle.clone());
+                }
+                // Nested: the group's child stack, or its parts.
+                ids.push(Names::nested_stack(&group.logical_stem));
+                ids.extend(
+                    (1..=group.servers.len())
+                        .map(|k| Names::nested_stack_part(&group.logical_stem, k)),
+                );
                 for id in ids.into_iter().filter(|id| template.has_resource(id)) {
                     wave_of.insert(id, i);
                     count += 1;
@@ -93,6 +101,10 @@ impl Observer for Progress<'_> {
 
     fn notice(&mut self, notice: &Notice) {
         let _ = print::notice(self.err, notice);
+    }
+
+    fn warning(&mut self, warning: &str) {
+        let _ = print::warning(self.err, warning);
     }
 
     fn event(&mut self, e: &EventView) {

@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use rehost::limits::MAX_S3_BODY;
-use rehost::template::render;
+use rehost::template::render_package;
 
 use crate::cli::args::{AwsArgs, TemplateFlags};
-use crate::cli::common::{load_app, write_output};
+use crate::cli::common::{load_app, write_rendered};
 use crate::cli::io::Io;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -22,34 +21,19 @@ pub struct Args {
     pub format: Format,
     #[command(flatten)]
     pub template: TemplateFlags,
-    /// Write to this file instead of standard output (atomically).
+    /// Write to this file instead of standard output (atomically); for an application
+    /// launched as nested stacks, the directory to write the parent and its children to.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
 }
 
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
-    let options = args
+    let (options, _) = args
         .template
-        .options(&app, &AwsArgs::default(), None)
+        .options(&app, &AwsArgs::default(), None, io.err)
         .await?;
-    let template = render(&app, &options);
-    let text = match args.format {
-        Format::Json => {
-            let pretty = template.to_json_pretty();
-            if pretty.len() > MAX_S3_BODY {
-                // Indentation alone can push a large template over CloudFormation's limit.
-                writeln!(
-                    io.err,
-                    "note: the indented template would be {} bytes, over CloudFormation's {MAX_S3_BODY}: writing it compact",
-                    pretty.len(),
-                )?;
-                template.to_json_compact() + "\n"
-            } else {
-                pretty
-            }
-        }
-        Format::Yaml => template.to_yaml(),
-    };
-    write_output(args.output.as_deref(), &text, io.out)
+    let package = render_package(&app, &options)?;
+    let yaml = matches!(args.format, Format::Yaml);
+    write_rendered(&app.name, package, args.output.as_deref(), yaml, io)
 }

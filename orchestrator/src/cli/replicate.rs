@@ -11,7 +11,9 @@ use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all, watch};
 use rehost_replication::{Architecture, ProgressMode, ReplicateOptions, Replicator};
 
 use crate::cli::args::{AwsArgs, OutputFormat, StateArg, choice};
-use crate::cli::common::{all_replicated, bound_state, load_app, validate_server_ids};
+use crate::cli::common::{
+    all_replicated, bound_state, inspect_jobs, load_app, validate_server_ids,
+};
 use crate::cli::io::Io;
 use crate::cli::print;
 
@@ -49,11 +51,21 @@ pub struct Args {
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     validate_server_ids(&app, &args.servers)?;
-    let jobs = scheduled_jobs(&app, &args.servers, args.architecture);
+    let mut jobs = scheduled_jobs(&app, &args.servers, args.architecture);
     let sdk = args.aws.sdk_config().await;
     let location = args.state.resolve(&app)?;
     let store = bound_state(&location, &args.aws, &app, &AwsClients::new(&sdk)).await?;
     let _lock = store.lock_app(&app.name).await?;
+    // The disks are read anyway: inspect them first (cached), for the AMIs' boot mode and
+    // architecture, and refuse settings they contradict before any snapshot starts.
+    inspect_jobs(
+        store.as_ref(),
+        &app,
+        &mut jobs,
+        args.architecture.is_some(),
+        io.err,
+    )
+    .await?;
     let options = ReplicateOptions {
         upload_concurrency: usize::from(args.concurrency),
         progress: match args.output {

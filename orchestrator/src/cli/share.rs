@@ -4,11 +4,12 @@
 use std::path::PathBuf;
 
 use rehost::app::Mode;
+use rehost::error::InvalidInput;
 use rehost::launch::{AwsClients, share};
-use rehost::template::{RenderOptions, render};
+use rehost::template::{Package, RenderOptions, render_package};
 
 use crate::cli::args::{AwsArgs, StateArg, choice};
-use crate::cli::common::{bound_state, exit_code_of, load_app, write_output};
+use crate::cli::common::{bound_state, exit_code_of, load_app, write_rendered};
 use crate::cli::io::Io;
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +25,12 @@ pub struct Args {
     /// Render without launch gates.
     #[arg(long)]
     pub no_health_gate: bool,
-    /// Where to write the portable template (default: standard output).
+    /// Render as nested stacks even when one template would do (larger applications always
+    /// are).
+    #[arg(long)]
+    pub nested: bool,
+    /// Where to write the portable template (default: standard output); for nested stacks,
+    /// the directory to write the parent and its children to.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     #[command(flatten)]
@@ -39,6 +45,22 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let clients = AwsClients::new(&args.aws.sdk_config().await);
     let store = bound_state(&location, &args.aws, &app, &clients).await?;
     let amis = store.latest_amis(&app.name).await?;
+    let mut options = RenderOptions {
+        mode: args.mode,
+        portable: true,
+        health_gate: !args.no_health_gate,
+        nested: args.nested,
+        amis: Default::default(),
+    };
+    // A nested package needs a directory: refused before anything is shared.
+    if args.output.is_none() && matches!(render_package(&app, &options)?, Package::Nested(_)) {
+        return Err(InvalidInput::new(format!(
+            "{} is rendered as nested stacks (a parent template and a child per group): give a \
+             directory to write them to with -o DIR; nothing was shared",
+            app.name
+        ))
+        .into());
+    }
     let shared = share::share(&clients, &app, &amis, &args.accounts)
         .await
         .map_err(exit_code_of)?;
@@ -55,18 +77,10 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     if let Some(note) = share::kms_note(&shared, &args.accounts) {
         writeln!(io.err, "note: {note}")?;
     }
-    let options = RenderOptions {
-        mode: args.mode,
-        portable: true,
-        health_gate: !args.no_health_gate,
-        amis: shared
-            .iter()
-            .map(|s| (s.server.clone(), s.ami_id.clone()))
-            .collect(),
-    };
-    write_output(
-        args.output.as_deref(),
-        &render(&app, &options).to_json_pretty(),
-        io.out,
-    )
+    options.amis = shared
+        .iter()
+        .map(|s| (s.server.clone(), s.ami_id.clone()))
+        .collect();
+    let package = render_package(&app, &options)?;
+    write_rendered(&app.name, package, args.output.as_deref(), false, io)
 }

@@ -138,27 +138,65 @@ pub async fn upload_template(
     stack: &str,
     body: &str,
 ) -> Result<String, LaunchError> {
+    let mut urls = upload_templates(clients, stack, &[body]).await?;
+    Ok(urls.pop().expect("one template, one URL"))
+}
+
+/// Uploads templates (a nested launch's children) under content-addressed keys, in the
+/// account's own bucket (ensured once), at most 8 at a time; returns their URLs in order.
+pub async fn upload_templates(
+    clients: &AwsClients,
+    stack: &str,
+    bodies: &[&str],
+) -> Result<Vec<String>, LaunchError> {
     let account = clients.account_id().await?;
     let bucket = ensure_bucket(clients, &account).await?;
+    let mut urls = Vec::with_capacity(bodies.len());
+    for batch in bodies.chunks(8) {
+        let mut uploads = tokio::task::JoinSet::new();
+        for (i, body) in batch.iter().enumerate() {
+            let (clients, bucket, account) = (clients.clone(), bucket.clone(), account.clone());
+            let key = template_key(stack, body);
+            let body = body.as_bytes().to_vec();
+            uploads.spawn(async move {
+                let put = clients
+                    .s3
+                    .put_object()
+                    .bucket(&bucket)
+                    .expected_bucket_owner(&account)
+                    .key(&key)
+                    .content_type("application/json")
+                    .server_side_encryption(ServerSideEncryption::Aes256)
+                    .body(ByteStream::from(body))
+                    .send()
+                    .await;
+                (i, key, put.map_err(aws("s3:PutObject")))
+            });
+        }
+        let mut done: Vec<(usize, String)> = Vec::with_capacity(batch.len());
+        while let Some(joined) = uploads.join_next().await {
+            let (i, key, put) =
+                joined.map_err(|e| LaunchError::Unexpected(format!("upload task failed: {e}")))?;
+            put?;
+            done.push((i, key));
+        }
+        done.sort();
+        urls.extend(
+            done.into_iter()
+                .map(|(_, key)| match &clients.endpoint_url {
+                    Some(endpoint) => format!("{}/{bucket}/{key}", endpoint.trim_end_matches('/')),
+                    None => format!("https://{bucket}.s3.{}.amazonaws.com/{key}", clients.region),
+                }),
+        );
+    }
+    Ok(urls)
+}
+
+/// `<stack>/<sha256 of the body>.json`: the same template is the same object.
+fn template_key(stack: &str, body: &str) -> String {
     let digest = Sha256::digest(body.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    let key = format!("{stack}/{hex}.json");
-    clients
-        .s3
-        .put_object()
-        .bucket(&bucket)
-        .expected_bucket_owner(&account)
-        .key(&key)
-        .content_type("application/json")
-        .server_side_encryption(ServerSideEncryption::Aes256)
-        .body(ByteStream::from(body.as_bytes().to_vec()))
-        .send()
-        .await
-        .map_err(aws("s3:PutObject"))?;
-    Ok(match &clients.endpoint_url {
-        Some(endpoint) => format!("{}/{bucket}/{key}", endpoint.trim_end_matches('/')),
-        None => format!("https://{bucket}.s3.{}.amazonaws.com/{key}", clients.region),
-    })
+    format!("{stack}/{hex}.json")
 }
 
 #[cfg(test)]

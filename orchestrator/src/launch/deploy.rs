@@ -8,11 +8,15 @@ use std::time::Duration;
 use aws_sdk_cloudformation::types::StackStatus;
 use aws_smithy_types::DateTime;
 
+use rehost_replication::state::{AcceptedRisk, ServerKey, StateStore};
+
 use crate::app::{App, Mode};
+use crate::launch::bucket;
+use crate::launch::guest::{Accepted, GuestPolicy};
 use crate::launch::preflight::Preflight;
 use crate::launch::stack::{self, InstanceView, Observer, OnFailureChoice, StackRequest, Started};
 use crate::launch::{AwsClients, LaunchError};
-use crate::template::{RenderOptions, render};
+use crate::template::{NestedPackage, Package, RenderOptions, Template, render_package};
 
 /// What to launch and how.
 pub struct Deployment<'a> {
@@ -26,6 +30,10 @@ pub struct Deployment<'a> {
     pub timeout_minutes: Option<u64>,
     /// A cutover update may replace or remove running instances (`--yes`).
     pub allow_replacement: bool,
+    /// The cached guest inspections and `--accept-risk`.
+    pub guest: &'a GuestPolicy,
+    /// Where accepted risks are recorded (the application's state, when it has one).
+    pub state: Option<&'a dyn StateStore>,
 }
 
 /// How a launch ended, when it did not fail.
@@ -75,27 +83,41 @@ pub async fn deploy(
     let Deployment { app, options, .. } = *deployment;
     refuse_portable(options.portable)?;
     let mode = options.mode;
-    let template = render(app, options);
-    let findings = Preflight {
+    let package = render_package(app, options)
+        .map_err(|e| LaunchError::Refused(format!("cannot render nested stacks: {e}")))?;
+    let report = Preflight {
         app,
         mode,
         amis: &options.amis,
+        health_gate: options.health_gate,
+        guest: deployment.guest,
     }
     .run(clients)
     .await?;
-    if !findings.is_empty() {
-        return Err(LaunchError::Preflight(findings));
+    for warning in &report.warnings {
+        observer.warning(warning);
+    }
+    if !report.problems.is_empty() {
+        return Err(LaunchError::Preflight(report.problems));
+    }
+    if !report.accepted.is_empty() {
+        record_accepted(clients, deployment.state, app, mode, &report.accepted).await?;
     }
     let limit = follow_limit(app, mode, deployment.timeout_minutes);
+    let name = app.stack_name(mode);
+    let template = match &package {
+        Package::Flat(template) => template.clone(),
+        Package::Nested(nested) => upload_children(clients, &name, nested).await?,
+    };
     let req = StackRequest {
         app,
         mode,
         template: &template,
+        children: package.children(),
         on_failure: deployment.on_failure,
         wait_limit: limit,
         allow_replacement: deployment.allow_replacement,
     };
-    let name = req.name();
     observer.deploying(app, &template);
     let since = DateTime::from(std::time::SystemTime::now());
     let started = stack::start(clients, &req, observer).await?;
@@ -139,6 +161,52 @@ pub async fn deploy(
         status,
         instances,
     })
+}
+
+/// Uploads a nested launch's children to the template bucket (content-addressed keys) and
+/// returns the parent naming them by URL.
+pub async fn upload_children(
+    clients: &AwsClients,
+    stack: &str,
+    nested: &NestedPackage,
+) -> Result<Template, LaunchError> {
+    let bodies: Vec<String> = nested
+        .children
+        .iter()
+        .map(|c| serde_json::to_string(&c.body).expect("template serializes"))
+        .collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    let urls = bucket::upload_templates(clients, stack, &refs).await?;
+    Ok(nested.with_urls(&urls))
+}
+
+/// Records each accepted risk in the state (server, the refusals let through, when, and the
+/// caller's ARN) before anything is launched with it.
+async fn record_accepted(
+    clients: &AwsClients,
+    state: Option<&dyn StateStore>,
+    app: &App,
+    mode: Mode,
+    accepted: &[Accepted],
+) -> Result<(), LaunchError> {
+    let Some(state) = state else {
+        // Without a state there are no inspections, so nothing can have been accepted.
+        return Ok(());
+    };
+    let caller_arn = clients.caller_arn().await?;
+    let now = time::OffsetDateTime::now_utc();
+    for a in accepted {
+        let risk = AcceptedRisk {
+            mode: mode.as_str().to_string(),
+            findings: a.findings.clone(),
+            accepted_at: now,
+            caller_arn: caller_arn.clone(),
+        };
+        state
+            .record_accepted_risk(&ServerKey::new(&app.name, &a.server), &risk)
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

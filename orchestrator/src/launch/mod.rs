@@ -6,11 +6,13 @@
 //! - `preview`: what a launch would do (`plan`) -> `LaunchPreview`; `template_diff`: how two
 //!   templates differ per instance (pure)
 //! - `stack`: stacks, change sets, events and the `Observer` that follows them, instances
-//! - `preflight`, `bucket`, `share`, `status`: the other steps and reports
+//! - `preflight` (with `guest`: what the inspections allow), `bucket`, `share`, `status`: the
+//!   other steps and reports
 
 pub mod bucket;
 pub mod deploy;
 pub mod guardrails;
+pub mod guest;
 pub mod history;
 pub mod hooks;
 pub mod preflight;
@@ -70,7 +72,8 @@ impl AwsClients {
         })
     }
 
-    /// Who runs this: the caller's ARN (STS GetCallerIdentity), for the launch history.
+    /// Who runs this: the caller's ARN (STS GetCallerIdentity), for the launch history and
+    /// an accepted risk.
     pub async fn caller_arn(&self) -> Result<String, LaunchError> {
         let out = self.caller_identity().await?;
         out.arn()

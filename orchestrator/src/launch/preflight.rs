@@ -1,5 +1,7 @@
 //! Pre-flight: everything a launch needs must exist before CloudFormation is asked, and every
-//! problem is reported at once (exit code 2) instead of one failed stack at a time.
+//! problem is reported at once (exit code 2) instead of one failed stack at a time. That
+//! includes what the guest inspections say (`guest::check`), judged against each instance
+//! type's hypervisor.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -7,6 +9,7 @@ use std::net::Ipv4Addr;
 use aws_sdk_ec2::types::{Filter, ImageState, LocationType};
 
 use crate::app::{App, Mode};
+use crate::launch::guest::{self, GuestCheck, GuestPolicy, Hypervisor};
 use crate::launch::{AwsClients, LaunchError, aws};
 
 /// What the launch will use, per server: the AMI plus the mode's launch settings.
@@ -15,6 +18,21 @@ pub struct Preflight<'a> {
     pub mode: Mode,
     /// server id -> AMI (from `--ami` or the replication state).
     pub amis: &'a BTreeMap<String, String>,
+    /// Whether the template waits for configure-script signals.
+    pub health_gate: bool,
+    /// The cached inspections and `--accept-risk`.
+    pub guest: &'a GuestPolicy,
+}
+
+/// What pre-flight found.
+#[derive(Debug, Default)]
+pub struct PreflightReport {
+    /// One line per problem; any refuses the launch.
+    pub problems: Vec<String>,
+    /// Printed, never refusing.
+    pub warnings: Vec<String>,
+    /// Guest refusals `--accept-risk` let through.
+    pub accepted: Vec<guest::Accepted>,
 }
 
 fn filter(name: &str, values: impl IntoIterator<Item = String>) -> Filter {
@@ -30,8 +48,9 @@ struct SubnetInfo {
 }
 
 impl Preflight<'_> {
-    /// All problems found, each naming the server and setting; empty means ready to launch.
-    pub async fn run(&self, clients: &AwsClients) -> Result<Vec<String>, LaunchError> {
+    /// All problems found, each naming the server and setting (none means ready to launch),
+    /// with the warnings and accepted risks.
+    pub async fn run(&self, clients: &AwsClients) -> Result<PreflightReport, LaunchError> {
         let app = self.app;
         let mut findings = Vec::new();
         let servers = app.servers_in_launch_order();
@@ -214,6 +233,7 @@ impl Preflight<'_> {
                 .collect()
         };
         let mut type_archs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut hypervisors: BTreeMap<String, Hypervisor> = BTreeMap::new();
         if !offered.is_empty() {
             let out = clients
                 .ec2
@@ -236,6 +256,15 @@ impl Preflight<'_> {
                             .collect()
                     })
                     .unwrap_or_default();
+                match info.hypervisor().map(|h| h.as_str()) {
+                    Some("nitro") => {
+                        hypervisors.insert(name.clone(), Hypervisor::Nitro);
+                    }
+                    Some("xen") => {
+                        hypervisors.insert(name.clone(), Hypervisor::Xen);
+                    }
+                    _ => {}
+                }
                 type_archs.insert(name, archs);
             }
         }
@@ -334,7 +363,17 @@ impl Preflight<'_> {
             }
         }
         findings.dedup();
-        Ok(findings)
+        let GuestCheck {
+            refusals,
+            warnings,
+            accepted,
+        } = guest::check(app, self.mode, self.health_gate, self.guest, &hypervisors);
+        findings.extend(refusals);
+        Ok(PreflightReport {
+            problems: findings,
+            warnings,
+            accepted,
+        })
     }
 }
 

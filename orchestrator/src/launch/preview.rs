@@ -9,7 +9,7 @@
 //! emulator, lists no change at all for a parameter-only update). `launch` uses the same
 //! description to refuse a cutover that would replace or remove instances without `--yes`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_cloudformation::types::{ChangeAction, Replacement, RequiresRecreation};
 use serde::{Serialize, Serializer};
@@ -19,9 +19,10 @@ use crate::app::{App, Mode};
 use crate::launch::stack::{self, StackRequest};
 use crate::launch::template_diff::{
     instance_diff, instance_update_effect, parameter_defaults, property_diff, resolve_parameters,
+    update_warnings,
 };
-use crate::launch::{AwsClients, LaunchError, aws};
-use crate::template::{Names, Template};
+use crate::launch::{AwsClients, LaunchError, aws, deploy};
+use crate::template::{Names, Package, Template};
 
 /// What `rehost plan` shows: the stack a launch would create or the changes it would make.
 #[derive(Clone, Debug, Serialize)]
@@ -33,6 +34,8 @@ pub struct LaunchPreview {
     pub waves: Vec<PlannedWave>,
     /// For an existing stack: the change set, one entry per resource.
     pub changes: Vec<ResourceChange>,
+    /// What the update means for configure scripts and gates (`template_diff::update_warnings`).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -104,32 +107,7 @@ pub struct PropertyChange {
     pub effect: UpdateEffect,
 }
 
-/// How changing a property lands on the running resource.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum UpdateEffect {
-    #[serde(rename = "replacement")]
-    Replacement,
-    #[serde(rename = "replacement (conditional)")]
-    ConditionalReplacement,
-    #[serde(rename = "some interruption")]
-    SomeInterruption,
-    #[serde(rename = "no interruption")]
-    NoInterruption,
-    #[serde(rename = "unknown")]
-    Unknown,
-}
-
-impl UpdateEffect {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UpdateEffect::Replacement => "replacement",
-            UpdateEffect::ConditionalReplacement => "replacement (conditional)",
-            UpdateEffect::SomeInterruption => "some interruption",
-            UpdateEffect::NoInterruption => "no interruption",
-            UpdateEffect::Unknown => "unknown",
-        }
-    }
-}
+pub use crate::template::UpdateEffect;
 
 /// The SDK enums serialise as CloudFormation spells them.
 fn as_str<T: AsRef<str>, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -143,12 +121,13 @@ fn opt_as_str<T: AsRef<str>, S: Serializer>(value: &Option<T>, s: S) -> Result<S
     }
 }
 
-/// What launching `template` would do to the mode's stack; changes nothing.
+/// What launching `package` would do to the mode's stack; changes nothing (a nested launch's
+/// children are uploaded to the template bucket, as a launch would, for the change set).
 pub async fn preview(
     clients: &AwsClients,
     app: &App,
     mode: Mode,
-    template: &Template,
+    package: &Package,
 ) -> Result<LaunchPreview, LaunchError> {
     let name = app.stack_name(mode);
     let existing = stack::describe(clients, &name).await?;
@@ -158,19 +137,29 @@ pub async fn preview(
         action: StackAction::None,
         waves: vec![],
         changes: vec![],
+        warnings: vec![],
     };
     // A stack of this name that is not the application's is refused, as launch refuses it.
     let Some(existing) = existing else {
-        return Ok(creation(app, mode, template));
+        return Ok(creation(app, mode, package.flat()));
     };
     existing.check_owner(&app.name, mode)?;
     if stack::replaced_on_launch(&existing.status) {
-        return Ok(creation(app, mode, template));
+        return Ok(creation(app, mode, package.flat()));
     }
+    let parent;
+    let template = match package {
+        Package::Flat(template) => template,
+        Package::Nested(nested) => {
+            parent = deploy::upload_children(clients, &name, nested).await?;
+            &parent
+        }
+    };
     let req = StackRequest {
         app,
         mode,
         template,
+        children: package.children(),
         on_failure: stack::OnFailureChoice::Rollback,
         wait_limit: std::time::Duration::from_secs(600),
         allow_replacement: false,
@@ -178,35 +167,131 @@ pub async fn preview(
     let Some(change_set) = stack::plan_change_set(clients, &req).await? else {
         return Ok(preview);
     };
-    let described = describe_changes(clients, app, &existing, &change_set, template).await;
+    let described = describe_changes(clients, &req, &existing, &change_set).await;
     // The plan changes nothing, whatever happened while reading it.
     let deleted = stack::delete_change_set(clients, &name, &change_set).await;
     preview.changes = described?;
     deleted?;
     if !preview.changes.is_empty() {
         preview.action = StackAction::Update;
+        preview.warnings = update_warnings(app, template, &preview.changes);
     }
     Ok(preview)
 }
 
 /// The changes of a computed change set on `existing`, one per resource: CloudFormation's
 /// list, with property detail from its own answer or else from rehost's diff of the deployed
-/// template against `template` (parameters resolved), plus every instance that diff shows
-/// changing which the change set leaves out.
+/// template against the request's (parameters resolved), plus every instance that diff shows
+/// changing which the change set leaves out. A nested launch's child stacks are described
+/// inside too: through their nested change sets, or, where none was computed (the emulator
+/// computes none), through rehost's diff of each child's deployed template against the new one.
 pub(crate) async fn describe_changes(
     clients: &AwsClients,
-    app: &App,
+    req: &StackRequest<'_>,
     existing: &stack::StackInfo,
     change_set: &str,
-    template: &Template,
 ) -> Result<Vec<ResourceChange>, LaunchError> {
-    let stack = existing.name.as_str();
     let deployed = resolve_parameters(
-        &deployed_template(clients, stack).await?,
+        &deployed_template(clients, &existing.name).await?,
         &existing.parameters,
     );
-    let proposed = resolve_parameters(&template.body, &parameter_defaults(&template.body));
+    let defaults = parameter_defaults(&req.template.body);
+    let proposed = resolve_parameters(&req.template.body, &defaults);
+    let (mut changes, nested) = describe_set(
+        clients,
+        req.app,
+        &existing.name,
+        change_set,
+        &deployed,
+        &proposed,
+    )
+    .await?;
+    // The running child stacks, for changes that do not name theirs (the emulator's).
+    let running = if nested.iter().any(|n| n.physical_id.is_none()) {
+        child_stacks(clients, &existing.name).await?
+    } else {
+        BTreeMap::new()
+    };
+    for mut n in nested {
+        let Some(child) = req.children.iter().find(|c| c.logical_id == n.logical_id) else {
+            continue;
+        };
+        if n.physical_id.is_none() {
+            n.physical_id = running.get(&n.logical_id).cloned();
+        }
+        let values = passed_values(&req.template.body, &child.logical_id, &defaults);
+        let proposed_child = resolve_parameters(&child.body, &values);
+        let deployed_child = match &n.physical_id {
+            Some(id) => {
+                let values = stack::describe(clients, id)
+                    .await?
+                    .map(|info| info.parameters)
+                    .unwrap_or_default();
+                resolve_parameters(&deployed_template(clients, id).await?, &values)
+            }
+            None => Value::Null,
+        };
+        match (&n.change_set_id, &n.physical_id) {
+            (Some(cs), Some(id)) => {
+                let (inner, _) =
+                    describe_set(clients, req.app, id, cs, &deployed_child, &proposed_child)
+                        .await?;
+                changes.extend(inner);
+            }
+            _ => changes.extend(diff_changes(
+                req.app,
+                &deployed_child,
+                &proposed_child,
+                &BTreeSet::new(),
+            )),
+        }
+    }
+    Ok(changes)
+}
+
+/// The stack's child stacks: logical id -> stack id.
+async fn child_stacks(
+    clients: &AwsClients,
+    stack: &str,
+) -> Result<BTreeMap<String, String>, LaunchError> {
+    let out = clients
+        .cfn
+        .describe_stack_resources()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(aws("cloudformation:DescribeStackResources"))?;
+    Ok(out
+        .stack_resources()
+        .iter()
+        .filter(|r| r.resource_type() == Some(NESTED_STACK))
+        .filter_map(|r| {
+            Some((
+                r.logical_resource_id()?.to_string(),
+                r.physical_resource_id()?.to_string(),
+            ))
+        })
+        .collect())
+}
+
+/// A child stack a change set changes, and its nested change set when one was computed.
+struct NestedChange {
+    logical_id: String,
+    physical_id: Option<String>,
+    change_set_id: Option<String>,
+}
+
+/// One change set's resource changes (every page), and the child stacks among them.
+async fn describe_set(
+    clients: &AwsClients,
+    app: &App,
+    stack: &str,
+    change_set: &str,
+    deployed: &Value,
+    proposed: &Value,
+) -> Result<(Vec<ResourceChange>, Vec<NestedChange>), LaunchError> {
     let mut changes = Vec::new();
+    let mut nested = Vec::new();
     let mut next: Option<String> = None;
     loop {
         let out = clients
@@ -228,6 +313,19 @@ pub(crate) async fn describe_changes(
                 .action()
                 .cloned()
                 .unwrap_or_else(|| ChangeAction::from(""));
+            if resource_type == NESTED_STACK {
+                nested.push(NestedChange {
+                    logical_id: logical_id.clone(),
+                    physical_id: rc
+                        .physical_resource_id()
+                        .filter(|id| !id.is_empty())
+                        .map(str::to_string),
+                    change_set_id: rc
+                        .change_set_id()
+                        .filter(|id| !id.is_empty())
+                        .map(str::to_string),
+                });
+            }
             let from_cfn: Vec<PropertyChange> = rc
                 .details()
                 .iter()
@@ -246,7 +344,7 @@ pub(crate) async fn describe_changes(
                 })
                 .collect();
             let properties = if from_cfn.is_empty() && action == ChangeAction::Modify {
-                property_diff(&deployed, &proposed, &logical_id)
+                property_diff(deployed, proposed, &logical_id)
                     .into_iter()
                     .map(|name| PropertyChange {
                         effect: effect_for(&resource_type, &name),
@@ -273,23 +371,56 @@ pub(crate) async fn describe_changes(
         }
     }
     let listed: BTreeSet<String> = changes.iter().map(|c| c.logical_id.clone()).collect();
-    for (logical_id, action, properties) in instance_diff(&deployed, &proposed) {
-        if listed.contains(&logical_id) {
-            continue;
-        }
-        let (server, group) = owner_of(app, &logical_id);
-        changes.push(ResourceChange {
-            action,
-            logical_id,
-            resource_type: INSTANCE.to_string(),
-            server,
-            group,
-            replacement: None,
-            properties,
-        });
-    }
-    Ok(changes)
+    changes.extend(diff_changes(app, deployed, proposed, &listed));
+    Ok((changes, nested))
 }
+
+/// The instances rehost's own diff shows changing, except those already `listed`.
+fn diff_changes(
+    app: &App,
+    deployed: &Value,
+    proposed: &Value,
+    listed: &BTreeSet<String>,
+) -> Vec<ResourceChange> {
+    instance_diff(deployed, proposed)
+        .into_iter()
+        .filter(|(logical_id, _, _)| !listed.contains(logical_id))
+        .map(|(logical_id, action, properties)| {
+            let (server, group) = owner_of(app, &logical_id);
+            ResourceChange {
+                action,
+                logical_id,
+                resource_type: INSTANCE.to_string(),
+                server,
+                group,
+                replacement: None,
+                properties,
+            }
+        })
+        .collect()
+}
+
+/// The values a parent passes to a child stack, where they are the parent's parameters
+/// (`Ref`, or a list parameter joined): the new defaults a launch would use.
+fn passed_values(
+    parent: &Value,
+    child: &str,
+    defaults: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let passed = &parent["Resources"][child]["Properties"]["Parameters"];
+    let mut values = BTreeMap::new();
+    for (name, value) in passed.as_object().into_iter().flatten() {
+        let source = value["Ref"]
+            .as_str()
+            .or_else(|| value["Fn::Join"][1]["Ref"].as_str());
+        if let Some(default) = source.and_then(|p| defaults.get(p)) {
+            values.insert(name.clone(), default.clone());
+        }
+    }
+    values
+}
+
+const NESTED_STACK: &str = "AWS::CloudFormation::Stack";
 
 /// The server and group a resource of the template belongs to (an instance or a gate).
 fn owner_of(app: &App, logical_id: &str) -> (Option<String>, Option<String>) {
@@ -297,10 +428,7 @@ fn owner_of(app: &App, logical_id: &str) -> (Option<String>, Option<String>) {
     let group = server.map(|s| app.group_of(s).name.clone()).or_else(|| {
         app.groups
             .iter()
-            .find(|g| {
-                logical_id == Names::gate(&g.logical_stem)
-                    || logical_id == Names::gate_handle(&g.logical_stem)
-            })
+            .find(|g| Names::is_gate_of(&g.logical_stem, logical_id))
             .map(|g| g.name.clone())
     });
     (server.map(|s| s.id.clone()), group)
@@ -343,6 +471,7 @@ pub fn creation(app: &App, mode: Mode, template: &Template) -> LaunchPreview {
         action: StackAction::Create,
         waves: new_stack_waves(app, mode, template),
         changes: vec![],
+        warnings: vec![],
     }
 }
 
@@ -389,9 +518,9 @@ fn new_stack_waves(app: &App, mode: Mode, template: &Template) -> Vec<PlannedWav
                         detail,
                     });
                 }
-                if resources.contains_key(&Names::gate(&group.logical_stem)) {
+                if let Some(gate) = template.gate(g) {
                     planned.push(PlannedResource {
-                        logical_id: Names::gate(&group.logical_stem),
+                        logical_id: gate.gate.clone(),
                         resource_type: "AWS::CloudFormation::WaitCondition".into(),
                         server: None,
                         group: group.name.clone(),

@@ -2,6 +2,7 @@
 //! and how far behind its schedule it is, per mode the stack and its instances.
 
 use aws_sdk_cloudformation::types::StackStatus;
+use rehost_replication::inspect::{Verdict, cached_inspections};
 use rehost_replication::state::read_histories;
 use rehost_replication::state::{RunPhase, RunStatus};
 use rehost_replication::{RunRecord, ServerKey, StateError, StateStore, schedule};
@@ -35,6 +36,10 @@ pub struct ServerStatus {
     /// Failed runs since the last success.
     pub failures: usize,
     pub next_run: Option<String>,
+    /// The guest inspection's verdict (`ready`, `xen-only`, ...), from the state; null when the
+    /// server was never inspected.
+    pub verdict: Option<Verdict>,
+    pub inspected_at: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -99,8 +104,15 @@ pub async fn replication(
         }
         None => vec![Vec::new(); servers.len()],
     };
+    let mut inspections = match store {
+        Some(store) => {
+            cached_inspections(store, &app.name, servers.iter().map(|s| s.id.as_str())).await?
+        }
+        None => Default::default(),
+    };
     let mut out = Vec::new();
     for (s, history) in servers.into_iter().zip(histories) {
+        let inspection = inspections.remove(&s.id);
         let view = |r: &RunRecord| RunView {
             run_id: r.run_id.clone(),
             status: r.status,
@@ -143,6 +155,8 @@ pub async fn replication(
             behind_schedule: behind,
             failures,
             next_run: next.map(rfc3339),
+            verdict: inspection.as_ref().map(|r| r.inspection.verdict),
+            inspected_at: inspection.map(|r| rfc3339(r.inspected_at)),
         });
     }
     Ok(out)

@@ -8,34 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_cloudformation::types::ChangeAction;
 use serde_json::Value;
 
-use super::preview::{INSTANCE, PropertyChange, UpdateEffect};
+use super::preview::{INSTANCE, PropertyChange};
 
-/// How an update of an `AWS::EC2::Instance` property lands, from the CloudFormation resource
-/// reference; used when the change set gives no detail.
-pub fn instance_update_effect(property: &str) -> UpdateEffect {
-    match property {
-        "AvailabilityZone"
-        | "ImageId"
-        | "KeyName"
-        | "NetworkInterfaces"
-        | "PrivateIpAddress"
-        | "SubnetId"
-        | "LaunchTemplate"
-        | "CpuOptions"
-        | "PlacementGroupName"
-        | "HibernationOptions"
-        | "EnclaveOptions"
-        | "LicenseSpecifications"
-        | "Ipv6AddressCount"
-        | "Ipv6Addresses"
-        | "HostId"
-        | "SecurityGroups" => UpdateEffect::Replacement,
-        "InstanceType" | "UserData" | "EbsOptimized" | "KernelId" | "RamdiskId" | "Tenancy" => {
-            UpdateEffect::SomeInterruption
-        }
-        _ => UpdateEffect::NoInterruption,
-    }
-}
+pub use crate::template::instance_update_effect;
 
 /// The parameters' default values of a template (what a launch passes).
 pub fn parameter_defaults(template: &Value) -> BTreeMap<String, String> {
@@ -48,12 +23,25 @@ pub fn parameter_defaults(template: &Value) -> BTreeMap<String, String> {
 }
 
 /// The template with every `{"Ref": P}` to a parameter of `values` replaced by its value (and
-/// `Fn::Select` over a resolved list taken), so two templates compare by what the resources
-/// get, not by how they name it: a new AMI is an `ImageId` change. Pure.
+/// `Fn::Select` over a resolved list taken), and every `Fn::FindInMap` into the template's own
+/// `Mappings` replaced by the value, so two templates compare by what the resources get, not
+/// by how they name it: a new AMI is an `ImageId` change, a new script a `UserData` one. Pure.
 pub fn resolve_parameters(template: &Value, values: &BTreeMap<String, String>) -> Value {
-    fn resolve(v: &Value, values: &BTreeMap<String, String>) -> Value {
+    let mut out = template.clone();
+    out["Resources"] = resolve(&template["Resources"], values, &template["Mappings"]);
+    return out;
+
+    fn resolve(v: &Value, values: &BTreeMap<String, String>, mappings: &Value) -> Value {
         match v {
             Value::Object(map) if map.len() == 1 => {
+                // A user-data body stored once in `Mappings`: compared by its text.
+                if let Some(Value::Array(keys)) = map.get("Fn::FindInMap")
+                    && let [Some(m), Some(k), Some(a)] =
+                        [0, 1, 2].map(|i| keys.get(i).and_then(Value::as_str))
+                    && !mappings[m][k][a].is_null()
+                {
+                    return mappings[m][k][a].clone();
+                }
                 if let Some(Value::String(name)) = map.get("Ref")
                     && let Some(value) = values.get(name)
                 {
@@ -65,7 +53,7 @@ pub fn resolve_parameters(template: &Value, values: &BTreeMap<String, String>) -
                     let index = index
                         .as_u64()
                         .or_else(|| index.as_str().and_then(|s| s.parse().ok()));
-                    let item = match (index, resolve(list, values)) {
+                    let item = match (index, resolve(list, values, mappings)) {
                         (Some(i), Value::String(s)) => s
                             .split(',')
                             .nth(i as usize)
@@ -79,22 +67,21 @@ pub fn resolve_parameters(template: &Value, values: &BTreeMap<String, String>) -
                 }
                 Value::Object(
                     map.iter()
-                        .map(|(k, x)| (k.clone(), resolve(x, values)))
+                        .map(|(k, x)| (k.clone(), resolve(x, values, mappings)))
                         .collect(),
                 )
             }
             Value::Object(map) => Value::Object(
                 map.iter()
-                    .map(|(k, x)| (k.clone(), resolve(x, values)))
+                    .map(|(k, x)| (k.clone(), resolve(x, values, mappings)))
                     .collect(),
             ),
-            Value::Array(items) => Value::Array(items.iter().map(|x| resolve(x, values)).collect()),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|x| resolve(x, values, mappings)).collect())
+            }
             other => other.clone(),
         }
     }
-    let mut out = template.clone();
-    out["Resources"] = resolve(&template["Resources"], values);
-    out
 }
 
 /// Every instance that differs between two (resolved) templates: added, removed, or modified
@@ -155,10 +142,55 @@ pub fn property_diff(old: &Value, new: &Value, logical_id: &str) -> Vec<String> 
     names.into_iter().collect()
 }
 
+/// What an update means for the launch gates and the configure scripts, as warnings `plan`
+/// shows: user data runs only when an instance is created, so a changed configure script (or
+/// changed checks) on an instance that is not replaced never runs; and when a group's gate
+/// gets a new generation (one of its instances is replaced), every instance of the group that
+/// is not replaced cannot signal the new gate, which then waits until it times out. Pure.
+pub fn update_warnings(
+    app: &crate::app::App,
+    template: &crate::template::Template,
+    changes: &[super::preview::ResourceChange],
+) -> Vec<String> {
+    let change_of = |id: &str| changes.iter().find(|c| c.logical_id == id);
+    let mut warnings = Vec::new();
+    for (g, group) in app.groups.iter().enumerate() {
+        let regated = template
+            .gate(g)
+            .is_some_and(|ids| change_of(&ids.gate).is_some_and(|c| c.action == ChangeAction::Add));
+        let new_gate_of_existing = regated
+            && group.servers.iter().any(|&s| {
+                change_of(&app.servers[s].logical_id).is_none_or(|c| c.action != ChangeAction::Add)
+            });
+        for &s in &group.servers {
+            let server = &app.servers[s];
+            let change = change_of(&server.logical_id);
+            if change.is_some_and(|c| c.action == ChangeAction::Add || c.endangers_instance()) {
+                continue;
+            }
+            if regated && new_gate_of_existing {
+                warnings.push(format!(
+                    "group {}: server {} is not replaced, so it will not signal the group's new gate \
+                     (user data does not run again); the update would wait until the gate times out. \
+                     Give every server of the group its new AMI together, or launch this update with --no-health-gate",
+                    group.name, server.id
+                ));
+            } else if change.is_some_and(|c| c.properties.iter().any(|p| p.name == "UserData")) {
+                warnings.push(format!(
+                    "server {}: its configure script or checks changed, but its instance is not replaced: \
+                     user data does not run again on an existing instance, so the change will not run there",
+                    server.id
+                ));
+            }
+        }
+    }
+    warnings
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::launch::preview::{ResourceChange, StackAction};
+    use crate::launch::preview::{ResourceChange, StackAction, UpdateEffect};
     use serde_json::json;
 
     #[test]

@@ -5,10 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::app::{App, Level, Mode, Origin};
 use crate::diag::Diagnostics;
-use crate::limits::{MAX_INLINE_BODY, MAX_OUTPUTS, MAX_PARAMETERS, MAX_RESOURCES, MAX_S3_BODY};
+use crate::limits::{
+    MAX_INLINE_BODY, MAX_OUTPUTS, MAX_PARAMETERS, MAX_RESOURCES, MAX_S3_BODY, MAX_SERVERS,
+};
 
-use super::document::{AmiParameters, RenderOptions};
+use super::document::{AmiParameters, RenderOptions, Template};
 use super::names::{Names, PORTABLE_FIELDS};
+use super::package::{nest_app, quota_problems};
 use super::render::render;
 use super::{outputs, parameters, resources};
 
@@ -23,6 +26,7 @@ pub fn check(app: &App, diags: &mut Diagnostics) {
     // Each quota is reported once, for the first variant that breaks it.
     let mut errors: BTreeMap<&str, String> = BTreeMap::new();
     let mut warnings: BTreeMap<&str, String> = BTreeMap::new();
+    let mut notes: BTreeMap<&str, String> = BTreeMap::new();
     let variants: Vec<(String, RenderOptions)> = [Mode::Cutover, Mode::Test]
         .into_iter()
         .flat_map(|mode| {
@@ -32,38 +36,48 @@ pub fn check(app: &App, diags: &mut Diagnostics) {
                     mode,
                     portable,
                     health_gate: true,
+                    nested: false,
                     amis: BTreeMap::new(),
                 };
                 (what, opts)
             })
         })
         .collect();
-    for (what, opts) in &variants {
+    // Whether each variant is launched as one template or as nested stacks.
+    let mut nested = vec![false; variants.len()];
+    if app.servers.len() > MAX_SERVERS {
+        errors.insert(
+            "servers",
+            format!(
+                "{} servers: rehost launches at most {MAX_SERVERS} servers per application: split the application",
+                app.servers.len()
+            ),
+        );
+    }
+    for (i, (what, opts)) in variants.iter().enumerate() {
         let c = counts(app, opts);
-        if c.resources > MAX_RESOURCES {
-            errors.entry("resources").or_insert_with(|| {
+        if c.resources > MAX_RESOURCES || c.outputs > MAX_OUTPUTS {
+            nested[i] = true;
+            notes.entry("nested").or_insert_with(|| {
                 format!(
-                    "the {what} needs {} resources ({} instances and 2 launch-gate resources per group); \
-                     CloudFormation allows {MAX_RESOURCES}: split the application",
+                    "the {what} needs {} resources and {} outputs ({} instances, 2 launch-gate resources \
+                     per group), over one CloudFormation template's {MAX_RESOURCES} and {MAX_OUTPUTS}: \
+                     it is rendered as nested stacks, one per group",
                     c.resources,
+                    c.outputs,
                     app.servers.len()
                 )
             });
         }
-        if c.parameters > MAX_PARAMETERS {
+        // The parent holds every parameter (and the children's location): nesting cannot help.
+        if c.parameters + usize::from(nested[i]) > MAX_PARAMETERS {
             errors.entry("parameters").or_insert_with(|| {
                 format!(
-                    "the {what} needs {} parameters; CloudFormation allows {MAX_PARAMETERS}: split the application",
-                    c.parameters
-                )
-            });
-        }
-        if c.outputs > MAX_OUTPUTS {
-            errors.entry("outputs").or_insert_with(|| {
-                format!(
-                    "the {what} needs {} outputs (two per group and the launch waves); CloudFormation allows \
-                     {MAX_OUTPUTS}: split the application",
-                    c.outputs
+                    "the {what} needs {} parameters (one AMI list per group{}); CloudFormation allows \
+                     {MAX_PARAMETERS} in the template that holds them, and nested stacks need one more: \
+                     split the application",
+                    c.parameters + usize::from(nested[i]),
+                    if opts.portable { " and the portable settings" } else { "" },
                 )
             });
         }
@@ -78,23 +92,29 @@ pub fn check(app: &App, diags: &mut Diagnostics) {
         }
     }
     if errors.is_empty() {
-        for (what, opts) in &variants {
-            let size = render(app, opts).compact_len();
-            if size > MAX_S3_BODY {
-                errors.entry("size").or_insert_with(|| {
+        for (i, (what, opts)) in variants.iter().enumerate() {
+            let flat = render(app, opts);
+            let size = flat.compact_len();
+            if !nested[i] && size <= MAX_S3_BODY {
+                if size > MAX_INLINE_BODY {
+                    warnings.entry("size").or_insert_with(|| {
+                        format!(
+                            "the {what} is {size} bytes, over the {MAX_INLINE_BODY} bytes CloudFormation takes inline: \
+                             `rehost launch` uploads it to its S3 bucket"
+                        )
+                    });
+                }
+                continue;
+            }
+            if !nested[i] {
+                notes.entry("nested").or_insert_with(|| {
                     format!(
-                        "the {what} is {size} bytes; CloudFormation accepts at most {MAX_S3_BODY} through S3: \
-                         shorten configure scripts or split the application"
-                    )
-                });
-            } else if size > MAX_INLINE_BODY {
-                warnings.entry("size").or_insert_with(|| {
-                    format!(
-                        "the {what} is {size} bytes, over the {MAX_INLINE_BODY} bytes CloudFormation takes inline: \
-                         `rehost launch` uploads it to its S3 bucket"
+                        "the {what} is {size} bytes, over the {MAX_S3_BODY} CloudFormation accepts for one \
+                         template: it is rendered as nested stacks, one per group"
                     )
                 });
             }
+            check_nested(app, what, &flat, &mut errors);
         }
     }
     for message in errors.into_values() {
@@ -102,6 +122,45 @@ pub fn check(app: &App, diags: &mut Diagnostics) {
     }
     for message in warnings.into_values() {
         diags.warning(app.servers_pos, message);
+    }
+    for message in notes.into_values() {
+        diags.note(app.servers_pos, message);
+    }
+}
+
+/// The quotas of every template of a nested launch: the parent's (a child stack per group or
+/// part) and each child's, which splitting a group into parts could not bring under them.
+fn check_nested(app: &App, what: &str, flat: &Template, errors: &mut BTreeMap<&str, String>) {
+    let package = match nest_app(app, flat) {
+        Ok(package) => package,
+        Err(e) => {
+            errors
+                .entry("nested")
+                .or_insert_with(|| format!("the {what} cannot be rendered as nested stacks: {e}"));
+            return;
+        }
+    };
+    let problems = quota_problems(&package.parent.body);
+    if !problems.is_empty() {
+        errors.entry("parent").or_insert_with(|| {
+            format!(
+                "the parent of the {what}'s nested stacks needs {}: split the application",
+                problems.join(", ")
+            )
+        });
+    }
+    for child in &package.children {
+        let problems = quota_problems(&child.body);
+        if !problems.is_empty() {
+            errors.entry("child").or_insert_with(|| {
+                format!(
+                    "nested stack {} of the {what} needs {} even after its group was split: \
+                     shorten configure scripts or split the application",
+                    child.logical_id,
+                    problems.join(", ")
+                )
+            });
+        }
     }
 }
 
@@ -155,13 +214,13 @@ fn check_names(app: &App, diags: &mut Diagnostics) {
     for group in &app.groups {
         let owner = format!("group `{}`", group.name);
         claim(
-            Names::gate(&group.logical_stem),
+            Names::gate(&group.logical_stem, ""),
             owner.clone(),
             group.pos,
             diags,
         );
         claim(
-            Names::gate_handle(&group.logical_stem),
+            Names::gate_handle(&group.logical_stem, ""),
             owner.clone(),
             group.pos,
             diags,

@@ -13,6 +13,8 @@ pub struct RenderOptions {
     /// Account-specific ids become typed parameters so the template launches in other accounts.
     pub portable: bool,
     pub health_gate: bool,
+    /// Launch as nested stacks even when one template would do (`--nested`).
+    pub nested: bool,
     /// Default AMI per server id (from `--ami` or the replication state).
     pub amis: BTreeMap<String, String>,
 }
@@ -23,6 +25,7 @@ impl RenderOptions {
             mode,
             portable: false,
             health_gate: true,
+            nested: false,
             amis: BTreeMap::new(),
         }
     }
@@ -36,6 +39,15 @@ pub struct Template {
     pub outputs: usize,
     /// How AMIs are parameterised (per server while they fit in the parameter quota).
     pub ami_parameters: AmiParameters,
+    /// Each group's gate (by group index; None without gates).
+    pub gates: Vec<Option<GateIds>>,
+}
+
+/// The logical ids of a group's gate, which carry its generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateIds {
+    pub gate: String,
+    pub handle: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,24 +73,17 @@ impl Template {
 
     /// The length of `to_json_compact`, counted without building the text.
     pub fn compact_len(&self) -> usize {
-        struct Counter(usize);
-        impl std::io::Write for Counter {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0 += buf.len();
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut counter = Counter(0);
-        serde_json::to_writer(&mut counter, &self.body).expect("template serializes");
-        counter.0
+        super::package::compact_len(&self.body)
     }
 
     /// Block-style YAML that YAML 1.1 and 1.2 readers read back as the JSON rendering.
     pub fn to_yaml(&self) -> String {
         super::emit_yaml::to_yaml(&self.body)
+    }
+
+    /// The gate of group `g`, when the template is gated.
+    pub fn gate(&self, g: usize) -> Option<&GateIds> {
+        self.gates.get(g).and_then(Option::as_ref)
     }
 
     /// Whether the template declares this logical id.

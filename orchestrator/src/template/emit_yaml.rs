@@ -13,7 +13,7 @@
 use serde_json::{Map, Value};
 
 /// The document, ending with a newline.
-pub(super) fn to_yaml(value: &Value) -> String {
+pub fn to_yaml(value: &Value) -> String {
     let mut out = String::new();
     match value {
         Value::Object(m) if !m.is_empty() => mapping(m, 0, false, &mut out),

@@ -8,7 +8,10 @@
 //!
 //! - `document`: `RenderOptions` in, `Template` out
 //! - `render`: assembles `parameters`, `resources` and `outputs` with the description and metadata
+//! - `user_data`: each instance's user data, every distinct wrapper body stored once in `Mappings`
 //! - `names`: logical ids and parameter names, and the one table of portable fields
+//! - `gates`: each group's gate generation, which changes exactly when an instance is replaced
+//! - `update_effect`: how each instance property's update lands (replacement or not)
 //! - `check`: collisions and quotas, checked for every variant while loading
 //! - `emit_yaml`: `render --format yaml`, quoted so YAML 1.1 and 1.2 readers agree with the JSON
 //!
@@ -17,16 +20,28 @@
 mod check;
 mod document;
 mod emit_yaml;
+mod gates;
 mod names;
+mod nested;
+#[cfg(test)]
+mod nested_tests;
 mod outputs;
-mod parameters;
+mod package;
+pub(crate) mod parameters;
+mod references;
 mod render;
 mod resources;
 #[cfg(test)]
 mod tests;
+mod update_effect;
+mod user_data;
 
 pub use check::check;
-pub use document::{AmiParameters, RenderOptions, Template};
+pub use document::{AmiParameters, GateIds, RenderOptions, Template};
+pub use emit_yaml::to_yaml;
 pub use names::{Names, PORTABLE_FIELDS, PortableField};
+pub use nested::{Child, NestError, TEMPLATE_BASE_URL};
 pub use outputs::launch_waves_text;
+pub use package::{NestedPackage, Package, compact_len, quota_problems, render_package};
 pub use render::render;
+pub use update_effect::{UpdateEffect, instance_update_effect};

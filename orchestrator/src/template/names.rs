@@ -15,11 +15,30 @@ impl Names {
     pub fn group_image_parameter(stem: &str) -> String {
         format!("{stem}GroupImageIds")
     }
-    pub fn gate(stem: &str) -> String {
-        format!("{stem}Gate")
+    /// A group's WaitCondition: `{stem}Gate{generation}`. The generation changes exactly when
+    /// one of the group's instances is replaced (see `template::gates`), because
+    /// CloudFormation cannot update a WaitCondition or its handle.
+    pub fn gate(stem: &str, generation: &str) -> String {
+        format!("{stem}Gate{generation}")
     }
-    pub fn gate_handle(stem: &str) -> String {
-        format!("{stem}GateHandle")
+    pub fn gate_handle(stem: &str, generation: &str) -> String {
+        format!("{stem}GateHandle{generation}")
+    }
+    /// Whether `logical_id` is a gate or gate handle of the group with this stem, of any
+    /// generation (an old one in a deployed template included).
+    pub fn is_gate_of(stem: &str, logical_id: &str) -> bool {
+        let Some(rest) = logical_id.strip_prefix(stem) else {
+            return false;
+        };
+        let Some(rest) = rest.strip_prefix("Gate") else {
+            return false;
+        };
+        let generation = rest.strip_prefix("Handle").unwrap_or(rest);
+        generation.is_empty()
+            || (generation.len() == super::gates::GENERATION_LEN
+                && generation
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)))
     }
     pub fn instance_output(server: &AppServer) -> String {
         format!("{}InstanceId", server.logical_id)
@@ -32,6 +51,14 @@ impl Names {
     }
     pub fn group_private_ips_output(stem: &str) -> String {
         format!("{stem}GroupPrivateIps")
+    }
+    /// A group's nested stack, when the application is launched as nested stacks.
+    pub fn nested_stack(stem: &str) -> String {
+        format!("{stem}Stack")
+    }
+    /// Part `k` (from 1) of a group too large for one nested stack.
+    pub fn nested_stack_part(stem: &str, k: usize) -> String {
+        format!("{stem}Part{k}Stack")
     }
     /// The block a setting came from: `Default`, `DatabaseGroup`, `SqlServer01`, + `Test`.
     fn origin(app: &App, origin: Origin) -> String {

@@ -7,6 +7,7 @@ use crate::app::App;
 use crate::limits::MAX_OUTPUTS;
 
 use super::names::Names;
+use super::parameters::listing;
 
 /// Outputs per server (instance id and private IP each, and the launch waves) while they fit.
 fn per_server(app: &App) -> bool {
@@ -51,14 +52,14 @@ pub(super) fn build(app: &App, waves: &[Vec<usize>]) -> Map<String, Value> {
             outputs.insert(
                 Names::group_instances_output(&group.logical_stem),
                 json!({
-                    "Description": format!("Instances of group {} ({})", group.name, ids.join(", ")),
+                    "Description": format!("Instances of group {} ({})", group.name, listing(&ids, 1000usize.saturating_sub(group.name.len()))),
                     "Value": {"Fn::Join": [",", refs]}
                 }),
             );
             outputs.insert(
                 Names::group_private_ips_output(&group.logical_stem),
                 json!({
-                    "Description": format!("Private IPs of group {} ({})", group.name, ids.join(", ")),
+                    "Description": format!("Private IPs of group {} ({})", group.name, listing(&ids, 1000usize.saturating_sub(group.name.len()))),
                     "Value": {"Fn::Join": [",", ips]}
                 }),
             );

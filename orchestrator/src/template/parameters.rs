@@ -89,12 +89,7 @@ pub(super) fn build(
                 p.insert("Type".into(), "List<AWS::EC2::Image::Id>".into());
                 p.insert(
                     "Description".into(),
-                    format!(
-                        "AMIs of group {}'s servers, in this order: {}",
-                        group.name,
-                        ids.join(", ")
-                    )
-                    .into(),
+                    list_description(&group.name, &ids).into(),
                 );
                 let defaults: Option<Vec<&str>> = group
                     .servers
@@ -126,4 +121,34 @@ pub(super) fn build(
             .push(json!({"Label": {"default": "Network and access"}, "Parameters": labels}));
     }
     (parameters, interface_groups)
+}
+
+/// CloudFormation's longest parameter description.
+const MAX_PARAMETER_DESCRIPTION: usize = 4000;
+
+/// "AMIs of group G's servers, in this order: a, b, ...", within CloudFormation's limit.
+fn list_description(group: &str, ids: &[&str]) -> String {
+    let head = format!("AMIs of group {group}'s servers, in this order: ");
+    let budget = MAX_PARAMETER_DESCRIPTION - head.len();
+    head + &listing(ids, budget)
+}
+
+/// `a, b, c` in at most `budget` bytes: where the whole list would not fit, as many as fit
+/// followed by ` and N more`.
+pub(super) fn listing(ids: &[&str], budget: usize) -> String {
+    let mut text = String::new();
+    for (i, id) in ids.iter().enumerate() {
+        let rest = format!(" and {} more", ids.len() - i);
+        let last = i + 1 == ids.len();
+        let need = text.len() + 2 + id.len() + if last { 0 } else { rest.len() };
+        if need > budget {
+            text.push_str(&rest);
+            return text;
+        }
+        if i > 0 {
+            text.push_str(", ");
+        }
+        text.push_str(id);
+    }
+    text
 }

@@ -22,7 +22,11 @@ pub fn render(app: &App, opts: &RenderOptions) -> Template {
     let ami_parameters = parameters::ami_layout(app, portable.len());
     let (parameters, interface_groups) =
         parameters::build(app, opts, &waves, ami_parameters, &portable);
-    let resources = resources::build(app, opts, &waves, ami_parameters);
+    let resources::Built {
+        resources,
+        mappings,
+        gates,
+    } = resources::build(app, opts, &waves, ami_parameters);
     let outputs = outputs::build(app, &waves);
 
     let wave_names: Vec<Vec<&str>> = waves
@@ -49,6 +53,9 @@ pub fn render(app: &App, opts: &RenderOptions) -> Template {
     let (resource_count, parameter_count, output_count) =
         (resources.len(), parameters.len(), outputs.len());
     body.insert("Parameters".into(), Value::Object(parameters));
+    if !mappings.is_empty() {
+        body.insert("Mappings".into(), Value::Object(mappings));
+    }
     body.insert("Resources".into(), Value::Object(resources));
     body.insert("Outputs".into(), Value::Object(outputs));
     Template {
@@ -57,6 +64,7 @@ pub fn render(app: &App, opts: &RenderOptions) -> Template {
         parameters: parameter_count,
         outputs: output_count,
         ami_parameters,
+        gates,
     }
 }
 
@@ -67,6 +75,11 @@ fn description(app: &App, opts: &RenderOptions) -> String {
         Some(d) => format!("{d} {suffix}"),
         None => suffix,
     };
+    cut_description(text)
+}
+
+/// A template description cut to CloudFormation's limit (on a character boundary).
+pub(super) fn cut_description(text: String) -> String {
     if text.len() <= MAX_TEMPLATE_DESCRIPTION {
         return text;
     }

@@ -1,15 +1,18 @@
 //! Template resources in launch order: per group its gate handle, its instances, then its gate
-//! (a WaitCondition counting the group's success signals). Without gates, instances depend on
-//! the instances of the groups before them.
+//! (a WaitCondition counting the group's success signals), the gate's ids carrying the group's
+//! generation (`gates`). Without gates, instances depend on the instances of the groups before
+//! them.
 
 use rehost_replication::tags;
 use serde_json::{Map, Value, json};
 
 use crate::app::{App, AppServer, Mode};
-use crate::userdata::{GATE_URL_VARIABLE, Rendered, Wrapper};
+use crate::userdata::Wrapper;
 
-use super::document::{AmiParameters, RenderOptions};
+use super::document::{AmiParameters, GateIds, RenderOptions};
+use super::gates;
 use super::names::{INSTANCE_PROFILE, KEY_NAME, Names, SECURITY_GROUPS, SUBNET};
+use super::user_data::UserDataStore;
 
 /// How many resources `build` makes: an instance per server, and with gates a handle and a
 /// wait condition per group.
@@ -17,22 +20,47 @@ pub(super) fn count(app: &App, health_gate: bool) -> usize {
     app.servers.len() + if health_gate { 2 * app.groups.len() } else { 0 }
 }
 
-/// The `Resources` section.
+/// The `Resources` section, the `Mappings` that hold the user-data bodies servers share, and
+/// each group's gate ids.
 pub(super) fn build(
     app: &App,
     opts: &RenderOptions,
     waves: &[Vec<usize>],
     amis: AmiParameters,
-) -> Map<String, Value> {
+) -> Built {
     let gate_minutes = app.gate_minutes(opts.mode);
+    let order: Vec<usize> = waves
+        .iter()
+        .flatten()
+        .flat_map(|&g| app.groups[g].servers.iter().copied())
+        .collect();
+    let mut data = vec![None; app.servers.len()];
+    for &s in &order {
+        let server = &app.servers[s];
+        let launch = server.launch(opts.mode);
+        data[s] = Some(
+            Wrapper {
+                app: &app.name,
+                group: &app.group_of(server).name,
+                server: &server.id,
+                os: server.os,
+                script: launch.configure_script.as_ref(),
+                checks: &launch.checks,
+                gate: opts.health_gate,
+            }
+            .render(),
+        );
+    }
+    let store = UserDataStore::new(data, &order);
     let mut resources = Map::new();
+    let mut gates: Vec<Option<GateIds>> = vec![None; app.groups.len()];
     for &g in waves.iter().flatten() {
         let group = &app.groups[g];
         let depends_on: Vec<String> = if opts.health_gate {
             group
                 .depends_on
                 .iter()
-                .map(|&d| Names::gate(&app.groups[d].logical_stem))
+                .filter_map(|&d| gates[d].as_ref().map(|ids| ids.gate.clone()))
                 .collect()
         } else {
             group
@@ -46,12 +74,9 @@ pub(super) fn build(
                 })
                 .collect()
         };
-        if opts.health_gate {
-            resources.insert(
-                Names::gate_handle(&group.logical_stem),
-                json!({"Type": "AWS::CloudFormation::WaitConditionHandle", "Properties": {}}),
-            );
-        }
+        // The instances first, without user data (which names the gate): the gate's generation
+        // depends on them.
+        let mut instances: Vec<(usize, Value)> = Vec::with_capacity(group.servers.len());
         for (position, &s) in group.servers.iter().enumerate() {
             let server = &app.servers[s];
             let image = match amis {
@@ -61,46 +86,75 @@ pub(super) fn build(
                     {"Ref": Names::group_image_parameter(&group.logical_stem)}
                 ]}),
             };
+            instances.push((
+                s,
+                instance(app, opts, server, image, Value::Null, &depends_on),
+            ));
+        }
+        let count = group.servers.len();
+        let timeout = (gate_minutes[g] * 60).to_string();
+        let ids = opts.health_gate.then(|| {
+            let members: Vec<(&AppServer, &Value)> = instances
+                .iter()
+                .map(|(s, r)| (&app.servers[*s], r))
+                .collect();
+            let generation = gates::generation(
+                &members,
+                |server| opts.amis.get(&server.id).cloned(),
+                count,
+                &timeout,
+            );
+            GateIds {
+                gate: Names::gate(&group.logical_stem, &generation),
+                handle: Names::gate_handle(&group.logical_stem, &generation),
+            }
+        });
+        if let Some(ids) = &ids {
             resources.insert(
-                server.logical_id.clone(),
-                instance(app, opts, server, image, &depends_on),
+                ids.handle.clone(),
+                json!({"Type": "AWS::CloudFormation::WaitConditionHandle", "Properties": {}}),
             );
         }
-        if opts.health_gate {
+        for (s, mut resource) in instances {
+            resource["Properties"]["UserData"] =
+                store.property(app, s, ids.as_ref().map(|i| i.handle.as_str()));
+            resources.insert(app.servers[s].logical_id.clone(), resource);
+        }
+        if let Some(ids) = &ids {
             let members: Vec<&str> = group
                 .servers
                 .iter()
                 .map(|&s| app.servers[s].logical_id.as_str())
                 .collect();
             resources.insert(
-                Names::gate(&group.logical_stem),
+                ids.gate.clone(),
                 json!({
                     "Type": "AWS::CloudFormation::WaitCondition",
                     "DependsOn": members,
                     "Properties": {
-                        "Handle": {"Ref": Names::gate_handle(&group.logical_stem)},
-                        "Count": group.servers.len(),
-                        "Timeout": (gate_minutes[g] * 60).to_string(),
+                        "Handle": {"Ref": ids.handle},
+                        "Count": count,
+                        "Timeout": timeout,
                     }
                 }),
             );
         }
+        gates[g] = ids;
     }
-    resources
+    Built {
+        resources,
+        mappings: store.mappings,
+        gates,
+    }
 }
 
-/// `text` as a template value that is exactly that text and nothing CloudFormation or cfn-lint
-/// reads as an embedded parameter: a script may hold `${AWS::Region}`, `${Foo.Bar}` or a lone
-/// `${`, which outside Fn::Sub are literal to CloudFormation but flagged by cfn-lint (E1029).
-/// The text is split at every `${` and joined with it: no piece holds `${`, and the delimiter
-/// (never a complete `${...}`) is inserted verbatim. A non-empty delimiter also keeps cfn-lint
-/// from preferring Fn::Sub (I1022), which would need every `${` escaped.
-fn literal(text: &str) -> Value {
-    if text.contains("${") {
-        json!({"Fn::Join": ["${", text.split("${").collect::<Vec<_>>()]})
-    } else {
-        Value::String(text.to_string())
-    }
+/// What `build` makes.
+pub(super) struct Built {
+    pub resources: Map<String, Value>,
+    /// The user-data bodies servers share.
+    pub mappings: Map<String, Value>,
+    /// Each group's gate (None without gates).
+    pub gates: Vec<Option<GateIds>>,
 }
 
 /// One server's `AWS::EC2::Instance`.
@@ -109,6 +163,7 @@ fn instance(
     opts: &RenderOptions,
     server: &AppServer,
     image: Value,
+    user_data: Value,
     depends_on: &[String],
 ) -> Value {
     let launch = server.launch(opts.mode);
@@ -158,21 +213,6 @@ fn instance(
     }
     props.insert("PropagateTagsToVolumeOnCreation".into(), true.into());
 
-    let wrapper = Wrapper {
-        app: &app.name,
-        group: &group.name,
-        server: &server.id,
-        os: server.os,
-        script: launch.configure_script.as_ref(),
-        gate: opts.health_gate,
-    };
-    let user_data = match wrapper.render() {
-        Rendered::Sub(text) => json!({"Fn::Base64": {"Fn::Sub": [
-            text,
-            {GATE_URL_VARIABLE: {"Ref": Names::gate_handle(&group.logical_stem)}}
-        ]}}),
-        Rendered::Plain(text) => json!({"Fn::Base64": literal(&text)}),
-    };
     props.insert("UserData".into(), user_data);
 
     let name = match opts.mode {

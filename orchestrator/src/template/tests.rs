@@ -131,9 +131,11 @@ fn instances_carry_rehosts_tags_first_and_an_explicit_public_ip_choice_on_a_nic(
         cutover.body["Resources"]["Web01"]["Properties"]["NetworkInterfaces"][0]["PrivateIpAddress"],
         "10.0.0.9"
     );
+    let data_gate = &cutover.gate(0).unwrap().gate;
+    assert!(data_gate.starts_with("DataGate"));
     assert_eq!(
         cutover.body["Resources"]["Web01"]["DependsOn"],
-        json!(["DataGate"])
+        json!([data_gate])
     );
 }
 
@@ -212,6 +214,7 @@ fn counted_quotas_match_the_rendered_template() {
                         mode,
                         portable,
                         health_gate,
+                        nested: false,
                         amis: Default::default(),
                     };
                     let t = render(&app, &opts);
@@ -233,11 +236,29 @@ fn quotas_and_collisions_are_reported_at_the_servers_list() {
     let mut diags = Diagnostics::default();
     check(&generated(300, 150), &mut diags);
     let messages: Vec<String> = diags.into_sorted().into_iter().map(|d| d.message).collect();
-    // Counted, not rendered: over the quotas, the template's size is never computed.
-    assert_eq!(messages.len(), 3, "each quota once: {messages:?}");
-    assert!(messages[0].starts_with("the cutover template needs 301 outputs"));
-    assert!(messages[1].starts_with("the cutover template needs 600 resources"));
-    assert!(messages[2].contains("AMIs are passed as one list parameter per group"));
+    // Over one template's resources and outputs: nested stacks, a note, not an error.
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages[0].contains("AMIs are passed as one list parameter per group"));
+    assert!(
+        messages[1].starts_with("the cutover template needs 600 resources and 301 outputs")
+            && messages[1].ends_with("it is rendered as nested stacks, one per group"),
+        "{messages:?}"
+    );
+    // The parent holds every parameter: 200 AMI lists and the children's location do not fit.
+    // Counted, not rendered.
+    let mut diags = Diagnostics::default();
+    check(&generated(400, 200), &mut diags);
+    let errors: Vec<String> = diags
+        .into_sorted()
+        .into_iter()
+        .filter(|d| d.severity == crate::diag::Severity::Error)
+        .map(|d| d.message)
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("the cutover template needs 201 parameters"),
+        "{errors:?}"
+    );
     // Within the counts, the size is measured on the rendered variants.
     let mut diags = Diagnostics::default();
     check(&generated(200, 20), &mut diags);

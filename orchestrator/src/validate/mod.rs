@@ -8,11 +8,15 @@
 //! - `layers`: the blocks a server's settings come from, most specific first
 //! - `settings`: each server's settings merged from defaults, its group and itself
 //! - `scripts`: which scripts an application declares, and each server's script checks
+//! - `post_launch`: each server's post-launch `checks:` and the servers they name
 
 mod checks;
 mod disks;
 mod hooks;
 mod layers;
+mod post_launch;
+#[cfg(test)]
+mod post_launch_tests;
 mod references;
 mod scripts;
 mod settings;
@@ -99,6 +103,7 @@ pub fn resolve(
         base_dir: base_dir(file),
         scripts,
         script_cache: Default::default(),
+        topology: post_launch::Topology::new(&server_index, &memberships, &depends_on),
     };
     let mut servers = Vec::with_capacity(model.servers.value.len());
     for (i, server) in model.servers.value.iter().enumerate() {

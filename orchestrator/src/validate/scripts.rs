@@ -12,8 +12,9 @@ use rehost_replication::domain::Choice;
 use crate::app::{ConfigureScript, ScriptType};
 use crate::diag::Diagnostics;
 use crate::limits::{MAX_SCRIPT_READ, SCRIPT_BUDGET, URL_RESERVE, USER_DATA_LIMIT};
-use crate::model::{self, Application};
+use crate::model::{self, Application, Spanned};
 use crate::userdata;
+use crate::yaml::Pos;
 
 use super::layers::{Layers, relative_to};
 
@@ -45,8 +46,9 @@ pub enum ScriptReadError {
 pub(super) struct ScriptCache {
     /// Each script's text, or why it cannot be used.
     texts: RefCell<HashMap<PathBuf, Result<Arc<str>, String>>>,
-    /// Wrapped sizes, by script, type and server-id length.
-    wrapped: RefCell<HashMap<(PathBuf, ScriptType, usize), usize>>,
+    /// Wrapped sizes, by script and type, the checks' block and server-id length.
+    #[allow(clippy::type_complexity)]
+    wrapped: RefCell<HashMap<(Option<(PathBuf, ScriptType)>, Option<Pos>, usize), usize>>,
 }
 
 /// Every configure script the application declares, in any block, as paths to read.
@@ -58,7 +60,12 @@ pub fn declared_scripts(model: &Application, base_dir: &Path) -> BTreeSet<PathBu
         .chain(groups)
         .chain(servers)
         .flatten()
-        .filter_map(|l| l.configure_script.as_ref())
+        .flat_map(|l| {
+            let checks = l.checks.iter().flat_map(|c| c.value.iter());
+            l.configure_script
+                .iter()
+                .chain(checks.filter_map(|c| c.script.as_ref()))
+        })
         .map(|s| relative_to(base_dir, &s.value))
         .collect()
 }
@@ -135,6 +142,28 @@ pub(super) fn resolve_script(
             ),
         );
     }
+    read_declared(
+        declared,
+        kind,
+        &server.id.value,
+        base_dir,
+        scripts,
+        cache,
+        diags,
+    )
+}
+
+/// A declared script (configure script or script check) of type `kind`: its extension must
+/// agree, and its file must be usable text. None (with the error reported) otherwise.
+pub(super) fn read_declared(
+    declared: &Spanned<String>,
+    kind: ScriptType,
+    server_id: &str,
+    base_dir: &Path,
+    scripts: &ScriptFiles,
+    cache: &ScriptCache,
+    diags: &mut Diagnostics,
+) -> Option<ConfigureScript> {
     let lower = declared.value.to_ascii_lowercase();
     let looks_like = if lower.ends_with(".ps1") {
         Some(ScriptType::PowerShell)
@@ -153,7 +182,7 @@ pub(super) fn resolve_script(
                     declared.value,
                     ext_kind.file_name(),
                     kind.file_name(),
-                    server.id.value
+                    server_id
                 ),
             );
     }
@@ -171,31 +200,62 @@ pub(super) fn resolve_script(
             return None;
         }
     };
-    let script = ConfigureScript {
+    Some(ConfigureScript {
         declared: declared.value.clone(),
         path,
         kind,
         content,
-    };
+    })
+}
+
+/// Whether the server's whole user data (wrapper, configure script, checks) fits EC2's 16 KB
+/// with room kept for the gate's URL; reported at `pos` (the script, else the checks).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn check_user_data_size(
+    server: &model::Server,
+    os: crate::app::Os,
+    script: Option<&ConfigureScript>,
+    checks: &[crate::app::LaunchCheck],
+    checks_pos: Option<Pos>,
+    pos: Pos,
+    cache: &ScriptCache,
+    diags: &mut Diagnostics,
+) {
+    if script.is_none() && checks.is_empty() {
+        return;
+    }
     // The wrapper depends on the server only through its id's length: measured once per script,
     // kind and length, however many servers share the script.
+    // Checks come from one block, so the block's position stands for them.
+    let key = (
+        script.map(|s| (s.path.clone(), s.kind)),
+        checks_pos,
+        server.id.value.len(),
+    );
     let size = *cache
         .wrapped
         .borrow_mut()
-        .entry((script.path.clone(), kind, server.id.value.len()))
-        .or_insert_with(|| userdata::wrapped_size(&script, &server.id.value));
+        .entry(key)
+        .or_insert_with(|| userdata::wrapped_size(os, script, checks, &server.id.value));
     if size > SCRIPT_BUDGET {
+        let what = match script {
+            Some(s) => format!("configure script `{}`", s.declared),
+            None => "the checks".to_string(),
+        };
+        let with = if script.is_some() && !checks.is_empty() {
+            " with its checks"
+        } else {
+            ""
+        };
         diags.error(
-            declared.pos,
+            pos,
             format!(
-                "configure script `{}` is {size} bytes once wrapped for server `{}`; EC2 user data holds {} bytes \
+                "{what}{with} is {size} bytes once wrapped for server `{}`; EC2 user data holds {} bytes \
                  and {} of them are kept for the launch gate's signal URL",
-                declared.value,
                 server.id.value,
                 USER_DATA_LIMIT,
                 URL_RESERVE
             ),
         );
     }
-    Some(script)
 }

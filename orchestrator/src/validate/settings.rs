@@ -15,7 +15,8 @@ use crate::syntax::pascal_case;
 
 use super::disks::resolve_disks;
 use super::layers::{Layers, setting};
-use super::scripts::{ScriptCache, ScriptFiles, resolve_script};
+use super::post_launch::{CheckInputs, Topology, resolve_checks};
+use super::scripts::{ScriptCache, ScriptFiles, check_user_data_size, resolve_script};
 
 /// What every server's resolution reads besides its own entry.
 pub(super) struct Inputs<'a> {
@@ -25,6 +26,8 @@ pub(super) struct Inputs<'a> {
     pub scripts: &'a ScriptFiles,
     /// Shared by every server's script check.
     pub script_cache: ScriptCache,
+    /// Servers and groups, for checks that name other servers.
+    pub topology: Topology<'a>,
 }
 
 /// One server's settings, merged; problems found while merging go to `diags`.
@@ -66,6 +69,42 @@ pub(super) fn resolve_server(
         &inputs.script_cache,
         diags,
     );
+    let check_inputs = CheckInputs {
+        base_dir: inputs.base_dir,
+        scripts: inputs.scripts,
+        cache: &inputs.script_cache,
+        topology: &inputs.topology,
+    };
+    let member_of = inputs.topology.memberships.get(index).copied().flatten();
+    let (checks, checks_pos) = resolve_checks(server, member_of, &layers, &check_inputs, diags);
+    let checks_seconds: u64 = checks.iter().map(|c| u64::from(c.timeout_seconds)).sum();
+    if let Some(pos) = checks_pos
+        && checks_seconds > u64::from(signal_timeout_minutes) * 60
+    {
+        diags.warning(
+            pos,
+            format!(
+                "the checks of server `{id}` may take up to {checks_seconds} s, more than its \
+                 signalTimeoutMinutes ({signal_timeout_minutes} min, configure script included): \
+                 its gate may time out before they fail"
+            ),
+        );
+    }
+    let script_pos = layers
+        .launch(|l| l.configure_script.as_ref())
+        .map(|(d, _)| d.pos);
+    if let Some(pos) = script_pos.or(checks_pos) {
+        check_user_data_size(
+            server,
+            server.os.value,
+            script.as_ref(),
+            &checks,
+            checks_pos,
+            pos,
+            &inputs.script_cache,
+            diags,
+        );
+    }
 
     let cutover = Launch {
         instance_type: instance_type
@@ -94,6 +133,7 @@ pub(super) fn resolve_server(
             .and_then(|l| l.private_ip_address.as_ref())
             .map(|v| v.value.clone()),
         configure_script: script,
+        checks,
     };
     let test_subnet = setting(layers.test(|t| t.subnet.as_ref()), true, Clone::clone);
     let test = Launch {
@@ -141,11 +181,14 @@ pub(super) fn resolve_server(
         description: server.description.as_ref().map(|d| d.value.clone()),
         group,
         os: server.os.value,
+        os_pos: server.os.pos,
         architecture: server
             .architecture
             .as_ref()
             .map_or(Architecture::X86_64, |a| a.value),
+        architecture_pos: server.architecture.as_ref().map(|a| a.pos),
         boot_mode: server.boot_mode.as_ref().map(|b| b.value),
+        boot_mode_pos: server.boot_mode.as_ref().map(|b| b.pos),
         ena_support: server.ena_support.as_ref().is_none_or(|e| e.value),
         logical_id,
         logical_id_pos,

@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-const HEAD: &str = "apiVersion: rehost/v1\nkind: Application\nname: shop\n";
+pub(super) const HEAD: &str = "apiVersion: rehost/v1\nkind: Application\nname: shop\n";
 
 /// Resolves a document with these scripts (path relative to `apps/`, bytes or read error);
 /// returns the application, if valid, and every problem as `LINE:COL message`.
-fn resolve_with(
+pub(super) fn resolve_with(
     text: &str,
     scripts: &[(&str, Result<&[u8], ScriptReadError>)],
 ) -> (Option<App>, Vec<String>) {

@@ -147,6 +147,8 @@ impl Replicator {
             run_id: String::new(),
             app: job.app.clone(),
             ami_name: None,
+            architecture: Some(job.architecture),
+            boot_mode: job.boot_mode,
             resumed: false,
             seconds: 0.0,
             warnings: Vec::new(),

@@ -10,6 +10,7 @@
 
 mod binfmt;
 mod bootcfg;
+pub mod cache;
 mod detect;
 mod ext;
 pub mod facts;
@@ -31,6 +32,7 @@ mod windows;
 #[cfg(test)]
 mod fuzz_tests;
 
+pub use cache::{Inspected, cached_inspections, inspect_cached};
 pub use limits::Limits;
 pub use report::{
     DiskReport, Finding, InspectedArch, InspectedBootMode, OsFamily, OsInfo, PartitionReport,

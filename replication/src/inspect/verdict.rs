@@ -1,6 +1,9 @@
 //! The verdict: a pure function of the facts. It asks "does it boot on a Nitro instance type?",
 //! then "on a Xen one?", then "does anything run user data?", and says for every finding what
 //! to do. A blind spot (a fact that could not be read) makes `unknown`, never a guess.
+//!
+//! Size: ~650 lines: the Windows and Linux rules are read together (the same questions asked of
+//! both families); the tests are already in `verdict_tests.rs`.
 
 use super::binfmt::Machine;
 use super::facts::{Agent, Facts, LinuxFacts, Module, OsFacts, Service, WindowsFacts};

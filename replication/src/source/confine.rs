@@ -45,6 +45,10 @@ pub(super) struct Info {
     /// Every node qemu opened for the image (qemu 8 and later).
     #[serde(default)]
     children: Vec<Child>,
+    /// Set by [`vet`] on the top image: every file of the chain, resolved, sorted (what a
+    /// reader of the image reads; the inspection cache fingerprints them).
+    #[serde(skip)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,13 +144,19 @@ pub(super) fn vet(
         format,
     }];
     let mut top = None;
+    let mut files = std::collections::BTreeSet::new();
     loop {
         let layer = layers.last().expect("the chain has its top").clone();
         let raw = tools.info(&layer.name, layer.format, false)?;
         let info: Info = serde_json::from_slice(&raw).map_err(|e| unexpected(source, e))?;
         for (reference, target) in info.references() {
-            confine(&layer.name, &target, &home)
-                .map_err(|rule| refuse(&layer.name, reference, &target, rule))?;
+            files.insert(
+                confine(&layer.name, &target, &home)
+                    .map_err(|rule| refuse(&layer.name, reference, &target, rule))?,
+            );
+        }
+        if let Ok(own) = layer.name.canonicalize() {
+            files.insert(own);
         }
         let backing = info
             .full_backing_filename
@@ -207,7 +217,9 @@ pub(super) fn vet(
             Confinement::Mismatch,
         ));
     }
-    Ok(top.expect("the walk read the top image"))
+    let mut top = top.expect("the walk read the top image");
+    top.files = files.into_iter().collect();
+    Ok(top)
 }
 
 impl Info {

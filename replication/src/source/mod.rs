@@ -391,6 +391,25 @@ impl DiskSource {
         Ok(format)
     }
 
+    /// Every file a reader of the source reads: the source itself, and for an image in a qemu
+    /// format every file of its chain (backing files, data files, extents), each checked as
+    /// [`DiskSource::inspect`] checks them.
+    pub fn chain_files(
+        path: &Path,
+        declared: Option<SourceFormat>,
+        tools: &QemuTools,
+    ) -> Result<Vec<PathBuf>, SourceError> {
+        let format = SourceFormat::resolve(path, declared)?;
+        if format == SourceFormat::Raw {
+            return Ok(vec![path.to_path_buf()]);
+        }
+        let mut files = confine::vet(path, format, tools)?.files;
+        if files.is_empty() {
+            files.push(path.to_path_buf());
+        }
+        Ok(files)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

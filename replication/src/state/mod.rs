@@ -22,7 +22,10 @@
 //!   starts and again when it ends (one object per launch, its id sorting by time), and read
 //!   back newest first.
 //!
-//! Room is left for what later issues add (inspection results, worker leases): each will be a
+//! - each server's latest guest inspection is one value per server (replaced whole), and the
+//!   risks an operator accepted for it are appended per server.
+//!
+//! Room is left for what later issues add (worker leases): each will be a
 //! group of per-server methods like the ones below.
 //!
 //! Every state transition is atomic in the backend, so a killed process leaves a consistent
@@ -41,6 +44,7 @@ use crate::manifest::Manifest;
 mod records;
 mod dump;
 mod error;
+mod guest;
 mod launches;
 mod location;
 mod lock;
@@ -50,6 +54,7 @@ mod sqlite;
 
 pub use dump::{AmiEntry, ImportOutcome, ServerDump};
 pub use error::StateError;
+pub use guest::{AcceptedRisk, InspectionRecord};
 pub use launches::{
     HookOutcome, HookPhase, HookRecord, LaunchFailure, LaunchKind, LaunchMode, LaunchOutcome,
     LaunchRecord, Override, SyncRecord,
@@ -121,6 +126,27 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 
     /// The application's launches, newest first (by start time, then id), at most `limit`.
     async fn launches(&self, app: &str, limit: usize) -> Result<Vec<LaunchRecord>, StateError>;
+    // --- Guest inspection (one value per server) and accepted risks ---
+
+    /// Replaces the server's cached inspection.
+    async fn store_inspection(
+        &self,
+        server: &ServerKey,
+        record: &InspectionRecord,
+    ) -> Result<(), StateError>;
+
+    /// The server's cached inspection, if it was ever inspected.
+    async fn inspection(&self, server: &ServerKey) -> Result<Option<InspectionRecord>, StateError>;
+
+    /// Appends a `--accept-risk` of the server: what was let through, when, by whom.
+    async fn record_accepted_risk(
+        &self,
+        server: &ServerKey,
+        risk: &AcceptedRisk,
+    ) -> Result<(), StateError>;
+
+    /// Every accepted risk of the server, oldest first.
+    async fn accepted_risks(&self, server: &ServerKey) -> Result<Vec<AcceptedRisk>, StateError>;
 
     // --- Runs (one per server in progress) ---
 

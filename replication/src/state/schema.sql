@@ -1,10 +1,13 @@
--- The state database (`.rehost/state.db`, SQLite in WAL mode, `PRAGMA user_version = 3`).
+-- The state database (`.rehost/state.db`, SQLite in WAL mode, `PRAGMA user_version = 4`).
 -- Applied on every open (every statement is IF NOT EXISTS); a change of tables or columns needs
 -- a new user_version and a migration. Times are unix milliseconds.
 --
 -- Versions: 1 runs, snapshots, written_blocks, amis; 2 adds account_bindings (a version 1
 -- database is migrated by creating it, empty: its applications bind on their next use); 3 adds
--- launches (migrated by creating it: the history starts empty).
+-- inspections and accepted_risks (created empty: servers are inspected again on next use); 4 adds
+-- launches (created empty: the history starts empty). Two branches each numbered their tables 3,
+-- so a version 3 database holds either: every table is created when missing, and a version 1, 2
+-- or 3 database gains whichever it lacks when opened.
 
 CREATE TABLE IF NOT EXISTS runs (
     run_id       TEXT PRIMARY KEY,
@@ -82,6 +85,27 @@ CREATE TABLE IF NOT EXISTS account_bindings (
     bound_at   INTEGER NOT NULL
 );
 
+-- Each server's latest guest inspection (`rehost inspect`, replicate), keyed by what was read:
+-- reused while the fingerprint of its disks is unchanged.
+CREATE TABLE IF NOT EXISTS inspections (
+    app          TEXT NOT NULL,
+    server       TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    inspected_at INTEGER NOT NULL,
+    inspection   TEXT NOT NULL,          -- JSON: the ServerInspection as `rehost inspect` prints it
+    PRIMARY KEY (app, server)
+);
+
+-- Every `--accept-risk SERVER` a launch used: the refusals let through, when, and by whom.
+CREATE TABLE IF NOT EXISTS accepted_risks (
+    app         TEXT NOT NULL,
+    server      TEXT NOT NULL,
+    mode        TEXT NOT NULL,           -- test | cutover
+    findings    TEXT NOT NULL,           -- JSON array of the refusals accepted
+    accepted_at INTEGER NOT NULL,
+    caller_arn  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS accepted_risks_by_server ON accepted_risks (app, server, accepted_at);
 -- Every launch of an application (launch, migrate, the cutover runbook, rollback): written when
 -- it starts and again when it ends. Scalars in columns; the AMIs, the failure, an override of
 -- the guardrails, the runbook's hooks and final sync in `detail`.

@@ -63,6 +63,8 @@ macro_rules! suite {
             recorded_amis_are_the_servers_available_ones_oldest_first,
             launches_are_replaced_whole_and_listed_newest_first,
             launches_of_one_application_are_not_seen_through_another,
+            an_inspection_is_kept_per_server_and_replaced_whole,
+            accepted_risks_are_appended_per_server_oldest_first,
         ]);
     };
     (@tests $backend:ident, $fixture:expr, [$($test:ident),* $(,)?]) => {
@@ -82,12 +84,14 @@ macro_rules! suite {
 pub(crate) use suite;
 
 mod accounts;
+mod guest;
 mod launches;
 mod runs;
 mod snapshots;
 mod transfer;
 
 pub use accounts::*;
+pub use guest::*;
 pub use launches::*;
 pub use runs::*;
 pub use snapshots::*;

@@ -4,9 +4,21 @@
 /// instance type, subnet and security group; group `g` depends on group `(g - 1) / 2`, a tree
 /// whose waves grow with the depth.
 pub fn large_app(servers: usize, groups: usize) -> String {
-    let mut text = String::from(
-        "apiVersion: rehost/v1\nkind: Application\nname: large\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: subnet-0a1b2c3d\n    securityGroups: [sg-0a1b2c3d]\nservers:\n",
+    large_app_with(servers, groups, "large", |_| None)
+}
+
+/// As [`large_app`], named `name`, group `g` running the configure script `script(g)` when it
+/// gives one (a path relative to the application file).
+pub fn large_app_with(
+    servers: usize,
+    groups: usize,
+    name: &str,
+    script: impl Fn(usize) -> Option<String>,
+) -> String {
+    let text = String::from(
+        "apiVersion: rehost/v1\nkind: Application\nname: NAME\ndefaults:\n  launch:\n    instanceType: m5.large\n    subnet: subnet-0a1b2c3d\n    securityGroups: [sg-0a1b2c3d]\nservers:\n",
     );
+    let mut text = text.replace("NAME", name);
     let per = servers / groups;
     for g in 0..groups {
         for s in 0..per {
@@ -22,6 +34,9 @@ pub fn large_app(servers: usize, groups: usize) -> String {
             "  - name: g{g}\n    servers: [{}]\n",
             members.join(", ")
         ));
+        if let Some(script) = script(g) {
+            text.push_str(&format!("    launch: {{configureScript: {script}}}\n"));
+        }
         if g > 0 {
             text.push_str(&format!("    dependsOn: [g{}]\n", (g - 1) / 2));
         }

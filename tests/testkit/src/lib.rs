@@ -8,7 +8,11 @@ pub mod images;
 pub mod moto;
 pub mod proxy;
 pub mod tools;
+pub mod user_data;
 
 pub use cli::Rehost;
 pub use moto::Moto;
-pub use tools::{cfn_lint, limit_address_space, scratch_dir, tools_bin, workspace_root};
+pub use tools::{
+    cfn_lint, cfn_lint_all, limit_address_space, scratch_dir, tools_bin, workspace_root,
+};
+pub use user_data::{gate_id, resolve_user_data};

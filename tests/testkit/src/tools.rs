@@ -44,11 +44,16 @@ pub struct LintReport {
 /// Runs cfn-lint on a template file; success means 0 errors and 0 warnings (informational
 /// findings fail too, so nothing is silently tolerated).
 pub fn cfn_lint(template: &Path) -> LintReport {
+    cfn_lint_all(&[template])
+}
+
+/// cfn-lint on several templates in one run (a nested package: the parent and its children).
+pub fn cfn_lint_all(templates: &[&Path]) -> LintReport {
     let out = Command::new(tools_bin().join("cfn-lint"))
         .arg("--regions")
         .arg("us-east-1")
         .arg("--")
-        .arg(template)
+        .args(templates)
         .output()
         .expect("cfn-lint runs");
     let mut output = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -32,6 +32,8 @@ pub(super) async fn create_change_set(
         .stack_name(&name)
         .change_set_name(format!("rehost-{purpose}-{unique}"))
         .change_set_type(kind)
+        // A nested launch: change sets of the child stacks too, so the plan shows inside them.
+        .include_nested_stacks(!req.children.is_empty())
         .set_parameters(Some(req.parameters()))
         .set_tags(Some(req.tags()))
         .description(format!(

@@ -38,6 +38,9 @@ pub trait Observer {
     /// The template about to be deployed, before any stack operation.
     fn deploying(&mut self, _app: &App, _template: &Template) {}
     fn notice(&mut self, notice: &Notice);
+    /// A pre-flight warning (a guest that could not be judged, an accepted risk), before any
+    /// stack operation; printed every time.
+    fn warning(&mut self, _warning: &str) {}
     /// A stack event, each once, oldest first.
     fn event(&mut self, event: &EventView);
 }

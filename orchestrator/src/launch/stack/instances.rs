@@ -18,6 +18,39 @@ pub struct InstanceView {
     pub image_id: Option<String>,
 }
 
+/// Logical id -> instance id of the stack's instances, those of its nested stacks included
+/// (a nested launch keeps its instances in one child stack per group).
+async fn instance_ids(
+    clients: &AwsClients,
+    stack: &str,
+) -> Result<BTreeMap<String, String>, LaunchError> {
+    let mut physical = BTreeMap::new();
+    let mut stacks = vec![stack.to_string()];
+    while let Some(stack) = stacks.pop() {
+        let resources = clients
+            .cfn
+            .describe_stack_resources()
+            .stack_name(&stack)
+            .send()
+            .await
+            .map_err(aws("cloudformation:DescribeStackResources"))?;
+        for r in resources.stack_resources() {
+            let (Some(logical), Some(id)) = (r.logical_resource_id(), r.physical_resource_id())
+            else {
+                continue;
+            };
+            match r.resource_type() {
+                Some("AWS::EC2::Instance") if id.starts_with("i-") => {
+                    physical.insert(logical.to_string(), id.to_string());
+                }
+                Some("AWS::CloudFormation::Stack") => stacks.push(id.to_string()),
+                _ => {}
+            }
+        }
+    }
+    Ok(physical)
+}
+
 #[derive(Clone, Debug, Default)]
 struct Ec2Detail {
     private_ip: Option<String>,
@@ -32,31 +65,15 @@ pub async fn instances(
     app: &App,
     stack: &str,
 ) -> Result<Vec<InstanceView>, LaunchError> {
-    let resources = clients
-        .cfn
-        .describe_stack_resources()
-        .stack_name(stack)
-        .send()
-        .await
-        .map_err(aws("cloudformation:DescribeStackResources"))?;
-    let physical: BTreeMap<String, String> = resources
-        .stack_resources()
-        .iter()
-        .filter(|r| r.resource_type() == Some("AWS::EC2::Instance"))
-        .filter_map(|r| {
-            Some((
-                r.logical_resource_id()?.to_string(),
-                r.physical_resource_id()?.to_string(),
-            ))
-        })
-        .filter(|(_, id)| id.starts_with("i-"))
-        .collect();
+    let physical = instance_ids(clients, stack).await?;
     let mut details: BTreeMap<String, Ec2Detail> = BTreeMap::new();
-    if !physical.is_empty() {
+    let ids: Vec<String> = physical.values().cloned().collect();
+    // DescribeInstances answers for a bounded number of ids per call.
+    for batch in ids.chunks(200) {
         let out = clients
             .ec2
             .describe_instances()
-            .set_instance_ids(Some(physical.values().cloned().collect()))
+            .set_instance_ids(Some(batch.to_vec()))
             .send()
             .await
             .map_err(aws("ec2:DescribeInstances"))?;

@@ -130,8 +130,7 @@ async fn refuse_replacements(
     info: &StackInfo,
     change_set: &str,
 ) -> Result<(), LaunchError> {
-    let described =
-        preview::describe_changes(clients, req.app, info, change_set, req.template).await;
+    let described = preview::describe_changes(clients, req, info, change_set).await;
     let endangered: Vec<ResourceChange> = match described {
         Ok(changes) => changes
             .into_iter()

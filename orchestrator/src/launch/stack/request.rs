@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::app::{App, Mode};
 use crate::launch::{AwsClients, LaunchError, bucket};
 use crate::limits::MAX_INLINE_BODY;
-use crate::template::Template;
+use crate::template::{Child, Template};
 
 /// What to do when a launch fails (`--on-failure`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -36,6 +36,9 @@ pub struct StackRequest<'a> {
     pub app: &'a App,
     pub mode: Mode,
     pub template: &'a Template,
+    /// A nested launch's child templates, as the parent's stacks name them (empty when flat):
+    /// what `plan` and the cutover check compare the deployed children with.
+    pub children: &'a [Child],
     pub on_failure: OnFailureChoice,
     /// Upper bound for waiting on an operation that was already running.
     pub wait_limit: Duration,

@@ -79,6 +79,20 @@ pub(crate) mod layout {
             encode(snapshot_id)
         )
     }
+    pub fn inspection(key: &ServerKey) -> String {
+        format!(
+            "apps/{}/inspections/{}.json",
+            encode(&key.app),
+            encode(&key.server)
+        )
+    }
+    pub fn risks(key: &ServerKey) -> String {
+        format!(
+            "apps/{}/risks/{}.json",
+            encode(&key.app),
+            encode(&key.server)
+        )
+    }
     pub fn account(app: &str) -> String {
         format!("apps/{}/account.json", encode(app))
     }

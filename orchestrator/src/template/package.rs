@@ -1,0 +1,247 @@
+//! What a launch sends: one flat template while the application fits CloudFormation's quotas
+//! for one template, else (and always with `--nested`) a parent template with one nested stack
+//! per group, a group too large for one template split into parts.
+//!
+//! The units (which group's instances go to which child) are the one thing taken from the
+//! application; everything else follows from the flat template's references (`nested`).
+
+use serde_json::Value;
+
+use crate::app::App;
+use crate::limits::{MAX_OUTPUTS, MAX_PARAMETERS, MAX_RESOURCES, MAX_S3_BODY};
+
+use super::document::{RenderOptions, Template};
+use super::names::Names;
+use super::nested::{Child, NestError, Nested, Unit, nest};
+use super::render::render;
+
+/// Rounds of splitting oversized children before the remaining problems are reported.
+const MAX_SPLIT_ROUNDS: usize = 6;
+
+/// A rendered launch: one template, or a parent and its children.
+#[derive(Clone, Debug)]
+pub enum Package {
+    Flat(Template),
+    Nested(NestedPackage),
+}
+
+#[derive(Clone, Debug)]
+pub struct NestedPackage {
+    /// The flat template the package was made from (what `plan` shows of a new launch).
+    pub flat: Template,
+    /// The parent, with each child under the `TemplateBaseUrl` parameter.
+    pub parent: Template,
+    pub children: Vec<Child>,
+}
+
+impl NestedPackage {
+    fn from(nested: Nested, flat: &Template) -> Self {
+        NestedPackage {
+            flat: flat.clone(),
+            parent: Template {
+                resources: section_len(&nested.parent, "Resources"),
+                parameters: section_len(&nested.parent, "Parameters"),
+                outputs: section_len(&nested.parent, "Outputs"),
+                body: nested.parent,
+                ami_parameters: flat.ami_parameters,
+                // The gates live in the children; their ids are the flat template's.
+                gates: flat.gates.clone(),
+            },
+            children: nested.children,
+        }
+    }
+
+    /// The parent with the children's uploaded URLs in place of `TemplateBaseUrl`.
+    pub fn with_urls(&self, urls: &[String]) -> Template {
+        let nested = Nested {
+            parent: self.parent.body.clone(),
+            children: self.children.clone(),
+        };
+        let mut parent = self.parent.clone();
+        parent.body = nested.with_urls(urls);
+        parent.parameters = section_len(&parent.body, "Parameters");
+        parent
+    }
+}
+
+impl NestedPackage {
+    /// The files of the package, named for `ext` (`json`, `yaml`): the parent as `template.EXT`,
+    /// each child as `<logical id>.EXT`, which the parent's `TemplateURL`s name under
+    /// `TemplateBaseUrl`.
+    pub fn files(&self, ext: &str) -> Vec<(String, Value)> {
+        let mut parent = self.parent.body.clone();
+        let mut files = Vec::with_capacity(self.children.len() + 1);
+        for child in &self.children {
+            let name = format!("{}.{ext}", child.logical_id);
+            let url = &mut parent["Resources"][&child.logical_id]["Properties"]["TemplateURL"];
+            if url.get("Fn::Sub").is_some() {
+                *url = serde_json::json!({"Fn::Sub": format!("${{{}}}/{name}", super::nested::TEMPLATE_BASE_URL)});
+            }
+            files.push((name, child.body.clone()));
+        }
+        files.insert(0, (format!("template.{ext}"), parent));
+        files
+    }
+}
+
+impl Package {
+    /// The template CloudFormation is given (the parent when nested).
+    pub fn top(&self) -> &Template {
+        match self {
+            Package::Flat(t) => t,
+            Package::Nested(n) => &n.parent,
+        }
+    }
+
+    /// The whole application in one template, as rendered before nesting.
+    pub fn flat(&self) -> &Template {
+        match self {
+            Package::Flat(t) => t,
+            Package::Nested(n) => &n.flat,
+        }
+    }
+
+    /// The child templates (none for a flat launch).
+    pub fn children(&self) -> &[Child] {
+        match self {
+            Package::Flat(_) => &[],
+            Package::Nested(n) => &n.children,
+        }
+    }
+}
+
+fn section_len(body: &Value, section: &str) -> usize {
+    body.get(section)
+        .and_then(Value::as_object)
+        .map_or(0, |m| m.len())
+}
+
+/// What breaks one template's quotas (resources, parameters, outputs, size), as messages.
+pub fn quota_problems(body: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (section, limit) in [
+        ("Resources", MAX_RESOURCES),
+        ("Parameters", MAX_PARAMETERS),
+        ("Outputs", MAX_OUTPUTS),
+    ] {
+        let n = section_len(body, section);
+        if n > limit {
+            problems.push(format!(
+                "{n} {}; CloudFormation allows {limit}",
+                section.to_lowercase()
+            ));
+        }
+    }
+    let size = compact_len(body);
+    if size > MAX_S3_BODY {
+        problems.push(format!(
+            "{size} bytes; CloudFormation accepts at most {MAX_S3_BODY}"
+        ));
+    }
+    problems
+}
+
+/// The length of the compact JSON text, counted without building it.
+pub fn compact_len(body: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, body).expect("template serializes");
+    counter.0
+}
+
+/// Whether the flat template breaks a quota of one template.
+pub fn needs_nesting(flat: &Template) -> bool {
+    flat.resources > MAX_RESOURCES
+        || flat.parameters > MAX_PARAMETERS
+        || flat.outputs > MAX_OUTPUTS
+        || flat.compact_len() > MAX_S3_BODY
+}
+
+/// The application's launch for these options: flat when it fits, nested when it does not or
+/// when `opts.nested` asks for it.
+pub fn render_package(app: &App, opts: &RenderOptions) -> Result<Package, NestError> {
+    let flat = render(app, opts);
+    if !opts.nested && !needs_nesting(&flat) {
+        return Ok(Package::Flat(flat));
+    }
+    Ok(Package::Nested(nest_app(app, &flat)?))
+}
+
+/// One unit per group in launch order; a group whose child breaks a quota is split into
+/// parts of equal size, as many as the worst quota asks for, until every child fits (or after
+/// a few rounds, leaving what remains for the quota check to report).
+pub fn nest_app(app: &App, flat: &Template) -> Result<NestedPackage, NestError> {
+    let groups: Vec<usize> = app.graph.waves().into_iter().flatten().collect();
+    let mut parts = vec![1usize; app.groups.len()];
+    let mut round = 0;
+    loop {
+        let mut units = Vec::new();
+        let mut unit_group = Vec::new();
+        for &g in &groups {
+            let group = &app.groups[g];
+            let seeds: Vec<String> = group
+                .servers
+                .iter()
+                .map(|&s| app.servers[s].logical_id.clone())
+                .filter(|id| flat.has_resource(id))
+                .collect();
+            let n = parts[g].min(seeds.len().max(1));
+            let per = seeds.len().div_ceil(n).max(1);
+            for (k, chunk) in seeds.chunks(per).enumerate() {
+                let logical_id = if n == 1 {
+                    Names::nested_stack(&group.logical_stem)
+                } else {
+                    Names::nested_stack_part(&group.logical_stem, k + 1)
+                };
+                units.push(Unit {
+                    logical_id,
+                    seeds: chunk.to_vec(),
+                });
+                unit_group.push(g);
+            }
+        }
+        let nested = nest(&flat.body, &units)?;
+        round += 1;
+        let mut split = false;
+        if round < MAX_SPLIT_ROUNDS {
+            // The worst part of each group decides how many parts it gets next.
+            let mut worst = vec![0.0f64; app.groups.len()];
+            for (child, &g) in nested.children.iter().zip(&unit_group) {
+                worst[g] = worst[g].max(oversize(&child.body));
+            }
+            for (g, &factor) in worst.iter().enumerate() {
+                if factor > 1.0 && parts[g] < app.groups[g].servers.len() {
+                    let wanted = (parts[g] as f64 * factor).ceil() as usize;
+                    parts[g] = wanted.max(parts[g] + 1).min(app.groups[g].servers.len());
+                    split = true;
+                }
+            }
+        }
+        if !split {
+            return Ok(NestedPackage::from(nested, flat));
+        }
+    }
+}
+
+/// How many times over its worst quota a child is (with a margin for what splitting adds:
+/// parameters and outputs carried between the parts).
+fn oversize(body: &Value) -> f64 {
+    let ratio = |n: usize, limit: usize| n as f64 / (limit as f64 * 0.9);
+    [
+        ratio(section_len(body, "Resources"), MAX_RESOURCES),
+        ratio(section_len(body, "Parameters"), MAX_PARAMETERS),
+        ratio(section_len(body, "Outputs"), MAX_OUTPUTS),
+        ratio(compact_len(body), MAX_S3_BODY),
+    ]
+    .into_iter()
+    .fold(0.0, f64::max)
+}
