@@ -8,6 +8,7 @@
 //! The runbook is the explicit decision to change production: it needs `--yes`, which also
 //! lets the cutover update replace instances. `--dry-run` needs nothing and changes nothing.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -29,7 +30,9 @@ use rehost_replication::{ReplicateOptions, Replicator, ServerReport, StateStore}
 use time::OffsetDateTime;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, StateArg, TemplateFlags, open_state_to_read};
-use crate::cli::common::{all_replicated, app_dir, exit_code_of, load_app, validate_named_servers};
+use crate::cli::common::{
+    all_replicated, app_dir, exit_code_of, inspect_jobs, load_app, validate_named_servers,
+};
 use crate::cli::guarded::Guarded;
 use crate::cli::io::Io;
 use crate::cli::print;
@@ -125,7 +128,11 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         return abort(&app, store.as_ref(), &mut rec, anyhow::anyhow!(reason), io).await;
     }
 
-    let reports = final_sync(&app, &sdk, store.clone()).await?;
+    let reports = match final_sync(&app, &sdk, store.clone(), io.err).await {
+        Ok(reports) => reports,
+        // The hooks may have stopped the sources: the postRollback hooks run.
+        Err(e) => return abort(&app, store.as_ref(), &mut rec, e.context("final sync"), io).await,
+    };
     rec.final_sync = reports.iter().map(sync_record).collect();
     for s in &rec.final_sync {
         print::final_sync(io.out, s)?;
@@ -197,10 +204,14 @@ async fn final_sync(
     app: &App,
     sdk: &aws_config::SdkConfig,
     store: Arc<dyn StateStore>,
+    err: &mut dyn Write,
 ) -> anyhow::Result<Vec<ServerReport>> {
     let _lock = store.lock_app(&app.name).await?;
+    let mut jobs = scheduled_jobs(app, &[], None);
+    // As replicate and migrate do: the AMIs take their boot mode and architecture from the
+    // inspections, refreshed where a disk changed (the guardrails then weigh these).
+    inspect_jobs(store.as_ref(), app, &mut jobs, false, err).await?;
     let replicator = Replicator::new(sdk, store.clone(), ReplicateOptions::default());
-    let jobs = scheduled_jobs(app, &[], None);
     Ok(replicate_all(&replicator, &jobs, DEFAULT_PARALLEL).await)
 }
 
