@@ -165,13 +165,16 @@ fn a_thousand_servers_launch_as_nested_stacks_in_group_order() {
         let child: Value = rt().block_on(deployed_template(&children[&format!("G{g}Stack")]));
         let resources = child["Resources"].as_object().unwrap();
         assert_eq!(resources.len(), PER_GROUP + 2, "G{g}");
-        let gate = &resources[&format!("G{g}Gate")];
+        // The gate's id carries its generation (gate generations, issue 10 part 4).
+        let gate = &resources[&rehost_testkit::gate_id(&child, &format!("G{g}"), "Gate")];
         assert_eq!(gate["DependsOn"].as_array().unwrap().len(), PER_GROUP);
         assert_eq!(gate["Properties"]["Count"], PER_GROUP);
         let s = &resources[&format!("S{g}x3")]["Properties"];
         assert_eq!(s["SubnetId"], subnet);
         assert_eq!(s["SecurityGroupIds"], json!([infra.sg]));
-        let user_data = s["UserData"].to_string();
+        // The group's script is stored once in the child's Mappings (issue 11): resolve it.
+        let values = BTreeMap::from([("GateUrl", "https://gate.example".to_string())]);
+        let user_data = rehost_testkit::resolve_user_data(&child, &format!("S{g}x3"), &values);
         assert!(user_data.contains(&format!("app-{g}.service")), "G{g}");
         assert_eq!(
             s["ImageId"],
