@@ -14,7 +14,8 @@
 //!   orders the two child stacks);
 //! - a `DependsOn` across children becomes a `DependsOn` between the child stacks (unless a
 //!   `Fn::GetAtt` already orders them);
-//! - mappings and conditions are copied into every template that uses them.
+//! - mappings and conditions are copied into every template that uses them (of a mapping, only
+//!   the top-level keys it reads, when they are literal).
 //!
 //! Units are given as seeds (logical ids) in launch order; every other resource is placed by
 //! its references: a resource that depends on others goes to the latest unit among them (so it
@@ -368,22 +369,36 @@ fn copy_used(f: &Flat<'_>, used: &BTreeSet<Reference>, body: &mut Map<String, Va
     if !parameters.is_empty() {
         body.insert("Parameters".into(), Value::Object(parameters));
     }
-    for (section, wanted) in [("Mappings", 0), ("Conditions", 1)] {
-        let picked: Map<String, Value> = Flat::section(f.body, section)
-            .iter()
-            .filter(|(name, _)| {
-                let r = if wanted == 0 {
-                    Reference::Mapping(name.to_string())
-                } else {
-                    Reference::Condition(name.to_string())
-                };
-                used.contains(&r)
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if !picked.is_empty() {
-            body.insert(section.into(), Value::Object(picked));
-        }
+    let mappings: Map<String, Value> = Flat::section(f.body, "Mappings")
+        .iter()
+        .filter(|(name, _)| used.contains(&Reference::Mapping(name.to_string())))
+        .map(|(name, mapping)| {
+            let mapping = match mapping.as_object() {
+                Some(keys) if !used.contains(&Reference::MappingAnyKey(name.clone())) => {
+                    Value::Object(
+                        keys.iter()
+                            .filter(|(key, _)| {
+                                used.contains(&Reference::MappingKey(name.clone(), key.to_string()))
+                            })
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    )
+                }
+                _ => mapping.clone(),
+            };
+            (name.clone(), mapping)
+        })
+        .collect();
+    if !mappings.is_empty() {
+        body.insert("Mappings".into(), Value::Object(mappings));
+    }
+    let conditions: Map<String, Value> = Flat::section(f.body, "Conditions")
+        .iter()
+        .filter(|(name, _)| used.contains(&Reference::Condition(name.to_string())))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !conditions.is_empty() {
+        body.insert("Conditions".into(), Value::Object(conditions));
     }
 }
 

@@ -14,7 +14,12 @@ pub(super) enum Reference {
     Ref(String),
     /// `Fn::GetAtt [X, Attr]`, `X.Attr` or `${X.Attr}`.
     Att(String, String),
+    /// `Fn::FindInMap [X, ...]`: the mapping is used.
     Mapping(String),
+    /// `Fn::FindInMap [X, Key, ...]` with a literal `Key`: that top-level key is read.
+    MappingKey(String, String),
+    /// `Fn::FindInMap [X, <not a literal>, ...]`: any key may be read.
+    MappingAnyKey(String),
     Condition(String),
 }
 
@@ -96,6 +101,14 @@ pub(super) fn collect(value: &Value, out: &mut Vec<Reference>) {
                     ("Fn::FindInMap", Value::Array(parts)) => {
                         if let Some(Value::String(name)) = parts.first() {
                             out.push(Reference::Mapping(name.clone()));
+                            // A child copies only the keys it reads (a group's child carries
+                            // its own configure script, not every group's).
+                            out.push(match parts.get(1) {
+                                Some(Value::String(key)) => {
+                                    Reference::MappingKey(name.clone(), key.clone())
+                                }
+                                _ => Reference::MappingAnyKey(name.clone()),
+                            });
                         }
                         parts.iter().skip(1).for_each(|v| collect(v, out));
                         return;
