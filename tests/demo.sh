@@ -78,10 +78,18 @@ echo "== rehost graph"
 echo
 # The emulator treats launch gates (WaitConditions) as no-ops; the gated template is deployed
 # as on AWS, where each tier would wait for the previous one's configure scripts. Production
-# (cutover) is never the default: it is named here; without --mode, migrate launches the test
-# stack. Creating the cutover stack replaces nothing, so it needs no --yes.
-echo "== rehost migrate --mode cutover (replicate every server, then launch the farm)"
-"$rehost" migrate "$out/sharepoint-farm.yaml" --mode cutover
+# (cutover) is never the default, and it is guarded: it is refused until a test launch of the
+# same definition succeeded and while any replica is older than maxLagMinutes. So the farm is
+# migrated to its test stack first, then cut over from the same fresh AMIs. Creating the cutover
+# stack replaces nothing, so it needs no --yes.
+echo "== rehost migrate (replicate every server, then launch the test farm)"
+"$rehost" migrate "$out/sharepoint-farm.yaml"
+echo
+echo "== rehost launch --mode cutover (guardrails: tested, replicas fresh)"
+"$rehost" launch "$out/sharepoint-farm.yaml" --mode cutover
+echo
+echo "== rehost history"
+"$rehost" history "$out/sharepoint-farm.yaml"
 echo
 echo "(The emulator ignores instances' network interfaces, so the private IPs above are its own;"
 echo " the deployed template asks for 10.0.1.10 for dc01 and 10.0.1.20 for sql01 in the farm's subnet.)"

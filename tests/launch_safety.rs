@@ -93,6 +93,11 @@ fn cutover_update_that_replaces_an_instance_is_refused_without_yes() {
             ami,
             "--ami",
             &b,
+            // The cutover guardrails are not what this test is about (its AMIs were never
+            // replicated through the state): cutover_guardrails tests them.
+            "--force",
+            "--reason",
+            "testing --yes",
         ];
         args.extend_from_slice(extra);
         rehost(&dir, &args)

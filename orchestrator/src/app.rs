@@ -27,6 +27,38 @@ pub struct App {
     pub file: PathBuf,
     /// Where the `servers` list starts, for problems of the application as a whole.
     pub servers_pos: Pos,
+    pub hooks: AppHooks,
+}
+
+/// Commands run on the operator's machine around a cutover, in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AppHooks {
+    pub pre_cutover: Vec<AppHook>,
+    pub post_rollback: Vec<AppHook>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppHook {
+    pub name: String,
+    pub run: HookRun,
+    pub timeout: std::time::Duration,
+}
+
+/// How a hook runs: a program and its arguments without a shell, or shell text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HookRun {
+    Command(Vec<String>),
+    Shell(String),
+}
+
+impl HookRun {
+    /// As declared, for the history and the dry run.
+    pub fn display(&self) -> String {
+        match self {
+            HookRun::Command(argv) => argv.join(" "),
+            HookRun::Shell(text) => format!("sh -c {text:?}"),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -122,6 +154,8 @@ pub struct Replication {
     pub keep_recent_amis: u32,
     pub encrypted: bool,
     pub kms_key_id: Option<String>,
+    /// Cutover refuses an AMI older than this (`maxLagMinutes`).
+    pub max_lag_minutes: u32,
 }
 
 /// Which block of the file a launch setting came from. Portable templates name their

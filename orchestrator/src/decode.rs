@@ -41,6 +41,7 @@ pub fn application(root: &Node, diags: &mut Diagnostics) -> Option<Application> 
             read
         })
     });
+    let hooks = m.optional("hooks", hooks);
     m.finish();
     Some(Application {
         api_version: api_version?,
@@ -52,7 +53,34 @@ pub fn application(root: &Node, diags: &mut Diagnostics) -> Option<Application> 
         defaults: defaults.map(|s| s.value),
         servers: servers?,
         groups: groups?,
+        hooks,
         unreadable,
+    })
+}
+
+fn hooks(node: &Node, diags: &mut Diagnostics) -> Option<Hooks> {
+    let mut m = Fields::open(node, "hooks", diags)?;
+    let pre_cutover = m.optional("preCutover", |n, d| list(n, d, hook));
+    let post_rollback = m.optional("postRollback", |n, d| list(n, d, hook));
+    m.finish();
+    Some(Hooks {
+        pre_cutover,
+        post_rollback,
+    })
+}
+
+fn hook(node: &Node, diags: &mut Diagnostics) -> Option<Hook> {
+    let mut m = Fields::open(node, "a hook", diags)?;
+    let name = m.required("name", string);
+    let command = m.optional("command", |n, d| list(n, d, string));
+    let shell = m.optional("shell", string);
+    let timeout_seconds = m.optional("timeoutSeconds", integer);
+    m.finish();
+    Some(Hook {
+        name: name?,
+        command,
+        shell,
+        timeout_seconds,
     })
 }
 
@@ -92,6 +120,7 @@ fn replication(node: &Node, diags: &mut Diagnostics) -> Option<Spanned<Replicati
         keep_recent_amis: m.optional("keepRecentAmis", integer),
         encrypted: m.optional("encrypted", boolean),
         kms_key_id: m.optional("kmsKeyId", string),
+        max_lag_minutes: m.optional("maxLagMinutes", integer),
     };
     m.finish();
     Some(Spanned::new(s, node.pos))
@@ -627,7 +656,7 @@ mod tests {
             [
                 "4:1 `tags` must be a mapping of tag keys to values, found a list",
                 "7:1 unknown field `extra` in the application; expected one of: apiVersion, kind, name, \
-                 description, tags, state, defaults, servers, groups",
+                 description, tags, state, defaults, servers, groups, hooks",
             ]
         );
     }

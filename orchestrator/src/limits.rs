@@ -68,6 +68,16 @@ pub const FREQUENCY_HOURS: RangeInclusive<i64> = 1..=24;
 pub const DEFAULT_FREQUENCY_HOURS: u8 = 12;
 /// `keepRecentAmis`: 0 keeps every AMI, else at most SMS's 270.
 pub const KEEP_RECENT_AMIS: RangeInclusive<i64> = 0..=270;
+/// `maxLagMinutes`: how old a server's replica may be at cutover, up to a week.
+pub const MAX_LAG_MINUTES: RangeInclusive<i64> = 1..=10_080;
+/// When no block sets `maxLagMinutes`: CloudEndure users' customary 180 minutes.
+pub const DEFAULT_MAX_LAG_MINUTES: u32 = 180;
+/// A cutover hook's `timeoutSeconds`: up to a day.
+pub const HOOK_TIMEOUT_SECONDS: RangeInclusive<i64> = 1..=86_400;
+/// When a hook sets no `timeoutSeconds`.
+pub const DEFAULT_HOOK_TIMEOUT_SECONDS: u64 = 600;
+/// Hooks per phase.
+pub const MAX_HOOKS: usize = 50;
 /// One root device and /dev/sdb to /dev/sdz.
 pub const MAX_DISKS: usize = 26;
 

@@ -71,6 +71,8 @@ pub struct Application {
     pub servers: Spanned<Vec<Server>>,
     #[schemars(length(min = 1))]
     pub groups: Spanned<Vec<Group>>,
+    /// Commands `rehost cutover` and `rehost rollback` run on the operator's machine.
+    pub hooks: Option<Hooks>,
     /// Servers and groups that could not be read (their errors are already reported); kept so
     /// references to them do not raise a second, misleading error.
     #[schemars(skip)]
@@ -145,6 +147,10 @@ pub struct ReplicationSettings {
     pub encrypted: Option<Spanned<bool>>,
     /// KMS key (key id, `alias/...`, or key ARN); only with `encrypted: true`.
     pub kms_key_id: Option<Spanned<String>>,
+    /// Cutover refuses a server whose launched AMI is older than this many minutes (1..10080;
+    /// default 180).
+    #[schemars(range(min = *limits::MAX_LAG_MINUTES.start(), max = *limits::MAX_LAG_MINUTES.end()))]
+    pub max_lag_minutes: Option<Spanned<i64>>,
 }
 
 /// An RFC 3339 timestamp.
@@ -353,6 +359,36 @@ pub struct Server {
     pub launch: Option<LaunchSettings>,
     #[schemars(skip)]
     pub pos: Pos,
+}
+
+/// Commands run on the operator's machine (not in the instances) around a cutover, in order.
+#[derive(Clone, Debug, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Hooks {
+    /// Before the final sync, e.g. to stop the services on the source servers; a failing hook
+    /// stops the cutover before anything else.
+    pub pre_cutover: Option<Spanned<Vec<Hook>>>,
+    /// After a failed cutover was kept, rolled back or deleted, and after `rehost rollback`,
+    /// e.g. to start the source services again.
+    pub post_rollback: Option<Spanned<Vec<Hook>>>,
+}
+
+/// One command. Exactly one of `command` (run without a shell) and `shell`.
+#[derive(Clone, Debug, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Hook {
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$"))]
+    pub name: Spanned<String>,
+    /// The program and its arguments, run without a shell in the application file's
+    /// directory; a program path with a `/` is relative to that directory, others are looked
+    /// up in PATH.
+    #[schemars(length(min = 1))]
+    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Text run by `/bin/sh -c` in the application file's directory, when a shell is wanted.
+    pub shell: Option<Spanned<String>>,
+    /// Killed after this many seconds (1..86400; default 600).
+    #[schemars(range(min = *limits::HOOK_TIMEOUT_SECONDS.start(), max = *limits::HOOK_TIMEOUT_SECONDS.end()))]
+    pub timeout_seconds: Option<Spanned<i64>>,
 }
 
 #[derive(Clone, Debug, JsonSchema)]

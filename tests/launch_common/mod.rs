@@ -397,6 +397,33 @@ pub fn small_app(dir: &Path, name: &str, servers: &[&str], infra: &Infra) -> Pat
     file
 }
 
+/// `small_app` with servers `a` and `b` whose small raw disks (`a.img`, `b.img`, random data
+/// from `seed`) replicate.
+pub fn replicable_small_app(dir: &Path, name: &str, infra: &Infra, seed: u64) -> PathBuf {
+    let file = small_app(dir, name, &["a", "b"], infra);
+    for (i, s) in ["a", "b"].iter().enumerate() {
+        rehost_testkit::images::write_raw(
+            &dir.join(format!("{s}.img")),
+            2 << 20,
+            &[(0, 2, Fill::Random)],
+            seed + i as u64,
+        );
+    }
+    file
+}
+
+/// Snapshots the emulator's default account owns.
+pub async fn own_snapshots() -> usize {
+    aws_sdk_ec2::Client::new(&sdk().await)
+        .describe_snapshots()
+        .owner_ids("self")
+        .send()
+        .await
+        .unwrap()
+        .snapshots()
+        .len()
+}
+
 /// `n` distinct x86_64 images the emulator offers.
 pub async fn x86_images(n: usize) -> Vec<String> {
     let out = aws_sdk_ec2::Client::new(&sdk().await)

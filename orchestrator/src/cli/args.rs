@@ -183,6 +183,13 @@ pub struct LaunchFlags {
     /// instance it changes). Without it such an update is shown and refused, changing nothing.
     #[arg(long)]
     pub yes: bool,
+    /// Cut over although guardrails refuse (no successful test of this definition, a stale
+    /// replica, an inspection verdict); needs --reason, and both are recorded in the history.
+    #[arg(long, requires = "reason")]
+    pub force: bool,
+    /// Why the guardrails are overridden (with --force).
+    #[arg(long, value_name = "TEXT", requires = "force")]
+    pub reason: Option<String>,
     /// Launch this server although pre-flight refuses its guest (a Nitro type for a Xen-only
     /// image, no agent under the health gate, will not boot); repeatable. Said on stderr every
     /// time and recorded in the state with the caller's ARN.

@@ -13,8 +13,6 @@ use rehost::app::App;
 use rehost::diag::suggestion;
 use rehost::error::InvalidInput;
 use rehost::inspected::{contradictions, fill_ami_settings};
-use rehost::launch::deploy::{self, Deployment};
-use rehost::launch::guest::GuestPolicy;
 use rehost::launch::{AwsClients, LaunchError};
 use rehost::limits::MAX_S3_BODY;
 use rehost::load::{Loaded, ReadError, load_bytes, read_application_file};
@@ -24,10 +22,9 @@ use rehost_replication::state::StateLocation;
 use rehost_replication::{ScheduledJob, ServerReport, StateError, StateStore};
 use serde_json::Value;
 
-use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags, open_state, open_state_to_read};
+use crate::cli::args::{AwsArgs, open_state};
 use crate::cli::io::Io;
 use crate::cli::print;
-use crate::cli::progress::Progress;
 
 /// Loads and validates an application file. Problems go to `err` as FILE:LINE:COL lines; an
 /// invalid file becomes an `InvalidInput` error (exit code 2), and so does a path that is not a
@@ -340,46 +337,12 @@ pub fn exit_code_of(e: LaunchError) -> anyhow::Error {
     }
 }
 
-/// A launch as `launch` and `migrate` run it: refuse `--portable`, render with the AMI
-/// defaults, deploy with progress on `io.err`, and print the outcome on `io.out`.
-pub async fn deploy_and_report(
-    clients: &AwsClients,
-    app: &App,
-    template: &TemplateFlags,
-    flags: &LaunchFlags,
-    aws: &AwsArgs,
-    io: &mut Io<'_>,
-) -> anyhow::Result<()> {
-    deploy::refuse_portable(template.portable).map_err(exit_code_of)?;
-    validate_named_servers(app, "--accept-risk", &flags.accept_risk)?;
-    let (options, inspections) = template.options(app, aws, Some(clients), io.err).await?;
-    // `options` bound the state to this account (when there is one): accepted risks go there.
-    let store = open_state_to_read(&template.state.resolve(app)?, aws).await?;
-    let guest = GuestPolicy {
-        inspections,
-        accept_risk: flags.accept_risk.iter().cloned().collect(),
-    };
-    let deployment = Deployment {
-        app,
-        options: &options,
-        on_failure: flags.on_failure,
-        follow: !flags.no_wait,
-        timeout_minutes: flags.timeout,
-        allow_replacement: flags.yes,
-        guest: &guest,
-        state: store.as_deref(),
-    };
-    let outcome = match deploy::deploy(clients, &deployment, &mut Progress::new(io.err)).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            if let LaunchError::WouldReplace { stack, changes } = &e {
-                print::refused_changes(io.err, stack, changes)?;
-            }
-            return Err(exit_code_of(e));
-        }
-    };
-    print::outcome(io.out, &app.file, &outcome)?;
-    Ok(())
+/// Hooks run in the application file's directory.
+pub fn app_dir(app: &App) -> &Path {
+    app.file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
 //! `rehost launch FILE`: pre-flight, then create or update the mode's stack, follow it wave by
-//! wave, and end with the servers in launch order.
+//! wave, and end with the servers in launch order. Recorded in the launch history; a cutover
+//! is held by the guardrails.
 
 use std::path::PathBuf;
 
 use rehost::launch::AwsClients;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags};
-use crate::cli::common::{deploy_and_report, load_app};
+use rehost_replication::state::LaunchKind;
+
+use crate::cli::common::load_app;
+use crate::cli::guarded::Guarded;
 use crate::cli::io::Io;
 
 #[derive(Debug, clap::Args)]
@@ -23,5 +27,14 @@ pub struct Args {
 pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     let clients = AwsClients::new(&args.aws.sdk_config().await);
-    deploy_and_report(&clients, &app, &args.template, &args.launch, &args.aws, io).await
+    Guarded {
+        clients: &clients,
+        app: &app,
+        template: &args.template,
+        flags: &args.launch,
+        aws: &args.aws,
+        kind: LaunchKind::Launch,
+    }
+    .run(io)
+    .await
 }

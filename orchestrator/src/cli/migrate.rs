@@ -3,18 +3,17 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use rehost::launch::AwsClients;
 use rehost::launch::deploy::refuse_portable;
 use rehost::replication_jobs::{scheduled_jobs, split_fresh};
+use rehost_replication::state::LaunchKind;
 use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all};
 use rehost_replication::{ReplicateOptions, Replicator};
 use time::OffsetDateTime;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, TemplateFlags};
-use crate::cli::common::{
-    all_replicated, bound_state, deploy_and_report, exit_code_of, inspect_jobs, load_app,
-};
+use crate::cli::common::{all_replicated, exit_code_of, inspect_jobs, load_app};
+use crate::cli::guarded::Guarded;
 use crate::cli::io::Io;
 use crate::cli::print;
 
@@ -55,10 +54,25 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = load_app(&args.file, io.err)?.app;
     // Refused before replicating anything: a portable template never launches here.
     refuse_portable(args.template.portable).map_err(exit_code_of)?;
-    let location = args.template.state.resolve(&app)?;
     let sdk = args.aws.sdk_config().await;
     let clients = AwsClients::new(&sdk);
-    let store = bound_state(&location, &args.aws, &app, &clients).await?;
+    let guarded = Guarded {
+        clients: &clients,
+        app: &app,
+        template: &args.template,
+        flags: &args.launch,
+        aws: &args.aws,
+        kind: LaunchKind::Migrate,
+    };
+    let store = guarded.store().await?;
+    let (options, inspections) = guarded.options(io).await?;
+    let mut rec = guarded.start_record(&options).await;
+    if !args.launch.force {
+        // What does not depend on the AMIs refuses a cutover before anything is replicated.
+        guarded
+            .hold(store.as_ref(), &mut rec, None, &inspections, io)
+            .await?;
+    }
     let latest = store.latest_amis(&app.name).await?;
     let (mut stale, reused) = split_fresh(
         scheduled_jobs(&app, &[], None),
@@ -77,7 +91,26 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         for report in &reports {
             print::report_line(io.out, report)?;
         }
-        all_replicated(&reports).context("not launching")?;
+        if let Err(e) = all_replicated(&reports) {
+            guarded
+                .refuse(store.as_ref(), &mut rec, format!("not launched: {e}"))
+                .await?;
+            return Err(e.context("not launching"));
+        }
     }
-    deploy_and_report(&clients, &app, &args.template, &args.launch, &args.aws, io).await
+    // The AMIs and inspections of this replication.
+    let (options, inspections) = guarded.options(io).await?;
+    rec.amis = options.amis.clone();
+    guarded
+        .hold(
+            store.as_ref(),
+            &mut rec,
+            Some(&options.amis),
+            &inspections,
+            io,
+        )
+        .await?;
+    guarded
+        .deploy(store.as_ref(), &options, inspections, &mut rec, io)
+        .await
 }

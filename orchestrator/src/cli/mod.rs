@@ -8,7 +8,10 @@
 
 pub mod args;
 pub mod common;
+pub mod cutover;
 pub mod graph;
+pub mod guarded;
+pub mod history;
 pub mod inspect;
 pub mod io;
 pub mod launch;
@@ -18,6 +21,7 @@ pub mod print;
 pub mod progress;
 pub mod render;
 pub mod replicate;
+pub mod rollback;
 pub mod schema;
 pub mod share;
 pub mod state;
@@ -76,6 +80,12 @@ pub enum Command {
     State(state::Args),
     /// Inspect every server's disks offline: will it boot on EC2 and run its configure script?
     Inspect(inspect::Args),
+    /// Launches and replication runs, newest first
+    History(history::Args),
+    /// The cutover runbook: wait, preCutover hooks, final sync, guardrails, production launch
+    Cutover(cutover::Args),
+    /// Delete the cutover stack and run the postRollback hooks
+    Rollback(rollback::Args),
 }
 
 /// Runs a command. The pure ones (validate, graph, schema) run without an async runtime; the
@@ -96,6 +106,9 @@ pub fn run(command: Command, io: &mut Io<'_>) -> anyhow::Result<()> {
         Command::Migrate(args) => block_on(migrate::run(args, io)),
         Command::State(args) => block_on(state::run(args, io)),
         Command::Inspect(args) => block_on(inspect::run(args, io)),
+        Command::History(args) => block_on(history::run(args, io)),
+        Command::Cutover(args) => block_on(cutover::run(args, io)),
+        Command::Rollback(args) => block_on(rollback::run(args, io)),
     }
 }
 

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use aws_sdk_cloudformation::types::{ChangeAction, Replacement};
 use rehost::app::App;
-use rehost::diag::Diagnostic;
+use rehost::diag::{Diagnostic, escape_controls};
 use rehost::launch::deploy::Outcome;
+use rehost::launch::history::{Entry, History};
 use rehost::launch::preview::{LaunchPreview, ResourceChange, StackAction};
 use rehost::launch::stack::{EventView, InstanceView, Notice, Started};
 use rehost::launch::status::Status;
@@ -199,6 +200,29 @@ pub fn refused_changes(
     Ok(())
 }
 
+/// Every guardrail that refuses a cutover (before the error).
+pub fn guardrails_refused(w: &mut dyn Write, reasons: &[String]) -> io::Result<()> {
+    writeln!(w, "refused: the cutover guardrails do not hold:")?;
+    for r in reasons {
+        writeln!(w, "  - {r}")?;
+    }
+    Ok(())
+}
+
+/// Guardrails overridden with `--force --reason`: what was let through, and why.
+pub fn guardrails_overridden(w: &mut dyn Write, reasons: &[String], why: &str) -> io::Result<()> {
+    writeln!(
+        w,
+        "warning: cutover forced past {} guardrail{} (reason: {why}), recorded in the history:",
+        reasons.len(),
+        if reasons.len() == 1 { "" } else { "s" }
+    )?;
+    for r in reasons {
+        writeln!(w, "  - {r}")?;
+    }
+    Ok(())
+}
+
 /// Replication and launch state of every server.
 pub fn status(w: &mut dyn Write, status: &Status) -> io::Result<()> {
     writeln!(w, "application {}", status.application)?;
@@ -345,6 +369,14 @@ pub fn notice(w: &mut dyn Write, notice: &Notice) -> io::Result<()> {
 #[path = "print_tests.rs"]
 mod tests;
 
+#[cfg(test)]
+#[path = "print_history_tests.rs"]
+mod history_tests;
+
+#[path = "print_runbook.rs"]
+mod runbook;
+pub use runbook::*;
+
 /// One line per server with its verdict, then its findings and their fixes.
 /// A pre-flight warning.
 pub fn warning(err: &mut dyn Write, warning: &str) -> io::Result<()> {
@@ -396,4 +428,135 @@ pub fn inspections(out: &mut dyn Write, reports: &[ServerInspection]) -> io::Res
         }
     }
     Ok(())
+}
+
+/// The launch history and replication runs, newest first: one line each, then a launch's
+/// failure, override, hooks and final sync indented below it.
+pub fn history(w: &mut dyn Write, h: &History) -> io::Result<()> {
+    writeln!(w, "application {}", h.application)?;
+    if h.entries.is_empty() {
+        return writeln!(w, "no launches or replications recorded");
+    }
+    writeln!(
+        w,
+        "{:<21} {:<12} {:<8} {:<10} DETAIL",
+        "STARTED", "WHAT", "MODE", "OUTCOME"
+    )?;
+    for e in &h.entries {
+        match e {
+            Entry::Launch(l) => {
+                let definition: String = l
+                    .definition
+                    .trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect();
+                let gate = if l.health_gate {
+                    ""
+                } else {
+                    ", no health gate"
+                };
+                writeln!(
+                    w,
+                    "{:<21} {:<12} {:<8} {:<10} {} definition {definition}{gate}{}",
+                    utc(l.started_at),
+                    l.kind.as_str(),
+                    l.mode.as_str(),
+                    l.outcome.as_str(),
+                    l.stack,
+                    l.caller
+                        .as_ref()
+                        .map(|c| format!(" by {c}"))
+                        .unwrap_or_default()
+                )?;
+                if let Some(f) = &l.failure {
+                    let at = f
+                        .resource
+                        .as_ref()
+                        .map(|r| format!("{r}: "))
+                        .unwrap_or_default();
+                    // CloudFormation's reasons carry what the instance signalled: guest text.
+                    for reason in &f.reasons {
+                        writeln!(w, "    {at}{}", escape_controls(reason))?;
+                    }
+                }
+                if let Some(o) = &l.forced {
+                    let by = o.by.as_deref().unwrap_or("unknown caller");
+                    writeln!(w, "    forced by {by} at {}: {}", utc(o.at), o.reason)?;
+                    for r in &o.overridden {
+                        writeln!(w, "      overrode: {r}")?;
+                    }
+                }
+                for hk in &l.hooks {
+                    writeln!(
+                        w,
+                        "    hook {} {}: {} ({:.1}s{})",
+                        hk.phase.as_str(),
+                        hk.name,
+                        hk.outcome.as_str(),
+                        hk.seconds,
+                        hk.exit_code
+                            .map(|c| format!(", exit {c}"))
+                            .unwrap_or_default()
+                    )?;
+                }
+                for s in &l.final_sync {
+                    match &s.error {
+                        None => writeln!(
+                            w,
+                            "    final sync {}: {} blocks, {} in {:.1}s",
+                            s.server,
+                            s.blocks,
+                            bytes(s.bytes),
+                            s.seconds
+                        )?,
+                        Some(e) => writeln!(w, "    final sync {}: failed: {e}", s.server)?,
+                    }
+                }
+            }
+            Entry::Replication(r) => {
+                let detail = match (&r.ami_id, &r.error) {
+                    (Some(ami), _) => format!(
+                        "{} {ami}, {} blocks changed ({})",
+                        r.server,
+                        r.blocks_changed,
+                        bytes(r.bytes_uploaded)
+                    ),
+                    (None, Some(e)) => format!("{}: {}", r.server, escape_controls(e)),
+                    (None, None) => r.server.clone(),
+                };
+                writeln!(
+                    w,
+                    "{:<21} {:<12} {:<8} {:<10} {detail}",
+                    utc(r.started_at),
+                    "replication",
+                    "-",
+                    r.status.as_str(),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn utc(t: time::OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// Bytes in the largest binary unit that keeps a whole number above 1.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }

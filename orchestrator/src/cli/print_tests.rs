@@ -25,7 +25,7 @@ use super::*;
 use crate::cli::graph::{self, Format};
 
 /// Compares `actual` with `tests/expected/cli/<name>`, or rewrites it under `REHOST_BLESS=1`.
-fn expect(name: &str, actual: &[u8]) {
+pub(super) fn expect(name: &str, actual: &[u8]) {
     let path = rehost_testkit::workspace_root()
         .join("tests/expected/cli")
         .join(name);
@@ -44,7 +44,7 @@ fn expect(name: &str, actual: &[u8]) {
     );
 }
 
-fn rendered(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Vec<u8> {
+pub(super) fn rendered(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Vec<u8> {
     let mut buf = Vec::new();
     f(&mut buf).unwrap();
     buf

@@ -11,9 +11,14 @@
 
 pub mod bucket;
 pub mod deploy;
+pub mod guardrails;
 pub mod guest;
+pub mod history;
+pub mod hooks;
 pub mod preflight;
 pub mod preview;
+pub mod record;
+pub mod runbook;
 pub mod share;
 pub mod stack;
 pub mod status;
@@ -67,7 +72,8 @@ impl AwsClients {
         })
     }
 
-    /// Who the credentials are (STS GetCallerIdentity): recorded with an accepted risk.
+    /// Who runs this: the caller's ARN (STS GetCallerIdentity), for the launch history and
+    /// an accepted risk.
     pub async fn caller_arn(&self) -> Result<String, LaunchError> {
         let out = self.caller_identity().await?;
         out.arn()

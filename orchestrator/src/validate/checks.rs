@@ -10,7 +10,8 @@ use crate::app::{AppServer, Mode};
 use crate::diag::Diagnostics;
 use crate::limits::{
     EC2_MAX_TAGS, FREQUENCY_HOURS, INSTANCE_TAGS, KEEP_RECENT_AMIS, MAX_APP_DESCRIPTION, MAX_DISKS,
-    MAX_SECURITY_GROUPS, MAX_TAG_KEY, SIGNAL_TIMEOUT_MINUTES, SNAPSHOT_TAGS, TAG_VALUE, ami_tags,
+    MAX_LAG_MINUTES, MAX_SECURITY_GROUPS, MAX_TAG_KEY, SIGNAL_TIMEOUT_MINUTES, SNAPSHOT_TAGS,
+    TAG_VALUE, ami_tags,
 };
 use crate::model::{self, Application, LaunchSettings, ReplicationSettings, Spanned, TestSettings};
 use crate::syntax::*;
@@ -226,6 +227,12 @@ pub(super) fn check_replication_block(r: &ReplicationSettings, diags: &mut Diagn
         );
     }
     valid(r.kms_key_id.as_ref(), check_kms_key, diags);
+    in_range(
+        r.max_lag_minutes.as_ref(),
+        "maxLagMinutes",
+        &MAX_LAG_MINUTES,
+        diags,
+    );
 }
 
 pub(super) fn check_launch_block(l: &LaunchSettings, level: BlockLevel, diags: &mut Diagnostics) {

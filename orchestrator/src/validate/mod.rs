@@ -12,6 +12,7 @@
 
 mod checks;
 mod disks;
+mod hooks;
 mod layers;
 mod post_launch;
 #[cfg(test)]
@@ -118,6 +119,7 @@ pub fn resolve(
         ));
     }
 
+    let hooks = hooks::resolve_hooks(model.hooks.as_ref(), diags);
     check_unique_private_ips(model, diags);
     check_tag_budget(model, &servers, diags);
 
@@ -153,5 +155,6 @@ pub fn resolve(
         graph,
         file: file.to_path_buf(),
         servers_pos: model.servers.pos,
+        hooks,
     })
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use crate::app::*;
 use crate::diag::Diagnostics;
 use crate::limits::{
-    self, DEFAULT_FREQUENCY_HOURS, DEFAULT_SIGNAL_TIMEOUT_MINUTES, FREQUENCY_HOURS,
-    KEEP_RECENT_AMIS, SIGNAL_TIMEOUT_MINUTES,
+    self, DEFAULT_FREQUENCY_HOURS, DEFAULT_MAX_LAG_MINUTES, DEFAULT_SIGNAL_TIMEOUT_MINUTES,
+    FREQUENCY_HOURS, KEEP_RECENT_AMIS, MAX_LAG_MINUTES, SIGNAL_TIMEOUT_MINUTES,
 };
 use crate::model::{self, Spanned};
 use crate::syntax::pascal_case;
@@ -240,5 +240,10 @@ fn resolve_replication(layers: &Layers<'_>, diags: &mut Diagnostics) -> Replicat
             .map_or(0, |k| limits::clamp(k.value, &KEEP_RECENT_AMIS, 0)),
         encrypted: encrypted.is_some_and(|e| e.value),
         kms_key_id: kms.map(|k| k.value.clone()),
+        max_lag_minutes: layers
+            .replication(|r| r.max_lag_minutes.as_ref())
+            .map_or(DEFAULT_MAX_LAG_MINUTES, |m| {
+                limits::clamp(m.value, &MAX_LAG_MINUTES, DEFAULT_MAX_LAG_MINUTES)
+            }),
     }
 }

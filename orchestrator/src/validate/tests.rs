@@ -90,9 +90,9 @@ fn settings_merge_field_by_field_and_remember_their_block() {
 fn replication_settings_have_defaults_and_the_most_specific_schedule_wins() {
     let app = valid(&format!(
         "{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\n  replication: {{runOnce: true, encrypted: true}}\n\
-         servers:\n  - {{id: a, os: linux, disks: [{{source: a.img}}], replication: {{frequencyHours: 6, kmsKeyId: alias/k}}}}\n  \
+         servers:\n  - {{id: a, os: linux, disks: [{{source: a.img}}], replication: {{frequencyHours: 6, kmsKeyId: alias/k, maxLagMinutes: 30}}}}\n  \
          - {{id: b, os: linux, disks: [{{source: b.img}}]}}\n  - {{id: c, os: linux, disks: [{{source: c.img}}]}}\n\
-         groups:\n  - {{name: g, servers: [a, b], replication: {{keepRecentAmis: 4, licenseType: AWS}}}}\n  \
+         groups:\n  - {{name: g, servers: [a, b], replication: {{keepRecentAmis: 4, licenseType: AWS, maxLagMinutes: 60}}}}\n  \
          - {{name: h, servers: [c], replication: {{encrypted: false}}}}\n"
     ));
     let a = &app.server("a").unwrap().replication;
@@ -104,10 +104,13 @@ fn replication_settings_have_defaults_and_the_most_specific_schedule_wins() {
         "encrypted from defaults makes the server's kmsKeyId valid"
     );
     assert_eq!(a.kms_key_id.as_deref(), Some("alias/k"));
+    assert_eq!(a.max_lag_minutes, 30, "the server's own wins");
     let b = &app.server("b").unwrap().replication;
     assert_eq!(b.frequency, Frequency::Once);
+    assert_eq!(b.max_lag_minutes, 60, "from its group");
     let c = &app.server("c").unwrap().replication;
     assert_eq!(c.keep_recent_amis, 0, "keeps every AMI by default");
+    assert_eq!(c.max_lag_minutes, 180, "180 minutes by default");
     assert_eq!(c.license_type, LicenseType::Auto);
     assert!(!c.encrypted);
 }
@@ -334,7 +337,7 @@ fn values_out_of_range_are_errors_and_never_reach_the_app() {
     let (app, problems) = resolve_with(
         &format!(
             "{HEAD}tags: {{rehost:x: y}}\ndefaults:\n  launch: {{instanceType: m5.large, signalTimeoutMinutes: 721}}\n  \
-             replication: {{keepRecentAmis: 271, frequencyHours: 0}}\nservers:\n  - {{id: a, os: linux, disks: [{{source: a.img}}]}}\n\
+             replication: {{keepRecentAmis: 271, frequencyHours: 0, maxLagMinutes: 0}}\nservers:\n  - {{id: a, os: linux, disks: [{{source: a.img}}]}}\n\
              groups:\n  - {{name: g, servers: [a]}}\n"
         ),
         &[],
@@ -347,6 +350,50 @@ fn values_out_of_range_are_errors_and_never_reach_the_app() {
             "6:58 signalTimeoutMinutes must be between 1 and 720, not 721",
             "7:33 keepRecentAmis must be 0 (keep all) or 1 to 270, not 271",
             "7:54 frequencyHours must be between 1 and 24, not 0",
+            "7:72 maxLagMinutes must be between 1 and 10080, not 0",
+        ]
+    );
+}
+
+#[test]
+fn hooks_run_one_way_with_unique_names_and_timeouts_in_range() {
+    let servers = "servers:\n  - {id: a, os: linux, disks: [{source: a.img}]}\ngroups:\n  - {name: g, servers: [a]}\n";
+    let app = valid(&format!(
+        "{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\n{servers}hooks:\n  preCutover:\n    \
+         - {{name: stop, command: [./stop.sh, --all], timeoutSeconds: 30}}\n    - {{name: wait, shell: 'sleep 1 && true'}}\n"
+    ));
+    use crate::app::HookRun;
+    assert_eq!(app.hooks.pre_cutover.len(), 2);
+    assert_eq!(
+        app.hooks.pre_cutover[0].run,
+        HookRun::Command(vec!["./stop.sh".into(), "--all".into()])
+    );
+    assert_eq!(app.hooks.pre_cutover[0].timeout.as_secs(), 30);
+    assert_eq!(
+        app.hooks.pre_cutover[1].run,
+        HookRun::Shell("sleep 1 && true".into())
+    );
+    assert_eq!(app.hooks.pre_cutover[1].timeout.as_secs(), 600, "default");
+    assert!(app.hooks.post_rollback.is_empty());
+
+    let (app, problems) = resolve_with(
+        &format!(
+            "{HEAD}defaults:\n  launch: {{instanceType: m5.large}}\n{servers}hooks:\n  postRollback:\n    \
+             - {{name: a, command: [x], shell: y}}\n    - {{name: a}}\n    - {{name: B_, command: []}}\n    \
+             - {{name: c, command: [x], timeoutSeconds: 0}}\n"
+        ),
+        &[],
+    );
+    assert!(app.is_none());
+    assert_eq!(
+        problems,
+        [
+            "12:17 hook `a`: set either command (no shell) or shell, not both",
+            "13:14 hook `a` is already defined in postRollback at line 12",
+            "13:14 hook `a`: needs `command: [PROGRAM, ARG...]` or `shell: TEXT`",
+            "14:14 hook name `B_` must be 1 to 63 lowercase letters, digits or hyphens, starting with a letter or digit",
+            "14:18 hook `B_`: command needs a program",
+            "15:47 timeoutSeconds must be between 1 and 86400, not 0",
         ]
     );
 }

@@ -1,6 +1,6 @@
 //! Moving a whole state to another place (`rehost state migrate --from PATH --to s3://...`):
 //! every server's records, manifests and accepted blocks, through the trait, so any backend
-//! moves to any other, with each application's account binding. Idempotent: a server already moved (exactly the same records) is left
+//! moves to any other, with each application's account binding and launch history. Idempotent: a server already moved (exactly the same records) is left
 //! as it is, so an interrupted migration is finished by running it again. Nothing is written
 //! when the destination holds other records of an application being moved.
 
@@ -72,6 +72,12 @@ pub async fn migrate(from: &dyn StateStore, to: &dyn StateStore) -> Result<Migra
     let mut done = Migration::default();
     for (app, binding) in bindings {
         to.bind_account(app, &binding).await?;
+    }
+    // The launch history moves whole (a record written again is replaced by the same).
+    for app in &apps {
+        for launch in from.launches(app, usize::MAX).await? {
+            to.record_launch(app, &launch).await?;
+        }
     }
     for key in servers {
         let dump = from.export_server(&key).await?;

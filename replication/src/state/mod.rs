@@ -18,10 +18,14 @@
 //! - the AWS account and region an application's state belongs to is one value per
 //!   application, written once (a conditional create) and read back.
 //!
+//! - the launch history is one record per launch of an application, written when the launch
+//!   starts and again when it ends (one object per launch, its id sorting by time), and read
+//!   back newest first.
+//!
 //! - each server's latest guest inspection is one value per server (replaced whole), and the
 //!   risks an operator accepted for it are appended per server.
 //!
-//! Room is left for what later issues add (launch history, worker leases): each will be a
+//! Room is left for what later issues add (worker leases): each will be a
 //! group of per-server methods like the ones below.
 //!
 //! Every state transition is atomic in the backend, so a killed process leaves a consistent
@@ -35,19 +39,26 @@ use time::OffsetDateTime;
 
 use crate::manifest::Manifest;
 
+// First: its `stored_text!` macro is used by the record modules after it.
+#[macro_use]
+mod records;
 mod dump;
 mod error;
 mod guest;
+mod launches;
 mod location;
 mod lock;
 mod migrate;
-mod records;
 pub mod s3;
 mod sqlite;
 
 pub use dump::{AmiEntry, ImportOutcome, ServerDump};
 pub use error::StateError;
 pub use guest::{AcceptedRisk, InspectionRecord};
+pub use launches::{
+    HookOutcome, HookPhase, HookRecord, LaunchFailure, LaunchKind, LaunchMode, LaunchOutcome,
+    LaunchRecord, Override, SyncRecord,
+};
 pub use location::StateLocation;
 pub use lock::AppLock;
 pub use migrate::{Migration, migrate};
@@ -106,6 +117,15 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         check_account(&self.location(), app, &recorded, current)
     }
 
+    // --- Launch history (one record per launch of an application) ---
+
+    /// Records a launch under its id: a new record when it starts, the same id again when it
+    /// ends (the record is replaced whole). A record of that id kept for another application is
+    /// left alone.
+    async fn record_launch(&self, app: &str, launch: &LaunchRecord) -> Result<(), StateError>;
+
+    /// The application's launches, newest first (by start time, then id), at most `limit`.
+    async fn launches(&self, app: &str, limit: usize) -> Result<Vec<LaunchRecord>, StateError>;
     // --- Guest inspection (one value per server) and accepted risks ---
 
     /// Replaces the server's cached inspection.

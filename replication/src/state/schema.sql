@@ -1,10 +1,13 @@
--- The state database (`.rehost/state.db`, SQLite in WAL mode, `PRAGMA user_version = 3`).
+-- The state database (`.rehost/state.db`, SQLite in WAL mode, `PRAGMA user_version = 4`).
 -- Applied on every open (every statement is IF NOT EXISTS); a change of tables or columns needs
 -- a new user_version and a migration. Times are unix milliseconds.
 --
 -- Versions: 1 runs, snapshots, written_blocks, amis; 2 adds account_bindings (a version 1
 -- database is migrated by creating it, empty: its applications bind on their next use); 3 adds
--- inspections and accepted_risks (created empty: servers are inspected again on next use).
+-- inspections and accepted_risks (created empty: servers are inspected again on next use); 4 adds
+-- launches (created empty: the history starts empty). Two branches each numbered their tables 3,
+-- so a version 3 database holds either: every table is created when missing, and a version 1, 2
+-- or 3 database gains whichever it lacks when opened.
 
 CREATE TABLE IF NOT EXISTS runs (
     run_id       TEXT PRIMARY KEY,
@@ -103,3 +106,21 @@ CREATE TABLE IF NOT EXISTS accepted_risks (
     caller_arn  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS accepted_risks_by_server ON accepted_risks (app, server, accepted_at);
+-- Every launch of an application (launch, migrate, the cutover runbook, rollback): written when
+-- it starts and again when it ends. Scalars in columns; the AMIs, the failure, an override of
+-- the guardrails, the runbook's hooks and final sync in `detail`.
+CREATE TABLE IF NOT EXISTS launches (
+    launch_id   TEXT PRIMARY KEY,
+    app         TEXT NOT NULL,
+    kind        TEXT NOT NULL,           -- launch | migrate | cutover | rollback
+    mode        TEXT NOT NULL,           -- test | cutover
+    stack       TEXT NOT NULL,
+    definition  TEXT NOT NULL,           -- hash of the launch-relevant definition
+    health_gate INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    finished_at INTEGER,
+    outcome     TEXT NOT NULL,           -- running | succeeded | unchanged | started | failed | refused | cancelled
+    caller      TEXT,                    -- the caller's ARN
+    detail      TEXT NOT NULL            -- JSON: amis, failure, forced, hooks, final_sync
+);
+CREATE INDEX IF NOT EXISTS launches_by_app ON launches (app, started_at);

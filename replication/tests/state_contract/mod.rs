@@ -61,6 +61,8 @@ macro_rules! suite {
             the_first_account_binding_wins_per_application,
             another_account_or_region_is_refused,
             recorded_amis_are_the_servers_available_ones_oldest_first,
+            launches_are_replaced_whole_and_listed_newest_first,
+            launches_of_one_application_are_not_seen_through_another,
             an_inspection_is_kept_per_server_and_replaced_whole,
             accepted_risks_are_appended_per_server_oldest_first,
         ]);
@@ -83,12 +85,14 @@ pub(crate) use suite;
 
 mod accounts;
 mod guest;
+mod launches;
 mod runs;
 mod snapshots;
 mod transfer;
 
 pub use accounts::*;
 pub use guest::*;
+pub use launches::*;
 pub use runs::*;
 pub use snapshots::*;
 pub use transfer::*;

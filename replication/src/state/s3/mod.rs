@@ -25,8 +25,8 @@ use time::OffsetDateTime;
 
 use super::{
     AcceptedRisk, AccountBinding, AmiRecord, AppLockGuard, ImportOutcome, InspectionRecord,
-    NewSnapshot, RunPhase, RunRecord, ServerDump, ServerKey, SnapshotCounts, SnapshotRecord,
-    StateError, StateStore, WrittenBlock,
+    LaunchRecord, NewSnapshot, RunPhase, RunRecord, ServerDump, ServerKey, SnapshotCounts,
+    SnapshotRecord, StateError, StateStore, WrittenBlock,
 };
 use crate::aws::AwsFailure;
 use crate::manifest::Manifest;
@@ -36,6 +36,7 @@ mod bucket;
 mod doc;
 mod guest;
 mod journal;
+mod launches;
 mod lease;
 mod objects;
 
@@ -753,6 +754,14 @@ impl StateStore for S3Store {
 
     async fn account_binding(&self, app: &str) -> Result<Option<AccountBinding>, StateError> {
         account::binding(self.objects(), app).await
+    }
+
+    async fn record_launch(&self, app: &str, launch: &LaunchRecord) -> Result<(), StateError> {
+        launches::record(self.objects(), app, launch).await
+    }
+
+    async fn launches(&self, app: &str, limit: usize) -> Result<Vec<LaunchRecord>, StateError> {
+        launches::list(self.objects(), app, limit).await
     }
 
     async fn store_inspection(

@@ -2,9 +2,11 @@
 //! Every state transition is one transaction. The trait's async methods copy their arguments
 //! and run the SQL on tokio's blocking threads, so no caller blocks inside async code.
 //!
-//! The file format is `schema.sql` at `PRAGMA user_version = 3`; a database of a newer version is
+//! The file format is `schema.sql` at `PRAGMA user_version = 4`; a database of a newer version is
 //! refused rather than misread (an older rehost would not check the account binding), and one
-//! of version 1 or 2 is migrated on open (the tables it lacks are added, empty).
+//! of version 1, 2 or 3 is migrated on open (the tables it lacks are added, empty: a version 3
+//! database may hold either the inspection tables or `launches`, two branches having both
+//! numbered theirs 3).
 //!
 //! Size: ~700 lines: the trait implementation is one `impl` block (each method a short
 //! transaction); the record-specific SQL already lives in its sibling modules.
@@ -19,20 +21,21 @@ use time::OffsetDateTime;
 
 use super::{
     AcceptedRisk, AccountBinding, AmiRecord, AppLock, AppLockGuard, ImportOutcome,
-    InspectionRecord, NewSnapshot, RunPhase, RunRecord, ServerDump, ServerKey, SnapshotCounts,
-    SnapshotRecord, StateError, StateStore, StoredText, WrittenBlock,
+    InspectionRecord, LaunchRecord, NewSnapshot, RunPhase, RunRecord, ServerDump, ServerKey,
+    SnapshotCounts, SnapshotRecord, StateError, StateStore, StoredText, WrittenBlock,
 };
 use crate::manifest::Manifest;
 
 mod amis;
 mod bindings;
 mod guest;
+mod launches;
 mod runs;
 mod snapshots;
 mod transfer;
 
 /// The version of `schema.sql` this rehost reads and writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = include_str!("../schema.sql");
 
@@ -303,6 +306,22 @@ impl StateStore for SqliteStore {
         let app = app.to_string();
         self.call("lock the application", move |_, path| {
             Ok(Box::new(AppLock::acquire(path, &app)?) as Box<dyn AppLockGuard>)
+        })
+        .await
+    }
+
+    async fn record_launch(&self, app: &str, launch: &LaunchRecord) -> Result<(), StateError> {
+        let (app, launch) = (app.to_string(), launch.clone());
+        self.call("record launch", move |conn, path| {
+            launches::record(&Db { conn, path }, &app, &launch)
+        })
+        .await
+    }
+
+    async fn launches(&self, app: &str, limit: usize) -> Result<Vec<LaunchRecord>, StateError> {
+        let app = app.to_string();
+        self.call("read launches", move |conn, path| {
+            launches::list(&Db { conn, path }, &app, limit)
         })
         .await
     }

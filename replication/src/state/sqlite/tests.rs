@@ -25,7 +25,7 @@ async fn opening_creates_the_directory_and_a_wal_database_at_the_current_version
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -46,8 +46,8 @@ async fn a_database_of_a_newer_rehost_is_refused() {
         matches!(
             err,
             StateError::Schema {
-                found: 4,
-                known: 3,
+                found: 5,
+                known: 4,
                 ..
             }
         ),
@@ -57,16 +57,18 @@ async fn a_database_of_a_newer_rehost_is_refused() {
 
 /// A database of schema version 1, written by rehost before the store was split and before
 /// account bindings (its tables, rows inserted as that version wrote them), is migrated to the
-/// current version on open: it reads the same, and its application binds on first use.
+/// current version on open: it reads the same, its application binds on first use and its
+/// launch history starts empty.
 #[tokio::test]
 async fn a_version_1_database_is_migrated_and_keeps_working() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join(".rehost")).unwrap();
     let conn = raw(&dir);
     conn.execute_batch(SCHEMA).unwrap();
-    // Version 1 had no account_bindings table (nor version 2's inspections and risks).
+    // Version 1 had no account_bindings table (2), no inspections and risks (3), no launches (4).
     conn.execute_batch(
-        "DROP TABLE account_bindings; DROP TABLE inspections; DROP TABLE accepted_risks",
+        "DROP TABLE account_bindings; DROP TABLE inspections; DROP TABLE accepted_risks; \
+         DROP TABLE launches",
     )
     .unwrap();
     conn.pragma_update(None, "user_version", 1).unwrap();
@@ -101,6 +103,8 @@ async fn a_version_1_database_is_migrated_and_keeps_working() {
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION, "migrated");
     assert_eq!(store.account_binding("shop").await.unwrap(), None);
+    assert!(store.launches("shop", 10).await.unwrap().is_empty());
+    assert_eq!(store.inspection(&web).await.unwrap(), None);
     let here = AccountBinding {
         account: "123456789012".into(),
         region: "us-east-1".into(),
@@ -198,15 +202,16 @@ async fn opening_a_current_database_takes_no_write_lock() {
     writer.execute_batch("COMMIT").unwrap();
 }
 
-/// A version 2 database (account bindings, no inspections) gains the inspection tables on open,
-/// empty: its servers are inspected again on next use; its binding stays.
+/// A version 2 database (account bindings, no inspections, no launches) gains the inspection
+/// and launch tables on open, empty: its servers are inspected again on next use, its history
+/// starts empty; its binding stays.
 #[tokio::test]
-async fn a_version_2_database_gains_the_inspection_tables() {
+async fn a_version_2_database_gains_the_inspection_and_launch_tables() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join(".rehost")).unwrap();
     let conn = raw(&dir);
     conn.execute_batch(SCHEMA).unwrap();
-    conn.execute_batch("DROP TABLE inspections; DROP TABLE accepted_risks")
+    conn.execute_batch("DROP TABLE inspections; DROP TABLE accepted_risks; DROP TABLE launches")
         .unwrap();
     conn.pragma_update(None, "user_version", 2).unwrap();
     conn.execute_batch(
@@ -219,7 +224,64 @@ async fn a_version_2_database_gains_the_inspection_tables() {
     let web = ServerKey::new("shop", "web");
     assert_eq!(store.inspection(&web).await.unwrap(), None);
     assert!(store.accepted_risks(&web).await.unwrap().is_empty());
+    assert!(store.launches("shop", 10).await.unwrap().is_empty());
     assert!(store.account_binding("shop").await.unwrap().is_some());
+    let version: i64 = raw(&dir)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+/// Two branches each called their new tables version 3: the guest inspection's
+/// (`inspections`, `accepted_risks`) and the launch history's (`launches`). A version 3
+/// database of either kind keeps what it holds and gains the tables it lacks on open.
+#[tokio::test]
+async fn a_version_3_database_of_either_branch_gains_the_tables_it_lacks() {
+    let web = ServerKey::new("shop", "web");
+    // The inspection branch's version 3: an accepted risk, no launches table.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".rehost")).unwrap();
+    let conn = raw(&dir);
+    conn.execute_batch(SCHEMA).unwrap();
+    conn.execute_batch(
+        "DROP TABLE launches; \
+         INSERT INTO accepted_risks (app, server, mode, findings, accepted_at, caller_arn) \
+         VALUES ('shop', 'web', 'cutover', '[\"no agent\"]', 1740823200000, 'arn:aws:iam::1:user/o')",
+    )
+    .unwrap();
+    conn.pragma_update(None, "user_version", 3).unwrap();
+    drop(conn);
+    let store = open(&dir).await;
+    let risks = store.accepted_risks(&web).await.unwrap();
+    assert_eq!(risks.len(), 1);
+    assert_eq!(risks[0].findings, vec!["no agent".to_string()]);
+    assert!(store.launches("shop", 10).await.unwrap().is_empty());
+    let version: i64 = raw(&dir)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+
+    // The launch history's version 3: a launch, no inspection tables.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join(".rehost")).unwrap();
+    let conn = raw(&dir);
+    conn.execute_batch(SCHEMA).unwrap();
+    conn.execute_batch(
+        "DROP TABLE inspections; DROP TABLE accepted_risks; \
+         INSERT INTO launches (launch_id, app, kind, mode, stack, definition, health_gate, \
+         started_at, finished_at, outcome, caller, detail) VALUES ('20250301T120000Z-1', 'shop', \
+         'launch', 'test', 'rehost-shop-test', 'sha256:ab', 1, 1740830400000, 1740830460000, \
+         'succeeded', NULL, '{\"amis\":{},\"failure\":null,\"forced\":null,\"hooks\":[],\"final_sync\":[]}')",
+    )
+    .unwrap();
+    conn.pragma_update(None, "user_version", 3).unwrap();
+    drop(conn);
+    let store = open(&dir).await;
+    let launches = store.launches("shop", 10).await.unwrap();
+    assert_eq!(launches.len(), 1);
+    assert_eq!(launches[0].launch_id, "20250301T120000Z-1");
+    assert_eq!(store.inspection(&web).await.unwrap(), None);
+    assert!(store.accepted_risks(&web).await.unwrap().is_empty());
     let version: i64 = raw(&dir)
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();

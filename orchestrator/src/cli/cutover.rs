@@ -1,0 +1,325 @@
+//! `rehost cutover FILE [--at TIME] [--dry-run] --yes`: the runbook in one command. Wait for
+//! `--at`; run the `preCutover` hooks (a failure stops here); one last increment of every
+//! server (the final sync, whose delta is the users' downtime); the guardrails on exactly
+//! those AMIs; the cutover launch, followed to its end. When anything fails after the hooks
+//! started, the `postRollback` hooks run (the launch's own failure is first kept, rolled back
+//! or deleted as `--on-failure` says). Everything is recorded as one launch in the history.
+//!
+//! The runbook is the explicit decision to change production: it needs `--yes`, which also
+//! lets the cutover update replace instances. `--dry-run` needs nothing and changes nothing.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rehost::app::{App, Mode};
+use rehost::error::InvalidInput;
+use rehost::launch::AwsClients;
+use rehost::launch::guardrails::{self, Facts};
+use rehost::launch::hooks::run_phase;
+use rehost::launch::preview;
+use rehost::launch::runbook::{expected_delta, parse_at};
+use rehost::replication_jobs::scheduled_jobs;
+use rehost::template::render_package;
+use rehost_replication::state::{
+    HookOutcome, HookPhase, LaunchFailure, LaunchKind, LaunchOutcome, LaunchRecord, ServerKey,
+    SyncRecord,
+};
+use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all};
+use rehost_replication::{ReplicateOptions, Replicator, ServerReport, StateStore};
+use time::OffsetDateTime;
+
+use crate::cli::args::{AwsArgs, LaunchFlags, StateArg, TemplateFlags, open_state_to_read};
+use crate::cli::common::{
+    all_replicated, app_dir, exit_code_of, inspect_jobs, load_app, validate_named_servers,
+};
+use crate::cli::guarded::Guarded;
+use crate::cli::io::Io;
+use crate::cli::print;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    pub file: PathBuf,
+    /// When to start: RFC 3339 (2026-03-01T22:00:00Z) or HH:MM local time (today, or tomorrow
+    /// once that time has passed). Ctrl-C while waiting cancels; nothing has started.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// Show the hooks, the expected final delta per server, the guardrails and the change set;
+    /// change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// No launch gates (images without an agent that runs user data).
+    #[arg(long)]
+    pub no_health_gate: bool,
+    /// Launch as nested stacks (a parent and a child stack per group) even when the
+    /// application fits one template; larger applications always are.
+    #[arg(long)]
+    pub nested: bool,
+    #[command(flatten)]
+    pub state: StateArg,
+    #[command(flatten)]
+    pub launch: LaunchFlags,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
+    let app = load_app(&args.file, io.err)?.app;
+    if args.launch.no_wait {
+        return Err(
+            InvalidInput::new("the cutover runbook follows its launch: drop --no-wait").into(),
+        );
+    }
+    if !args.dry_run && !args.launch.yes {
+        return Err(InvalidInput::new(
+            "rehost cutover runs the preCutover hooks, a final sync and the production launch \
+             (replacing instances where the update needs it): add --yes, or see it first with --dry-run",
+        )
+        .into());
+    }
+    let at = match &args.at {
+        Some(text) => Some(parse_at(text, local_now()).map_err(InvalidInput::new)?),
+        None => None,
+    };
+    let template = TemplateFlags {
+        mode: Mode::Cutover,
+        portable: false,
+        no_health_gate: args.no_health_gate,
+        nested: args.nested,
+        amis: Vec::new(),
+        state: args.state.clone(),
+    };
+    let sdk = args.aws.sdk_config().await;
+    let clients = AwsClients::new(&sdk);
+    let guarded = Guarded {
+        clients: &clients,
+        app: &app,
+        template: &template,
+        flags: &args.launch,
+        aws: &args.aws,
+        kind: LaunchKind::Cutover,
+    };
+    if args.dry_run {
+        return dry_run(&guarded, args.at.as_deref(), io).await;
+    }
+    if let Some(at) = at {
+        wait_until(at, io).await?;
+    }
+    let store = guarded.store().await?;
+    let (options, inspections) = guarded.options(io).await?;
+    let mut rec = guarded.start_record(&options).await;
+    if !args.launch.force {
+        // The test rule and the inspections refuse before any hook stops a source.
+        guarded
+            .hold(store.as_ref(), &mut rec, None, &inspections, io)
+            .await?;
+    }
+    let dir = app_dir(&app);
+    rec.hooks = run_phase(&app.hooks.pre_cutover, HookPhase::PreCutover, dir, true).await;
+    for h in &rec.hooks {
+        print::hook_ran(io.err, h)?;
+    }
+    if let Some(bad) = rec
+        .hooks
+        .iter()
+        .find(|h| h.outcome != HookOutcome::Succeeded)
+    {
+        let reason = format!("preCutover hook {} {}", bad.name, bad.outcome.as_str());
+        return abort(&app, store.as_ref(), &mut rec, anyhow::anyhow!(reason), io).await;
+    }
+
+    let reports = match final_sync(&app, &sdk, store.clone(), io.err).await {
+        Ok(reports) => reports,
+        // The hooks may have stopped the sources: the postRollback hooks run.
+        Err(e) => return abort(&app, store.as_ref(), &mut rec, e.context("final sync"), io).await,
+    };
+    rec.final_sync = reports.iter().map(sync_record).collect();
+    for s in &rec.final_sync {
+        print::final_sync(io.out, s)?;
+    }
+    if let Err(e) = all_replicated(&reports) {
+        return abort(&app, store.as_ref(), &mut rec, e.context("final sync"), io).await;
+    }
+
+    let (options, inspections) = guarded.options(io).await?;
+    rec.amis = options.amis.clone();
+    let launched = match guarded
+        .hold(
+            store.as_ref(),
+            &mut rec,
+            Some(&options.amis),
+            &inspections,
+            io,
+        )
+        .await
+    {
+        Ok(()) => {
+            guarded
+                .deploy(store.as_ref(), &options, inspections, &mut rec, io)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match launched {
+        Ok(()) => Ok(()),
+        Err(e) => abort(&app, store.as_ref(), &mut rec, e, io).await,
+    }
+}
+
+/// After the hooks started: the `postRollback` hooks run, the record (failed, or refused as
+/// the guardrails left it) is written with them, and the error is returned.
+async fn abort(
+    app: &App,
+    store: &dyn StateStore,
+    rec: &mut LaunchRecord,
+    error: anyhow::Error,
+    io: &mut Io<'_>,
+) -> anyhow::Result<()> {
+    let post = run_phase(
+        &app.hooks.post_rollback,
+        HookPhase::PostRollback,
+        app_dir(app),
+        false,
+    )
+    .await;
+    for h in &post {
+        print::hook_ran(io.err, h)?;
+    }
+    rec.hooks.extend(post);
+    if rec.finished_at.is_none() {
+        // A hook or the final sync failed (a refusal or a failed launch is already recorded).
+        rec.outcome = LaunchOutcome::Failed;
+        rec.failure = Some(LaunchFailure {
+            resource: None,
+            reasons: vec![format!("{error:#}")],
+        });
+        rec.finished_at = Some(OffsetDateTime::now_utc());
+    }
+    store.record_launch(&app.name, rec).await?;
+    Err(error)
+}
+
+/// One increment of every server, now.
+async fn final_sync(
+    app: &App,
+    sdk: &aws_config::SdkConfig,
+    store: Arc<dyn StateStore>,
+    err: &mut dyn Write,
+) -> anyhow::Result<Vec<ServerReport>> {
+    let _lock = store.lock_app(&app.name).await?;
+    let mut jobs = scheduled_jobs(app, &[], None);
+    // As replicate and migrate do: the AMIs take their boot mode and architecture from the
+    // inspections, refreshed where a disk changed (the guardrails then weigh these).
+    inspect_jobs(store.as_ref(), app, &mut jobs, false, err).await?;
+    let replicator = Replicator::new(sdk, store.clone(), ReplicateOptions::default());
+    Ok(replicate_all(&replicator, &jobs, DEFAULT_PARALLEL).await)
+}
+
+fn sync_record(r: &ServerReport) -> SyncRecord {
+    SyncRecord {
+        server: r.server.clone(),
+        ami_id: r.ami_id.clone(),
+        run_id: r.run_id.clone(),
+        blocks: r.snapshots.iter().map(|s| s.blocks_uploaded).sum(),
+        bytes: r.snapshots.iter().map(|s| s.bytes_uploaded).sum(),
+        seconds: r.seconds,
+        error: r.error.clone(),
+    }
+}
+
+/// Waits until `at`, showing the time left on a terminal; Ctrl-C cancels (exit 1), nothing
+/// having started.
+async fn wait_until(at: OffsetDateTime, io: &mut Io<'_>) -> anyhow::Result<()> {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    writeln!(io.err, "cutover starts at {at}; Ctrl-C cancels")?;
+    loop {
+        let left = at - OffsetDateTime::now_utc();
+        if left <= time::Duration::ZERO {
+            break;
+        }
+        if terminal {
+            let s = left.whole_seconds();
+            write!(
+                io.err,
+                "\rstarting in {:02}:{:02}:{:02} ",
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            )?;
+            io.err.flush()?;
+        }
+        let step = std::time::Duration::from_secs_f64(left.as_seconds_f64().min(1.0));
+        tokio::select! {
+            () = tokio::time::sleep(step) => {}
+            _ = tokio::signal::ctrl_c() => {
+                writeln!(io.err)?;
+                anyhow::bail!("cutover cancelled before it started: nothing was run or changed");
+            }
+        }
+    }
+    if terminal {
+        writeln!(io.err)?;
+    }
+    Ok(())
+}
+
+/// The operator's local time (its UTC offset from the C library; UTC when unknown).
+fn local_now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    let t = now.unix_timestamp() as libc::time_t;
+    // SAFETY: localtime_r writes only into `tm`, which lives on this stack frame.
+    let offset = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            0
+        } else {
+            tm.tm_gmtoff as i32
+        }
+    };
+    time::UtcOffset::from_whole_seconds(offset).map_or(now, |o| now.to_offset(o))
+}
+
+/// Everything the runbook would do, from the state as it is, changing nothing: the state is
+/// only read (its account binding is not written), the change set is created and deleted as
+/// `plan` does.
+async fn dry_run(guarded: &Guarded<'_>, at: Option<&str>, io: &mut Io<'_>) -> anyhow::Result<()> {
+    let app = guarded.app;
+    let location = guarded.template.state.resolve(app)?;
+    let (history, runs) = if let Some(store) = open_state_to_read(&location, guarded.aws).await? {
+        let mut runs = Vec::new();
+        for s in app.servers_in_launch_order() {
+            let key = ServerKey::new(&app.name, &s.id);
+            runs.push((s.id.clone(), store.server_history(&key, 20).await?));
+        }
+        (store.launches(&app.name, 100_000).await?, runs)
+    } else {
+        let none = app
+            .servers_in_launch_order()
+            .into_iter()
+            .map(|s| (s.id.clone(), Vec::new()))
+            .collect();
+        (Vec::new(), none)
+    };
+    let deltas: Vec<_> = runs.iter().map(|(s, r)| expected_delta(s, r)).collect();
+    validate_named_servers(app, "--accept-risk", &guarded.flags.accept_risk)?;
+    let (options, inspections) = guarded
+        .template
+        .options(app, guarded.aws, None, io.err)
+        .await?;
+    let refusals = guardrails::evaluate(&Facts {
+        definition: &guardrails::definition_hash(app),
+        history: &history,
+        amis: &[],
+        inspections: &guarded.inspection_gates(&inspections),
+        health_gate: options.health_gate,
+        now: OffsetDateTime::now_utc(),
+    });
+    let reasons: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+    print::dry_run(io.out, at, &app.hooks, &deltas, &reasons)?;
+    let package = render_package(app, &options)?;
+    let preview = preview::preview(guarded.clients, app, Mode::Cutover, &package)
+        .await
+        .map_err(exit_code_of)?;
+    print::preview(io.out, &preview)?;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! Issue 10 part 5 against the emulator: `rehost cutover` runs its hooks, a final sync of every
+//! server and the guarded production launch, recorded as one launch; `--dry-run` changes
+//! nothing; a failing preCutover hook stops everything and runs postRollback; `rehost
+//! rollback` deletes the cutover stack and runs postRollback.
+
+mod launch_common;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use launch_common::*;
+use serde_json::Value;
+
+/// Two servers with small raw disks, a preCutover hook run without a shell (a script that logs
+/// "stopped <args>") and a postRollback hook run by the shell.
+fn app(dir: &Path, name: &str, infra: &Infra) -> PathBuf {
+    let file = replicable_small_app(dir, name, infra, 7);
+    stop_script(dir, 0);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(concat!(
+        "hooks:\n  preCutover:\n    - {name: stop, command: [./stop.sh, all services], timeoutSeconds: 30}\n",
+        "  postRollback:\n    - {name: start, shell: 'echo started >> events.log'}\n",
+    ));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn stop_script(dir: &Path, exit: i32) {
+    let path = dir.join("stop.sh");
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\necho \"stopped $1\" >> events.log\necho stopping; exit {exit}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+fn events(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("events.log")).unwrap_or_default()
+}
+
+fn launches(dir: &Path, f: &str) -> Vec<Value> {
+    let h = json(&rehost(dir, &["history", f, "--output", "json"]));
+    h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "launch")
+        .cloned()
+        .collect()
+}
+
+fn replications(dir: &Path, f: &str) -> usize {
+    let h = json(&rehost(dir, &["history", f, "--output", "json"]));
+    h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "replication" && e["status"] == "completed")
+        .count()
+}
+
+#[test]
+fn the_runbook_runs_hooks_a_final_sync_and_the_launch_and_rollback_undoes_it() {
+    let dir = scratch("runbook");
+    let infra = rt().block_on(infra("rbk"));
+    let file = app(&dir, "rbk", &infra);
+    let f = file.to_str().unwrap();
+    let stack = "rehost-rbk-cutover";
+    ok(&rehost(&dir, &["replicate", f]));
+    ok(&rehost(&dir, &["launch", f, "--no-health-gate"]));
+
+    // The runbook is the explicit decision: without --yes nothing runs.
+    let err = refused(&rehost(&dir, &["cutover", f, "--no-health-gate"]));
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(events(&dir), "");
+
+    // --dry-run shows everything and changes nothing: no stack, no snapshot, no hook, the
+    // state as it was.
+    let state_before = launches(&dir, f);
+    let snaps_before = rt().block_on(own_snapshots());
+    let out = ok(&rehost(
+        &dir,
+        &["cutover", f, "--dry-run", "--no-health-gate"],
+    ));
+    for part in [
+        "dry run: nothing is changed",
+        "stop: ./stop.sh all services (timeout 30s)",
+        "   a: no increment recorded yet",
+        "hold: a test of this definition succeeded",
+        "start: sh -c \"echo started >> events.log\"",
+        "the cutover launch:",
+        "rehost-rbk-cutover",
+    ] {
+        assert!(out.contains(part), "{part}: {out}");
+    }
+    assert_eq!(events(&dir), "", "no hook ran");
+    assert!(!rt().block_on(stack_exists(stack)));
+    assert_eq!(rt().block_on(own_snapshots()), snaps_before, "no snapshot");
+    assert_eq!(launches(&dir, f), state_before, "the history is unchanged");
+
+    // The runbook, starting two seconds from now.
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(2);
+    let at = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let started = Instant::now();
+    let out = rehost(
+        &dir,
+        &["cutover", f, "--yes", "--no-health-gate", "--at", &at],
+    );
+    let stdout = ok(&out);
+    assert!(started.elapsed().as_secs_f64() >= 1.0, "waited for --at");
+    assert_eq!(
+        events(&dir),
+        "stopped all services\n",
+        "one argument, no shell"
+    );
+    assert!(
+        stdout.contains("final sync a: ") && stdout.contains("final sync b: "),
+        "{stdout}"
+    );
+    assert!(rt().block_on(stack_exists(stack)));
+    // (The emulator's own snapshot count moves with launches too: the state says what ran.)
+    assert!(
+        rt().block_on(own_snapshots()) > snaps_before,
+        "the final sync made snapshots"
+    );
+    assert_eq!(
+        replications(&dir, f),
+        4,
+        "one increment per server after the first replication"
+    );
+    let l = launches(&dir, f);
+    let top = &l[0];
+    assert_eq!(
+        (top["kind"].as_str(), top["outcome"].as_str()),
+        (Some("cutover"), Some("succeeded")),
+        "{top}"
+    );
+    assert_eq!(top["hooks"][0]["name"], "stop");
+    assert_eq!(top["hooks"][0]["outcome"], "succeeded");
+    assert_eq!(top["hooks"][0]["output"], "stopping\n", "output captured");
+    let sync = top["final_sync"].as_array().unwrap();
+    assert_eq!(sync.len(), 2);
+    for s in sync {
+        let server = s["server"].as_str().unwrap();
+        assert_eq!(
+            top["amis"][server], s["ami_id"],
+            "launched exactly the final sync's AMIs"
+        );
+        assert!(s["error"].is_null());
+    }
+    let deployed = rt().block_on(deployed_template(stack));
+    assert_eq!(
+        deployed["Parameters"]["AImageId"]["Default"], sync[0]["ami_id"],
+        "{sync:?}"
+    );
+
+    // Rollback: --yes, then the stack is gone and postRollback ran.
+    refused(&rehost(&dir, &["rollback", f]));
+    assert!(rt().block_on(stack_exists(stack)));
+    ok(&rehost(&dir, &["rollback", f, "--yes"]));
+    assert!(!rt().block_on(stack_exists(stack)));
+    assert_eq!(events(&dir), "stopped all services\nstarted\n");
+    let l = launches(&dir, f);
+    assert_eq!(
+        (l[0]["kind"].as_str(), l[0]["outcome"].as_str()),
+        (Some("rollback"), Some("succeeded"))
+    );
+    assert_eq!(l[0]["hooks"][0]["name"], "start");
+
+    // A failing preCutover hook stops the cutover before the final sync; postRollback runs.
+    stop_script(&dir, 4);
+    let snaps = rt().block_on(own_snapshots());
+    let out = rehost(&dir, &["cutover", f, "--yes", "--no-health-gate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("hook preCutover stop: failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(rt().block_on(own_snapshots()), snaps, "no final sync");
+    assert!(!rt().block_on(stack_exists(stack)));
+    assert_eq!(
+        events(&dir),
+        "stopped all services\nstarted\nstopped all services\nstarted\n"
+    );
+    let l = launches(&dir, f);
+    assert_eq!(
+        (l[0]["kind"].as_str(), l[0]["outcome"].as_str()),
+        (Some("cutover"), Some("failed"))
+    );
+    assert_eq!(l[0]["hooks"][0]["exit_code"], 4);
+    assert_eq!(l[0]["hooks"][1]["phase"], "postRollback");
+    assert!(
+        l[0]["failure"]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("preCutover hook stop failed"),
+        "{}",
+        l[0]
+    );
+}
