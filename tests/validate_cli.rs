@@ -896,24 +896,28 @@ fn disk_format_contradicts_its_extension() -> Case {
     )
 }
 
-/// 300 servers in 150 groups need 600 resources.
-/// Over one template's resources is no longer an error (nested stacks, issue 11); what still
-/// cannot launch is a parent over its parameters: 200 groups' AMI lists and the children's
-/// location.
-fn too_many_parameters_for_the_parent_stack() -> Case {
+/// An application of `groups` groups of two servers, the marker at `servers:`.
+fn groups_of_two(groups: usize) -> String {
     let mut servers = String::new();
-    let mut groups = String::new();
-    for g in 0..200 {
-        groups.push_str(&format!("  - name: g{g}\n    servers: [s{g}a, s{g}b]\n"));
+    let mut group_list = String::new();
+    for g in 0..groups {
+        group_list.push_str(&format!("  - name: g{g}\n    servers: [s{g}a, s{g}b]\n"));
         for s in ["a", "b"] {
             servers.push_str(&format!(
                 "  - {{id: s{g}{s}, os: linux, disks: [{{source: x.img}}]}}\n"
             ));
         }
     }
-    let text = format!(
-        "{BASE_HEAD}defaults:\n  launch: {{instanceType: m5.large}}\n⟦servers:\n{servers}groups:\n{groups}"
-    );
+    format!(
+        "{BASE_HEAD}defaults:\n  launch: {{instanceType: m5.large}}\n⟦servers:\n{servers}groups:\n{group_list}"
+    )
+}
+
+/// Over one template's resources is no longer an error (nested stacks, issue 11); what still
+/// cannot launch is a parent over its parameters: 200 groups' AMI lists and the children's
+/// location.
+fn too_many_parameters_for_the_parent_stack() -> Case {
+    let text = groups_of_two(200);
     case(&text, &["201 parameters", "200", "nested stacks"])
 }
 
@@ -922,19 +926,7 @@ fn too_many_parameters_for_the_parent_stack() -> Case {
 #[test]
 fn too_many_resources_for_one_template_is_a_note_about_nested_stacks() {
     let dir = tempdir("nested-note");
-    let mut servers = String::new();
-    let mut groups = String::new();
-    for g in 0..150 {
-        groups.push_str(&format!("  - name: g{g}\n    servers: [s{g}a, s{g}b]\n"));
-        for s in ["a", "b"] {
-            servers.push_str(&format!(
-                "  - {{id: s{g}{s}, os: linux, disks: [{{source: x.img}}]}}\n"
-            ));
-        }
-    }
-    let text = format!(
-        "{BASE_HEAD}defaults:\n  launch: {{instanceType: m5.large}}\n⟦servers:\n{servers}groups:\n{groups}"
-    );
+    let text = groups_of_two(150);
     let (text, pos) = locate(&text);
     let (line, col) = pos.unwrap();
     std::fs::write(dir.join("app.yaml"), &text).unwrap();
