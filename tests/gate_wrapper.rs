@@ -410,3 +410,51 @@ fn post_launch_checks_run_in_the_shell_wrapper_and_report_to_the_gate() {
         );
     }
 }
+
+/// Regression: under heavy load a failing script check was once reported as "timed out after
+/// 60 s" although it had exited with 4 at once. Whatever ends the watcher's sleep early (here a
+/// `sleep` on PATH that returns at once, standing in for a sleep that could not start or woke
+/// early), a command that fails fast is reported with its own exit code, never as a timeout.
+#[test]
+fn a_check_that_fails_fast_is_never_reported_as_timed_out_when_the_watcher_wakes_early() {
+    let dir = scratch("early-watcher");
+    std::fs::write(dir.join("fail.sh"), "echo nope\nexit 4\n").unwrap();
+    std::fs::write(
+        dir.join("app.yaml"),
+        "apiVersion: rehost/v1\nkind: Application\nname: early\ndefaults:\n  launch: {instanceType: m5.large}\n\
+         servers:\n  - {id: web, os: linux, disks: [{source: web.img}]}\n\
+         groups:\n  - name: web\n    servers: [web]\n    launch:\n      checks:\n        - script: fail.sh\n",
+    )
+    .unwrap();
+    let t = load(&render(&["render", dir.join("app.yaml").to_str().unwrap()]));
+    let fake = dir.join("bin");
+    std::fs::create_dir_all(&fake).unwrap();
+    std::fs::write(fake.join("sleep"), "#!/bin/sh\nexit 0\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(fake.join("sleep"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
+
+    let gate = stand_in_gate();
+    let state = dir.join("run");
+    std::fs::create_dir_all(&state).unwrap();
+    let values: BTreeMap<&str, String> = [("GateUrl", gate.url.clone())].into_iter().collect();
+    let wrapper = state.join("user-data.sh");
+    std::fs::write(
+        &wrapper,
+        resolve_user_data(&t, "Web", &values)
+            .replace("/var/lib/rehost", state.join("lib").to_str().unwrap())
+            .replace("/var/log/", &format!("{}/", state.display())),
+    )
+    .unwrap();
+    let (code, _, _) = run_watched(&wrapper, &path, "secret-token-4f2a");
+    let requests = gate.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "one signal: {requests:?}");
+    let (_, body) = requests[0].split_once(' ').unwrap();
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["Status"], "FAILURE", "{body}");
+    assert_eq!(
+        body["Reason"], "check 1 (script fail.sh) failed: exited with 4",
+        "{body}"
+    );
+    assert_eq!(code, Some(1));
+}
