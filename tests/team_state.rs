@@ -168,6 +168,8 @@ fn a_local_state_moves_to_s3_and_moving_it_again_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     application(dir.path(), None);
     ok(&rehost(dir.path(), &["replicate", "team.yaml"]));
+    // Inspected too: the cached inspections move with the rest.
+    ok(&rehost(dir.path(), &["inspect", "team.yaml"]));
     let local = ok(&rehost(
         dir.path(),
         &["status", "team.yaml", "--output", "json"],
@@ -186,14 +188,26 @@ fn a_local_state_moves_to_s3_and_moving_it_again_changes_nothing() {
     ok(&rehost(dir.path(), &["state", "init", &state]));
     let moved = ok(&rehost(dir.path(), &migrate));
     assert!(
-        moved.contains("2 servers moved, 0 already there"),
+        moved.contains("2 servers moved, 0 already there")
+            && moved.contains("0 launch records, 2 inspections and 0 accepted risks moved"),
         "{moved}"
     );
     let again = ok(&rehost(dir.path(), &migrate));
     assert!(
-        again.contains("0 servers moved, 2 already there"),
+        again.contains("0 servers moved, 2 already there")
+            && again.contains("0 launch records, 0 inspections and 0 accepted risks moved"),
         "{again}"
     );
+    // The inspections arrived whole: inspecting against the state on S3 reuses them.
+    let reused = rehost(dir.path(), &["inspect", "team.yaml", "--state", &state]);
+    let stderr = String::from_utf8_lossy(&reused.stderr);
+    assert!(reused.status.success(), "{stderr}");
+    for server in ["web", "db"] {
+        assert!(
+            stderr.contains(&format!("{server}: disks unchanged since")),
+            "{stderr}"
+        );
+    }
 
     let on_s3 = ok(&rehost(
         dir.path(),

@@ -8,9 +8,9 @@
 //! figures. Against the emulator only "blocks sent" compares across tools: moto spends about
 //! 3 ms of CPU per PutSnapshotBlock.
 //!
-//! Then parallel replication: 16 servers of 32 MiB each seeded with `--parallel` 1, 4 and 16,
-//! each in a child process of its own (this binary again, `--parallel-child N`) so that each
-//! peak RSS is its own. Last, a state of 1,000 servers on S3 (in moto): reading every server's
+//! Then parallel replication (alone: `-- parallel`): 16 servers of 32 MiB each seeded with
+//! `--parallel` 1, 4 and 16, each in a child process of its own (this binary again,
+//! `--parallel-child N`) so that each peak RSS is its own, with wall time and blocks sent. Last, a state of 1,000 servers on S3 (in moto): reading every server's
 //! history as `status` does, and the latest AMIs as `render` does.
 
 #[path = "../tests/common/mod.rs"]
@@ -117,7 +117,7 @@ fn parallel_child(parallel: usize) {
         .enable_all()
         .build()
         .unwrap();
-    let seconds = rt.block_on(async {
+    let (seconds, sent) = rt.block_on(async {
         let mut opts = test_options();
         opts.upload_concurrency = 16;
         let state = dir.join(format!("parallel-{parallel}.db"));
@@ -139,9 +139,22 @@ fn parallel_child(parallel: usize) {
         for r in &reports {
             assert_eq!(r.status, ReportStatus::Completed, "{:?}", r.error);
         }
-        seconds
+        let sent: u64 = reports
+            .iter()
+            .flat_map(|r| &r.snapshots)
+            .map(|s| s.blocks_uploaded)
+            .sum();
+        (seconds, sent)
     });
-    println!("RESULT {seconds:.2} {:.1}", peak_rss_mib());
+    println!("RESULT {seconds:.2} {:.1} {sent}", peak_rss_mib());
+}
+
+/// The 1-minute load average, to say how busy the machine was while a time was measured.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
 }
 
 const ESTATE: usize = 1000;
@@ -206,8 +219,16 @@ async fn estate_on_s3(moto: &Moto) -> (f64, f64, f64) {
     (written, status, latest)
 }
 
-/// Runs `parallel_child` in a child process; returns (seconds, peak RSS in MiB).
-fn measure_parallel(moto: &Moto, dir: &Path, parallel: usize) -> (f64, f64) {
+/// One `--parallel` measure: seconds, peak RSS in MiB, blocks sent, load average at its end.
+struct ParallelRun {
+    seconds: f64,
+    rss: f64,
+    sent: u64,
+    load: f64,
+}
+
+/// Runs `parallel_child` in a child process.
+fn measure_parallel(moto: &Moto, dir: &Path, parallel: usize) -> ParallelRun {
     moto.reset();
     let out = Command::new(std::env::current_exe().expect("bench binary"))
         .args(["--bench", "--parallel-child", &parallel.to_string()])
@@ -222,7 +243,47 @@ fn measure_parallel(moto: &Moto, dir: &Path, parallel: usize) -> (f64, f64) {
         .find_map(|l| l.strip_prefix("RESULT "))
         .expect("child result");
     let mut parts = line.split_whitespace().map(|v| v.parse::<f64>().unwrap());
-    (parts.next().unwrap(), parts.next().unwrap())
+    let mut next = || parts.next().expect("three figures");
+    ParallelRun {
+        seconds: next(),
+        rss: next(),
+        sent: next() as u64,
+        load: load_average(),
+    }
+}
+
+/// Writes the 16 parallel images; then measures `--parallel` 1, 4 and 16 (the image writes
+/// cost nothing in the children's RSS: each child is its own process).
+fn parallel_runs(moto: &Moto, dir: &Path) -> Vec<(usize, ParallelRun)> {
+    for n in 0..PARALLEL_SERVERS {
+        let blocks = PARALLEL_IMAGE / BLOCK_SIZE as u64;
+        write_raw(
+            &parallel_image(dir, n),
+            PARALLEL_IMAGE,
+            &[(0, blocks, Fill::Random)],
+            500 + n as u64,
+        );
+    }
+    [1, 4, 16]
+        .into_iter()
+        .map(|n| (n, measure_parallel(moto, dir, n)))
+        .collect()
+}
+
+fn print_parallel(parallel: &[(usize, ParallelRun)]) {
+    println!(
+        "\n{PARALLEL_SERVERS} servers × {} MiB seeded, each --parallel in its own process\n",
+        PARALLEL_IMAGE >> 20
+    );
+    println!("| --parallel | peak RSS | wall time | blocks sent | load average (1 min) |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    for (n, r) in parallel {
+        println!(
+            "| {n} | {:.1} MiB | {:.1} s | {} | {:.2} |",
+            r.rss, r.seconds, r.sent, r.load
+        );
+    }
+    println!();
 }
 
 fn main() {
@@ -233,6 +294,13 @@ fn main() {
     }
     if let Some(i) = args.iter().position(|a| a == "--parallel-child") {
         parallel_child(args[i + 1].parse().expect("parallel"));
+        return;
+    }
+    // `cargo bench -p rehost-replication --bench replication -- parallel`: that measure alone.
+    if args.iter().any(|a| a == "parallel") {
+        let dir = tempfile::tempdir().unwrap();
+        let moto = Moto::start();
+        print_parallel(&parallel_runs(&moto, dir.path()));
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -308,19 +376,7 @@ fn main() {
     let rss = peak_rss_mib();
 
     // Parallel replication: the same 16 servers with 1, 4 and 16 at once.
-    for n in 0..PARALLEL_SERVERS {
-        let blocks = PARALLEL_IMAGE / BLOCK_SIZE as u64;
-        write_raw(
-            &parallel_image(dir.path(), n),
-            PARALLEL_IMAGE,
-            &[(0, blocks, Fill::Random)],
-            500 + n as u64,
-        );
-    }
-    let parallel: Vec<(usize, (f64, f64))> = [1, 4, 16]
-        .into_iter()
-        .map(|n| (n, measure_parallel(&moto, dir.path(), n)))
-        .collect();
+    let parallel = parallel_runs(&moto, dir.path());
     moto.reset();
     let estate = rt.block_on(estate_on_s3(&moto));
 
@@ -376,13 +432,6 @@ fn main() {
         format!("{rss:.0} MiB"),
         "VmHWM; image in page cache",
     );
-    for (n, (seconds, rss)) in &parallel {
-        row(
-            &format!("16 servers × 32 MiB, --parallel {n}"),
-            format!("{rss:.0} MiB"),
-            &format!("peak RSS (own process); seeded in {seconds:.1} s"),
-        );
-    }
     let (written, status, latest) = estate;
     row(
         "status reads of 1,000 servers, S3 state",
@@ -394,5 +443,5 @@ fn main() {
         format!("{latest:.2} s"),
         "one LIST, then 32 GETs at a time",
     );
-    println!();
+    print_parallel(&parallel);
 }

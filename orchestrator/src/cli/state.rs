@@ -116,10 +116,24 @@ async fn migrate_state(args: MigrateArgs, io: &mut Io<'_>) -> anyhow::Result<()>
     }
     writeln!(
         io.out,
+        "{} launch record{}, {} inspection{} and {} accepted risk{} moved",
+        done.launches,
+        plural(done.launches),
+        done.inspections,
+        plural(done.inspections),
+        done.accepted_risks,
+        plural(done.accepted_risks)
+    )?;
+    writeln!(
+        io.out,
         "{} server{} moved, {} already there, from {from} to {to}",
         done.moved.len(),
-        if done.moved.len() == 1 { "" } else { "s" },
+        plural(done.moved.len()),
         done.already_there.len()
     )?;
     Ok(())
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }

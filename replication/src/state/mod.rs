@@ -61,7 +61,7 @@ pub use launches::{
 };
 pub use location::StateLocation;
 pub use lock::AppLock;
-pub use migrate::{Migration, migrate};
+pub use migrate::{Inventory, Migration, StateInventory, migrate};
 pub use records::{
     AccountBinding, AmiRecord, NewSnapshot, RunPhase, RunRecord, RunStatus, ServerKey,
     SnapshotCounts, SnapshotRecord, SnapshotStatus, StoredText, WrittenBlock, linear_checksum,
@@ -86,9 +86,10 @@ pub trait AppLockGuard: Send + Sync + std::fmt::Debug {
 /// Implementations never block the async caller (blocking I/O runs on blocking threads).
 ///
 /// Methods that name a snapshot or run by id also take its server: an id of another server
-/// reads as absent and writes change nothing.
+/// reads as absent and writes change nothing. [`StateInventory`] lists the whole state for
+/// `rehost state migrate`.
 #[async_trait]
-pub trait StateStore: Send + Sync + std::fmt::Debug {
+pub trait StateStore: StateInventory + Send + Sync + std::fmt::Debug {
     /// Where the state lives, for messages.
     fn location(&self) -> String;
 

@@ -10,7 +10,7 @@ use time::macros::datetime;
 
 use super::*;
 
-fn inspection(server: &str, verdict: Verdict) -> ServerInspection {
+pub(super) fn inspection(server: &str, verdict: Verdict) -> ServerInspection {
     ServerInspection {
         server: server.into(),
         verdict,

@@ -11,7 +11,7 @@ use time::macros::datetime;
 
 use super::*;
 
-fn launch(id: &str, at: OffsetDateTime) -> LaunchRecord {
+pub(super) fn launch(id: &str, at: OffsetDateTime) -> LaunchRecord {
     LaunchRecord {
         launch_id: id.into(),
         kind: LaunchKind::Launch,

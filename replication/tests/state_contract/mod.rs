@@ -65,6 +65,9 @@ macro_rules! suite {
             launches_of_one_application_are_not_seen_through_another,
             an_inspection_is_kept_per_server_and_replaced_whole,
             accepted_risks_are_appended_per_server_oldest_first,
+            a_migration_carries_inspections_accepted_risks_and_launches,
+            an_interrupted_migration_of_accepted_risks_is_finished_by_running_it_again,
+            other_inspections_risks_or_launches_in_the_destination_are_refused_by_name,
         ]);
     };
     (@tests $backend:ident, $fixture:expr, [$($test:ident),* $(,)?]) => {
@@ -86,6 +89,7 @@ pub(crate) use suite;
 mod accounts;
 mod guest;
 mod launches;
+mod migration;
 mod runs;
 mod snapshots;
 mod transfer;
@@ -93,6 +97,7 @@ mod transfer;
 pub use accounts::*;
 pub use guest::*;
 pub use launches::*;
+pub use migration::*;
 pub use runs::*;
 pub use snapshots::*;
 pub use transfer::*;

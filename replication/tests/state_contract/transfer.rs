@@ -10,7 +10,7 @@ use super::*;
 
 /// A server with a bit of everything: a completed run with its AMI, a deregistered AMI, an
 /// abandoned snapshot, and a run in progress with an open snapshot and accepted blocks.
-async fn eventful_server(s: &dyn StateStore, server: &ServerKey) {
+pub(super) async fn eventful_server(s: &dyn StateStore, server: &ServerKey) {
     let t0 = datetime!(2025-03-01 10:00 UTC);
     let h = time::Duration::hours(1);
     let old = completed_snapshot(s, server, "snap-old", "disk0", t0, t0 + h).await;

@@ -3,17 +3,23 @@
 //! - `apps/<app>/inspections/<server>.json`: the latest inspection, replaced whole;
 //! - `apps/<app>/risks/<server>.json`: the accepted risks, appended.
 //!
+//! Listing these per application gives the servers inspected but never replicated, which a
+//! whole-state migration must find too: [`StateInventory`] for the S3 store is here.
+//!
 //! Every write is conditional (`If-Match` on the ETag read, `If-None-Match: *` for a new
 //! object); a lost race re-reads and re-applies. An appended risk carries an id, so a write whose
 //! answer was lost (the SDK retried one that had landed) is not appended twice.
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::objects::{Objects, Put, layout};
-use super::{JSON, UPDATE_ATTEMPTS, backoff, new_id};
+use super::{JSON, S3Store, UPDATE_ATTEMPTS, backoff, new_id};
 use crate::clock::{from_unix_ms, unix_ms};
 use crate::inspect::ServerInspection;
-use crate::state::{AcceptedRisk, InspectionRecord, ServerKey, StateError};
+use crate::state::{
+    AcceptedRisk, InspectionRecord, Inventory, ServerKey, StateError, StateInventory,
+};
 
 /// The object format this rehost reads and writes.
 const FORMAT: u32 = 1;
@@ -185,6 +191,38 @@ pub(super) async fn record_accepted_risk(
         }
     }
     Err(contention(objects, &rel))
+}
+
+#[async_trait]
+impl StateInventory for S3Store {
+    /// Every application directory (whatever it holds: servers, binding, launches, guests),
+    /// then each application's inspection and risk objects: one LIST per application and kind.
+    async fn inventory(&self) -> Result<Inventory, StateError> {
+        let objects = self.objects();
+        let mut out = Inventory::default();
+        for dir in objects.list(&layout::apps(), true).await?.prefixes {
+            let Some(app) = dir
+                .strip_prefix(&layout::apps())
+                .and_then(|a| a.strip_suffix('/'))
+                .and_then(layout::decode)
+            else {
+                continue;
+            };
+            for under in [layout::inspections(&app), layout::all_risks(&app)] {
+                for rel in objects.list(&under, true).await?.keys {
+                    let server = rel
+                        .strip_prefix(&under)
+                        .and_then(|name| name.strip_suffix(".json"))
+                        .and_then(layout::decode);
+                    if let Some(server) = server {
+                        out.guests.insert(ServerKey::new(&app, server));
+                    }
+                }
+            }
+            out.apps.insert(app);
+        }
+        Ok(out)
+    }
 }
 
 fn contention(objects: &Objects, rel: &str) -> StateError {

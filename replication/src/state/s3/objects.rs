@@ -79,19 +79,17 @@ pub(crate) mod layout {
             encode(snapshot_id)
         )
     }
+    pub fn inspections(app: &str) -> String {
+        format!("apps/{}/inspections/", encode(app))
+    }
     pub fn inspection(key: &ServerKey) -> String {
-        format!(
-            "apps/{}/inspections/{}.json",
-            encode(&key.app),
-            encode(&key.server)
-        )
+        format!("{}{}.json", inspections(&key.app), encode(&key.server))
+    }
+    pub fn all_risks(app: &str) -> String {
+        format!("apps/{}/risks/", encode(app))
     }
     pub fn risks(key: &ServerKey) -> String {
-        format!(
-            "apps/{}/risks/{}.json",
-            encode(&key.app),
-            encode(&key.server)
-        )
+        format!("{}{}.json", all_risks(&key.app), encode(&key.server))
     }
     pub fn account(app: &str) -> String {
         format!("apps/{}/account.json", encode(app))

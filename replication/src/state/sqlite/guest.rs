@@ -3,11 +3,63 @@
 
 use rusqlite::params;
 
-use super::{Db, json};
+use super::{Db, SqliteStore, json};
 use crate::clock::{from_unix_ms, unix_ms};
 use crate::state::{AcceptedRisk, InspectionRecord, ServerKey, StateError};
 
-pub(super) fn store_inspection(
+// The trait's guest methods: each copies its arguments and runs its SQL on a blocking thread.
+
+pub(super) async fn store_inspection(
+    store: &SqliteStore,
+    server: &ServerKey,
+    record: &InspectionRecord,
+) -> Result<(), StateError> {
+    let (server, record) = (server.clone(), record.clone());
+    store
+        .call("store inspection", move |conn, path| {
+            write_inspection(&Db { conn, path }, &server, &record)
+        })
+        .await
+}
+
+pub(super) async fn inspection(
+    store: &SqliteStore,
+    server: &ServerKey,
+) -> Result<Option<InspectionRecord>, StateError> {
+    let server = server.clone();
+    store
+        .call("read inspection", move |conn, path| {
+            read_inspection(&Db { conn, path }, &server)
+        })
+        .await
+}
+
+pub(super) async fn record_accepted_risk(
+    store: &SqliteStore,
+    server: &ServerKey,
+    risk: &AcceptedRisk,
+) -> Result<(), StateError> {
+    let (server, risk) = (server.clone(), risk.clone());
+    store
+        .call("record accepted risk", move |conn, path| {
+            append_accepted_risk(&Db { conn, path }, &server, &risk)
+        })
+        .await
+}
+
+pub(super) async fn accepted_risks(
+    store: &SqliteStore,
+    server: &ServerKey,
+) -> Result<Vec<AcceptedRisk>, StateError> {
+    let server = server.clone();
+    store
+        .call("read accepted risks", move |conn, path| {
+            read_accepted_risks(&Db { conn, path }, &server)
+        })
+        .await
+}
+
+fn write_inspection(
     db: &Db<'_>,
     server: &ServerKey,
     record: &InspectionRecord,
@@ -35,7 +87,7 @@ pub(super) fn store_inspection(
     Ok(())
 }
 
-pub(super) fn inspection(
+fn read_inspection(
     db: &Db<'_>,
     server: &ServerKey,
 ) -> Result<Option<InspectionRecord>, StateError> {
@@ -56,7 +108,7 @@ pub(super) fn inspection(
     )
 }
 
-pub(super) fn record_accepted_risk(
+fn append_accepted_risk(
     db: &Db<'_>,
     server: &ServerKey,
     risk: &AcceptedRisk,
@@ -78,10 +130,7 @@ pub(super) fn record_accepted_risk(
     Ok(())
 }
 
-pub(super) fn accepted_risks(
-    db: &Db<'_>,
-    server: &ServerKey,
-) -> Result<Vec<AcceptedRisk>, StateError> {
+fn read_accepted_risks(db: &Db<'_>, server: &ServerKey) -> Result<Vec<AcceptedRisk>, StateError> {
     let id = server.to_string();
     db.rows(
         "read accepted risks",

@@ -5,9 +5,38 @@ use std::collections::BTreeMap;
 use rusqlite::{Row, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Db, RowError, json, stored};
+use super::{Db, RowError, SqliteStore, json, stored};
 use crate::clock::{from_unix_ms, unix_ms};
 use crate::state::{HookRecord, LaunchFailure, LaunchRecord, Override, StateError, SyncRecord};
+
+// The trait's launch-history methods: each copies its arguments and runs its SQL on a blocking
+// thread.
+
+pub(super) async fn record_launch(
+    store: &SqliteStore,
+    app: &str,
+    launch: &LaunchRecord,
+) -> Result<(), StateError> {
+    let (app, launch) = (app.to_string(), launch.clone());
+    store
+        .call("record launch", move |conn, path| {
+            write(&Db { conn, path }, &app, &launch)
+        })
+        .await
+}
+
+pub(super) async fn launches(
+    store: &SqliteStore,
+    app: &str,
+    limit: usize,
+) -> Result<Vec<LaunchRecord>, StateError> {
+    let app = app.to_string();
+    store
+        .call("read launches", move |conn, path| {
+            read(&Db { conn, path }, &app, limit)
+        })
+        .await
+}
 
 /// What a launch row keeps in its `detail` JSON column.
 #[derive(Serialize, Deserialize)]
@@ -20,7 +49,7 @@ struct Detail {
 }
 
 /// Inserts the launch, or replaces the row of its id when that row is this application's.
-pub(super) fn record(db: &Db<'_>, app: &str, l: &LaunchRecord) -> Result<(), StateError> {
+fn write(db: &Db<'_>, app: &str, l: &LaunchRecord) -> Result<(), StateError> {
     let detail = serde_json::to_string(&Detail {
         amis: l.amis.clone(),
         failure: l.failure.clone(),
@@ -56,7 +85,7 @@ pub(super) fn record(db: &Db<'_>, app: &str, l: &LaunchRecord) -> Result<(), Sta
 }
 
 /// The application's launches, newest first.
-pub(super) fn list(db: &Db<'_>, app: &str, limit: usize) -> Result<Vec<LaunchRecord>, StateError> {
+fn read(db: &Db<'_>, app: &str, limit: usize) -> Result<Vec<LaunchRecord>, StateError> {
     db.rows(
         "read launches",
         "SELECT launch_id, kind, mode, stack, definition, health_gate, started_at, finished_at, outcome, \

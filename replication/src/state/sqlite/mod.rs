@@ -8,26 +8,29 @@
 //! database may hold either the inspection tables or `launches`, two branches having both
 //! numbered theirs 3).
 //!
-//! Size: ~700 lines: the trait implementation is one `impl` block (each method a short
-//! transaction); the record-specific SQL already lives in its sibling modules.
+//! This file holds the store and the trait's dispatch; the SQL lives beside each record kind
+//! (`runs`, `snapshots`, `amis`, `bindings`, `launches`, `guest`, `transfer`), the plumbing
+//! they share in `db`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, Params, Row};
+use rusqlite::Connection;
 use time::OffsetDateTime;
 
 use super::{
     AcceptedRisk, AccountBinding, AmiRecord, AppLock, AppLockGuard, ImportOutcome,
     InspectionRecord, LaunchRecord, NewSnapshot, RunPhase, RunRecord, ServerDump, ServerKey,
-    SnapshotCounts, SnapshotRecord, StateError, StateStore, StoredText, WrittenBlock,
+    SnapshotCounts, SnapshotRecord, StateError, StateStore, WrittenBlock,
 };
 use crate::manifest::Manifest;
+use db::{Db, RowError, json, stored, transaction};
 
 mod amis;
 mod bindings;
+mod db;
 mod guest;
 mod launches;
 mod runs;
@@ -154,148 +157,6 @@ fn init(db: &Db<'_>) -> Result<(), StateError> {
     Ok(())
 }
 
-/// A connection (or a transaction) and the file it belongs to, for error messages.
-struct Db<'a> {
-    conn: &'a Connection,
-    path: &'a Path,
-}
-
-/// Why a row could not be read: SQLite failed, or the row holds something this rehost cannot
-/// read (unknown status text, a malformed JSON column or manifest).
-enum RowError {
-    Sql(rusqlite::Error),
-    Corrupt {
-        table: &'static str,
-        id: String,
-        what: String,
-    },
-}
-
-impl From<rusqlite::Error> for RowError {
-    fn from(e: rusqlite::Error) -> RowError {
-        RowError::Sql(e)
-    }
-}
-
-/// Reads stored status text, or names the row holding text this rehost does not know.
-fn stored<T: StoredText>(
-    table: &'static str,
-    id: &str,
-    column: &str,
-    text: &str,
-) -> Result<T, RowError> {
-    T::from_text(text).ok_or_else(|| RowError::Corrupt {
-        table,
-        id: id.to_string(),
-        what: format!("unknown {column} '{text}'"),
-    })
-}
-
-/// Reads a JSON column, or names the row holding a malformed one.
-fn json<T: serde::de::DeserializeOwned>(
-    table: &'static str,
-    id: &str,
-    column: &str,
-    text: &str,
-) -> Result<T, RowError> {
-    serde_json::from_str(text).map_err(|e| RowError::Corrupt {
-        table,
-        id: id.to_string(),
-        what: format!("{column} is not valid JSON: {e}"),
-    })
-}
-
-impl Db<'_> {
-    fn sql(&self, operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StateError + '_ {
-        move |source| StateError::Sql {
-            path: self.path.to_path_buf(),
-            operation,
-            source,
-        }
-    }
-
-    fn row_error(&self, operation: &'static str, e: RowError) -> StateError {
-        match e {
-            RowError::Sql(source) => self.sql(operation)(source),
-            RowError::Corrupt { table, id, what } => StateError::Corrupt {
-                location: self.path.display().to_string(),
-                table,
-                id,
-                what,
-            },
-        }
-    }
-
-    fn execute<P: Params>(
-        &self,
-        operation: &'static str,
-        sql: &str,
-        params: P,
-    ) -> Result<usize, StateError> {
-        self.conn.execute(sql, params).map_err(self.sql(operation))
-    }
-
-    /// Every row of a query, each read by `read`.
-    fn rows<T, P: Params>(
-        &self,
-        operation: &'static str,
-        sql: &str,
-        params: P,
-        read: impl Fn(&Row<'_>) -> Result<T, RowError>,
-    ) -> Result<Vec<T>, StateError> {
-        let all = || -> Result<Vec<T>, RowError> {
-            let mut stmt = self.conn.prepare_cached(sql)?;
-            let mut rows = stmt.query(params)?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(read(row)?);
-            }
-            Ok(out)
-        };
-        all().map_err(|e| self.row_error(operation, e))
-    }
-
-    /// The first row of a query, if any.
-    fn first<T, P: Params>(
-        &self,
-        operation: &'static str,
-        sql: &str,
-        params: P,
-        read: impl Fn(&Row<'_>) -> Result<T, RowError>,
-    ) -> Result<Option<T>, StateError> {
-        let first = || -> Result<Option<T>, RowError> {
-            let mut stmt = self.conn.prepare_cached(sql)?;
-            let mut rows = stmt.query(params)?;
-            rows.next()?.map(read).transpose()
-        };
-        first().map_err(|e| self.row_error(operation, e))
-    }
-}
-
-/// Runs `f` in one transaction, committed when it succeeds.
-fn transaction<T>(
-    conn: &mut Connection,
-    path: &Path,
-    operation: &'static str,
-    f: impl FnOnce(&Db<'_>) -> Result<T, StateError>,
-) -> Result<T, StateError> {
-    let sql = |source| StateError::Sql {
-        path: path.to_path_buf(),
-        operation,
-        source,
-    };
-    // IMMEDIATE takes the write lock at BEGIN, waiting out other writers (busy timeout). A
-    // deferred transaction that reads first and then writes fails at once with SQLITE_BUSY when
-    // another connection committed in between (WAL cannot upgrade a stale read snapshot), which
-    // made the block recorder give up while another process opened the state.
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(sql)?;
-    let out = f(&Db { conn: &tx, path })?;
-    tx.commit().map_err(sql)?;
-    Ok(out)
-}
-
 #[async_trait]
 impl StateStore for SqliteStore {
     fn location(&self) -> String {
@@ -311,19 +172,11 @@ impl StateStore for SqliteStore {
     }
 
     async fn record_launch(&self, app: &str, launch: &LaunchRecord) -> Result<(), StateError> {
-        let (app, launch) = (app.to_string(), launch.clone());
-        self.call("record launch", move |conn, path| {
-            launches::record(&Db { conn, path }, &app, &launch)
-        })
-        .await
+        launches::record_launch(self, app, launch).await
     }
 
     async fn launches(&self, app: &str, limit: usize) -> Result<Vec<LaunchRecord>, StateError> {
-        let app = app.to_string();
-        self.call("read launches", move |conn, path| {
-            launches::list(&Db { conn, path }, &app, limit)
-        })
-        .await
+        launches::launches(self, app, limit).await
     }
 
     async fn begin_run(
@@ -470,19 +323,11 @@ impl StateStore for SqliteStore {
         server: &ServerKey,
         record: &InspectionRecord,
     ) -> Result<(), StateError> {
-        let (server, record) = (server.clone(), record.clone());
-        self.call("store inspection", move |conn, path| {
-            guest::store_inspection(&Db { conn, path }, &server, &record)
-        })
-        .await
+        guest::store_inspection(self, server, record).await
     }
 
     async fn inspection(&self, server: &ServerKey) -> Result<Option<InspectionRecord>, StateError> {
-        let server = server.clone();
-        self.call("read inspection", move |conn, path| {
-            guest::inspection(&Db { conn, path }, &server)
-        })
-        .await
+        guest::inspection(self, server).await
     }
 
     async fn record_accepted_risk(
@@ -490,19 +335,11 @@ impl StateStore for SqliteStore {
         server: &ServerKey,
         risk: &AcceptedRisk,
     ) -> Result<(), StateError> {
-        let (server, risk) = (server.clone(), risk.clone());
-        self.call("record accepted risk", move |conn, path| {
-            guest::record_accepted_risk(&Db { conn, path }, &server, &risk)
-        })
-        .await
+        guest::record_accepted_risk(self, server, risk).await
     }
 
     async fn accepted_risks(&self, server: &ServerKey) -> Result<Vec<AcceptedRisk>, StateError> {
-        let server = server.clone();
-        self.call("read accepted risks", move |conn, path| {
-            guest::accepted_risks(&Db { conn, path }, &server)
-        })
-        .await
+        guest::accepted_risks(self, server).await
     }
 
     async fn mark_ami_deregistered(

@@ -2,14 +2,18 @@
 
 use std::path::Path;
 
+use async_trait::async_trait;
 use rusqlite::{Connection, params};
 
 use super::amis::ami_from_row;
 use super::runs::{RUN_COLUMNS, run_from_row, with_snapshots};
 use super::snapshots;
-use super::{Db, stored, transaction};
+use super::{Db, SqliteStore, stored, transaction};
 use crate::clock::unix_ms;
-use crate::state::{AmiEntry, ImportOutcome, ServerDump, ServerKey, StateError, StoredText};
+use crate::state::{
+    AmiEntry, ImportOutcome, Inventory, ServerDump, ServerKey, StateError, StateInventory,
+    StoredText,
+};
 
 /// An AMI's stored status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +45,43 @@ pub(super) fn servers(db: &Db<'_>) -> Result<Vec<ServerKey>, StateError> {
             ))
         },
     )
+}
+
+/// Every application with any record, and every server with an inspection or accepted risks.
+fn inventory(db: &Db<'_>) -> Result<Inventory, StateError> {
+    let apps = db.rows(
+        "list applications",
+        "SELECT app FROM runs UNION SELECT app FROM snapshots UNION SELECT app FROM amis \
+         UNION SELECT app FROM account_bindings UNION SELECT app FROM launches \
+         UNION SELECT app FROM inspections UNION SELECT app FROM accepted_risks",
+        [],
+        |r| Ok(r.get::<_, String>(0)?),
+    )?;
+    let guests = db.rows(
+        "list inspected servers",
+        "SELECT app, server FROM inspections UNION SELECT app, server FROM accepted_risks",
+        [],
+        |r| {
+            Ok(ServerKey::new(
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+            ))
+        },
+    )?;
+    Ok(Inventory {
+        apps: apps.into_iter().collect(),
+        guests: guests.into_iter().collect(),
+    })
+}
+
+#[async_trait]
+impl StateInventory for SqliteStore {
+    async fn inventory(&self) -> Result<Inventory, StateError> {
+        self.call("list the state", move |conn, path| {
+            inventory(&Db { conn, path })
+        })
+        .await
+    }
 }
 
 pub(super) fn export(db: &Db<'_>, server: &ServerKey) -> Result<ServerDump, StateError> {
