@@ -1,4 +1,5 @@
-//! What the state claims with leases: the application lock.
+//! What the state claims with leases: the application lock, and each server while one host
+//! replicates it.
 
 use super::*;
 
@@ -35,4 +36,34 @@ pub(super) async fn lock_app(
             location: format!("lease {}", store.objects().url(&rel)),
         }),
     }
+}
+
+/// Claims a server's lease (`apps/<app>/leases/<server>.json`) for `holder`.
+pub(super) async fn claim_server(
+    store: &S3Store,
+    server: &ServerKey,
+    holder: &str,
+) -> Result<ServerClaim, StateError> {
+    let rel = layout::lease(server);
+    let ttl = store.inner.opts.lease_ttl;
+    Ok(
+        match lease::claim(store.objects(), &rel, holder, ttl).await? {
+            lease::Claim::Won {
+                etag,
+                body,
+                took_over,
+            } => ServerClaim::Won {
+                guard: Box::new(lease::HeldLease::start(
+                    store.objects().clone(),
+                    rel,
+                    server.app.clone(),
+                    body,
+                    etag,
+                    ttl,
+                )),
+                took_over: took_over.map(|old| old.holder()),
+            },
+            lease::Claim::Held(body) => ServerClaim::Held(body.holder()),
+        },
+    )
 }

@@ -26,8 +26,8 @@ use time::OffsetDateTime;
 
 use super::{
     AcceptedRisk, AccountBinding, AmiRecord, AppLockGuard, ImportOutcome, InspectionRecord,
-    LaunchRecord, NewSnapshot, RunPhase, RunRecord, ServerDump, ServerKey, SnapshotCounts,
-    SnapshotRecord, StateError, StateStore, WrittenBlock,
+    LaunchRecord, NewSnapshot, RunPhase, RunRecord, ServerClaim, ServerDump, ServerKey,
+    SnapshotCounts, SnapshotRecord, StateError, StateStore, WrittenBlock,
 };
 use crate::aws::AwsFailure;
 use crate::manifest::Manifest;
@@ -52,7 +52,7 @@ mod transfer;
 pub use crate::buckets::BucketEncryption;
 pub use bucket::NONCURRENT_DAYS;
 pub use doc::RUNS_KEPT;
-pub use lease::{CLOCK_SLACK, LeaseBody};
+pub use lease::{CLOCK_SLACK, LeaseBody, this_holder};
 pub use setup::InitReport;
 
 use doc::{Corrupt, ServerDoc};
@@ -77,6 +77,24 @@ pub struct S3Options {
     pub record_interval: Duration,
     /// Objects read at once by application-wide reads (`latest_amis`, `servers`).
     pub fanout: usize,
+}
+
+/// The lease time to live from `REHOST_LEASE_SECONDS` (whole seconds, at least 1), else 60 s:
+/// how long a dead holder keeps a server (or the application lock) from the others.
+pub fn lease_ttl_from_env() -> Duration {
+    const DEFAULT: Duration = Duration::from_secs(60);
+    match std::env::var("REHOST_LEASE_SECONDS") {
+        Err(_) => DEFAULT,
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(secs) if secs >= 1 => Duration::from_secs(secs),
+            _ => {
+                tracing::warn!(
+                    "REHOST_LEASE_SECONDS={text:?} is not a whole number of seconds (at least 1): using 60"
+                );
+                DEFAULT
+            }
+        },
+    }
 }
 
 impl Default for S3Options {
@@ -217,6 +235,14 @@ impl StateStore for S3Store {
 
     async fn lock_app(&self, app: &str) -> Result<Box<dyn AppLockGuard>, StateError> {
         claims::lock_app(self, app).await
+    }
+
+    async fn claim_server(
+        &self,
+        server: &ServerKey,
+        holder: &str,
+    ) -> Result<ServerClaim, StateError> {
+        claims::claim_server(self, server, holder).await
     }
 
     async fn begin_run(
