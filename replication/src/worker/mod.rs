@@ -137,16 +137,23 @@ where
             Some((i, outcome)) = running.next(), if !running.is_empty() => {
                 slots[i].in_flight = false;
                 let server = &jobs[i].job.server;
-                match outcome? {
-                    Attempt::Held(by) => {
+                match outcome {
+                    Ok(Attempt::Held(by)) => {
                         tracing::info!("{server}: held by {}; leaving it to that worker", describe_holder(&by));
                         slots[i].recheck_at =
                             Some(plan::recheck_time(by.expires_at, opts.lease_ttl, fastrand::f64()));
                     }
-                    Attempt::NotDue(next) => slots[i].next_due = next,
-                    Attempt::Ran(report, next) => {
+                    Ok(Attempt::NotDue(next)) => slots[i].next_due = next,
+                    Ok(Attempt::Ran(report, next)) => {
                         on_event(WorkerEvent::Report(&report));
                         slots[i].next_due = next;
+                    }
+                    // The state could not be read or the lease claimed (after the SDK's own
+                    // retries): a worker is a long-lived service, so it tries the server again
+                    // a lease time later rather than stop every other server.
+                    Err(e) => {
+                        tracing::error!("{server}: {e}; trying it again in {} s", opts.lease_ttl.as_secs());
+                        slots[i].recheck_at = Some(OffsetDateTime::now_utc() + opts.lease_ttl);
                     }
                 }
             }
