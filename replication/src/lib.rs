@@ -27,6 +27,7 @@ pub mod source;
 pub mod state;
 pub mod tags;
 pub mod watch;
+pub mod worker;
 
 pub use domain::{Architecture, BootMode, Choice, DiskFormat, Frequency, LicenseType};
 pub use engine::{ReplicateOptions, Replicator};

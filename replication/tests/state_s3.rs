@@ -1,9 +1,11 @@
 //! The state on S3, against the emulator: the whole contract suite (`state_contract`), and what
 //! only S3 does: racing writers that never lose an update, a lost race re-read and re-applied,
-//! an update whose answer was lost applied once, leases (refused, expired and taken over,
+//! an update whose answer was lost applied once, leases (in `s3_leases`: the application
+//! lock and the server leases, refused, expired and taken over,
 //! lost, raced), the bucket checks, `state init`, and the journal's compaction.
 
 mod common;
+mod s3_leases;
 mod state_contract;
 
 use std::sync::Arc;
@@ -278,85 +280,6 @@ async fn an_update_whose_answer_was_lost_is_applied_once() {
     assert!(proxy.seen(&op) >= 2, "and was sent again");
     let rec = s.snapshot(&db, "snap-a").await.unwrap().unwrap();
     assert_eq!(rec.counts.blocks_uploaded, 1, "applied once, not twice");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lease_whose_holder_stopped_is_taken_over_after_it_expires() {
-    let f = S3Fixture::new();
-    let s = f.store().await;
-    // A holder elsewhere that will never renew: its lease runs out in a second.
-    let lease = format!("{PREFIX}/apps/shop/lock.json");
-    let expires = rehost_replication::clock::unix_ms(OffsetDateTime::now_utc()) + 1000;
-    let body = serde_json::json!({
-        "holder": "process 4242 on elsewhere", "token": "t", "acquired_at": 0,
-        "renewed_at": 0, "expires_at": expires, "released": false
-    });
-    s3(f.sdk().await)
-        .put_object()
-        .bucket(&f.bucket)
-        .key(&lease)
-        .body(serde_json::to_vec(&body).unwrap().into())
-        .send()
-        .await
-        .unwrap();
-    let err = s.lock_app("shop").await.unwrap_err();
-    let msg = err.to_string();
-    assert!(matches!(err, StateError::Locked { .. }), "{err:?}");
-    assert!(
-        msg.contains("process 4242 on elsewhere") && msg.contains("lease until"),
-        "{msg}"
-    );
-    assert!(msg.contains(&format!("s3://{}/{lease}", f.bucket)), "{msg}");
-    // Past its expiry (and the clock slack), it is taken over.
-    tokio::time::sleep(Duration::from_millis(1000) + rehost_replication::state::s3::CLOCK_SLACK)
-        .await;
-    let guard = s.lock_app("shop").await.unwrap();
-    assert!(guard.location().starts_with("lease s3://"));
-    assert!(!guard.is_lost());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_holder_whose_lease_was_taken_over_knows_it_lost() {
-    let f = S3Fixture::with(
-        &Moto::shared().endpoint(),
-        S3Options {
-            lease_ttl: Duration::from_millis(900),
-            ..Default::default()
-        },
-    );
-    let s = f.store().await;
-    let guard = s.lock_app("shop").await.unwrap();
-    // Renewed while held: still refused to others after several lifetimes.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(f.store().await.lock_app("shop").await.is_err());
-    assert!(!guard.is_lost());
-    // Someone overwrites it (as a claimant would after an expiry this holder did not notice).
-    let lease = format!("{PREFIX}/apps/shop/lock.json");
-    s3(f.sdk().await)
-        .put_object()
-        .bucket(&f.bucket)
-        .key(&lease)
-        .body(b"{\"holder\":\"x\",\"token\":\"y\",\"acquired_at\":0,\"renewed_at\":0,\"expires_at\":0}".to_vec().into())
-        .send()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    assert!(guard.is_lost(), "the next renewal found the lease changed");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn of_claimants_racing_for_a_free_lease_exactly_one_wins() {
-    let f = S3Fixture::new();
-    let stores: Vec<S3Store> = futures_util::future::join_all((0..4).map(|_| f.store())).await;
-    let results = futures_util::future::join_all(stores.iter().map(|s| s.lock_app("shop"))).await;
-    let won = results.iter().filter(|r| r.is_ok()).count();
-    assert_eq!(won, 1, "{results:?}");
-    assert!(
-        results
-            .iter()
-            .filter_map(|r| r.as_ref().err())
-            .all(|e| matches!(e, StateError::Locked { .. }))
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

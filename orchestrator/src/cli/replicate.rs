@@ -1,14 +1,18 @@
 //! `rehost replicate FILE`: copy the chosen servers' disks block by block into EBS snapshots and
-//! register an AMI per server, once (`--once`, the default) or on each server's schedule (`--watch`).
+//! register an AMI per server, once (`--once`, the default), on each server's schedule
+//! (`--watch`), or as one of several replication hosts sharing an S3 state (`--worker`).
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use rehost::error::InvalidInput;
 use rehost::launch::AwsClients;
 use rehost::replication_jobs::scheduled_jobs;
+use rehost_replication::state::StateLocation;
 use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all, watch};
-use rehost_replication::{Architecture, ProgressMode, ReplicateOptions, Replicator};
+use rehost_replication::worker::{WorkerEvent, WorkerOptions, readable, run_worker};
+use rehost_replication::{Architecture, ProgressMode, ReplicateOptions, Replicator, ServerReport};
 
 use crate::cli::args::{AwsArgs, OutputFormat, StateArg, choice};
 use crate::cli::common::{
@@ -30,6 +34,12 @@ pub struct Args {
     /// seedTime; a failed run is retried at the next slot. Ctrl-C stops after the current step.
     #[arg(long)]
     pub watch: bool,
+    /// Be one of several replication hosts sharing an S3 state, with no coordinator: replicate
+    /// the due servers whose disks this host can read, each under a lease on the state, on
+    /// their schedules (as --watch); take over a server whose holder died once its lease
+    /// expires, resuming its run. Ctrl-C or SIGTERM stops after giving the leases back.
+    #[arg(long, conflicts_with_all = ["watch", "once"])]
+    pub worker: bool,
     /// Override the servers' AMI architecture.
     #[arg(long, value_parser = choice::<Architecture>())]
     pub architecture: Option<Architecture>,
@@ -54,8 +64,34 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let mut jobs = scheduled_jobs(&app, &args.servers, args.architecture);
     let sdk = args.aws.sdk_config().await;
     let location = args.state.resolve(&app)?;
+    if args.worker && matches!(location, StateLocation::File(_)) {
+        return Err(InvalidInput::new(format!(
+            "--worker needs a state the replication hosts share: {location} is a local file; \
+             use --state s3://BUCKET/PREFIX (set up with `rehost state init`)"
+        ))
+        .into());
+    }
     let store = bound_state(&location, &args.aws, &app, &AwsClients::new(&sdk)).await?;
-    let _lock = store.lock_app(&app.name).await?;
+    // Workers exclude each other per server (leases), never per application.
+    let _lock = if args.worker {
+        None
+    } else {
+        Some(store.lock_app(&app.name).await?)
+    };
+    if args.worker {
+        // Only the servers this host can read are its to inspect and replicate.
+        let (mine, others) = readable(&jobs);
+        if !others.is_empty() {
+            writeln!(
+                io.err,
+                "leaving {} server{} to other workers (disks not readable here): {}",
+                others.len(),
+                if others.len() == 1 { "" } else { "s" },
+                others.join(", ")
+            )?;
+        }
+        jobs = mine.into_iter().map(|i| jobs[i].clone()).collect();
+    }
     // The disks are read anyway: inspect them first (cached), for the AMIs' boot mode and
     // architecture, and refuse settings they contradict before any snapshot starts.
     inspect_jobs(
@@ -77,6 +113,28 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let replicator = Replicator::new(&sdk, store, options);
     let parallel = usize::from(args.parallel);
 
+    if args.worker {
+        let Io { out, err } = io;
+        let opts = WorkerOptions {
+            parallel,
+            lease_ttl: rehost_replication::state::s3::lease_ttl_from_env(),
+        };
+        run_worker(
+            &replicator,
+            &jobs,
+            &opts,
+            shutdown_signal(),
+            |event| match event {
+                WorkerEvent::Unreadable(_) => {}
+                WorkerEvent::Report(report) => print_report(*out, args.output, report),
+            },
+        )
+        .await
+        .context("replication worker stopped")?;
+        let _ = writeln!(err, "worker stopped");
+        return Ok(());
+    }
+
     if args.watch {
         let Io { out, err } = io;
         let shutdown = async {
@@ -88,12 +146,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         };
         // A report that cannot be printed must not stop the replication it reports on.
         watch(&replicator, &jobs, parallel, shutdown, |report| {
-            let _ = match args.output {
-                OutputFormat::Text => print::report_line(*out, report),
-                OutputFormat::Json => serde_json::to_string(report)
-                    .map_err(std::io::Error::other)
-                    .and_then(|line| writeln!(out, "{line}")),
-            };
+            print_report(*out, args.output, report)
         })
         .await
         .context("replication watch stopped")?;
@@ -113,4 +166,34 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         }
     }
     all_replicated(&reports)
+}
+
+/// One report line as it comes (`--watch`, `--worker`). A report that cannot be printed must
+/// not stop the replication it reports on.
+fn print_report(out: &mut dyn Write, format: OutputFormat, report: &ServerReport) {
+    let _ = match format {
+        OutputFormat::Text => print::report_line(out, report),
+        OutputFormat::Json => serde_json::to_string(report)
+            .map_err(std::io::Error::other)
+            .and_then(|line| writeln!(out, "{line}")),
+    };
+}
+
+/// Resolves at Ctrl-C (SIGINT) or SIGTERM (a service manager stopping the worker).
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::warn!(
+        "stopping: the leases held are given back; an interrupted run resumes next time"
+    );
 }

@@ -7,7 +7,8 @@
 //! - `disk`: carrying that step out, starting and giving up snapshots;
 //! - `transfer`: scan → uploads → recorder → CompleteSnapshot;
 //! - `image`: the AMI and its tags; `retention`: the pure retention plan and its application;
-//! - `encryption`: the server's encryption resolved to a key ARN.
+//! - `encryption`: the server's encryption resolved to a key ARN;
+//! - `claimed`: the run under the server's lease on a shared state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,7 @@ use crate::snapshot;
 use crate::source::QemuTools;
 use crate::state::{RunPhase, ServerKey, StateError, StateStore};
 
+mod claimed;
 mod disk;
 mod encryption;
 mod image;
@@ -34,6 +36,7 @@ mod resume;
 mod retention;
 mod transfer;
 
+pub use claimed::describe_holder;
 use encryption::ResolvedEncryption;
 
 #[derive(Debug, Clone)]
@@ -50,6 +53,9 @@ pub struct ReplicateOptions {
     pub wait_timeout: Duration,
     pub poll_interval: Duration,
     pub qemu: QemuTools,
+    /// How long a run waits for a server another host is replicating (a worker's lease on a
+    /// shared state) before it gives up on the server.
+    pub lease_wait: Duration,
 }
 
 impl Default for ReplicateOptions {
@@ -64,6 +70,7 @@ impl Default for ReplicateOptions {
             wait_timeout: Duration::from_secs(3600),
             poll_interval: Duration::from_secs(5),
             qemu: QemuTools::default(),
+            lease_wait: Duration::from_secs(3600),
         }
     }
 }
@@ -133,9 +140,9 @@ impl Replicator {
         &*self.store
     }
 
-    /// Replicates one server. Never panics: a failure lands in the report (and the state), and
-    /// the next call for the server resumes where this one stopped.
-    pub async fn replicate(&self, job: &ServerJob) -> ServerReport {
+    /// Replicates one server without claiming it (see `replicate`, which claims it on a shared
+    /// state). Never panics: a failure lands in the report (and the state).
+    async fn replicate_unclaimed(&self, job: &ServerJob) -> ServerReport {
         let t0 = Instant::now();
         let mut report = ServerReport {
             server: job.server.clone(),

@@ -98,6 +98,13 @@ pub enum StateError {
         recorded: Box<AccountBinding>,
         current: Box<AccountBinding>,
     },
+    /// Replication workers (or anything else that claims servers) need a state several hosts
+    /// share; a local file is not one.
+    #[error(
+        "state {location} is a local file, which other hosts cannot share: replication workers \
+         need a shared state (--state s3://BUCKET/PREFIX, set up with `rehost state init`)"
+    )]
+    NotShared { location: String },
     /// The worker doing a blocking state operation stopped without an answer (it panicked, or
     /// the runtime is shutting down).
     #[error("state {location}: {operation}: the worker stopped: {message}")]
@@ -120,6 +127,7 @@ impl StateError {
                 | StateError::Bucket { .. }
                 | StateError::NotInitialized { .. }
                 | StateError::Differs { .. }
+                | StateError::NotShared { .. }
         )
     }
 }

@@ -25,8 +25,8 @@
 //! - each server's latest guest inspection is one value per server (replaced whole), and the
 //!   risks an operator accepted for it are appended per server.
 //!
-//! Room is left for what later issues add (worker leases): each will be a
-//! group of per-server methods like the ones below.
+//! - a server is claimed for one replication with a lease (`claim_server`) on a state several
+//!   hosts share, so replication workers need no coordinator; a local state is not shared.
 //!
 //! Every state transition is atomic in the backend, so a killed process leaves a consistent
 //! state and never a half-done run marked completed.
@@ -42,6 +42,7 @@ use crate::manifest::Manifest;
 // First: its `stored_text!` macro is used by the record modules after it.
 #[macro_use]
 mod records;
+mod claim;
 mod dump;
 mod error;
 mod guest;
@@ -52,6 +53,7 @@ mod migrate;
 pub mod s3;
 mod sqlite;
 
+pub use claim::{LeaseGuard, LeaseHolder, ServerClaim};
 pub use dump::{AmiEntry, ImportOutcome, ServerDump};
 pub use error::StateError;
 pub use guest::{AcceptedRisk, InspectionRecord};
@@ -96,6 +98,20 @@ pub trait StateStore: StateInventory + Send + Sync + std::fmt::Debug {
     /// Takes the application's exclusive lock for a whole replication; refused with
     /// [`StateError::Locked`] while another holder has it.
     async fn lock_app(&self, app: &str) -> Result<Box<dyn AppLockGuard>, StateError>;
+
+    /// Claims a server for one replication by `holder` (`process 1234 on host`): won (free,
+    /// released or expired), or held by a live holder. A state that cannot be shared between
+    /// hosts answers [`StateError::NotShared`] (its application lock already excludes others).
+    async fn claim_server(
+        &self,
+        server: &ServerKey,
+        holder: &str,
+    ) -> Result<ServerClaim, StateError> {
+        let _ = (server, holder);
+        Err(StateError::NotShared {
+            location: self.location(),
+        })
+    }
 
     // --- The AWS account and region (one per application) ---
 
@@ -387,7 +403,11 @@ pub async fn open(
     Ok(match location {
         StateLocation::File(path) => std::sync::Arc::new(SqliteStore::open(path).await?),
         StateLocation::S3 { bucket, prefix } => {
-            std::sync::Arc::new(S3Store::open(sdk, bucket, prefix, S3Options::default()).await?)
+            let opts = S3Options {
+                lease_ttl: s3::lease_ttl_from_env(),
+                ..S3Options::default()
+            };
+            std::sync::Arc::new(S3Store::open(sdk, bucket, prefix, opts).await?)
         }
     })
 }

@@ -40,6 +40,7 @@ macro_rules! suite {
     ($backend:ident, $fixture:expr) => {
         $crate::state_contract::suite!(@tests $backend, $fixture, [
             a_second_holder_of_the_lock_is_refused,
+            a_server_is_claimed_by_one_holder_at_a_time,
             runs_resume_and_only_completed_runs_give_amis,
             one_run_per_server_is_in_progress,
             a_failed_run_keeps_its_error_until_it_completes,
@@ -87,6 +88,7 @@ macro_rules! suite {
 pub(crate) use suite;
 
 mod accounts;
+mod claims;
 mod guest;
 mod launches;
 mod migration;
@@ -95,6 +97,7 @@ mod snapshots;
 mod transfer;
 
 pub use accounts::*;
+pub use claims::*;
 pub use guest::*;
 pub use launches::*;
 pub use migration::*;

@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -19,7 +21,7 @@ use tokio::sync::Mutex;
 
 use super::objects::{Objects, Put};
 use crate::clock::{from_unix_ms, unix_ms};
-use crate::state::{AppLockGuard, StateError};
+use crate::state::{AppLockGuard, LeaseGuard, LeaseHolder, StateError};
 
 /// How much later than its `expires_at` a lease counts as expired, for clocks slightly apart.
 pub const CLOCK_SLACK: Duration = Duration::from_secs(2);
@@ -44,6 +46,14 @@ pub struct LeaseBody {
 impl LeaseBody {
     fn free_at(&self, now: OffsetDateTime) -> bool {
         self.released || unix_ms(now) > self.expires_at + CLOCK_SLACK.as_millis() as i64
+    }
+
+    /// Who holds it and until when.
+    pub fn holder(&self) -> LeaseHolder {
+        LeaseHolder {
+            holder: self.holder.clone(),
+            expires_at: from_unix_ms(self.expires_at),
+        }
     }
 
     /// `process 1234 on host, lease until 2025-03-01T12:00:00Z`.
@@ -178,7 +188,8 @@ pub struct HeldLease {
     rel: String,
     app: String,
     state: Arc<Mutex<(LeaseBody, String)>>,
-    lost: Arc<AtomicBool>,
+    /// Becomes true, once, when the lease is lost.
+    lost: watch::Receiver<bool>,
     renewer: tokio::task::JoinHandle<()>,
     released: AtomicBool,
 }
@@ -193,12 +204,12 @@ impl HeldLease {
         ttl: Duration,
     ) -> HeldLease {
         let state = Arc::new(Mutex::new((body, etag)));
-        let lost = Arc::new(AtomicBool::new(false));
+        let (lost_tx, lost) = watch::channel(false);
         let renewer = tokio::spawn(renew_loop(
             objects.clone(),
             rel.clone(),
             Arc::clone(&state),
-            Arc::clone(&lost),
+            lost_tx,
             ttl,
         ));
         HeldLease {
@@ -232,7 +243,7 @@ async fn renew_loop(
     objects: Objects,
     rel: String,
     state: Arc<Mutex<(LeaseBody, String)>>,
-    lost: Arc<AtomicBool>,
+    lost: watch::Sender<bool>,
     ttl: Duration,
 ) {
     let every = (ttl / 3).max(Duration::from_millis(100));
@@ -251,11 +262,23 @@ async fn renew_loop(
                     "lease {} was taken over by another holder (it expired before it could be renewed)",
                     objects.url(&rel)
                 );
-                lost.store(true, Ordering::SeqCst);
+                lost.send_replace(true);
                 return;
             }
-            // Try again next time; the lease lasts three renewal periods.
-            Err(e) => tracing::warn!("cannot renew lease {}: {e}", objects.url(&rel)),
+            // Try again next time; the lease lasts three renewal periods. Past its expiry it
+            // counts as lost here, before another claimant may take it (CLOCK_SLACK later):
+            // the holder stops rather than run on beside a new one.
+            Err(e) => {
+                tracing::warn!("cannot renew lease {}: {e}", objects.url(&rel));
+                if unix_ms(OffsetDateTime::now_utc()) >= body.expires_at {
+                    tracing::error!(
+                        "lease {} expired before it could be renewed",
+                        objects.url(&rel)
+                    );
+                    lost.send_replace(true);
+                    return;
+                }
+            }
         }
     }
 }
@@ -298,6 +321,32 @@ impl AppLockGuard for HeldLease {
     }
 
     fn is_lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
+        *self.lost.borrow()
+    }
+}
+
+#[async_trait::async_trait]
+impl LeaseGuard for HeldLease {
+    fn location(&self) -> String {
+        format!("lease {}", self.objects.url(&self.rel))
+    }
+
+    fn is_lost(&self) -> bool {
+        *self.lost.borrow()
+    }
+
+    async fn lost(&self) {
+        let mut lost = self.lost.clone();
+        // An error: the renewer ended without losing it (the guard is being dropped).
+        if lost.wait_for(|l| *l).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    async fn release(self: Box<Self>) {
+        self.renewer.abort();
+        if !self.released.swap(true, Ordering::SeqCst) {
+            release(&self.objects, &self.rel, &self.state).await;
+        }
     }
 }

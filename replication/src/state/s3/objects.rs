@@ -97,6 +97,14 @@ pub(crate) mod layout {
     pub fn lock(app: &str) -> String {
         format!("apps/{}/lock.json", encode(app))
     }
+    /// A server's lease: who replicates it now.
+    pub fn lease(key: &ServerKey) -> String {
+        format!(
+            "apps/{}/leases/{}.json",
+            encode(&key.app),
+            encode(&key.server)
+        )
+    }
 
     /// Letters, digits, `-` and `_` as they are (and `.` after the first character);
     /// everything else as `%XX` of its UTF-8 bytes.
