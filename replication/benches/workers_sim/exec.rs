@@ -178,7 +178,10 @@ pub fn run_until(end: Ms, mut hooks: Vec<(Ms, Box<dyn FnOnce()>)>) {
         // New tasks and kills first, then every ready task, then the clock moves on.
         let (spawned, killed) = CLOCK.with(|c| {
             let mut c = c.borrow_mut();
-            (std::mem::take(&mut c.spawned), std::mem::take(&mut c.killed))
+            (
+                std::mem::take(&mut c.spawned),
+                std::mem::take(&mut c.killed),
+            )
         });
         for owner in killed {
             for (id, slot) in tasks.iter_mut().enumerate() {
@@ -203,7 +206,11 @@ pub fn run_until(end: Ms, mut hooks: Vec<(Ms, Box<dyn FnOnce()>)>) {
                 continue;
             };
             let waker = waker.clone();
-            if task.as_mut().poll(&mut Context::from_waker(&waker)).is_ready() {
+            if task
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_ready()
+            {
                 tasks[id] = None;
                 free.push(id);
             }

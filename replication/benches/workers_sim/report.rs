@@ -102,7 +102,8 @@ pub fn header(out: &mut impl Write, p: &Params, servers: usize, hours: u64) -> i
         out,
         "{servers} servers, hourly increments; lease TTL {} s, slack {} s; \
          request latency {}..{} ms; increments lognormal, median {} s, sigma {}, capped at {} s; \
-         journal segments for {:.0}% of a run's seconds; seed {}; {hours} h measured after 1 h warm-up.\n",
+         journal segments for {:.0}% of a run's seconds; seed {}; {hours} h measured after 1 h warm-up; \
+         an unfinished run is {}.\n",
         p.ttl / 1000,
         p.slack / 1000,
         p.latency.0,
@@ -112,16 +113,27 @@ pub fn header(out: &mut impl Write, p: &Params, servers: usize, hours: u64) -> i
         p.run_cap / 1000,
         p.journal_share * 100.0,
         p.seed,
+        if p.literal_next_run {
+            "retried at the next slot (schedule::next_run as it is)"
+        } else {
+            "resumed at once"
+        },
     )
 }
 
 pub fn tables(out: &mut impl Write, outcomes: &[Outcome]) -> io::Result<()> {
-    writeln!(out, "S3 requests per hour (all workers; per worker the mean of W):\n")?;
+    writeln!(
+        out,
+        "S3 requests per hour (all workers; per worker the mean of W):\n"
+    )?;
     writeln!(
         out,
         "| W | N | readable | slots | requests/h | GET/h | PUT/h | LIST/h | per worker GET/PUT/LIST per h | $/month |"
     )?;
-    writeln!(out, "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |")?;
+    writeln!(
+        out,
+        "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"
+    )?;
     for o in outcomes {
         let t = o.total();
         let w = o.counts.len() as u64;
@@ -170,7 +182,10 @@ pub fn tables(out: &mut impl Write, outcomes: &[Outcome]) -> io::Result<()> {
             secs(o.startup_ms)
         )?;
     }
-    writeln!(out, "\nLeases, slots and a killed worker (per hour unless said):\n")?;
+    writeln!(
+        out,
+        "\nLeases, slots and a killed worker (per hour unless said):\n"
+    )?;
     writeln!(
         out,
         "| W | N | readable | slots | runs/h | claims/h | claims lost/h | PUT 412/h | slots missed | slots run twice | dead worker's leases taken over | detection min / median / max | sim time |"
@@ -213,8 +228,11 @@ pub fn tables(out: &mut impl Write, outcomes: &[Outcome]) -> io::Result<()> {
         )?;
     }
     for o in outcomes {
-        for v in &o.violations {
+        for v in o.violations.iter().take(10) {
             writeln!(out, "\nSAFETY VIOLATION {} {v}", o.name())?;
+        }
+        if o.violations.len() > 10 {
+            writeln!(out, "\n... and {} more", o.violations.len() - 10)?;
         }
         if o.tally.live_takeovers > 0 {
             writeln!(
@@ -229,7 +247,8 @@ pub fn tables(out: &mut impl Write, outcomes: &[Outcome]) -> io::Result<()> {
 }
 
 pub fn scan(out: &mut impl Write, s: &Scan) -> io::Result<()> {
-    let dollars = s.lists as f64 / 1000.0 * PUT_LIST_PER_1000 + s.gets as f64 / 1000.0 * GET_PER_1000;
+    let dollars =
+        s.lists as f64 / 1000.0 * PUT_LIST_PER_1000 + s.gets as f64 / 1000.0 * GET_PER_1000;
     writeln!(
         out,
         "\nA full scan of the state (`status`, {} servers): {} LIST pages one after another, then \

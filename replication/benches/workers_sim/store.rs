@@ -108,6 +108,8 @@ pub struct Lease {
 pub struct ServerDoc {
     pub last_success: Option<i64>,
     pub last_attempt: Option<i64>,
+    /// A run begun and neither completed nor failed (its worker died, or runs it now).
+    pub unfinished: bool,
 }
 
 /// A conditional PUT's precondition.

@@ -54,7 +54,11 @@ struct Held {
 }
 
 enum Claim {
-    Won { lease: Lease, etag: u64, took_over: Option<Lease> },
+    Won {
+        lease: Lease,
+        etag: u64,
+        took_over: Option<Lease>,
+    },
     Held(Lease),
     Contended,
 }
@@ -122,7 +126,10 @@ impl Worker {
                 exec::spawn(self.id, async move { w.visit(i).await });
             }
             let deadline = if self.busy.get() < self.world.params.parallel {
-                self.timeline.borrow().peek().map_or(Ms::MAX, |Reverse((t, _))| *t)
+                self.timeline
+                    .borrow()
+                    .peek()
+                    .map_or(Ms::MAX, |Reverse((t, _))| *t)
             } else {
                 Ms::MAX // only a finished visit frees a place
             };
@@ -301,8 +308,7 @@ impl Worker {
                     Err(_) => continue,
                 },
                 Some((current, etag))
-                    if current.released
-                        || now > current.expires_at + self.world.params.slack =>
+                    if current.released || now > current.expires_at + self.world.params.slack =>
                 {
                     match store
                         .put_lease(self.id, Purpose::Claim, s, fresh, Cond::Matches(etag))
@@ -384,9 +390,9 @@ impl Worker {
             let mut truth = world.truth.borrow_mut();
             truth.tally.runs_started += 1;
             if let Some(other) = truth.running[s] {
-                truth
-                    .violations
-                    .push(format!("server {s} run by worker {me} while worker {other} runs it"));
+                truth.violations.push(format!(
+                    "server {s} run by worker {me} while worker {other} runs it"
+                ));
             }
             truth.running[s] = Some(me);
         }
@@ -396,7 +402,10 @@ impl Worker {
         }
         let begun = start as i64;
         let mut etag = store
-            .update_server(me, s, etag, |d| d.last_attempt = Some(begun))
+            .update_server(me, s, etag, |d| {
+                d.last_attempt = Some(begun);
+                d.unfinished = true;
+            })
             .await;
         // The blocks: no S3 request each (EBS); the journal writes at most one segment a
         // second while blocks are accepted, and folds every 64 into a base.
@@ -443,7 +452,10 @@ impl Worker {
             return false;
         }
         etag = store
-            .update_server(me, s, etag, |d| d.last_success = Some(begun))
+            .update_server(me, s, etag, |d| {
+                d.last_success = Some(begun);
+                d.unfinished = false;
+            })
             .await;
         let _ = etag;
         let mut truth = world.truth.borrow_mut();
@@ -452,9 +464,9 @@ impl Worker {
         }
         let lease_now = store.peek_lease(s);
         if lease_now.is_none_or(|l| l.token != held.lease.get().token) {
-            truth
-                .violations
-                .push(format!("server {s}: worker {me} completed a run without its lease"));
+            truth.violations.push(format!(
+                "server {s}: worker {me} completed a run without its lease"
+            ));
         }
         truth.tally.runs_completed += 1;
         let n = {

@@ -36,6 +36,9 @@ pub struct Params {
     pub run_cap: Ms,
     /// Share of a run's seconds in which EBS accepts blocks (one journal segment each).
     pub journal_share: f64,
+    /// Take `schedule::next_run` as it is, where an unfinished run counts as a failed attempt
+    /// (retried at the next slot), instead of resuming it at once.
+    pub literal_next_run: bool,
     pub seed: u64,
 }
 
@@ -124,6 +127,7 @@ impl World {
                 ServerDoc {
                     last_success: last,
                     last_attempt: last,
+                    unfinished: false,
                 }
             })
             .collect();
@@ -144,8 +148,17 @@ impl World {
         at(self.first_slot[server]) - Duration::days(1)
     }
 
-    /// `schedule::next_run` of the real `--watch` on what the server object says.
+    /// `schedule::next_run` of the real `--watch` on what the server object says; except that
+    /// an unfinished run (begun, neither completed nor failed: its worker died, or it runs
+    /// now) is due at once, to be resumed, as the protocol's steps 4, 5 and 7 mean ("the slot
+    /// may be done", "resumes the server's unfinished run", take-over within TTL + slack +
+    /// jitter). `next_run` itself counts such an attempt as a failure and waits for the next
+    /// slot: with `literal_next_run` the simulation does that, and a dead worker's servers
+    /// wait up to a period for their take-over.
     pub fn next_due(&self, server: usize, doc: &ServerDoc, now: Ms) -> Option<Ms> {
+        if doc.unfinished && !self.params.literal_next_run {
+            return Some(doc.last_attempt.unwrap_or(0).max(0) as Ms);
+        }
         let t = |ms: i64| origin() + Duration::milliseconds(ms);
         next_run(
             Frequency::Hours(1),
