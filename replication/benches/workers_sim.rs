@@ -266,6 +266,7 @@ fn simulate(sc: &Scenario, o: &Options) -> Outcome {
             .map(|c| c.purpose(Purpose::Startup))
             .sum(),
         startup_ms: truth.startup_done,
+        peak_per_second: world.store.peak_per_second(from, to),
         tally,
         elapsed: std::time::Duration::ZERO,
     }

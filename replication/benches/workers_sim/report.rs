@@ -29,6 +29,8 @@ pub struct Outcome {
     pub held_at_kill: usize,
     pub startup_requests: u64,
     pub startup_ms: Ms,
+    /// The busiest second's reads (GET, LIST) and writes (PUT, DELETE).
+    pub peak_per_second: (u32, u32),
     pub tally: Tally,
     pub elapsed: Duration,
 }
@@ -128,11 +130,11 @@ pub fn tables(out: &mut impl Write, outcomes: &[Outcome]) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "| W | N | readable | slots | requests/h | GET/h | PUT/h | LIST/h | per worker GET/PUT/LIST per h | $/month |"
+        "| W | N | readable | slots | requests/h | GET/h | PUT/h | LIST/h | per worker GET/PUT/LIST per h | peak reads/s, writes/s | $/month |"
     )?;
     writeln!(
         out,
-        "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"
+        "| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- | ---: |"
     )?;
     for o in outcomes {
         let t = o.total();
@@ -140,7 +142,7 @@ pub fn tables(out: &mut impl Write, outcomes: &[Outcome]) -> io::Result<()> {
         let ph = |k: Kind| o.per_hour(t.kind(k));
         writeln!(
             out,
-            "{} {} | {} | {} | {} | {} / {} / {} | {:.0} |",
+            "{} {} | {} | {} | {} | {} / {} / {} | {} / {} | {:.0} |",
             o.name(),
             n(o.per_hour(t.total())),
             n(ph(Kind::Get)),
@@ -149,6 +151,8 @@ pub fn tables(out: &mut impl Write, outcomes: &[Outcome]) -> io::Result<()> {
             n(ph(Kind::Get) / w),
             n(ph(Kind::Put) / w),
             n(ph(Kind::List) / w),
+            n(u64::from(o.peak_per_second.0)),
+            n(u64::from(o.peak_per_second.1)),
             o.dollars_per_month(),
         )?;
     }

@@ -132,6 +132,9 @@ pub struct Store {
     latency: (Ms, Ms),
     rng: RefCell<fastrand::Rng>,
     counts: RefCell<Vec<Counts>>,
+    /// Requests per second of virtual time, [GET and LIST, PUT and DELETE]: S3's request
+    /// rate limits per prefix are for those two classes.
+    per_second: RefCell<Vec<[u32; 2]>>,
 }
 
 impl Store {
@@ -145,11 +148,25 @@ impl Store {
             latency,
             rng: RefCell::new(fastrand::Rng::with_seed(seed)),
             counts: RefCell::new(vec![Counts::default(); clients]),
+            per_second: RefCell::new(Vec::new()),
         }
     }
 
     pub fn counts(&self) -> Vec<Counts> {
         self.counts.borrow().clone()
+    }
+
+    /// The busiest second of `[from, to)` for reads (GET, LIST) and for writes (PUT, DELETE).
+    pub fn peak_per_second(&self, from: Ms, to: Ms) -> (u32, u32) {
+        let per = self.per_second.borrow();
+        let (a, b) = (
+            (from / 1000) as usize,
+            ((to / 1000) as usize).min(per.len()),
+        );
+        per.get(a..b)
+            .unwrap_or(&[])
+            .iter()
+            .fold((0, 0), |(r, w), s| (r.max(s[0]), w.max(s[1])))
     }
 
     fn etag(&self) -> u64 {
@@ -170,6 +187,13 @@ impl Store {
         let latency = self.rng.borrow_mut().u64(lo..=hi);
         exec::sleep(latency / 2).await;
         self.counts.borrow_mut()[who].by[purpose as usize][kind as usize] += 1;
+        let second = (exec::now() / 1000) as usize;
+        let mut per = self.per_second.borrow_mut();
+        if per.len() <= second {
+            per.resize(second + 1, [0, 0]);
+        }
+        per[second][usize::from(matches!(kind, Kind::Put | Kind::Delete))] += 1;
+        drop(per);
         let out = act(self);
         exec::sleep(latency - latency / 2).await;
         out
