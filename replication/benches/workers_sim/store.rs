@@ -175,6 +175,16 @@ impl Store {
         e
     }
 
+    fn count(&self, who: usize, purpose: Purpose, kind: Kind) {
+        self.counts.borrow_mut()[who].by[purpose as usize][kind as usize] += 1;
+        let second = (exec::now() / 1000) as usize;
+        let mut per = self.per_second.borrow_mut();
+        if per.len() <= second {
+            per.resize(second + 1, [0, 0]);
+        }
+        per[second][usize::from(matches!(kind, Kind::Put | Kind::Delete))] += 1;
+    }
+
     /// Sends one request: travels half its latency, `act`s on the store, travels back.
     async fn request<T>(
         &self,
@@ -186,14 +196,7 @@ impl Store {
         let (lo, hi) = self.latency;
         let latency = self.rng.borrow_mut().u64(lo..=hi);
         exec::sleep(latency / 2).await;
-        self.counts.borrow_mut()[who].by[purpose as usize][kind as usize] += 1;
-        let second = (exec::now() / 1000) as usize;
-        let mut per = self.per_second.borrow_mut();
-        if per.len() <= second {
-            per.resize(second + 1, [0, 0]);
-        }
-        per[second][usize::from(matches!(kind, Kind::Put | Kind::Delete))] += 1;
-        drop(per);
+        self.count(who, purpose, kind);
         let out = act(self);
         exec::sleep(latency - latency / 2).await;
         out
