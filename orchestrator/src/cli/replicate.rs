@@ -137,8 +137,9 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
 
     if args.watch {
         let Io { out, err } = io;
+        // SIGTERM as well as Ctrl-C: `--watch` runs as a service as often as a worker does.
         let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+            shutdown_signal().await;
             let _ = writeln!(
                 err,
                 "interrupted: stopping; an interrupted run resumes next time"
@@ -179,7 +180,8 @@ fn print_report(out: &mut dyn Write, format: OutputFormat, report: &ServerReport
     };
 }
 
-/// Resolves at Ctrl-C (SIGINT) or SIGTERM (a service manager stopping the worker).
+/// Resolves at Ctrl-C (SIGINT) or SIGTERM (a service manager stopping the worker or the
+/// watch).
 async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -194,6 +196,6 @@ async fn shutdown_signal() {
         () = term => {}
     }
     tracing::warn!(
-        "stopping: the leases held are given back; an interrupted run resumes next time"
+        "stopping: any leases held are given back; an interrupted run resumes next time"
     );
 }
