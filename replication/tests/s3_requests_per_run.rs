@@ -1,7 +1,9 @@
 //! The S3 requests one replication run makes against the S3 state, counted on the emulator:
 //! the figures the worker simulation (`benches/workers_sim.rs`) charges per run. When the
 //! backend's request pattern changes, this test fails naming the new counts: bring
-//! `benches/workers_sim/run_cost.rs` and the README's simulation figures up to date.
+//! `benches/workers_sim/run_cost.rs` and the README's simulation figures up to date. The run's
+//! hold of its server lease (every replication on an S3 state holds one) is counted apart: the
+//! simulation charges claims and releases in their own protocol steps (4 and 6).
 
 mod common;
 
@@ -64,11 +66,17 @@ async fn a_seed_and_an_increment_cost_what_the_worker_simulation_charges() {
             .expect("open the S3 state"),
     );
     let counts: Arc<Mutex<BTreeMap<&'static str, u32>>> = Arc::default();
-    let seen = Arc::clone(&counts);
+    let lease_counts: Arc<Mutex<BTreeMap<&'static str, u32>>> = Arc::default();
+    let (seen, seen_lease) = (Arc::clone(&counts), Arc::clone(&lease_counts));
     let b = bucket.clone();
     proxy.set_policy(move |r| {
         if let Some(k) = kind(r, &b) {
-            *seen.lock().unwrap().entry(k).or_default() += 1;
+            let to = if r.path.contains("/leases/") {
+                &seen_lease
+            } else {
+                &seen
+            };
+            *to.lock().unwrap().entry(k).or_default() += 1;
         }
         Action::Forward
     });
@@ -85,17 +93,31 @@ async fn a_seed_and_an_increment_cost_what_the_worker_simulation_charges() {
     assert_eq!(seed.status, ReportStatus::Completed, "{:?}", seed.error);
     assert_eq!(seed.snapshots[0].blocks_uploaded, 1);
     let seed_cost = cost(&std::mem::take(&mut *counts.lock().unwrap()));
+    let seed_lease = cost(&std::mem::take(&mut *lease_counts.lock().unwrap()));
 
     change_blocks(&raw, &[2], None, 8);
     let inc = rep.replicate(&job).await;
     assert_eq!(inc.status, ReportStatus::Completed, "{:?}", inc.error);
     assert_eq!(inc.snapshots[0].blocks_uploaded, 1);
     let inc_cost = cost(&std::mem::take(&mut *counts.lock().unwrap()));
+    let inc_lease = cost(&std::mem::take(&mut *lease_counts.lock().unwrap()));
 
     println!("seed: {seed_cost:?}\nincrement: {inc_cost:?}");
     assert_eq!(
         (seed_cost, inc_cost),
         (run_cost::SEED, run_cost::INCREMENT),
         "the S3 requests of a run changed: update benches/workers_sim/run_cost.rs and the README"
+    );
+    // The lease a run holds: read, created (claim, step 4), given back (release, step 6).
+    let held = RunCost {
+        get: 1,
+        put: 2,
+        list: 0,
+        delete: 0,
+    };
+    assert_eq!(
+        (seed_lease, inc_lease),
+        (held, held),
+        "a run's lease requests changed: the simulation's steps 4 and 6 charge a claim and a release"
     );
 }
