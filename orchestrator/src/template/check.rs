@@ -172,6 +172,8 @@ fn render_variants(
     rendered
 }
 
+/// One variant rendered and measured; nested (and its packages' quotas checked) when its counts
+/// said so (`nested`) or its size says so.
 fn render_variant(app: &App, what: &str, opts: &RenderOptions, nested: bool) -> Rendered {
     let flat = render(app, opts);
     let size = flat.compact_len();
