@@ -50,10 +50,20 @@ fn registry() -> &'static Handlebars<'static> {
 pub struct BodyCache {
     /// (Windows, gated, the script content's address or null) -> the checks and the body
     /// rendered for them.
-    bodies: HashMap<(bool, bool, *const u8), Vec<(Vec<LaunchCheck>, Arc<str>)>>,
+    bodies: HashMap<BodyKey, Vec<RenderedBody>>,
     /// Every script content whose address is a key, kept alive so no address is reused while
     /// the cache lives.
     scripts: Vec<Arc<str>>,
+}
+
+/// What a wrapper body depends on besides the checks: (Windows, gated, the configure script
+/// content's address, null without a script).
+type BodyKey = (bool, bool, *const u8);
+
+/// A body and the checks it was rendered for.
+struct RenderedBody {
+    checks: Vec<LaunchCheck>,
+    body: Arc<str>,
 }
 
 /// Who the user data is for.
@@ -150,14 +160,14 @@ impl Wrapper<'_> {
                 .map_or(std::ptr::null(), |s| Arc::as_ptr(&s.content).cast::<u8>()),
         );
         let rendered = cache.bodies.entry(key).or_default();
-        let body = match rendered
-            .iter()
-            .find(|(checks, _)| checks.as_slice() == self.checks)
-        {
-            Some((_, body)) => body.clone(),
+        let body = match rendered.iter().find(|r| r.checks.as_slice() == self.checks) {
+            Some(r) => r.body.clone(),
             None => {
                 let body: Arc<str> = self.body(&peers).into();
-                rendered.push((self.checks.to_vec(), body.clone()));
+                rendered.push(RenderedBody {
+                    checks: self.checks.to_vec(),
+                    body: body.clone(),
+                });
                 if let Some(script) = self.script {
                     cache.scripts.push(script.content.clone());
                 }
