@@ -12,7 +12,8 @@
 //! character replaced by `_`, so rendering is total and the wrapper stays well-formed.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use handlebars::Handlebars;
@@ -41,6 +42,28 @@ fn registry() -> &'static Handlebars<'static> {
             .expect("templates/configure-powershell.ps1.hbs is valid handlebars");
         hb
     })
+}
+
+/// Wrapper bodies already rendered, for [`Wrapper::render_cached`]: one render per distinct
+/// (OS, gate, configure script, checks) instead of one per server.
+#[derive(Default)]
+pub struct BodyCache {
+    /// (Windows, gated, the script content's address or null) -> the checks and the body
+    /// rendered for them.
+    bodies: HashMap<BodyKey, Vec<RenderedBody>>,
+    /// Every script content whose address is a key, kept alive so no address is reused while
+    /// the cache lives.
+    scripts: Vec<Arc<str>>,
+}
+
+/// What a wrapper body depends on besides the checks: (Windows, gated, the configure script
+/// content's address, null without a script).
+type BodyKey = (bool, bool, *const u8);
+
+/// A body and the checks it was rendered for.
+struct RenderedBody {
+    checks: Vec<LaunchCheck>,
+    body: Arc<str>,
 }
 
 /// Who the user data is for.
@@ -97,7 +120,8 @@ struct CheckContext {
 pub struct UserData {
     /// Without its final newline.
     pub prelude: String,
-    pub body: String,
+    /// Shared by every server rendered from the same [`BodyCache`] entry.
+    pub body: Arc<str>,
     /// Servers whose private IP the checks use: `${Ip1}` is the first, and so on.
     pub peers: Vec<usize>,
 }
@@ -116,6 +140,49 @@ impl UserData {
 
 impl Wrapper<'_> {
     pub fn render(&self) -> UserData {
+        let peers = self.peers();
+        UserData {
+            prelude: self.prelude(peers.len()),
+            body: self.body(&peers).into(),
+            peers,
+        }
+    }
+
+    /// As [`Wrapper::render`], the body taken from `cache` when a server with the same OS,
+    /// gate, configure script and checks was rendered before (the body depends on nothing
+    /// else: names are in the prelude).
+    pub fn render_cached(&self, cache: &mut BodyCache) -> UserData {
+        let peers = self.peers();
+        let key = (
+            self.os == Os::Windows,
+            self.gate,
+            self.script
+                .map_or(std::ptr::null(), |s| Arc::as_ptr(&s.content).cast::<u8>()),
+        );
+        let rendered = cache.bodies.entry(key).or_default();
+        let body = match rendered.iter().find(|r| r.checks.as_slice() == self.checks) {
+            Some(r) => r.body.clone(),
+            None => {
+                let body: Arc<str> = self.body(&peers).into();
+                rendered.push(RenderedBody {
+                    checks: self.checks.to_vec(),
+                    body: body.clone(),
+                });
+                if let Some(script) = self.script {
+                    cache.scripts.push(script.content.clone());
+                }
+                body
+            }
+        };
+        UserData {
+            prelude: self.prelude(peers.len()),
+            body,
+            peers,
+        }
+    }
+
+    /// The servers whose addresses the checks use, in order of first mention.
+    fn peers(&self) -> Vec<usize> {
         let mut peers: Vec<usize> = Vec::new();
         for check in self.checks {
             for s in check.servers() {
@@ -124,6 +191,12 @@ impl Wrapper<'_> {
                 }
             }
         }
+        peers
+    }
+
+    /// The wrapper around the script and checks: handlebars, and the script's base64 and
+    /// SHA-256, most of the cost of user data.
+    fn body(&self, peers: &[usize]) -> String {
         let peer_var = |s: usize| peers.iter().position(|&p| p == s).unwrap_or(0) + 1;
         let checks = self
             .checks
@@ -141,14 +214,9 @@ impl Wrapper<'_> {
             Os::Linux => "shell",
             Os::Windows => "powershell",
         };
-        let body = registry()
+        registry()
             .render(template, &context)
-            .expect("wrapper context matches its template");
-        UserData {
-            prelude: self.prelude(peers.len()),
-            body,
-            peers,
-        }
+            .expect("wrapper context matches its template")
     }
 
     /// Names are validated ids (made inert by `safe_name` otherwise): safe in a comment and

@@ -92,9 +92,9 @@ pub fn check(app: &App, diags: &mut Diagnostics) {
         }
     }
     if errors.is_empty() {
-        for (i, (what, opts)) in variants.iter().enumerate() {
-            let flat = render(app, opts);
-            let size = flat.compact_len();
+        let rendered = render_variants(app, &variants, &nested);
+        for (i, ((what, _), rendered)) in variants.iter().zip(rendered).enumerate() {
+            let size = rendered.size;
             if !nested[i] && size <= MAX_S3_BODY {
                 if size > MAX_INLINE_BODY {
                     warnings.entry("size").or_insert_with(|| {
@@ -114,7 +114,9 @@ pub fn check(app: &App, diags: &mut Diagnostics) {
                     )
                 });
             }
-            check_nested(app, what, &flat, &mut errors);
+            for (quota, message) in rendered.nested_problems {
+                errors.entry(quota).or_insert(message);
+            }
         }
     }
     for message in errors.into_values() {
@@ -128,40 +130,103 @@ pub fn check(app: &App, diags: &mut Diagnostics) {
     }
 }
 
+/// What rendering one variant found: its compact length and, when it is launched as nested
+/// stacks, what breaks the quotas of those (keyed by quota, as `check` reports them).
+struct Rendered {
+    size: usize,
+    nested_problems: Vec<(&'static str, String)>,
+}
+
+/// Every variant rendered (and nested where `nested` says so or its size asks for it), two at
+/// a time: they are independent, and rendering is most of what validating a large application
+/// costs. Two, not four: each holds its whole template and nested stacks in memory, and hostile
+/// files must stay answered in bounded memory. Results in variant order, so the messages are
+/// deterministic.
+fn render_variants(
+    app: &App,
+    variants: &[(String, RenderOptions)],
+    nested: &[bool],
+) -> Vec<Rendered> {
+    let jobs: Vec<(&str, &RenderOptions, bool)> = variants
+        .iter()
+        .zip(nested)
+        .map(|((what, opts), &nested)| (what.as_str(), opts, nested))
+        .collect();
+    let mut rendered = Vec::with_capacity(jobs.len());
+    for pair in jobs.chunks(2) {
+        std::thread::scope(|scope| {
+            let second = pair.get(1).map(|&(what, opts, nested)| {
+                scope.spawn(move || render_variant(app, what, opts, nested))
+            });
+            let (what, opts, nested) = pair[0];
+            rendered.push(render_variant(app, what, opts, nested));
+            if let Some(second) = second {
+                rendered.push(
+                    second
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                );
+            }
+        });
+    }
+    rendered
+}
+
+/// One variant rendered and measured; nested (and its packages' quotas checked) when its counts
+/// said so (`nested`) or its size says so.
+fn render_variant(app: &App, what: &str, opts: &RenderOptions, nested: bool) -> Rendered {
+    let flat = render(app, opts);
+    let size = flat.compact_len();
+    let nested_problems = if nested || size > MAX_S3_BODY {
+        nested_problems(app, what, flat)
+    } else {
+        Vec::new()
+    };
+    Rendered {
+        size,
+        nested_problems,
+    }
+}
+
 /// The quotas of every template of a nested launch: the parent's (a child stack per group or
 /// part) and each child's, which splitting a group into parts could not bring under them.
-fn check_nested(app: &App, what: &str, flat: &Template, errors: &mut BTreeMap<&str, String>) {
+/// Only the first child over a quota is reported.
+fn nested_problems(app: &App, what: &str, flat: Template) -> Vec<(&'static str, String)> {
     let package = match nest_app(app, flat) {
         Ok(package) => package,
         Err(e) => {
-            errors
-                .entry("nested")
-                .or_insert_with(|| format!("the {what} cannot be rendered as nested stacks: {e}"));
-            return;
+            return vec![(
+                "nested",
+                format!("the {what} cannot be rendered as nested stacks: {e}"),
+            )];
         }
     };
+    let mut found = Vec::new();
     let problems = quota_problems(&package.parent.body);
     if !problems.is_empty() {
-        errors.entry("parent").or_insert_with(|| {
+        found.push((
+            "parent",
             format!(
                 "the parent of the {what}'s nested stacks needs {}: split the application",
                 problems.join(", ")
-            )
-        });
+            ),
+        ));
     }
-    for child in &package.children {
-        let problems = quota_problems(&child.body);
-        if !problems.is_empty() {
-            errors.entry("child").or_insert_with(|| {
-                format!(
-                    "nested stack {} of the {what} needs {} even after its group was split: \
-                     shorten configure scripts or split the application",
-                    child.logical_id,
-                    problems.join(", ")
-                )
-            });
-        }
+    if let Some((child, problems)) = package
+        .child_problems()
+        .find(|(_, problems)| !problems.is_empty())
+    {
+        found.push((
+            "child",
+            format!(
+                "nested stack {} of the {what} needs {} even after its group was split: \
+                 shorten configure scripts or split the application",
+                child.logical_id,
+                problems.join(", ")
+            ),
+        ));
     }
+    found
 }
 
 /// What a variant of the template will hold, counted without rendering it.

@@ -31,10 +31,16 @@ pub(super) fn generation(
     count: usize,
     timeout: &str,
 ) -> String {
-    let mut digest = Sha256::new();
-    digest.update(format!("count={count};timeout={timeout};").as_bytes());
+    // What is hashed is `name=<compact JSON>;` per property, written straight into the digest
+    // (no text or value copied per instance).
+    let mut digest = DigestWriter(Sha256::new());
+    digest
+        .0
+        .update(format!("count={count};timeout={timeout};").as_bytes());
     for (server, resource) in instances {
-        digest.update(format!("instance={};", server.logical_id).as_bytes());
+        digest.0.update(b"instance=");
+        digest.0.update(server.logical_id.as_bytes());
+        digest.0.update(b";");
         let Some(props) = resource["Properties"].as_object() else {
             continue;
         };
@@ -42,19 +48,37 @@ pub(super) fn generation(
             if instance_update_effect(name) != UpdateEffect::Replacement {
                 continue;
             }
-            let value = match (name.as_str(), ami(server)) {
-                ("ImageId", Some(ami)) => Value::String(ami),
-                _ => value.clone(),
+            digest.0.update(name.as_bytes());
+            digest.0.update(b"=");
+            let written = match (name.as_str(), ami(server)) {
+                ("ImageId", Some(ami)) => serde_json::to_writer(&mut digest, &ami),
+                _ => serde_json::to_writer(&mut digest, value),
             };
-            digest.update(format!("{name}={value};").as_bytes());
+            written.expect("a template value serializes");
+            digest.0.update(b";");
         }
     }
     digest
+        .0
         .finalize()
         .iter()
         .take(GENERATION_LEN / 2)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Feeds what serde_json writes to the digest.
+struct DigestWriter(Sha256);
+
+impl std::io::Write for DigestWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

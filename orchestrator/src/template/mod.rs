@@ -28,6 +28,8 @@ mod nested_tests;
 mod outputs;
 mod package;
 pub(crate) mod parameters;
+#[cfg(test)]
+mod quota_tests;
 mod references;
 mod render;
 mod resources;

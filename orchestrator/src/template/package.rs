@@ -5,6 +5,8 @@
 //! The units (which group's instances go to which child) are the one thing taken from the
 //! application; everything else follows from the flat template's references (`nested`).
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use crate::app::App;
@@ -32,12 +34,14 @@ pub struct NestedPackage {
     /// The parent, with each child under the `TemplateBaseUrl` parameter.
     pub parent: Template,
     pub children: Vec<Child>,
+    /// Each child's compact length, measured once while nesting (validation's quota check
+    /// reads it again).
+    child_lens: Vec<usize>,
 }
 
 impl NestedPackage {
-    fn from(nested: Nested, flat: &Template) -> Self {
+    fn from(nested: Nested, flat: Template, child_lens: Vec<usize>) -> Self {
         NestedPackage {
-            flat: flat.clone(),
             parent: Template {
                 resources: section_len(&nested.parent, "Resources"),
                 parameters: section_len(&nested.parent, "Parameters"),
@@ -47,8 +51,18 @@ impl NestedPackage {
                 // The gates live in the children; their ids are the flat template's.
                 gates: flat.gates.clone(),
             },
+            flat,
             children: nested.children,
+            child_lens,
         }
+    }
+
+    /// Each child with what breaks its quotas (empty when it fits).
+    pub(super) fn child_problems(&self) -> impl Iterator<Item = (&Child, Vec<String>)> {
+        self.children
+            .iter()
+            .zip(&self.child_lens)
+            .map(|(child, &len)| (child, quota_problems_of(&child.body, len)))
     }
 
     /// The parent with the children's uploaded URLs in place of `TemplateBaseUrl`.
@@ -67,8 +81,8 @@ impl NestedPackage {
 impl NestedPackage {
     /// The files of the package, named for `ext` (`json`, `yaml`): the parent as `template.EXT`,
     /// each child as `<logical id>.EXT`, which the parent's `TemplateURL`s name under
-    /// `TemplateBaseUrl`.
-    pub fn files(&self, ext: &str) -> Vec<(String, Value)> {
+    /// `TemplateBaseUrl`. The children are borrowed (only the parent's URLs change).
+    pub fn files(&self, ext: &str) -> Vec<(String, Cow<'_, Value>)> {
         let mut parent = self.parent.body.clone();
         let mut files = Vec::with_capacity(self.children.len() + 1);
         for child in &self.children {
@@ -77,9 +91,9 @@ impl NestedPackage {
             if url.get("Fn::Sub").is_some() {
                 *url = serde_json::json!({"Fn::Sub": format!("${{{}}}/{name}", super::nested::TEMPLATE_BASE_URL)});
             }
-            files.push((name, child.body.clone()));
+            files.push((name, Cow::Borrowed(&child.body)));
         }
-        files.insert(0, (format!("template.{ext}"), parent));
+        files.insert(0, (format!("template.{ext}"), Cow::Owned(parent)));
         files
     }
 }
@@ -118,6 +132,11 @@ fn section_len(body: &Value, section: &str) -> usize {
 
 /// What breaks one template's quotas (resources, parameters, outputs, size), as messages.
 pub fn quota_problems(body: &Value) -> Vec<String> {
+    quota_problems_of(body, compact_len(body))
+}
+
+/// As [`quota_problems`], the template's compact length `size` already measured.
+fn quota_problems_of(body: &Value, size: usize) -> Vec<String> {
     let mut problems = Vec::new();
     for (section, limit) in [
         ("Resources", MAX_RESOURCES),
@@ -132,7 +151,6 @@ pub fn quota_problems(body: &Value) -> Vec<String> {
             ));
         }
     }
-    let size = compact_len(body);
     if size > MAX_S3_BODY {
         problems.push(format!(
             "{size} bytes; CloudFormation accepts at most {MAX_S3_BODY}"
@@ -141,8 +159,68 @@ pub fn quota_problems(body: &Value) -> Vec<String> {
     problems
 }
 
-/// The length of the compact JSON text, counted without building it.
+/// The length of the compact JSON text (`serde_json::to_string`), counted without building
+/// it: validation sizes every variant and every nested child, a few megabytes of text.
 pub fn compact_len(body: &Value) -> usize {
+    match body {
+        Value::Null => 4,
+        Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Number(n) => number_len(n),
+        Value::String(s) => string_len(s),
+        // `[a,b]`
+        Value::Array(items) => {
+            2 + items.len().saturating_sub(1) + items.iter().map(compact_len).sum::<usize>()
+        }
+        // `{"k":v,"l":w}`
+        Value::Object(map) => {
+            2 + map.len().saturating_sub(1)
+                + map
+                    .iter()
+                    .map(|(k, v)| string_len(k) + 1 + compact_len(v))
+                    .sum::<usize>()
+        }
+    }
+}
+
+/// Bytes serde_json adds to each byte of a string when it writes it: `\"`, `\\` and the
+/// short escapes `\b \t \n \f \r` one, any other control character five (`\u001f`); nothing
+/// else is escaped (not DEL, not non-ASCII).
+const ESCAPE_EXTRA: [u8; 256] = {
+    let mut extra = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        extra[b] = match b {
+            0x08 | 0x09 | 0x0a | 0x0c | 0x0d => 1,
+            _ => 5,
+        };
+        b += 1;
+    }
+    extra[b'"' as usize] = 1;
+    extra[b'\\' as usize] = 1;
+    extra
+};
+
+/// A JSON string's length with its quotes and escapes.
+fn string_len(s: &str) -> usize {
+    let extra: usize = s
+        .as_bytes()
+        .chunks(255)
+        .map(|chunk| {
+            // At most 5 * 255 per chunk: a u16 holds it, and the loop stays narrow enough
+            // to vectorise.
+            chunk
+                .iter()
+                .map(|&b| u16::from(ESCAPE_EXTRA[usize::from(b)]))
+                .sum::<u16>() as usize
+        })
+        .sum();
+    2 + s.len() + extra
+}
+
+/// A number as serde_json writes it (integers and floats have their own formatting; templates
+/// hold a few, so serde_json writes them).
+fn number_len(n: &serde_json::Number) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -154,7 +232,7 @@ pub fn compact_len(body: &Value) -> usize {
         }
     }
     let mut counter = Counter(0);
-    serde_json::to_writer(&mut counter, body).expect("template serializes");
+    serde_json::to_writer(&mut counter, n).expect("a number serializes");
     counter.0
 }
 
@@ -173,13 +251,15 @@ pub fn render_package(app: &App, opts: &RenderOptions) -> Result<Package, NestEr
     if !opts.nested && !needs_nesting(&flat) {
         return Ok(Package::Flat(flat));
     }
-    Ok(Package::Nested(nest_app(app, &flat)?))
+    Ok(Package::Nested(nest_app(app, flat)?))
 }
 
 /// One unit per group in launch order; a group whose child breaks a quota is split into
 /// parts of equal size, as many as the worst quota asks for, until every child fits (or after
 /// a few rounds, leaving what remains for the quota check to report).
-pub fn nest_app(app: &App, flat: &Template) -> Result<NestedPackage, NestError> {
+/// The flat template is kept in the package (taken, not copied: it is the size of all the
+/// children together).
+pub fn nest_app(app: &App, flat: Template) -> Result<NestedPackage, NestError> {
     let groups: Vec<usize> = app.graph.waves().into_iter().flatten().collect();
     let mut parts = vec![1usize; app.groups.len()];
     let mut round = 0;
@@ -210,13 +290,18 @@ pub fn nest_app(app: &App, flat: &Template) -> Result<NestedPackage, NestError> 
             }
         }
         let nested = nest(&flat.body, &units)?;
+        let lens: Vec<usize> = nested
+            .children
+            .iter()
+            .map(|c| compact_len(&c.body))
+            .collect();
         round += 1;
         let mut split = false;
         if round < MAX_SPLIT_ROUNDS {
             // The worst part of each group decides how many parts it gets next.
             let mut worst = vec![0.0f64; app.groups.len()];
-            for (child, &g) in nested.children.iter().zip(&unit_group) {
-                worst[g] = worst[g].max(oversize(&child.body));
+            for ((child, &len), &g) in nested.children.iter().zip(&lens).zip(&unit_group) {
+                worst[g] = worst[g].max(oversize(&child.body, len));
             }
             for (g, &factor) in worst.iter().enumerate() {
                 if factor > 1.0 && parts[g] < app.groups[g].servers.len() {
@@ -227,20 +312,20 @@ pub fn nest_app(app: &App, flat: &Template) -> Result<NestedPackage, NestError> 
             }
         }
         if !split {
-            return Ok(NestedPackage::from(nested, flat));
+            return Ok(NestedPackage::from(nested, flat, lens));
         }
     }
 }
 
 /// How many times over its worst quota a child is (with a margin for what splitting adds:
-/// parameters and outputs carried between the parts).
-fn oversize(body: &Value) -> f64 {
+/// parameters and outputs carried between the parts). `size` is its compact length.
+fn oversize(body: &Value, size: usize) -> f64 {
     let ratio = |n: usize, limit: usize| n as f64 / (limit as f64 * 0.9);
     [
         ratio(section_len(body, "Resources"), MAX_RESOURCES),
         ratio(section_len(body, "Parameters"), MAX_PARAMETERS),
         ratio(section_len(body, "Outputs"), MAX_OUTPUTS),
-        ratio(compact_len(body), MAX_S3_BODY),
+        ratio(size, MAX_S3_BODY),
     ]
     .into_iter()
     .fold(0.0, f64::max)

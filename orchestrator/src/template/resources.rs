@@ -7,7 +7,7 @@ use rehost_replication::tags;
 use serde_json::{Map, Value, json};
 
 use crate::app::{App, AppServer, Mode};
-use crate::userdata::Wrapper;
+use crate::userdata::{BodyCache, Wrapper};
 
 use super::document::{AmiParameters, GateIds, RenderOptions};
 use super::gates;
@@ -35,6 +35,8 @@ pub(super) fn build(
         .flat_map(|&g| app.groups[g].servers.iter().copied())
         .collect();
     let mut data = vec![None; app.servers.len()];
+    // Servers sharing a script share its wrapper body: rendered once.
+    let mut bodies = BodyCache::default();
     for &s in &order {
         let server = &app.servers[s];
         let launch = server.launch(opts.mode);
@@ -48,7 +50,7 @@ pub(super) fn build(
                 checks: &launch.checks,
                 gate: opts.health_gate,
             }
-            .render(),
+            .render_cached(&mut bodies),
         );
     }
     let store = UserDataStore::new(data, &order);

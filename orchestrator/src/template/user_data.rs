@@ -14,6 +14,7 @@
 //! emulator substitutes `${...}` again inside variable values.)
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
@@ -25,10 +26,37 @@ use crate::userdata::{GATE_URL_VARIABLE, UserData, ip_variable};
 pub(super) struct UserDataStore {
     /// By server index.
     data: Vec<Option<UserData>>,
-    /// Body text -> (mapping name, attribute name), for bodies stored once.
-    stored: HashMap<String, (String, String)>,
+    /// By server index: its body's index in `bodies` (unused for servers without user data).
+    body_of: Vec<usize>,
+    /// Every distinct body text, in order of first use by server index.
+    bodies: Vec<Body>,
     /// The `Mappings` section.
     pub mappings: Map<String, Value>,
+}
+
+/// One distinct body text, looked at once however many servers share it (a thousand servers
+/// of a group share one wrapper of several kilobytes: hashing or scanning it per server cost
+/// more than rendering the instance).
+struct Body {
+    text: Arc<str>,
+    /// Holds `${`: written as its pieces joined on `${` (see the module's comment).
+    split: bool,
+    /// How many servers use it.
+    uses: usize,
+    /// Where it is stored once: (mapping name, attribute name).
+    stored: Option<(String, String)>,
+}
+
+impl Body {
+    /// The body as a template value that is not read as a parameter reference: the text, or
+    /// its pieces around every `${`.
+    fn pieces(&self) -> Value {
+        if self.split {
+            json!(self.text.split("${").collect::<Vec<_>>())
+        } else {
+            Value::String(self.text.to_string())
+        }
+    }
 }
 
 /// The mapping holding the `n`th (0-based) run of 200 bodies.
@@ -47,40 +75,62 @@ impl UserDataStore {
     /// `data[s]` is server `s`'s user data; `order` the servers in launch order (bodies are
     /// numbered by first use, so the template is deterministic).
     pub(super) fn new(data: Vec<Option<UserData>>, order: &[usize]) -> Self {
-        let mut uses: HashMap<&str, usize> = HashMap::new();
-        for d in data.iter().flatten() {
-            *uses.entry(d.body.as_str()).or_default() += 1;
+        // Bodies are told apart by their text; servers rendered from one wrapper share one
+        // `Arc`, so its text is hashed once, not once per server.
+        let mut by_address: HashMap<*const u8, usize> = HashMap::new();
+        let mut by_text: HashMap<&str, usize> = HashMap::new();
+        let mut bodies: Vec<Body> = Vec::new();
+        let mut body_of = vec![usize::MAX; data.len()];
+        for (s, d) in data.iter().enumerate() {
+            let Some(d) = d else { continue };
+            let address = Arc::as_ptr(&d.body).cast::<u8>();
+            let i = match by_address.get(&address) {
+                Some(&i) => i,
+                None => {
+                    let i = *by_text.entry(&*d.body).or_insert_with(|| {
+                        bodies.push(Body {
+                            text: d.body.clone(),
+                            split: d.body.contains("${"),
+                            uses: 0,
+                            stored: None,
+                        });
+                        bodies.len() - 1
+                    });
+                    by_address.insert(address, i);
+                    i
+                }
+            };
+            bodies[i].uses += 1;
+            body_of[s] = i;
         }
-        let mut stored = HashMap::new();
         let mut mappings = Map::new();
+        let mut stored = 0;
         let capacity = MAX_MAPPINGS * MAX_MAPPING_ATTRIBUTES;
         for &s in order {
-            let Some(d) = &data[s] else { continue };
-            if uses[d.body.as_str()] < 2 || stored.contains_key(&d.body) || stored.len() >= capacity
-            {
+            if data[s].is_none() {
                 continue;
             }
-            let n = stored.len();
+            let body = &mut bodies[body_of[s]];
+            if body.uses < 2 || body.stored.is_some() || stored >= capacity {
+                continue;
+            }
             let (mapping, key) = (
-                mapping_name(n / MAX_MAPPING_ATTRIBUTES),
-                format!("Body{}", n + 1),
+                mapping_name(stored / MAX_MAPPING_ATTRIBUTES),
+                format!("Body{}", stored + 1),
             );
-            let value = if d.body.contains("${") {
-                json!(d.body.split("${").collect::<Vec<_>>())
-            } else {
-                Value::String(d.body.clone())
-            };
+            stored += 1;
             mappings
                 .entry(mapping.clone())
                 .or_insert_with(|| Value::Object(Map::new()))
                 .as_object_mut()
                 .expect("a mapping is an object")
-                .insert(key.clone(), json!({ TEXT_KEY: value }));
-            stored.insert(d.body.clone(), (mapping, key));
+                .insert(key.clone(), json!({ TEXT_KEY: body.pieces() }));
+            body.stored = Some((mapping, key));
         }
         UserDataStore {
             data,
-            stored,
+            body_of,
+            bodies,
             mappings,
         }
     }
@@ -100,19 +150,18 @@ impl UserDataStore {
                 json!({"Fn::GetAtt": [app.servers[peer].logical_id, "PrivateIp"]}),
             );
         }
-        let body = match self.stored.get(&d.body) {
+        let body = &self.bodies[self.body_of[s]];
+        let body = match &body.stored {
             Some((mapping, key)) => {
                 let find = json!({"Fn::FindInMap": [mapping, key, TEXT_KEY]});
-                if d.body.contains("${") {
+                if body.split {
                     json!({"Fn::Join": ["${", find]})
                 } else {
                     find
                 }
             }
-            None if d.body.contains("${") => {
-                json!({"Fn::Join": ["${", d.body.split("${").collect::<Vec<_>>()]})
-            }
-            None => Value::String(d.body.clone()),
+            None if body.split => json!({"Fn::Join": ["${", body.pieces()]}),
+            None => body.pieces(),
         };
         // Without variables (no gate, no checks naming servers) the prelude is plain text.
         let prelude = if variables.is_empty() {
