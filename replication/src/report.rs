@@ -42,6 +42,31 @@ pub struct ServerReport {
     pub deleted_snapshots: Vec<String>,
 }
 
+impl ServerReport {
+    /// A failed report with nothing done yet: where a run starts, and what a server that did
+    /// not run here (or was stopped) reports.
+    pub fn not_run(job: &crate::job::ServerJob) -> ServerReport {
+        ServerReport {
+            server: job.server.clone(),
+            ami_id: None,
+            snapshots: Vec::new(),
+            status: ReportStatus::Failed,
+            error: None,
+            refused: false,
+            run_id: String::new(),
+            app: job.app.clone(),
+            ami_name: None,
+            architecture: Some(job.architecture),
+            boot_mode: job.boot_mode,
+            resumed: false,
+            seconds: 0.0,
+            warnings: Vec::new(),
+            deregistered_amis: Vec::new(),
+            deleted_snapshots: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotReport {
     pub disk: String,

@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::Replicator;
 use crate::job::ServerJob;
-use crate::report::{ReportStatus, ServerReport};
+use crate::report::ServerReport;
 use crate::state::s3::this_holder;
 use crate::state::{LeaseGuard, LeaseHolder, ServerClaim, ServerKey, StateError};
 
@@ -111,21 +111,7 @@ impl Replicator {
 pub(super) fn failed_report(job: &ServerJob, error: String) -> ServerReport {
     tracing::error!("{error}");
     ServerReport {
-        server: job.server.clone(),
-        ami_id: None,
-        snapshots: Vec::new(),
-        status: ReportStatus::Failed,
         error: Some(error),
-        refused: false,
-        run_id: String::new(),
-        app: job.app.clone(),
-        ami_name: None,
-        architecture: Some(job.architecture),
-        boot_mode: job.boot_mode,
-        resumed: false,
-        seconds: 0.0,
-        warnings: Vec::new(),
-        deregistered_amis: Vec::new(),
-        deleted_snapshots: Vec::new(),
+        ..ServerReport::not_run(job)
     }
 }

@@ -144,24 +144,7 @@ impl Replicator {
     /// state). Never panics: a failure lands in the report (and the state).
     async fn replicate_unclaimed(&self, job: &ServerJob) -> ServerReport {
         let t0 = Instant::now();
-        let mut report = ServerReport {
-            server: job.server.clone(),
-            ami_id: None,
-            snapshots: Vec::new(),
-            status: ReportStatus::Failed,
-            error: None,
-            refused: false,
-            run_id: String::new(),
-            app: job.app.clone(),
-            ami_name: None,
-            architecture: Some(job.architecture),
-            boot_mode: job.boot_mode,
-            resumed: false,
-            seconds: 0.0,
-            warnings: Vec::new(),
-            deregistered_amis: Vec::new(),
-            deleted_snapshots: Vec::new(),
-        };
+        let mut report = ServerReport::not_run(job);
         let mut timings = BTreeMap::new();
         let result = self.run(job, &mut report, &mut timings).await;
         self.lock_progress().finish_server(&job.server);

@@ -15,10 +15,8 @@ pub(super) async fn begin_run(
     let run = match doc.run(&run_id).map_err(|c| store.corrupt(server, c))? {
         Some(run) => run,
         None => store
-            .read(server)
+            .read_with(server, |doc| doc.run(&run_id))
             .await?
-            .run(&run_id)
-            .map_err(|c| store.corrupt(server, c))?
             .ok_or_else(|| StateError::Corrupt {
                 location: store.location(),
                 table: "runs",
@@ -97,11 +95,7 @@ pub(super) async fn run(
     server: &ServerKey,
     run_id: &str,
 ) -> Result<Option<RunRecord>, StateError> {
-    store
-        .read(server)
-        .await?
-        .run(run_id)
-        .map_err(|c| store.corrupt(server, c))
+    store.read_with(server, |doc| doc.run(run_id)).await
 }
 
 pub(super) async fn server_history(
@@ -109,22 +103,14 @@ pub(super) async fn server_history(
     server: &ServerKey,
     limit: usize,
 ) -> Result<Vec<RunRecord>, StateError> {
-    store
-        .read(server)
-        .await?
-        .history(limit)
-        .map_err(|c| store.corrupt(server, c))
+    store.read_with(server, |doc| doc.history(limit)).await
 }
 
 pub(super) async fn last_times(
     store: &S3Store,
     server: &ServerKey,
 ) -> Result<(Option<OffsetDateTime>, Option<OffsetDateTime>), StateError> {
-    store
-        .read(server)
-        .await?
-        .last_times()
-        .map_err(|c| store.corrupt(server, c))
+    store.read_with(server, |doc| doc.last_times()).await
 }
 
 pub(super) async fn latest_amis(
@@ -151,11 +137,7 @@ pub(super) async fn recorded_amis(
     store: &S3Store,
     server: &ServerKey,
 ) -> Result<Vec<AmiRecord>, StateError> {
-    store
-        .read(server)
-        .await?
-        .recorded_amis()
-        .map_err(|c| store.corrupt(server, c))
+    store.read_with(server, |doc| doc.recorded_amis()).await
 }
 
 pub(super) async fn mark_ami_deregistered(

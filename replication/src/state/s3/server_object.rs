@@ -63,6 +63,15 @@ impl S3Store {
         Ok(self.fetch(key).await?.1)
     }
 
+    /// Answers `query` from the current content of a server's object (fresh from S3).
+    pub(super) async fn read_with<T>(
+        &self,
+        key: &ServerKey,
+        query: impl FnOnce(&ServerDoc) -> Result<T, Corrupt>,
+    ) -> Result<T, StateError> {
+        query(&self.read(key).await?).map_err(|c| self.corrupt(key, c))
+    }
+
     /// Applies `change` to a server's object with a conditional write, re-reading and
     /// re-applying after a lost race. `change` returns its result and whether it changed
     /// anything (nothing written when not).

@@ -28,10 +28,8 @@ pub(super) async fn snapshot(
     snapshot_id: &str,
 ) -> Result<Option<SnapshotRecord>, StateError> {
     store
-        .read(server)
-        .await?
-        .snapshot(snapshot_id)
-        .map_err(|c| store.corrupt(server, c))
+        .read_with(server, |doc| doc.snapshot(snapshot_id))
+        .await
 }
 
 pub(super) async fn run_snapshot(
@@ -41,10 +39,8 @@ pub(super) async fn run_snapshot(
     disk: &str,
 ) -> Result<Option<SnapshotRecord>, StateError> {
     store
-        .read(server)
-        .await?
-        .run_snapshot(run_id, disk)
-        .map_err(|c| store.corrupt(server, c))
+        .read_with(server, |doc| doc.run_snapshot(run_id, disk))
+        .await
 }
 
 pub(super) async fn abandoned_count(
@@ -54,10 +50,8 @@ pub(super) async fn abandoned_count(
     disk: &str,
 ) -> Result<u32, StateError> {
     store
-        .read(server)
-        .await?
-        .abandoned_count(run_id, disk)
-        .map_err(|c| store.corrupt(server, c))
+        .read_with(server, |doc| doc.abandoned_count(run_id, disk))
+        .await
 }
 
 pub(super) async fn latest_completed_snapshot(
@@ -66,32 +60,22 @@ pub(super) async fn latest_completed_snapshot(
     disk: &str,
 ) -> Result<Option<SnapshotRecord>, StateError> {
     store
-        .read(server)
-        .await?
-        .latest_completed(disk)
-        .map_err(|c| store.corrupt(server, c))
+        .read_with(server, |doc| doc.latest_completed(disk))
+        .await
 }
 
 pub(super) async fn newest_snapshot_per_disk(
     store: &S3Store,
     server: &ServerKey,
 ) -> Result<Vec<String>, StateError> {
-    store
-        .read(server)
-        .await?
-        .newest_per_disk()
-        .map_err(|c| store.corrupt(server, c))
+    store.read_with(server, |doc| doc.newest_per_disk()).await
 }
 
 pub(super) async fn abandoned_snapshots(
     store: &S3Store,
     server: &ServerKey,
 ) -> Result<Vec<String>, StateError> {
-    store
-        .read(server)
-        .await?
-        .abandoned()
-        .map_err(|c| store.corrupt(server, c))
+    store.read_with(server, |doc| doc.abandoned()).await
 }
 
 pub(super) async fn abandon_snapshot(
