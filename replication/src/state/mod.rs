@@ -62,6 +62,15 @@ pub use launches::{
     LaunchRecord, Override, SyncRecord,
 };
 pub use location::StateLocation;
+
+/// What decides when a server is next due: the status of its newest run (one still running
+/// may have been interrupted) and when it last completed a run and last started one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueFacts {
+    pub newest: Option<RunStatus>,
+    pub success: Option<OffsetDateTime>,
+    pub attempt: Option<OffsetDateTime>,
+}
 pub use lock::AppLock;
 pub use migrate::{Inventory, Migration, StateInventory, migrate};
 pub use records::{
@@ -228,6 +237,23 @@ pub trait StateStore: StateInventory + Send + Sync + std::fmt::Debug {
         &self,
         server: &ServerKey,
     ) -> Result<(Option<OffsetDateTime>, Option<OffsetDateTime>), StateError>;
+
+    /// What decides when a server is next due (a worker's look at a server): its newest run's
+    /// status and [`last_times`](Self::last_times). One read of the server where the backend
+    /// can (S3: one GET of its object, not two).
+    async fn due_facts(&self, server: &ServerKey) -> Result<DueFacts, StateError> {
+        let newest = self
+            .server_history(server, 1)
+            .await?
+            .first()
+            .map(|r| r.status);
+        let (success, attempt) = self.last_times(server).await?;
+        Ok(DueFacts {
+            newest,
+            success,
+            attempt,
+        })
+    }
 
     // --- AMIs ---
 

@@ -225,18 +225,13 @@ async fn due_time(
 ) -> Result<Option<OffsetDateTime>, StateError> {
     let key = ServerKey::new(&scheduled.job.app, &scheduled.job.server);
     let store = replicator.store();
-    let newest = store.server_history(&key, 1).await?;
-    let (success, attempt) = store.last_times(&key).await?;
+    let facts = store.due_facts(&key).await?;
     let scheduled_at = next_run(
         scheduled.frequency,
         scheduled.seed_time,
-        success,
-        attempt,
+        facts.success,
+        facts.attempt,
         now,
     );
-    Ok(plan::due_time(
-        newest.first().map(|r| r.status),
-        scheduled_at,
-        now,
-    ))
+    Ok(plan::due_time(facts.newest, scheduled_at, now))
 }

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use rehost_replication::state::{RunPhase, RunStatus, ServerKey, SnapshotStatus, StateError};
+use rehost_replication::state::{
+    DueFacts, RunPhase, RunStatus, ServerKey, SnapshotStatus, StateError,
+};
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -74,6 +76,15 @@ pub async fn runs_resume_and_only_completed_runs_give_amis(f: &dyn Fixture) {
     let (success, attempt) = s.last_times(&web).await.unwrap();
     assert_eq!(success, Some(done_at));
     assert_eq!(attempt, Some(t0 + time::Duration::minutes(7)));
+    assert_eq!(
+        s.due_facts(&web).await.unwrap(),
+        DueFacts {
+            newest: Some(RunStatus::Completed),
+            success: Some(done_at),
+            attempt: Some(t0 + time::Duration::minutes(7)),
+        },
+        "a worker's look at the server agrees with the history and the last times"
+    );
 
     // A new run after a completed one is a new run; until it completes the old AMI stays latest.
     let (next, resumed) = s
@@ -88,6 +99,14 @@ pub async fn runs_resume_and_only_completed_runs_give_amis(f: &dyn Fixture) {
     assert_eq!(history[0].status, RunStatus::Running);
     assert_eq!(history[1].status, RunStatus::Completed);
     assert_eq!(history[1].ami_id.as_deref(), Some("ami-1"));
+    let facts = s.due_facts(&web).await.unwrap();
+    assert_eq!(
+        facts.newest,
+        Some(RunStatus::Running),
+        "an unfinished run is seen"
+    );
+    assert_eq!(facts.success, Some(done_at));
+    assert_eq!(facts.attempt, Some(t0 + time::Duration::hours(2)));
 
     // A deregistered AMI is no longer offered.
     s.mark_ami_deregistered(&web, "ami-1").await.unwrap();
@@ -201,6 +220,12 @@ pub async fn history_is_newest_first_and_limited(f: &dyn Fixture) {
     assert_eq!(ids, [runs[2].as_str(), runs[1].as_str()]);
     assert!(s.server_history(&key("db"), 10).await.unwrap().is_empty());
     assert_eq!(s.last_times(&key("db")).await.unwrap(), (None, None));
+    let never = DueFacts {
+        newest: None,
+        success: None,
+        attempt: None,
+    };
+    assert_eq!(s.due_facts(&key("db")).await.unwrap(), never);
 }
 
 pub async fn the_ami_name_of_a_run_is_fixed_once(f: &dyn Fixture) {

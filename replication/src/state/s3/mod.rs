@@ -25,9 +25,9 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use time::OffsetDateTime;
 
 use super::{
-    AcceptedRisk, AccountBinding, AmiRecord, AppLockGuard, ImportOutcome, InspectionRecord,
-    LaunchRecord, NewSnapshot, RunPhase, RunRecord, ServerClaim, ServerDump, ServerKey,
-    SnapshotCounts, SnapshotRecord, StateError, StateStore, WrittenBlock,
+    AcceptedRisk, AccountBinding, AmiRecord, AppLockGuard, DueFacts, ImportOutcome,
+    InspectionRecord, LaunchRecord, NewSnapshot, RunPhase, RunRecord, ServerClaim, ServerDump,
+    ServerKey, SnapshotCounts, SnapshotRecord, StateError, StateStore, WrittenBlock,
 };
 use crate::aws::AwsFailure;
 use crate::manifest::Manifest;
@@ -311,6 +311,10 @@ impl StateStore for S3Store {
         server: &ServerKey,
     ) -> Result<(Option<OffsetDateTime>, Option<OffsetDateTime>), StateError> {
         runs::last_times(self, server).await
+    }
+
+    async fn due_facts(&self, server: &ServerKey) -> Result<DueFacts, StateError> {
+        runs::due_facts(self, server).await
     }
 
     async fn latest_amis(&self, app: &str) -> Result<BTreeMap<String, AmiRecord>, StateError> {

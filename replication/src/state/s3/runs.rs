@@ -149,3 +149,18 @@ pub(super) async fn mark_ami_deregistered(
         .update(server, |doc| changed(doc.mark_ami_deregistered(ami_id)))
         .await
 }
+
+/// The newest run's status and the last times from one read of the server's object.
+pub(super) async fn due_facts(store: &S3Store, server: &ServerKey) -> Result<DueFacts, StateError> {
+    store
+        .read_with(server, |doc| {
+            let newest = doc.history(1)?.first().map(|r| r.status);
+            let (success, attempt) = doc.last_times()?;
+            Ok(DueFacts {
+                newest,
+                success,
+                attempt,
+            })
+        })
+        .await
+}
