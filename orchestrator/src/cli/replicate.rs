@@ -11,7 +11,7 @@ use rehost::launch::AwsClients;
 use rehost::replication_jobs::scheduled_jobs;
 use rehost_replication::state::StateLocation;
 use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all, watch};
-use rehost_replication::worker::{WorkerEvent, WorkerOptions, readable, run_worker};
+use rehost_replication::worker::{WorkerOptions, readable, run_worker};
 use rehost_replication::{Architecture, ProgressMode, ReplicateOptions, Replicator, ServerReport};
 
 use crate::cli::args::{AwsArgs, OutputFormat, StateArg, choice};
@@ -119,16 +119,9 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
             parallel,
             lease_ttl: rehost_replication::state::s3::lease_ttl_from_env(),
         };
-        run_worker(
-            &replicator,
-            &jobs,
-            &opts,
-            shutdown_signal(),
-            |event| match event {
-                WorkerEvent::Unreadable(_) => {}
-                WorkerEvent::Report(report) => print_report(*out, args.output, report),
-            },
-        )
+        run_worker(&replicator, &jobs, &opts, shutdown_signal(), |report| {
+            print_report(*out, args.output, report)
+        })
         .await
         .context("replication worker stopped")?;
         let _ = writeln!(err, "worker stopped");

@@ -6,26 +6,15 @@
 
 use std::time::{Duration, Instant};
 
-use time::format_description::well_known::Rfc3339;
-
 use super::Replicator;
 use crate::job::ServerJob;
 use crate::report::ServerReport;
 use crate::state::s3::this_holder;
-use crate::state::{LeaseGuard, LeaseHolder, ServerClaim, ServerKey, StateError};
+use crate::state::{LeaseGuard, ServerClaim, ServerKey, StateError};
 
 /// How often a run waiting for a server held by another host asks again (a released lease is
 /// free at once; a live holder's lease is renewed, so waiting for its expiry would be late).
 const WAIT_POLL: Duration = Duration::from_secs(5);
-
-/// `process 1234 on host (lease until 2025-03-01T12:00:00Z)`.
-pub fn describe_holder(h: &LeaseHolder) -> String {
-    format!(
-        "{} (lease until {})",
-        h.holder,
-        h.expires_at.format(&Rfc3339).unwrap_or_default()
-    )
-}
 
 impl Replicator {
     /// Replicates one server. Never panics: a failure lands in the report (and the state), and
@@ -49,12 +38,7 @@ impl Replicator {
                 }
                 Ok(ServerClaim::Won { guard, took_over }) => {
                     if let Some(old) = took_over {
-                        tracing::warn!(
-                            "took over {} from {} (lease expired at {})",
-                            job.server,
-                            old.holder,
-                            old.expires_at.format(&Rfc3339).unwrap_or_default()
-                        );
+                        old.warn_taken_over(&job.server);
                     }
                     let report = self.replicate_under(job, guard.as_ref()).await;
                     guard.release().await;
@@ -68,7 +52,7 @@ impl Replicator {
                             format!(
                                 "server {} is being replicated by {}; waited {} s for it to finish: run again later",
                                 job.server,
-                                describe_holder(&h),
+                                h.describe(),
                                 waited.as_secs()
                             ),
                         );
@@ -77,7 +61,7 @@ impl Replicator {
                         tracing::warn!(
                             "server {}: waiting for {} to finish replicating it",
                             job.server,
-                            describe_holder(&h)
+                            h.describe()
                         );
                         told = Some(h.holder.clone());
                     }

@@ -36,7 +36,6 @@ mod resume;
 mod retention;
 mod transfer;
 
-pub use claimed::describe_holder;
 use encryption::ResolvedEncryption;
 
 #[derive(Debug, Clone)]

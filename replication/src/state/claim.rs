@@ -4,6 +4,7 @@
 //! stops renewing (killed, partitioned) loses it when it expires, and another takes it over.
 
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// Who holds a server's lease, as a claim found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +13,26 @@ pub struct LeaseHolder {
     pub holder: String,
     /// When the lease expires unless its holder renews it.
     pub expires_at: OffsetDateTime,
+}
+
+impl LeaseHolder {
+    /// `process 1234 on host (lease until 2025-03-01T12:00:00Z)`.
+    pub fn describe(&self) -> String {
+        format!("{} (lease until {})", self.holder, self.expiry())
+    }
+
+    /// Logs that this holder's expired lease on `server` was taken over (protocol step 7).
+    pub fn warn_taken_over(&self, server: &str) {
+        tracing::warn!(
+            "took over {server} from {} (lease expired at {})",
+            self.holder,
+            self.expiry()
+        );
+    }
+
+    fn expiry(&self) -> String {
+        self.expires_at.format(&Rfc3339).unwrap_or_default()
+    }
 }
 
 /// What a claim of a server found.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::stream::{self, FuturesUnordered, StreamExt};
 use time::OffsetDateTime;
 
-use crate::engine::{Replicator, describe_holder};
+use crate::engine::Replicator;
 use crate::report::ServerReport;
 use crate::schedule::next_run;
 use crate::state::s3::this_holder;
@@ -32,16 +32,6 @@ pub struct WorkerOptions {
     pub parallel: usize,
     /// The state's lease time to live (`REHOST_LEASE_SECONDS`): spreads the re-checks.
     pub lease_ttl: Duration,
-}
-
-/// What a worker did that its operator should see, as it happens (take-overs and servers
-/// left to other workers are logged).
-#[derive(Debug)]
-pub enum WorkerEvent<'a> {
-    /// At start-up: servers whose disks this host cannot read, left to other workers.
-    Unreadable(&'a [String]),
-    /// A run here ended (its report), or stopped because its lease was lost.
-    Report(&'a ServerReport),
 }
 
 /// The servers among `jobs` whose every disk opens for reading on this host.
@@ -73,31 +63,28 @@ enum Attempt {
     Ran(Box<ServerReport>, Option<OffsetDateTime>),
 }
 
-/// Runs the worker loop over `jobs` until `shutdown` resolves (runs in flight stop; each is
-/// resumed by whoever claims the server next) or every server it can read is `Once` and
-/// done. A server that fails is retried at its next slot, like `--watch`.
+/// Runs the worker loop over `jobs` — the servers this host can read (the caller keeps them
+/// with [`readable`], before inspecting them) — until `shutdown` resolves (runs in flight
+/// stop; each is resumed by whoever claims the server next) or every server is `Once` and
+/// done, handing each report to `on_report` as its run ends (or stops because its lease was
+/// lost). A server that fails is retried at its next slot, like `--watch`.
 pub async fn run_worker<S, F>(
     replicator: &Replicator,
     jobs: &[ScheduledJob],
     opts: &WorkerOptions,
     shutdown: S,
-    mut on_event: F,
+    mut on_report: F,
 ) -> Result<(), StateError>
 where
     S: Future<Output = ()>,
-    F: FnMut(WorkerEvent<'_>),
+    F: FnMut(&ServerReport),
 {
     let parallel = opts.parallel.max(1);
     let holder = this_holder();
-    let (mine, others) = readable(jobs);
-    if !others.is_empty() {
-        on_event(WorkerEvent::Unreadable(&others));
-    }
-    let jobs: Vec<&ScheduledJob> = mine.iter().map(|&i| &jobs[i]).collect();
     tokio::pin!(shutdown);
 
     let now = OffsetDateTime::now_utc();
-    let mut slots: Vec<Slot> = stream::iter(&jobs)
+    let mut slots: Vec<Slot> = stream::iter(jobs)
         .map(|scheduled| due_time(replicator, scheduled, now))
         .buffered(READ_FANOUT)
         .collect::<Vec<_>>()
@@ -121,7 +108,7 @@ where
             // A re-check (the server was held) reads the server first: the slot may be done.
             let recheck = slots[i].recheck_at.take().is_some();
             slots[i].in_flight = true;
-            let scheduled = jobs[i];
+            let scheduled = &jobs[i];
             let holder = holder.as_str();
             running.push(async move { (i, attempt(replicator, scheduled, holder, recheck).await) });
         }
@@ -139,13 +126,13 @@ where
                 let server = &jobs[i].job.server;
                 match outcome {
                     Ok(Attempt::Held(by)) => {
-                        tracing::info!("{server}: held by {}; leaving it to that worker", describe_holder(&by));
+                        tracing::info!("{server}: held by {}; leaving it to that worker", by.describe());
                         slots[i].recheck_at =
                             Some(plan::recheck_time(by.expires_at, opts.lease_ttl, fastrand::f64()));
                     }
                     Ok(Attempt::NotDue(next)) => slots[i].next_due = next,
                     Ok(Attempt::Ran(report, next)) => {
-                        on_event(WorkerEvent::Report(&report));
+                        on_report(&report);
                         slots[i].next_due = next;
                     }
                     // The state could not be read or the lease claimed (after the SDK's own
@@ -188,13 +175,7 @@ async fn attempt(
         ServerClaim::Won { guard, took_over } => (guard, took_over),
     };
     if let Some(old) = &took_over {
-        tracing::warn!(
-            "took over {server} from {} (lease expired at {})",
-            old.holder,
-            old.expires_at
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        );
+        old.warn_taken_over(server);
     }
     let next = match due_time(replicator, scheduled, OffsetDateTime::now_utc()).await {
         Ok(next) => next,
