@@ -11,7 +11,7 @@ use crate::limits::{
 
 use super::document::{AmiParameters, RenderOptions, Template};
 use super::names::{Names, PORTABLE_FIELDS};
-use super::package::{nest_app, quota_problems};
+use super::package::{nest_app_measured, quota_problems};
 use super::render::render;
 use super::{outputs, parameters, resources};
 
@@ -93,26 +93,29 @@ pub fn check(app: &App, diags: &mut Diagnostics) {
     }
     if errors.is_empty() {
         let rendered = render_variants(app, &variants, &nested);
-        for (i, ((what, _), rendered)) in variants.iter().zip(rendered).enumerate() {
-            let size = rendered.size;
-            if !nested[i] && size <= MAX_S3_BODY {
-                if size > MAX_INLINE_BODY {
-                    warnings.entry("size").or_insert_with(|| {
+        for ((what, _), rendered) in variants.iter().zip(rendered) {
+            match rendered.size {
+                Some(size) if size <= MAX_S3_BODY => {
+                    if size > MAX_INLINE_BODY {
+                        warnings.entry("size").or_insert_with(|| {
+                            format!(
+                                "the {what} is {size} bytes, over the {MAX_INLINE_BODY} bytes CloudFormation takes inline: \
+                                 `rehost launch` uploads it to its S3 bucket"
+                            )
+                        });
+                    }
+                    continue;
+                }
+                Some(size) => {
+                    notes.entry("nested").or_insert_with(|| {
                         format!(
-                            "the {what} is {size} bytes, over the {MAX_INLINE_BODY} bytes CloudFormation takes inline: \
-                             `rehost launch` uploads it to its S3 bucket"
+                            "the {what} is {size} bytes, over the {MAX_S3_BODY} CloudFormation accepts for one \
+                             template: it is rendered as nested stacks, one per group"
                         )
                     });
                 }
-                continue;
-            }
-            if !nested[i] {
-                notes.entry("nested").or_insert_with(|| {
-                    format!(
-                        "the {what} is {size} bytes, over the {MAX_S3_BODY} CloudFormation accepts for one \
-                         template: it is rendered as nested stacks, one per group"
-                    )
-                });
+                // Nested by its counts (noted above).
+                None => {}
             }
             for (quota, message) in rendered.nested_problems {
                 errors.entry(quota).or_insert(message);
@@ -130,10 +133,11 @@ pub fn check(app: &App, diags: &mut Diagnostics) {
     }
 }
 
-/// What rendering one variant found: its compact length and, when it is launched as nested
-/// stacks, what breaks the quotas of those (keyed by quota, as `check` reports them).
+/// What rendering one variant found: its compact length (not measured when the counts already
+/// said it is nested: nothing reads it then) and, when it is launched as nested stacks, what
+/// breaks the quotas of those (keyed by quota, as `check` reports them).
 struct Rendered {
-    size: usize,
+    size: Option<usize>,
     nested_problems: Vec<(&'static str, String)>,
 }
 
@@ -176,9 +180,9 @@ fn render_variants(
 /// said so (`nested`) or its size says so.
 fn render_variant(app: &App, what: &str, opts: &RenderOptions, nested: bool) -> Rendered {
     let flat = render(app, opts);
-    let size = flat.compact_len();
-    let nested_problems = if nested || size > MAX_S3_BODY {
-        nested_problems(app, what, flat)
+    let size = (!nested).then(|| flat.compact_len());
+    let nested_problems = if nested || size > Some(MAX_S3_BODY) {
+        nested_problems(app, what, opts, flat)
     } else {
         Vec::new()
     };
@@ -191,8 +195,13 @@ fn render_variant(app: &App, what: &str, opts: &RenderOptions, nested: bool) -> 
 /// The quotas of every template of a nested launch: the parent's (a child stack per group or
 /// part) and each child's, which splitting a group into parts could not bring under them.
 /// Only the first child over a quota is reported.
-fn nested_problems(app: &App, what: &str, flat: Template) -> Vec<(&'static str, String)> {
-    let package = match nest_app(app, flat) {
+fn nested_problems(
+    app: &App,
+    what: &str,
+    opts: &RenderOptions,
+    flat: Template,
+) -> Vec<(&'static str, String)> {
+    let package = match nest_app_measured(app, opts, flat) {
         Ok(package) => package,
         Err(e) => {
             return vec![(
@@ -202,7 +211,7 @@ fn nested_problems(app: &App, what: &str, flat: Template) -> Vec<(&'static str, 
         }
     };
     let mut found = Vec::new();
-    let problems = quota_problems(&package.parent.body);
+    let problems = quota_problems(&package.parent);
     if !problems.is_empty() {
         found.push((
             "parent",
@@ -212,10 +221,7 @@ fn nested_problems(app: &App, what: &str, flat: Template) -> Vec<(&'static str, 
             ),
         ));
     }
-    if let Some((child, problems)) = package
-        .child_problems()
-        .find(|(_, problems)| !problems.is_empty())
-    {
+    if let Some((child, problems)) = package.first_child_over() {
         found.push((
             "child",
             format!(

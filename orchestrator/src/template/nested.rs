@@ -132,29 +132,57 @@ impl Nested {
     }
 }
 
-/// Nests the flat template into one child per unit (units in launch order).
+/// Nests the flat template into one child per unit (units in launch order); the flat template
+/// is left as it was (its resources are copied into the children).
 pub fn nest(flat: &Value, units: &[Unit]) -> Result<Nested, NestError> {
+    let resources = Flat::section(flat, "Resources");
+    nest_resources(
+        flat,
+        resources,
+        resources.values().cloned().collect(),
+        units,
+    )
+}
+
+/// As [`nest`], the flat template consumed: its resources are moved into the children, not
+/// copied (validation nests four variants of a large application only to measure them, and
+/// copying them was most of what that cost).
+pub fn nest_owned(mut flat: Value, units: &[Unit]) -> Result<Nested, NestError> {
+    let mut resources = flat
+        .get_mut("Resources")
+        .and_then(Value::as_object_mut)
+        .map(std::mem::take)
+        .unwrap_or_default();
+    // The ids stay in `resources` (every lookup by id reads them); the bodies move out.
+    let bodies = resources.values_mut().map(Value::take).collect();
+    nest_resources(&flat, &resources, bodies, units)
+}
+
+/// Nests `flat`, whose resources are `resources` (ids) with `bodies` (in the same order).
+fn nest_resources(
+    flat: &Value,
+    resources: &Map<String, Value>,
+    bodies: Vec<Value>,
+    units: &[Unit],
+) -> Result<Nested, NestError> {
     let f = Flat {
         body: flat,
         parameters: Flat::section(flat, "Parameters"),
-        resources: Flat::section(flat, "Resources"),
+        resources,
     };
     let refs: HashMap<&str, (Vec<Reference>, Vec<String>)> = f
         .resources
-        .iter()
+        .keys()
+        .zip(&bodies)
         .map(|(id, r)| (id.as_str(), resource_references(r)))
         .collect();
     let unit_of = assign(&f, &refs, units)?;
-    let mut taken: BTreeSet<String> = [
-        "Parameters",
-        "Resources",
-        "Mappings",
-        "Conditions",
-        "Outputs",
-    ]
-    .iter()
-    .flat_map(|s| Flat::section(flat, s).keys().cloned())
-    .collect();
+    let mut taken: BTreeSet<String> = ["Parameters", "Mappings", "Conditions", "Outputs"]
+        .iter()
+        .flat_map(|s| Flat::section(flat, s).keys())
+        .chain(f.resources.keys())
+        .cloned()
+        .collect();
     taken.insert(TEMPLATE_BASE_URL.into());
     for unit in units {
         if !taken.insert(unit.logical_id.clone()) {
@@ -167,7 +195,7 @@ pub fn nest(flat: &Value, units: &[Unit]) -> Result<Nested, NestError> {
     };
     let mut children: Vec<Draft> = units.iter().map(|_| Draft::default()).collect();
     // Resources, in the flat template's order, with what crosses to other children.
-    for (id, resource) in f.resources {
+    for (id, resource) in f.resources.keys().zip(bodies) {
         let u = unit_of[id.as_str()];
         let (references, depends) = &refs[id.as_str()];
         let mut local_depends = Vec::new();
@@ -214,9 +242,9 @@ pub fn nest(flat: &Value, units: &[Unit]) -> Result<Nested, NestError> {
             );
         }
         let mut moved = if replaced.is_empty() {
-            resource.clone()
+            resource
         } else {
-            rewrite(resource, &|r| replaced.get(r).cloned())
+            rewrite(&resource, &|r| replaced.get(r).cloned())
         };
         if let Some(map) = moved.as_object_mut() {
             if local_depends.is_empty() {

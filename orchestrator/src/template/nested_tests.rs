@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::nested::{NestError, Unit, nest};
+use super::nested::{NestError, Unit, nest, nest_owned};
+use super::package::nest_app_measured;
 use super::*;
 use crate::app::{App, Mode};
 use crate::diag::{Diagnostics, Severity};
@@ -58,6 +59,27 @@ fn flat() -> Value {
             "Waves": {"Value": "db | web"}
         }
     })
+}
+
+/// Validation nests a variant it owns by moving its resources: the children must be the
+/// ones a launch makes by copying them.
+#[test]
+fn nesting_a_template_it_owns_makes_the_same_children_as_nesting_a_copy() {
+    let units = [unit("DbStack", &["Db"]), unit("WebStack", &["Web"])];
+    let copied = nest(&flat(), &units).unwrap();
+    let moved = nest_owned(flat(), &units).unwrap();
+    assert_eq!(moved.parent, copied.parent);
+    let bodies = |n: &nested::Nested| -> Vec<(String, Value)> {
+        let children = n.children.iter();
+        children
+            .map(|c| (c.logical_id.clone(), c.body.clone()))
+            .collect()
+    };
+    assert_eq!(bodies(&moved), bodies(&copied));
+    assert_eq!(
+        nest_owned(flat(), &[unit("S1", &["Nope"])]).unwrap_err(),
+        nest(&flat(), &[unit("S1", &["Nope"])]).unwrap_err()
+    );
 }
 
 #[test]
@@ -379,4 +401,41 @@ fn long_server_lists_are_cut_to_the_description_limits() {
     for (name, o) in t.body["Outputs"].as_object().unwrap() {
         assert!(o["Description"].as_str().unwrap().len() <= 1024, "{name}");
     }
+}
+
+/// What validation measures of a nested variant is what a launch of it sends, whether the
+/// first round fits (moved, not copied) or a group must be split (rendered again, more rounds).
+#[test]
+fn validation_measures_the_nested_templates_a_launch_sends() {
+    for (servers, groups) in [(600, 12), (1200, 2)] {
+        let app = app(&rehost_testkit::apps::large_app(servers, groups));
+        for gated in [true, false] {
+            let mut opts = RenderOptions::new(Mode::Cutover);
+            opts.health_gate = gated;
+            let launched = package::nest_app(&app, render(&app, &opts)).unwrap();
+            let measured = nest_app_measured(&app, &opts, render(&app, &opts)).unwrap();
+            assert_eq!(measured.parent, launched.parent.body, "{servers}/{gated}");
+            assert_eq!(measured.children.len(), launched.children.len());
+            for ((m, l), &len) in measured
+                .children
+                .iter()
+                .zip(&launched.children)
+                .zip(&measured.child_lens)
+            {
+                assert_eq!((&m.logical_id, &m.body), (&l.logical_id, &l.body));
+                assert_eq!(len, serde_json::to_string(&l.body).unwrap().len());
+            }
+        }
+        if servers == 1200 {
+            assert!(
+                launched_parts(&app) > groups,
+                "this case must take the path that splits groups"
+            );
+        }
+    }
+}
+
+fn launched_parts(app: &App) -> usize {
+    let flat = render(app, &RenderOptions::new(Mode::Cutover));
+    package::nest_app(app, flat).unwrap().children.len()
 }

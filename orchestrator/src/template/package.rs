@@ -14,7 +14,7 @@ use crate::limits::{MAX_OUTPUTS, MAX_PARAMETERS, MAX_RESOURCES, MAX_S3_BODY};
 
 use super::document::{RenderOptions, Template};
 use super::names::Names;
-use super::nested::{Child, NestError, Nested, Unit, nest};
+use super::nested::{Child, NestError, Nested, Unit, nest, nest_owned};
 use super::render::render;
 
 /// Rounds of splitting oversized children before the remaining problems are reported.
@@ -55,14 +55,6 @@ impl NestedPackage {
             children: nested.children,
             child_lens,
         }
-    }
-
-    /// Each child with what breaks its quotas (empty when it fits).
-    pub(super) fn child_problems(&self) -> impl Iterator<Item = (&Child, Vec<String>)> {
-        self.children
-            .iter()
-            .zip(&self.child_lens)
-            .map(|(child, &len)| (child, quota_problems_of(&child.body, len)))
     }
 
     /// The parent with the children's uploaded URLs in place of `TemplateBaseUrl`.
@@ -183,35 +175,27 @@ pub fn compact_len(body: &Value) -> usize {
     }
 }
 
-/// Bytes serde_json adds to each byte of a string when it writes it: `\"`, `\\` and the
-/// short escapes `\b \t \n \f \r` one, any other control character five (`\u001f`); nothing
-/// else is escaped (not DEL, not non-ASCII).
-const ESCAPE_EXTRA: [u8; 256] = {
-    let mut extra = [0u8; 256];
-    let mut b = 0;
-    while b < 0x20 {
-        extra[b] = match b {
-            0x08 | 0x09 | 0x0a | 0x0c | 0x0d => 1,
-            _ => 5,
-        };
-        b += 1;
-    }
-    extra[b'"' as usize] = 1;
-    extra[b'\\' as usize] = 1;
-    extra
-};
-
-/// A JSON string's length with its quotes and escapes.
+/// A JSON string's length with its quotes and escapes. serde_json adds to each byte: `\"`,
+/// `\\` and the short escapes `\b \t \n \f \r` one, any other control character five
+/// (`\u001f`); nothing else is escaped (not DEL, not non-ASCII).
+///
+/// Written as comparisons summed in 16-bit lanes, not a table lookup: the compiler turns it
+/// into vector code (a lookup cannot be), and validation sizes tens of megabytes of user-data
+/// text for a large application.
 fn string_len(s: &str) -> usize {
     let extra: usize = s
         .as_bytes()
-        .chunks(255)
+        .chunks(4096)
         .map(|chunk| {
-            // At most 5 * 255 per chunk: a u16 holds it, and the loop stays narrow enough
-            // to vectorise.
+            // At most 5 per byte: 5 * 4096 fits a u16's 65,535.
             chunk
                 .iter()
-                .map(|&b| u16::from(ESCAPE_EXTRA[usize::from(b)]))
+                .map(|&b| {
+                    let control = u16::from(b < 0x20);
+                    let short = u16::from(matches!(b, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d));
+                    let quoted = u16::from(b == b'"' || b == b'\\');
+                    control * 5 - short * 4 + quoted
+                })
                 .sum::<u16>() as usize
         })
         .sum();
@@ -260,61 +244,141 @@ pub fn render_package(app: &App, opts: &RenderOptions) -> Result<Package, NestEr
 /// The flat template is kept in the package (taken, not copied: it is the size of all the
 /// children together).
 pub fn nest_app(app: &App, flat: Template) -> Result<NestedPackage, NestError> {
-    let groups: Vec<usize> = app.graph.waves().into_iter().flatten().collect();
-    let mut parts = vec![1usize; app.groups.len()];
-    let mut round = 0;
+    nest_rounds(app, flat, vec![1; app.groups.len()], 1)
+}
+
+/// `nest_app` from round `round`, each group in `parts[g]` parts.
+fn nest_rounds(
+    app: &App,
+    flat: Template,
+    mut parts: Vec<usize>,
+    mut round: usize,
+) -> Result<NestedPackage, NestError> {
     loop {
-        let mut units = Vec::new();
-        let mut unit_group = Vec::new();
-        for &g in &groups {
-            let group = &app.groups[g];
-            let seeds: Vec<String> = group
-                .servers
-                .iter()
-                .map(|&s| app.servers[s].logical_id.clone())
-                .filter(|id| flat.has_resource(id))
-                .collect();
-            let n = parts[g].min(seeds.len().max(1));
-            let per = seeds.len().div_ceil(n).max(1);
-            for (k, chunk) in seeds.chunks(per).enumerate() {
-                let logical_id = if n == 1 {
-                    Names::nested_stack(&group.logical_stem)
-                } else {
-                    Names::nested_stack_part(&group.logical_stem, k + 1)
-                };
-                units.push(Unit {
-                    logical_id,
-                    seeds: chunk.to_vec(),
-                });
-                unit_group.push(g);
-            }
-        }
+        let (units, unit_group) = units(app, &flat, &parts);
         let nested = nest(&flat.body, &units)?;
-        let lens: Vec<usize> = nested
-            .children
-            .iter()
-            .map(|c| compact_len(&c.body))
-            .collect();
-        round += 1;
-        let mut split = false;
-        if round < MAX_SPLIT_ROUNDS {
-            // The worst part of each group decides how many parts it gets next.
-            let mut worst = vec![0.0f64; app.groups.len()];
-            for ((child, &len), &g) in nested.children.iter().zip(&lens).zip(&unit_group) {
-                worst[g] = worst[g].max(oversize(&child.body, len));
-            }
-            for (g, &factor) in worst.iter().enumerate() {
-                if factor > 1.0 && parts[g] < app.groups[g].servers.len() {
-                    let wanted = (parts[g] as f64 * factor).ceil() as usize;
-                    parts[g] = wanted.max(parts[g] + 1).min(app.groups[g].servers.len());
-                    split = true;
-                }
-            }
-        }
-        if !split {
+        let lens = child_lens(&nested);
+        if !split_further(app, &nested, &lens, &unit_group, &mut parts, round) {
             return Ok(NestedPackage::from(nested, flat, lens));
         }
+        round += 1;
     }
+}
+
+/// A nested launch as validation measures it: its parent, and each child with its compact
+/// length.
+pub(super) struct NestedQuotas {
+    pub(super) parent: Value,
+    pub(super) children: Vec<Child>,
+    pub(super) child_lens: Vec<usize>,
+}
+
+impl NestedQuotas {
+    /// The first child that breaks a quota, with what it breaks.
+    pub(super) fn first_child_over(&self) -> Option<(&Child, Vec<String>)> {
+        self.children
+            .iter()
+            .zip(&self.child_lens)
+            .map(|(child, &len)| (child, quota_problems_of(&child.body, len)))
+            .find(|(_, problems)| !problems.is_empty())
+    }
+}
+
+/// The templates `nest_app` makes of this variant, for validation, which only measures them:
+/// the first round moves the flat template's resources into the children instead of copying
+/// them (copies of four variants were most of what validating a large application cost). Only
+/// when a group must be split is the variant rendered again for `nest_app`'s further rounds.
+pub(super) fn nest_app_measured(
+    app: &App,
+    opts: &RenderOptions,
+    flat: Template,
+) -> Result<NestedQuotas, NestError> {
+    let mut parts = vec![1; app.groups.len()];
+    let (units, unit_group) = units(app, &flat, &parts);
+    let nested = nest_owned(flat.body, &units)?;
+    let lens = child_lens(&nested);
+    if !split_further(app, &nested, &lens, &unit_group, &mut parts, 1) {
+        return Ok(NestedQuotas {
+            parent: nested.parent,
+            children: nested.children,
+            child_lens: lens,
+        });
+    }
+    drop(nested);
+    let package = nest_rounds(app, render(app, opts), parts, 2)?;
+    Ok(NestedQuotas {
+        parent: package.parent.body,
+        children: package.children,
+        child_lens: package.child_lens,
+    })
+}
+
+/// One unit per group in launch order, group `g` in `parts[g]` parts of equal size; and each
+/// unit's group.
+fn units(app: &App, flat: &Template, parts: &[usize]) -> (Vec<Unit>, Vec<usize>) {
+    let mut units = Vec::new();
+    let mut unit_group = Vec::new();
+    for g in app.graph.waves().into_iter().flatten() {
+        let group = &app.groups[g];
+        let seeds: Vec<String> = group
+            .servers
+            .iter()
+            .map(|&s| app.servers[s].logical_id.clone())
+            .filter(|id| flat.has_resource(id))
+            .collect();
+        let n = parts[g].min(seeds.len().max(1));
+        let per = seeds.len().div_ceil(n).max(1);
+        for (k, chunk) in seeds.chunks(per).enumerate() {
+            let logical_id = if n == 1 {
+                Names::nested_stack(&group.logical_stem)
+            } else {
+                Names::nested_stack_part(&group.logical_stem, k + 1)
+            };
+            units.push(Unit {
+                logical_id,
+                seeds: chunk.to_vec(),
+            });
+            unit_group.push(g);
+        }
+    }
+    (units, unit_group)
+}
+
+fn child_lens(nested: &Nested) -> Vec<usize> {
+    nested
+        .children
+        .iter()
+        .map(|c| compact_len(&c.body))
+        .collect()
+}
+
+/// Whether another round should split groups (`parts` updated for it): some child of round
+/// `round` breaks a quota and its group can still be split, and rounds remain.
+fn split_further(
+    app: &App,
+    nested: &Nested,
+    lens: &[usize],
+    unit_group: &[usize],
+    parts: &mut [usize],
+    round: usize,
+) -> bool {
+    if round >= MAX_SPLIT_ROUNDS {
+        return false;
+    }
+    // The worst part of each group decides how many parts it gets next.
+    let mut worst = vec![0.0f64; app.groups.len()];
+    for ((child, &len), &g) in nested.children.iter().zip(lens).zip(unit_group) {
+        worst[g] = worst[g].max(oversize(&child.body, len));
+    }
+    let mut split = false;
+    for (g, &factor) in worst.iter().enumerate() {
+        if factor > 1.0 && parts[g] < app.groups[g].servers.len() {
+            let wanted = (parts[g] as f64 * factor).ceil() as usize;
+            parts[g] = wanted.max(parts[g] + 1).min(app.groups[g].servers.len());
+            split = true;
+        }
+    }
+    split
 }
 
 /// How many times over its worst quota a child is (with a margin for what splitting adds:
