@@ -1,14 +1,16 @@
 //! Issue 10 part 5 against the emulator: `rehost cutover` runs its hooks, a final sync of every
 //! server and the guarded production launch, recorded as one launch; `--dry-run` changes
 //! nothing; a failing preCutover hook stops everything and runs postRollback; `rehost
-//! rollback` deletes the cutover stack and runs postRollback.
+//! rollback` deletes the cutover stack and runs postRollback; a signal during the hooks or
+//! the final sync rolls back and is recorded `cancelled`.
 
 mod launch_common;
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use launch_common::*;
+use rehost_testkit::proxy::{Action, Proxy};
 use serde_json::Value;
 
 /// Two servers with small raw disks, a preCutover hook run without a shell (a script that logs
@@ -201,4 +203,184 @@ fn the_runbook_runs_hooks_a_final_sync_and_the_launch_and_rollback_undoes_it() {
         "{}",
         l[0]
     );
+}
+
+/// Interrupting the runbook once its hooks have started is a rollback, not a crash: the step
+/// under way stops (the final sync's uploads, held here by a proxy; a hook's processes, killed),
+/// the postRollback hooks start the sources again, and the launch is recorded `cancelled`;
+/// nothing is launched and the interrupted runs resume at the next replication.
+#[test]
+fn interrupting_the_runbook_stops_the_step_under_way_and_rolls_back() {
+    let dir = scratch("runbook-cancel");
+    let infra = rt().block_on(infra("rbc"));
+    let file = app(&dir, "rbc", &infra);
+    let f = file.to_str().unwrap();
+    let stack = "rehost-rbc-cutover";
+    ok(&rehost(&dir, &["replicate", f]));
+    ok(&rehost(&dir, &["launch", f, "--no-health-gate"]));
+    let cutover = || rehost_at(&dir).args(["cutover", f, "--yes", "--no-health-gate"]);
+
+    // Ctrl-C during the final sync, whose snapshots the proxy holds unstarted.
+    let proxy = Proxy::start(moto().port());
+    proxy.set_policy(|r| match r.operation.as_str() {
+        "StartSnapshot" => Action::Hold,
+        _ => Action::Forward,
+    });
+    let running = cutover().env("AWS_ENDPOINT_URL", proxy.endpoint()).spawn();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while proxy.held() == 0 {
+        assert!(Instant::now() < deadline, "the final sync never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(events(&dir), "stopped all services\n");
+    running.signal(libc::SIGINT);
+    let out = running.wait_within(Duration::from_secs(60));
+    proxy.release_holds();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cancelled by Ctrl-C (SIGINT) during the final sync")
+            && err.contains("running the postRollback hooks"),
+        "{err}"
+    );
+    assert_eq!(events(&dir), "stopped all services\nstarted\n");
+    assert!(!rt().block_on(stack_exists(stack)), "nothing launched");
+    let l = launches(&dir, f);
+    assert_eq!(
+        (l[0]["kind"].as_str(), l[0]["outcome"].as_str()),
+        (Some("cutover"), Some("cancelled")),
+        "{}",
+        l[0]
+    );
+    let phases: Vec<(&str, &str)> = l[0]["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["phase"].as_str().unwrap(), h["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        phases,
+        [("preCutover", "succeeded"), ("postRollback", "succeeded")]
+    );
+    assert!(
+        l[0]["failure"]["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("during the final sync"),
+        "{}",
+        l[0]
+    );
+    // The interrupted runs resume: the next replication completes every server.
+    let before = replications(&dir, f);
+    ok(&rehost(&dir, &["replicate", f]));
+    assert_eq!(replications(&dir, f), before + 2);
+
+    // SIGTERM while a preCutover hook runs: it and what it started are killed at once.
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text = text.replace(
+        "timeoutSeconds: 30}\n",
+        "timeoutSeconds: 30}\n    - {name: drain, shell: 'echo draining; echo draining >> events.log; sleep 300 & sleep 300', timeoutSeconds: 600}\n",
+    );
+    std::fs::write(&file, text).unwrap();
+    let started = Instant::now();
+    let running = cutover().spawn();
+    while !events(&dir).ends_with("draining\n") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            events(&dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running.signal(libc::SIGTERM);
+    let out = running.wait_within(Duration::from_secs(60));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cancelled by SIGTERM while preCutover hook drain ran"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the hook's sleeps were killed, not waited for"
+    );
+    assert!(events(&dir).ends_with("stopped all services\ndraining\nstarted\n"));
+    let l = launches(&dir, f);
+    assert_eq!(l[0]["outcome"], "cancelled", "{}", l[0]);
+    let hooks: Vec<(&str, &str)> = l[0]["hooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["name"].as_str().unwrap(), h["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        hooks,
+        [
+            ("stop", "succeeded"),
+            ("drain", "cancelled"),
+            ("start", "succeeded")
+        ]
+    );
+    assert_eq!(
+        l[0]["hooks"][1]["output"], "draining\n",
+        "its output so far is kept"
+    );
+    assert!(!rt().block_on(stack_exists(stack)));
+}
+
+/// Once the cutover launch has started, CloudFormation carries it on whatever rehost does: a
+/// first signal only says so and rehost keeps following; a second stops following, leaving the
+/// launch `running` in the history and running no rollback hook (the stack's end is unknown).
+#[test]
+fn a_signal_during_the_launch_keeps_following_and_a_second_stops_following() {
+    let dir = scratch("runbook-follow");
+    let infra = rt().block_on(infra("rbf"));
+    let file = app(&dir, "rbf", &infra);
+    let f = file.to_str().unwrap();
+    ok(&rehost(&dir, &["replicate", f]));
+    ok(&rehost(&dir, &["launch", f, "--no-health-gate"]));
+    // The stack is created; following it (its events) is held.
+    let proxy = Proxy::start(moto().port());
+    proxy.set_policy(|r| match r.operation.as_str() {
+        "DescribeStackEvents" => Action::Hold,
+        _ => Action::Forward,
+    });
+    let mut running = rehost_at(&dir)
+        .args(["cutover", f, "--yes", "--no-health-gate"])
+        .env("AWS_ENDPOINT_URL", proxy.endpoint())
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while proxy.held() == 0 {
+        assert!(
+            running.still_running() && Instant::now() < deadline,
+            "the launch was never followed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running.signal(libc::SIGINT);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(running.still_running(), "a first signal does not stop it");
+    running.signal(libc::SIGINT);
+    let out = running.wait_within(Duration::from_secs(60));
+    proxy.release_holds();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the cutover launch is under way in CloudFormation")
+            && err.contains("stopped following the cutover launch"),
+        "{err}"
+    );
+    assert_eq!(
+        events(&dir),
+        "stopped all services\n",
+        "no rollback hook ran"
+    );
+    let l = launches(&dir, f);
+    assert_eq!(
+        (l[0]["kind"].as_str(), l[0]["outcome"].as_str()),
+        (Some("cutover"), Some("running")),
+        "{}",
+        l[0]
+    );
+    assert!(rt().block_on(stack_exists("rehost-rbf-cutover")));
 }

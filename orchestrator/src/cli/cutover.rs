@@ -7,6 +7,13 @@
 //!
 //! The runbook is the explicit decision to change production: it needs `--yes`, which also
 //! lets the cutover update replace instances. `--dry-run` needs nothing and changes nothing.
+//!
+//! Interrupting it (Ctrl-C, SIGTERM) once the hooks have started is a rollback, not a crash:
+//! the hook or the final sync under way is stopped (a hook's processes killed, the sync's
+//! uploads left to resume at the next replication), the `postRollback` hooks run, and the launch
+//! is recorded `cancelled`. Once the launch has started, CloudFormation carries it on whatever
+//! rehost does: a first signal only says so and rehost follows it to its end (so its record and
+//! the rollback hooks stay right); a second one stops following, the launch left `running`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -16,7 +23,7 @@ use rehost::app::{App, Mode};
 use rehost::error::InvalidInput;
 use rehost::launch::AwsClients;
 use rehost::launch::guardrails::{self, Facts};
-use rehost::launch::hooks::run_phase;
+use rehost::launch::hooks::{cancelled, run_phase};
 use rehost::launch::preview;
 use rehost::launch::runbook::{expected_delta, parse_at};
 use rehost::replication_jobs::scheduled_jobs;
@@ -28,6 +35,7 @@ use rehost_replication::state::{
 use rehost_replication::watch::{DEFAULT_PARALLEL, replicate_all};
 use rehost_replication::{ReplicateOptions, Replicator, ServerReport, StateStore};
 use time::OffsetDateTime;
+use tokio::sync::watch;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, StateArg, TemplateFlags, open_state_to_read};
 use crate::cli::common::{
@@ -36,6 +44,7 @@ use crate::cli::common::{
 use crate::cli::guarded::Guarded;
 use crate::cli::io::Io;
 use crate::cli::print;
+use crate::cli::signals::{Interruption, interrupted};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -102,8 +111,19 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     if args.dry_run {
         return dry_run(&guarded, args.at.as_deref(), io).await;
     }
+    // From here until the launch starts, a signal stops the step under way: before the
+    // hooks, nothing has run; after them, the runbook rolls back.
+    let (cancel_tx, cancel) = watch::channel(false);
+    let listener = tokio::spawn(async move {
+        let signal = interrupted().await;
+        let _ = cancel_tx.send(true);
+        signal
+    });
+    let stopped = |listener: tokio::task::JoinHandle<Interruption>| async move {
+        listener.await.unwrap_or(Interruption::Interrupt)
+    };
     if let Some(at) = at {
-        wait_until(at, io).await?;
+        wait_until(at, &cancel, io).await?;
     }
     let store = guarded.store().await?;
     let (options, inspections) = guarded.options(io).await?;
@@ -114,8 +134,21 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
             .hold(store.as_ref(), &mut rec, None, &inspections, io)
             .await?;
     }
+    if *cancel.borrow() {
+        let signal = stopped(listener).await;
+        anyhow::bail!(
+            "cutover cancelled by {signal} before it started: nothing was run or changed"
+        );
+    }
     let dir = app_dir(&app);
-    rec.hooks = run_phase(&app.hooks.pre_cutover, HookPhase::PreCutover, dir, true).await;
+    rec.hooks = run_phase(
+        &app.hooks.pre_cutover,
+        HookPhase::PreCutover,
+        dir,
+        true,
+        Some(&cancel),
+    )
+    .await;
     for h in &rec.hooks {
         print::hook_ran(io.err, h)?;
     }
@@ -124,26 +157,68 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         .iter()
         .find(|h| h.outcome != HookOutcome::Succeeded)
     {
-        let reason = format!("preCutover hook {} {}", bad.name, bad.outcome.as_str());
-        return abort(&app, store.as_ref(), &mut rec, anyhow::anyhow!(reason), io).await;
+        let (outcome, reason) = if bad.outcome == HookOutcome::Cancelled {
+            let signal = stopped(listener).await;
+            let reason = format!(
+                "cancelled by {signal} while preCutover hook {} ran",
+                bad.name
+            );
+            (LaunchOutcome::Cancelled, reason)
+        } else {
+            let reason = format!("preCutover hook {} {}", bad.name, bad.outcome.as_str());
+            (LaunchOutcome::Failed, reason)
+        };
+        return abort(
+            &app,
+            store.as_ref(),
+            &mut rec,
+            outcome,
+            anyhow::anyhow!(reason),
+            io,
+        )
+        .await;
     }
 
-    let reports = match final_sync(&app, &sdk, store.clone(), io.err).await {
-        Ok(reports) => reports,
+    let synced = tokio::select! {
+        synced = final_sync(&app, &sdk, store.clone(), io.err) => Some(synced),
+        () = cancelled(Some(&cancel)) => None,
+    };
+    let reports = match synced {
+        Some(Ok(reports)) => reports,
         // The hooks may have stopped the sources: the postRollback hooks run.
-        Err(e) => return abort(&app, store.as_ref(), &mut rec, e.context("final sync"), io).await,
+        Some(Err(e)) => {
+            let e = e.context("final sync");
+            return abort(&app, store.as_ref(), &mut rec, LaunchOutcome::Failed, e, io).await;
+        }
+        None => {
+            let signal = stopped(listener).await;
+            let e = anyhow::anyhow!(
+                "cancelled by {signal} during the final sync (each server's interrupted run \
+                 resumes at its next replication)"
+            );
+            return abort(
+                &app,
+                store.as_ref(),
+                &mut rec,
+                LaunchOutcome::Cancelled,
+                e,
+                io,
+            )
+            .await;
+        }
     };
     rec.final_sync = reports.iter().map(sync_record).collect();
     for s in &rec.final_sync {
         print::final_sync(io.out, s)?;
     }
     if let Err(e) = all_replicated(&reports) {
-        return abort(&app, store.as_ref(), &mut rec, e.context("final sync"), io).await;
+        let e = e.context("final sync");
+        return abort(&app, store.as_ref(), &mut rec, LaunchOutcome::Failed, e, io).await;
     }
 
     let (options, inspections) = guarded.options(io).await?;
     rec.amis = options.amis.clone();
-    let launched = match guarded
+    let held = guarded
         .hold(
             store.as_ref(),
             &mut rec,
@@ -151,35 +226,81 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
             &inspections,
             io,
         )
-        .await
-    {
-        Ok(()) => {
-            guarded
-                .deploy(store.as_ref(), &options, inspections, &mut rec, io)
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    match launched {
-        Ok(()) => Ok(()),
-        Err(e) => abort(&app, store.as_ref(), &mut rec, e, io).await,
+        .await;
+    if let Err(e) = held {
+        return abort(&app, store.as_ref(), &mut rec, LaunchOutcome::Failed, e, io).await;
+    }
+    if *cancel.borrow() {
+        let signal = stopped(listener).await;
+        let e = anyhow::anyhow!("cancelled by {signal} before the launch started");
+        return abort(
+            &app,
+            store.as_ref(),
+            &mut rec,
+            LaunchOutcome::Cancelled,
+            e,
+            io,
+        )
+        .await;
+    }
+    listener.abort();
+    let launch = guarded.deploy(store.as_ref(), &options, inspections, &mut rec, io);
+    match follow_launch(launch).await {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => abort(&app, store.as_ref(), &mut rec, LaunchOutcome::Failed, e, io).await,
+        None => Err(anyhow::anyhow!(
+            "stopped following the cutover launch: the stack goes on in CloudFormation \
+             (`rehost status` shows it, `rehost rollback --yes` undoes it) and the history keeps \
+             this launch `running`; no postRollback hook ran"
+        )),
     }
 }
 
-/// After the hooks started: the `postRollback` hooks run, the record (failed, or refused as
-/// the guardrails left it) is written with them, and the error is returned.
+/// The launch, followed to its end: CloudFormation carries it on whatever rehost does, so a
+/// first signal only says so; a second stops following (None: the launch stays `running` in
+/// the history, and no rollback hook runs, since what the stack will end as is not known).
+async fn follow_launch(
+    launch: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> Option<anyhow::Result<()>> {
+    let second = async {
+        let first = interrupted().await;
+        tracing::warn!(
+            "{first}: the cutover launch is under way in CloudFormation and goes on whatever \
+             rehost does; rehost follows it to its end so that the history and the postRollback \
+             hooks stay right. A second signal stops following."
+        );
+        interrupted().await
+    };
+    tokio::select! {
+        launched = launch => Some(launched),
+        _ = second => None,
+    }
+}
+
+/// After the hooks started: the `postRollback` hooks run, the record (failed or cancelled as
+/// `outcome` says, or refused as the guardrails left it) is written with them, and the error
+/// is returned. A signal while they run does not stop them (each has its timeout).
 async fn abort(
     app: &App,
     store: &dyn StateStore,
     rec: &mut LaunchRecord,
+    outcome: LaunchOutcome,
     error: anyhow::Error,
     io: &mut Io<'_>,
 ) -> anyhow::Result<()> {
+    if outcome == LaunchOutcome::Cancelled {
+        // The operator waits for this answer to the signal.
+        writeln!(
+            io.err,
+            "{error:#}: running the postRollback hooks (each to its end or its timeout)"
+        )?;
+    }
     let post = run_phase(
         &app.hooks.post_rollback,
         HookPhase::PostRollback,
         app_dir(app),
         false,
+        None,
     )
     .await;
     for h in &post {
@@ -187,8 +308,9 @@ async fn abort(
     }
     rec.hooks.extend(post);
     if rec.finished_at.is_none() {
-        // A hook or the final sync failed (a refusal or a failed launch is already recorded).
-        rec.outcome = LaunchOutcome::Failed;
+        // A hook or the final sync failed, or the operator stopped the runbook (a refusal or
+        // a failed launch is already recorded).
+        rec.outcome = outcome;
         rec.failure = Some(LaunchFailure {
             resource: None,
             reasons: vec![format!("{error:#}")],
@@ -227,9 +349,13 @@ fn sync_record(r: &ServerReport) -> SyncRecord {
     }
 }
 
-/// Waits until `at`, showing the time left on a terminal; Ctrl-C cancels (exit 1), nothing
-/// having started.
-async fn wait_until(at: OffsetDateTime, io: &mut Io<'_>) -> anyhow::Result<()> {
+/// Waits until `at`, showing the time left on a terminal; a signal (`cancel`) cancels (exit 1),
+/// nothing having started.
+async fn wait_until(
+    at: OffsetDateTime,
+    cancel: &watch::Receiver<bool>,
+    io: &mut Io<'_>,
+) -> anyhow::Result<()> {
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     writeln!(io.err, "cutover starts at {at}; Ctrl-C cancels")?;
     loop {
@@ -251,7 +377,7 @@ async fn wait_until(at: OffsetDateTime, io: &mut Io<'_>) -> anyhow::Result<()> {
         let step = std::time::Duration::from_secs_f64(left.as_seconds_f64().min(1.0));
         tokio::select! {
             () = tokio::time::sleep(step) => {}
-            _ = tokio::signal::ctrl_c() => {
+            () = cancelled(Some(cancel)) => {
                 writeln!(io.err)?;
                 anyhow::bail!("cutover cancelled before it started: nothing was run or changed");
             }

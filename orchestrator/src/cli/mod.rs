@@ -24,6 +24,7 @@ pub mod replicate;
 pub mod rollback;
 pub mod schema;
 pub mod share;
+pub mod signals;
 pub mod state;
 pub mod status;
 pub mod terminate;

@@ -176,19 +176,8 @@ fn print_report(out: &mut dyn Write, format: OutputFormat, report: &ServerReport
 /// Resolves at Ctrl-C (SIGINT) or SIGTERM (a service manager stopping the worker or the
 /// watch).
 async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    let signal = crate::cli::signals::interrupted().await;
     tracing::warn!(
-        "stopping: any leases held are given back; an interrupted run resumes next time"
+        "stopping at {signal}: any leases held are given back; an interrupted run resumes next time"
     );
 }

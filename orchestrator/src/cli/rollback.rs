@@ -86,6 +86,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         HookPhase::PostRollback,
         app_dir(&app),
         false,
+        None,
     )
     .await;
     for h in &rec.hooks {

@@ -3,6 +3,9 @@
 //! started), standard output and error captured together in the order they came, the last
 //! [`OUTPUT_KEPT`] bytes kept for the history.
 //!
+//! A hook can be cancelled (`cancel` turning true: the operator interrupted a cutover): its
+//! process group is killed at once and it is recorded `cancelled` with its output so far.
+//!
 //! A `command:` hook runs its program directly (no shell: arguments are passed as written, no
 //! quoting, globbing or expansion); a `shell:` hook runs `/bin/sh -c TEXT`, because it said so.
 
@@ -13,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use rehost_replication::state::{HookOutcome, HookPhase, HookRecord};
+use tokio::sync::watch;
 
 use crate::app::{AppHook, HookRun};
 
@@ -20,27 +24,48 @@ use crate::app::{AppHook, HookRun};
 pub const OUTPUT_KEPT: usize = 64 * 1024;
 
 /// Runs `hooks` in order; with `stop_on_failure` the first hook that does not succeed ends
-/// the phase. Returns every hook that ran.
+/// the phase, and a cancelled hook always does (`cancel`: see the module's comment). Returns
+/// every hook that ran.
 pub async fn run_phase(
     hooks: &[AppHook],
     phase: HookPhase,
     dir: &Path,
     stop_on_failure: bool,
+    cancel: Option<&watch::Receiver<bool>>,
 ) -> Vec<HookRecord> {
     let mut out = Vec::new();
     for h in hooks {
-        let rec = run_hook(h, phase, dir).await;
-        let failed = rec.outcome != HookOutcome::Succeeded;
+        let rec = run_hook(h, phase, dir, cancel).await;
+        let outcome = rec.outcome;
         out.push(rec);
-        if failed && stop_on_failure {
+        if outcome == HookOutcome::Cancelled
+            || (outcome != HookOutcome::Succeeded && stop_on_failure)
+        {
             break;
         }
     }
     out
 }
 
-/// Runs one hook to its end or its timeout.
-pub async fn run_hook(hook: &AppHook, phase: HookPhase, dir: &Path) -> HookRecord {
+/// Resolves once `cancel` holds true; never when it cannot (no receiver, or its sender gone
+/// while it held false).
+pub async fn cancelled(cancel: Option<&watch::Receiver<bool>>) {
+    if let Some(cancel) = cancel {
+        let mut cancel = cancel.clone();
+        if cancel.wait_for(|c| *c).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+/// Runs one hook to its end, its timeout or its cancellation.
+pub async fn run_hook(
+    hook: &AppHook,
+    phase: HookPhase,
+    dir: &Path,
+    cancel: Option<&watch::Receiver<bool>>,
+) -> HookRecord {
     let started = Instant::now();
     let mut rec = HookRecord {
         phase,
@@ -101,13 +126,23 @@ pub async fn run_hook(hook: &AppHook, phase: HookPhase, dir: &Path) -> HookRecor
     let pid = child.id() as i32;
     let collect = tokio::task::spawn_blocking(move || tail(reader));
     let wait = tokio::task::spawn_blocking(move || child.wait());
-    let status = match tokio::time::timeout(hook.timeout, wait).await {
-        Ok(Ok(Ok(status))) => Some(status),
-        Ok(_) => None,
-        Err(_) => {
+    let waited = tokio::select! {
+        waited = tokio::time::timeout(hook.timeout, wait) => Some(waited),
+        () = cancelled(cancel) => None,
+    };
+    let status = match waited {
+        Some(Ok(Ok(Ok(status)))) => Some(status),
+        Some(Ok(_)) => None,
+        Some(Err(_)) => {
             // SAFETY: kill(2) on the hook's own process group; no memory is involved.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
             rec.outcome = HookOutcome::TimedOut;
+            None
+        }
+        None => {
+            // SAFETY: as above.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            rec.outcome = HookOutcome::Cancelled;
             None
         }
     };
@@ -125,7 +160,7 @@ pub async fn run_hook(hook: &AppHook, phase: HookPhase, dir: &Path) -> HookRecor
         } else {
             HookOutcome::Failed
         };
-    } else if rec.outcome != HookOutcome::TimedOut {
+    } else if !matches!(rec.outcome, HookOutcome::TimedOut | HookOutcome::Cancelled) {
         rec.outcome = HookOutcome::Failed;
     }
     rec
@@ -183,6 +218,7 @@ mod tests {
             &hook("ok", sh("echo out; echo err >&2; pwd"), 10),
             HookPhase::PreCutover,
             dir.path(),
+            None,
         )
         .await;
         assert_eq!(ok.outcome, HookOutcome::Succeeded);
@@ -198,6 +234,7 @@ mod tests {
             &hook("f", sh("exit 3"), 10),
             HookPhase::PreCutover,
             dir.path(),
+            None,
         )
         .await;
         assert_eq!(
@@ -211,6 +248,7 @@ mod tests {
             &hook("slow", sh("sleep 30 & sleep 30"), 1),
             HookPhase::PostRollback,
             dir.path(),
+            None,
         )
         .await;
         assert_eq!(slow.outcome, HookOutcome::TimedOut);
@@ -224,6 +262,7 @@ mod tests {
             &hook("m", HookRun::Command(vec!["./nope.sh".into()]), 10),
             HookPhase::PreCutover,
             dir.path(),
+            None,
         )
         .await;
         assert_eq!(missing.outcome, HookOutcome::NotStarted);
@@ -254,13 +293,13 @@ mod tests {
             hook("fail", sh("exit 1"), 10),
             hook("never", sh("echo never"), 10),
         ];
-        let ran = run_phase(&hooks, HookPhase::PreCutover, dir.path(), true).await;
+        let ran = run_phase(&hooks, HookPhase::PreCutover, dir.path(), true, None).await;
         assert_eq!(ran.len(), 2, "stopped at the failure");
         assert_eq!(
             ran[0].output, "[a b]\n[$HOME;`x`]\n",
             "no shell: arguments as written"
         );
-        let all = run_phase(&hooks, HookPhase::PostRollback, dir.path(), false).await;
+        let all = run_phase(&hooks, HookPhase::PostRollback, dir.path(), false, None).await;
         assert_eq!(all.len(), 3, "post-rollback hooks all run");
     }
 
@@ -270,5 +309,34 @@ mod tests {
         let (kept, dropped) = tail(&data[..]);
         assert_eq!(kept.len(), OUTPUT_KEPT);
         assert_eq!(dropped, (OUTPUT_KEPT * 2 + 5) as u64);
+    }
+
+    /// The operator interrupting a cutover stops the hook that runs (and what it started) at
+    /// once, keeps its output, and ends the phase even where failures would not.
+    #[tokio::test]
+    async fn a_cancelled_hook_is_killed_at_once_and_ends_the_phase() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = watch::channel(false);
+        let hooks = [
+            hook("stop", sh("echo stopping; sleep 30 & sleep 30"), 60),
+            hook("never", sh("echo never"), 10),
+        ];
+        let started = Instant::now();
+        let cancel = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            tx.send(true).unwrap();
+        };
+        let (ran, ()) = tokio::join!(
+            run_phase(&hooks, HookPhase::PreCutover, dir.path(), false, Some(&rx)),
+            cancel
+        );
+        assert_eq!(ran.len(), 1, "the phase ended at the cancelled hook");
+        assert_eq!(ran[0].outcome, HookOutcome::Cancelled);
+        assert_eq!(ran[0].output, "stopping\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "killed with what it started: {:?}",
+            started.elapsed()
+        );
     }
 }

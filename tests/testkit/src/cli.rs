@@ -10,7 +10,8 @@
 use std::ffi::OsStr;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::Moto;
@@ -80,7 +81,13 @@ impl Rehost {
 
     /// As `run`, for a command that must not hang: a run still going after `limit` is killed
     /// and fails the test.
-    pub fn run_within(mut self, limit: Duration) -> Output {
+    pub fn run_within(self, limit: Duration) -> Output {
+        self.spawn().wait_within(limit)
+    }
+
+    /// Starts it, both outputs drained while it runs (so a full pipe never looks like a hang),
+    /// for a test that acts on it while it runs (a signal, say).
+    pub fn spawn(mut self) -> Running {
         let mut child = self
             .cmd
             .stdin(Stdio::null())
@@ -88,7 +95,6 @@ impl Rehost {
             .stderr(Stdio::piped())
             .spawn()
             .expect("rehost runs");
-        // Drained while it runs, so a full pipe never looks like a hang.
         let drain = |mut pipe: Box<dyn Read + Send>| {
             std::thread::spawn(move || {
                 let mut bytes = Vec::new();
@@ -98,22 +104,57 @@ impl Rehost {
         };
         let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
         let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+/// A `rehost` process started by [`Rehost::spawn`].
+pub struct Running {
+    child: Child,
+    stdout: JoinHandle<Vec<u8>>,
+    stderr: JoinHandle<Vec<u8>>,
+}
+
+impl Running {
+    /// Sends it `signal` (`libc::SIGINT`, ...).
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("a pid fits i32");
+        // SAFETY: kill(2) on our own child, which has not been waited for (no pid reuse).
+        assert_eq!(
+            unsafe { libc::kill(pid, signal) },
+            0,
+            "signal {signal} sent"
+        );
+    }
+
+    /// Whether it has not exited yet.
+    pub fn still_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait for rehost").is_none()
+    }
+
+    /// Its exit status and both outputs; a run still going after `limit` is killed and fails
+    /// the test.
+    pub fn wait_within(mut self, limit: Duration) -> Output {
         let deadline = Instant::now() + limit;
         let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for rehost") {
+            if let Some(status) = self.child.try_wait().expect("wait for rehost") {
                 break status;
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+                let _ = self.child.kill();
+                let _ = self.child.wait();
                 panic!("rehost still running after {limit:?}: killed");
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         Output {
             status,
-            stdout: stdout.join().expect("stdout reader"),
-            stderr: stderr.join().expect("stderr reader"),
+            stdout: self.stdout.join().expect("stdout reader"),
+            stderr: self.stderr.join().expect("stderr reader"),
         }
     }
 }
