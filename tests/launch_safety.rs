@@ -326,6 +326,8 @@ fn a_state_is_bound_to_one_account_and_region() {
         vec!["migrate", f, "--no-health-gate"],
         vec!["launch", f, "--no-health-gate"],
         vec!["plan", f],
+        vec!["cutover", f, "--dry-run", "--no-health-gate"],
+        vec!["cutover", f, "--yes", "--no-health-gate"],
         vec!["share", f, "--account", X],
         vec!["status", f],
     ] {

@@ -257,6 +257,27 @@ pub async fn bind_state(
         .map_err(state_error)
 }
 
+/// For the commands that only read the state (`status`, `cutover --dry-run`): a state bound to
+/// another account or region is refused (exit code 2), as every command refuses it (its
+/// replications would be shown beside another account's stacks); nothing is recorded. Works
+/// offline: without credentials (no identity) there is nothing to compare.
+pub async fn check_bound_account(
+    store: &dyn StateStore,
+    app: &str,
+    clients: &AwsClients,
+) -> anyhow::Result<()> {
+    let Ok(identity) = clients.identity().await else {
+        return Ok(());
+    };
+    match store.account_binding(app).await? {
+        Some(recorded) => {
+            rehost_replication::state::check_account(&store.location(), app, &recorded, &identity)
+                .map_err(state_error)
+        }
+        None => Ok(()),
+    }
+}
+
 /// A state error as the CLI reports it: the operator's to fix (exit code 2) when the state is
 /// bound to another account or region, its location is wrong, the bucket unfit or not set up,
 /// or a migration would overwrite other records.

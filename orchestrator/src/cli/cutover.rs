@@ -39,7 +39,8 @@ use tokio::sync::watch;
 
 use crate::cli::args::{AwsArgs, LaunchFlags, StateArg, TemplateFlags, open_state_to_read};
 use crate::cli::common::{
-    all_replicated, app_dir, exit_code_of, inspect_jobs, load_app, validate_named_servers,
+    all_replicated, app_dir, check_bound_account, exit_code_of, inspect_jobs, load_app,
+    validate_named_servers,
 };
 use crate::cli::guarded::Guarded;
 use crate::cli::io::Io;
@@ -406,12 +407,14 @@ fn local_now() -> OffsetDateTime {
 }
 
 /// Everything the runbook would do, from the state as it is, changing nothing: the state is
-/// only read (its account binding is not written), the change set is created and deleted as
-/// `plan` does.
+/// only read (its account binding is checked, not written: a state bound to another account
+/// or region is refused as the runbook would refuse it), the change set is created and deleted
+/// as `plan` does.
 async fn dry_run(guarded: &Guarded<'_>, at: Option<&str>, io: &mut Io<'_>) -> anyhow::Result<()> {
     let app = guarded.app;
     let location = guarded.template.state.resolve(app)?;
     let (history, runs) = if let Some(store) = open_state_to_read(&location, guarded.aws).await? {
+        check_bound_account(store.as_ref(), &app.name, guarded.clients).await?;
         let mut runs = Vec::new();
         for s in app.servers_in_launch_order() {
             let key = ServerKey::new(&app.name, &s.id);

@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 
 use rehost::launch::{AwsClients, status};
-use rehost_replication::StateStore;
 
 use crate::cli::args::{AwsArgs, OutputFormat, StateArg, open_state_to_read};
-use crate::cli::common::{load_app, state_error};
+use crate::cli::common::{check_bound_account, load_app};
 use crate::cli::io::Io;
 use crate::cli::print;
 
@@ -27,7 +26,7 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let store = store.as_deref();
     let clients = AwsClients::new(&args.aws.sdk_config().await);
     if let Some(store) = store {
-        check_account(store, &app.name, &clients).await?;
+        check_bound_account(store, &app.name, &clients).await?;
     }
     let servers = status::replication(&app, store, time::OffsetDateTime::now_utc()).await?;
     let stacks = status::stacks(&clients, &app).await;
@@ -45,25 +44,4 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         anyhow::bail!("stack status incomplete: {first}");
     }
     Ok(())
-}
-
-/// status reads the state and records nothing, and works offline: without credentials (no
-/// identity) the state is shown as it is. With an identity, a state bound to another account or
-/// region is refused (exit code 2), as every command refuses it: its replications would be shown
-/// beside another account's stacks.
-async fn check_account(
-    store: &dyn StateStore,
-    app: &str,
-    clients: &AwsClients,
-) -> anyhow::Result<()> {
-    let Ok(identity) = clients.identity().await else {
-        return Ok(());
-    };
-    match store.account_binding(app).await? {
-        Some(recorded) => {
-            rehost_replication::state::check_account(&store.location(), app, &recorded, &identity)
-                .map_err(state_error)
-        }
-        None => Ok(()),
-    }
 }
