@@ -31,9 +31,10 @@
 //!   a slot is the same whichever worker runs it;
 //! - a run's S3 state requests as measured against the real backend (`run_cost.rs`: 10 GET,
 //!   11 PUT, 3 LIST, 1 DELETE per increment, one journal segment included), plus one journal
-//!   segment per second in which EBS accepts blocks, taken as half of the run's seconds (an
-//!   increment's changed blocks are found all along the scan of the disk), with the journal's
-//!   compaction every 64 segments; the blocks themselves are EBS calls, not S3 requests;
+//!   segment per record interval (the S3 state's default, 10 s) in which EBS accepts blocks,
+//!   each second accepting blocks with probability one half (an increment's changed blocks are
+//!   found all along the scan of the disk), with the journal's compaction every 64 segments;
+//!   the blocks themselves are EBS calls, not S3 requests;
 //! - every server seeded the day before; seed times spread evenly over the hour, or (the worst
 //!   case) all within the same minute;
 //! - one worker killed at a random time in the first measured hour.
@@ -56,6 +57,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use exec::Ms;
+use rehost_replication::state::S3Options;
 use report::{Outcome, Scan};
 use store::{Kind, Purpose};
 use world::{HOUR, MINUTE, Params, World};
@@ -138,6 +140,7 @@ fn params(o: &Options, parallel: usize) -> Params {
         run_sigma: 0.75,
         run_cap: 20 * MINUTE,
         journal_share: 0.5,
+        record_interval: S3Options::default().record_interval.as_millis() as Ms,
         literal_next_run: o.literal_next_run,
         seed: o.seed,
     }

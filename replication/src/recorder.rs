@@ -1,8 +1,9 @@
 //! Records accepted blocks in the state store from a task of its own, committing whatever has
 //! arrived as one batch (group commit): the uploads never wait for the store, and a killed run
 //! loses at most the acknowledgements of the batch being written. A store whose writes are
-//! requests that cost (S3) asks for batches no more often than its `record_interval`; a flush
-//! (before a snapshot completes) writes at once.
+//! requests that cost (S3) asks for batches no more often than its `record_interval`; a batch
+//! of [`MAX_BATCH`] blocks, and a flush (before a snapshot completes), write at once. The first
+//! batch of a snapshot is written as soon as it arrives, so a run killed early has a record.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,7 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::state::{ServerKey, StateStore, WrittenBlock};
 
-const MAX_BATCH: usize = 512;
+/// Blocks in one batch at most: what a killed run may resend, whatever the interval.
+pub const MAX_BATCH: usize = 512;
 
 enum Msg {
     Block(WrittenBlock),

@@ -104,7 +104,8 @@ pub fn header(out: &mut impl Write, p: &Params, servers: usize, hours: u64) -> i
         out,
         "{servers} servers, hourly increments; lease TTL {} s, slack {} s; \
          request latency {}..{} ms; increments lognormal, median {} s, sigma {}, capped at {} s; \
-         journal segments for {:.0}% of a run's seconds; seed {}; {hours} h measured after 1 h warm-up; \
+         blocks accepted in {:.0}% of a run's seconds, a journal segment per {} s with any; seed {}; \
+         {hours} h measured after 1 h warm-up; \
          an unfinished run is {}.\n",
         p.ttl / 1000,
         p.slack / 1000,
@@ -114,6 +115,7 @@ pub fn header(out: &mut impl Write, p: &Params, servers: usize, hours: u64) -> i
         p.run_sigma,
         p.run_cap / 1000,
         p.journal_share * 100.0,
+        p.record_interval / 1000,
         p.seed,
         if p.literal_next_run {
             "retried at the next slot (schedule::next_run as it is)"

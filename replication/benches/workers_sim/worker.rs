@@ -12,7 +12,7 @@ use std::rc::Rc;
 use super::exec::{self, Ms, Signal};
 use super::run_cost::INCREMENT;
 use super::store::{Cond, Kind, Lease, Purpose};
-use super::world::{SECOND, World};
+use super::world::{Params, SECOND, World};
 
 /// `CLAIM_ATTEMPTS` of `state/s3/lease.rs`.
 const CLAIM_ATTEMPTS: u32 = 8;
@@ -380,7 +380,8 @@ impl Worker {
     }
 
     /// Step 5: one increment, its state requests as measured on the real backend
-    /// (`run_cost::INCREMENT`), plus one journal segment per second with blocks accepted.
+    /// (`run_cost::INCREMENT`), plus one journal segment per record interval with blocks
+    /// accepted.
     /// Returns whether it completed (false: the lease was lost and the run stopped).
     async fn replicate(&self, held: &Held, etag: u64) -> bool {
         let (world, store, me, s) = (&self.world, &self.world.store, self.id, held.server);
@@ -407,10 +408,10 @@ impl Worker {
                 d.unfinished = true;
             })
             .await;
-        // The blocks: no S3 request each (EBS); the journal writes at most one segment a
-        // second while blocks are accepted, and folds every 64 into a base.
+        // The blocks: no S3 request each (EBS); the journal writes at most one segment per
+        // record interval in which blocks were accepted, and folds every 64 into a base.
         let duration = world.run_duration(s, slot);
-        let segments = ((duration / SECOND) as f64 * world.params.journal_share).round() as u64;
+        let segments = journal_segments(duration, &world.params);
         let extra = segments.saturating_sub(1); // the measured run includes one
         let end = start + duration;
         for seq in 1..=extra {
@@ -481,4 +482,14 @@ impl Worker {
         }
         true
     }
+}
+
+/// Journal segments of a run lasting `duration`: one per record interval in which EBS accepted
+/// a block, each second accepting blocks with probability `journal_share`, independently (at a
+/// one-second interval, `journal_share` of the run's seconds).
+fn journal_segments(duration: Ms, p: &Params) -> u64 {
+    let interval = p.record_interval.max(SECOND);
+    let seconds_per_interval = (interval / SECOND) as i32;
+    let any_accepted = 1.0 - (1.0 - p.journal_share).powi(seconds_per_interval);
+    (duration as f64 / interval as f64 * any_accepted).round() as u64
 }

@@ -34,8 +34,11 @@ pub struct Params {
     pub run_median: Ms,
     pub run_sigma: f64,
     pub run_cap: Ms,
-    /// Share of a run's seconds in which EBS accepts blocks (one journal segment each).
+    /// Share of a run's seconds in which EBS accepts blocks.
     pub journal_share: f64,
+    /// The S3 state's `record_interval`: one journal segment per interval in which blocks
+    /// were accepted.
+    pub record_interval: Ms,
     /// Take `schedule::next_run` as it is, where an unfinished run counts as a failed attempt
     /// (retried at the next slot), instead of resuming it at once.
     pub literal_next_run: bool,
