@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use launch_common::*;
+use rehost_testkit::cli::Running;
 use rehost_testkit::proxy::{Action, Proxy};
 use serde_json::Value;
 
@@ -52,25 +53,23 @@ fn launches(dir: &Path, f: &str) -> Vec<Value> {
         .collect()
 }
 
-fn replications(dir: &Path, f: &str) -> usize {
-    let h = json(&rehost(dir, &["history", f, "--output", "json"]));
-    h["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "replication" && e["status"] == "completed")
-        .count()
+/// The application replicated once and launched in test mode (what the cutover's test rule
+/// asks for), in a scratch directory of its own.
+fn replicated_and_tested(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(&format!("runbook-{name}"));
+    let infra = rt().block_on(infra(name));
+    let file = app(&dir, name, &infra);
+    let f = file.to_str().unwrap();
+    ok(&rehost(&dir, &["replicate", f]));
+    ok(&rehost(&dir, &["launch", f, "--no-health-gate"]));
+    (dir, file)
 }
 
 #[test]
 fn the_runbook_runs_hooks_a_final_sync_and_the_launch_and_rollback_undoes_it() {
-    let dir = scratch("runbook");
-    let infra = rt().block_on(infra("rbk"));
-    let file = app(&dir, "rbk", &infra);
+    let (dir, file) = replicated_and_tested("rbk");
     let f = file.to_str().unwrap();
     let stack = "rehost-rbk-cutover";
-    ok(&rehost(&dir, &["replicate", f]));
-    ok(&rehost(&dir, &["launch", f, "--no-health-gate"]));
 
     // The runbook is the explicit decision: without --yes nothing runs.
     let err = refused(&rehost(&dir, &["cutover", f, "--no-health-gate"]));
@@ -129,7 +128,7 @@ fn the_runbook_runs_hooks_a_final_sync_and_the_launch_and_rollback_undoes_it() {
         "the final sync made snapshots"
     );
     assert_eq!(
-        replications(&dir, f),
+        completed_replications(&dir, f),
         4,
         "one increment per server after the first replication"
     );
@@ -205,33 +204,45 @@ fn the_runbook_runs_hooks_a_final_sync_and_the_launch_and_rollback_undoes_it() {
     );
 }
 
+/// `rehost cutover --yes` through a proxy that holds every `operation` request; returns once
+/// the first is held.
+fn cutover_held_at(dir: &Path, f: &str, operation: &'static str) -> (Proxy, Running) {
+    let proxy = Proxy::start(moto().port());
+    proxy.set_policy(move |r| {
+        if r.operation == operation {
+            Action::Hold
+        } else {
+            Action::Forward
+        }
+    });
+    let mut running = rehost_at(dir)
+        .args(["cutover", f, "--yes", "--no-health-gate"])
+        .env("AWS_ENDPOINT_URL", proxy.endpoint())
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while proxy.held() == 0 {
+        assert!(
+            running.still_running() && Instant::now() < deadline,
+            "the cutover never reached {operation}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (proxy, running)
+}
+
 /// Interrupting the runbook once its hooks have started is a rollback, not a crash: the step
 /// under way stops (the final sync's uploads, held here by a proxy; a hook's processes, killed),
 /// the postRollback hooks start the sources again, and the launch is recorded `cancelled`;
 /// nothing is launched and the interrupted runs resume at the next replication.
 #[test]
 fn interrupting_the_runbook_stops_the_step_under_way_and_rolls_back() {
-    let dir = scratch("runbook-cancel");
-    let infra = rt().block_on(infra("rbc"));
-    let file = app(&dir, "rbc", &infra);
+    let (dir, file) = replicated_and_tested("rbc");
     let f = file.to_str().unwrap();
     let stack = "rehost-rbc-cutover";
-    ok(&rehost(&dir, &["replicate", f]));
-    ok(&rehost(&dir, &["launch", f, "--no-health-gate"]));
     let cutover = || rehost_at(&dir).args(["cutover", f, "--yes", "--no-health-gate"]);
 
     // Ctrl-C during the final sync, whose snapshots the proxy holds unstarted.
-    let proxy = Proxy::start(moto().port());
-    proxy.set_policy(|r| match r.operation.as_str() {
-        "StartSnapshot" => Action::Hold,
-        _ => Action::Forward,
-    });
-    let running = cutover().env("AWS_ENDPOINT_URL", proxy.endpoint()).spawn();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while proxy.held() == 0 {
-        assert!(Instant::now() < deadline, "the final sync never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (proxy, running) = cutover_held_at(&dir, f, "StartSnapshot");
     assert_eq!(events(&dir), "stopped all services\n");
     running.signal(libc::SIGINT);
     let out = running.wait_within(Duration::from_secs(60));
@@ -271,9 +282,9 @@ fn interrupting_the_runbook_stops_the_step_under_way_and_rolls_back() {
         l[0]
     );
     // The interrupted runs resume: the next replication completes every server.
-    let before = replications(&dir, f);
+    let before = completed_replications(&dir, f);
     ok(&rehost(&dir, &["replicate", f]));
-    assert_eq!(replications(&dir, f), before + 2);
+    assert_eq!(completed_replications(&dir, f), before + 2);
 
     // SIGTERM while a preCutover hook runs: it and what it started are killed at once.
     let mut text = std::fs::read_to_string(&file).unwrap();
@@ -333,30 +344,10 @@ fn interrupting_the_runbook_stops_the_step_under_way_and_rolls_back() {
 /// launch `running` in the history and running no rollback hook (the stack's end is unknown).
 #[test]
 fn a_signal_during_the_launch_keeps_following_and_a_second_stops_following() {
-    let dir = scratch("runbook-follow");
-    let infra = rt().block_on(infra("rbf"));
-    let file = app(&dir, "rbf", &infra);
+    let (dir, file) = replicated_and_tested("rbf");
     let f = file.to_str().unwrap();
-    ok(&rehost(&dir, &["replicate", f]));
-    ok(&rehost(&dir, &["launch", f, "--no-health-gate"]));
     // The stack is created; following it (its events) is held.
-    let proxy = Proxy::start(moto().port());
-    proxy.set_policy(|r| match r.operation.as_str() {
-        "DescribeStackEvents" => Action::Hold,
-        _ => Action::Forward,
-    });
-    let mut running = rehost_at(&dir)
-        .args(["cutover", f, "--yes", "--no-health-gate"])
-        .env("AWS_ENDPOINT_URL", proxy.endpoint())
-        .spawn();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while proxy.held() == 0 {
-        assert!(
-            running.still_running() && Instant::now() < deadline,
-            "the launch was never followed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (proxy, mut running) = cutover_held_at(&dir, f, "DescribeStackEvents");
     running.signal(libc::SIGINT);
     std::thread::sleep(Duration::from_secs(2));
     assert!(running.still_running(), "a first signal does not stop it");

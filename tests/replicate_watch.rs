@@ -4,20 +4,9 @@
 
 mod launch_common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use launch_common::*;
-
-fn completed_replications(dir: &Path, f: &str) -> usize {
-    let h = json(&rehost(dir, &["history", f, "--output", "json"]));
-    h["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["type"] == "replication" && e["status"] == "completed")
-        .count()
-}
 
 #[test]
 fn a_watch_replicates_what_is_due_and_stops_cleanly_at_sigterm() {

@@ -447,3 +447,14 @@ pub async fn x86_images(n: usize) -> Vec<String> {
     assert_eq!(ids.len(), n);
     ids
 }
+
+/// Completed replication runs in the application's history.
+pub fn completed_replications(dir: &Path, f: &str) -> usize {
+    let h = json(&rehost(dir, &["history", f, "--output", "json"]));
+    h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "replication" && e["status"] == "completed")
+        .count()
+}

@@ -141,119 +141,108 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
             "cutover cancelled by {signal} before it started: nothing was run or changed"
         );
     }
-    let dir = app_dir(&app);
-    rec.hooks = run_phase(
-        &app.hooks.pre_cutover,
-        HookPhase::PreCutover,
-        dir,
-        true,
-        Some(&cancel),
-    )
-    .await;
-    for h in &rec.hooks {
-        print::hook_ran(io.err, h)?;
-    }
-    if let Some(bad) = rec
-        .hooks
-        .iter()
-        .find(|h| h.outcome != HookOutcome::Succeeded)
-    {
-        let (outcome, reason) = if bad.outcome == HookOutcome::Cancelled {
-            let signal = stopped(listener).await;
-            let reason = format!(
-                "cancelled by {signal} while preCutover hook {} ran",
-                bad.name
-            );
-            (LaunchOutcome::Cancelled, reason)
-        } else {
+    // From the first hook on, whatever stops the runbook goes through `abort`.
+    let stop = async {
+        let dir = app_dir(&app);
+        rec.hooks = run_phase(
+            &app.hooks.pre_cutover,
+            HookPhase::PreCutover,
+            dir,
+            true,
+            Some(&cancel),
+        )
+        .await;
+        for h in &rec.hooks {
+            print::hook_ran(io.err, h)?;
+        }
+        if let Some(bad) = rec
+            .hooks
+            .iter()
+            .find(|h| h.outcome != HookOutcome::Succeeded)
+        {
+            if bad.outcome == HookOutcome::Cancelled {
+                let signal = stopped(listener).await;
+                let what = format!("while preCutover hook {} ran", bad.name);
+                return Err(Stop::cancelled(signal, &what));
+            }
             let reason = format!("preCutover hook {} {}", bad.name, bad.outcome.as_str());
-            (LaunchOutcome::Failed, reason)
+            return Err(Stop::Failed(anyhow::anyhow!(reason)));
+        }
+
+        let synced = tokio::select! {
+            synced = final_sync(&app, &sdk, store.clone(), io.err) => Some(synced),
+            () = cancelled(Some(&cancel)) => None,
         };
-        return abort(
-            &app,
-            store.as_ref(),
-            &mut rec,
-            outcome,
-            anyhow::anyhow!(reason),
-            io,
-        )
-        .await;
-    }
-
-    let synced = tokio::select! {
-        synced = final_sync(&app, &sdk, store.clone(), io.err) => Some(synced),
-        () = cancelled(Some(&cancel)) => None,
-    };
-    let reports = match synced {
-        Some(Ok(reports)) => reports,
-        // The hooks may have stopped the sources: the postRollback hooks run.
-        Some(Err(e)) => {
-            let e = e.context("final sync");
-            return abort(&app, store.as_ref(), &mut rec, LaunchOutcome::Failed, e, io).await;
-        }
-        None => {
+        let Some(synced) = synced else {
             let signal = stopped(listener).await;
-            let e = anyhow::anyhow!(
-                "cancelled by {signal} during the final sync (each server's interrupted run \
-                 resumes at its next replication)"
-            );
-            return abort(
-                &app,
-                store.as_ref(),
-                &mut rec,
-                LaunchOutcome::Cancelled,
-                e,
-                io,
-            )
-            .await;
+            let what = "during the final sync (each server's interrupted run resumes at its \
+                        next replication)";
+            return Err(Stop::cancelled(signal, what));
+        };
+        // The hooks may have stopped the sources: the postRollback hooks run.
+        let reports = synced.map_err(|e| Stop::Failed(e.context("final sync")))?;
+        rec.final_sync = reports.iter().map(sync_record).collect();
+        for s in &rec.final_sync {
+            print::final_sync(io.out, s)?;
+        }
+        all_replicated(&reports).map_err(|e| Stop::Failed(e.context("final sync")))?;
+
+        let (options, inspections) = guarded
+            .hold_replicated(store.as_ref(), &mut rec, io)
+            .await?;
+        if *cancel.borrow() {
+            let signal = stopped(listener).await;
+            return Err(Stop::cancelled(signal, "before the launch started"));
+        }
+        listener.abort();
+        let launch = guarded.deploy(store.as_ref(), &options, inspections, &mut rec, io);
+        match follow_launch(launch).await {
+            Some(launched) => Ok(launched?),
+            None => Err(Stop::Detached),
         }
     };
-    rec.final_sync = reports.iter().map(sync_record).collect();
-    for s in &rec.final_sync {
-        print::final_sync(io.out, s)?;
-    }
-    if let Err(e) = all_replicated(&reports) {
-        let e = e.context("final sync");
-        return abort(&app, store.as_ref(), &mut rec, LaunchOutcome::Failed, e, io).await;
-    }
+    let Err(why) = stop.await else {
+        return Ok(());
+    };
+    let (outcome, error) = match why {
+        Stop::Failed(e) => (LaunchOutcome::Failed, e),
+        Stop::Cancelled(e) => (LaunchOutcome::Cancelled, e),
+        Stop::Detached => {
+            return Err(anyhow::anyhow!(
+                "stopped following the cutover launch: the stack goes on in CloudFormation \
+                 (`rehost status` shows it, `rehost rollback --yes` undoes it) and the history \
+                 keeps this launch `running`; no postRollback hook ran"
+            ));
+        }
+    };
+    abort(&app, store.as_ref(), &mut rec, outcome, error, io).await
+}
 
-    let (options, inspections) = guarded.options(io).await?;
-    rec.amis = options.amis.clone();
-    let held = guarded
-        .hold(
-            store.as_ref(),
-            &mut rec,
-            Some(&options.amis),
-            &inspections,
-            io,
-        )
-        .await;
-    if let Err(e) = held {
-        return abort(&app, store.as_ref(), &mut rec, LaunchOutcome::Failed, e, io).await;
+/// Why the runbook stopped after its hooks started.
+enum Stop {
+    /// A hook, the final sync, a guardrail or the launch failed: roll back.
+    Failed(anyhow::Error),
+    /// A signal stopped the step under way: roll back.
+    Cancelled(anyhow::Error),
+    /// A second signal during the launch: rehost stopped following it, nothing is rolled back.
+    Detached,
+}
+
+impl Stop {
+    fn cancelled(signal: Interruption, what: &str) -> Stop {
+        Stop::Cancelled(anyhow::anyhow!("cancelled by {signal} {what}"))
     }
-    if *cancel.borrow() {
-        let signal = stopped(listener).await;
-        let e = anyhow::anyhow!("cancelled by {signal} before the launch started");
-        return abort(
-            &app,
-            store.as_ref(),
-            &mut rec,
-            LaunchOutcome::Cancelled,
-            e,
-            io,
-        )
-        .await;
+}
+
+impl From<anyhow::Error> for Stop {
+    fn from(e: anyhow::Error) -> Self {
+        Stop::Failed(e)
     }
-    listener.abort();
-    let launch = guarded.deploy(store.as_ref(), &options, inspections, &mut rec, io);
-    match follow_launch(launch).await {
-        Some(Ok(())) => Ok(()),
-        Some(Err(e)) => abort(&app, store.as_ref(), &mut rec, LaunchOutcome::Failed, e, io).await,
-        None => Err(anyhow::anyhow!(
-            "stopped following the cutover launch: the stack goes on in CloudFormation \
-             (`rehost status` shows it, `rehost rollback --yes` undoes it) and the history keeps \
-             this launch `running`; no postRollback hook ran"
-        )),
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Stop::Failed(e.into())
     }
 }
 

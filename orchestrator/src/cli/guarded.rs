@@ -60,6 +60,21 @@ impl Guarded<'_> {
         inspection_gates(inspections, &self.flags.accept_risk)
     }
 
+    /// After a replication (migrate, the cutover's final sync): the render options with the
+    /// AMIs it made, recorded in `rec`, and the guardrails on exactly those AMIs.
+    pub async fn hold_replicated(
+        &self,
+        store: &dyn StateStore,
+        rec: &mut LaunchRecord,
+        io: &mut Io<'_>,
+    ) -> anyhow::Result<(RenderOptions, Inspections)> {
+        let (options, inspections) = self.options(io).await?;
+        rec.amis = options.amis.clone();
+        self.hold(store, rec, Some(&options.amis), &inspections, io)
+            .await?;
+        Ok((options, inspections))
+    }
+
     /// A record of this launch as it starts.
     pub async fn start_record(&self, options: &RenderOptions) -> LaunchRecord {
         let caller = self.clients.caller_arn().await.ok();

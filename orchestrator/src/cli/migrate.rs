@@ -99,16 +99,8 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
         }
     }
     // The AMIs and inspections of this replication.
-    let (options, inspections) = guarded.options(io).await?;
-    rec.amis = options.amis.clone();
-    guarded
-        .hold(
-            store.as_ref(),
-            &mut rec,
-            Some(&options.amis),
-            &inspections,
-            io,
-        )
+    let (options, inspections) = guarded
+        .hold_replicated(store.as_ref(), &mut rec, io)
         .await?;
     guarded
         .deploy(store.as_ref(), &options, inspections, &mut rec, io)
