@@ -278,12 +278,14 @@ async fn abort(
     error: anyhow::Error,
     io: &mut Io<'_>,
 ) -> anyhow::Result<()> {
+    // What is printed here is best effort: an unwritable terminal must not keep the rollback
+    // hooks from running or the launch from being recorded.
     if outcome == LaunchOutcome::Cancelled {
         // The operator waits for this answer to the signal.
-        writeln!(
+        let _ = writeln!(
             io.err,
             "{error:#}: running the postRollback hooks (each to its end or its timeout)"
-        )?;
+        );
     }
     let post = run_phase(
         &app.hooks.post_rollback,
@@ -294,7 +296,7 @@ async fn abort(
     )
     .await;
     for h in &post {
-        print::hook_ran(io.err, h)?;
+        let _ = print::hook_ran(io.err, h);
     }
     rec.hooks.extend(post);
     if rec.finished_at.is_none() {
