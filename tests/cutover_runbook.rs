@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use launch_common::*;
-use rehost_testkit::cli::Running;
-use rehost_testkit::proxy::{Action, Proxy};
 use serde_json::Value;
 
 /// Two servers with small raw disks, a preCutover hook run without a shell (a script that logs
@@ -204,32 +202,6 @@ fn the_runbook_runs_hooks_a_final_sync_and_the_launch_and_rollback_undoes_it() {
     );
 }
 
-/// `rehost cutover --yes` through a proxy that holds every `operation` request; returns once
-/// the first is held.
-fn cutover_held_at(dir: &Path, f: &str, operation: &'static str) -> (Proxy, Running) {
-    let proxy = Proxy::start(moto().port());
-    proxy.set_policy(move |r| {
-        if r.operation == operation {
-            Action::Hold
-        } else {
-            Action::Forward
-        }
-    });
-    let mut running = rehost_at(dir)
-        .args(["cutover", f, "--yes", "--no-health-gate"])
-        .env("AWS_ENDPOINT_URL", proxy.endpoint())
-        .spawn();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while proxy.held() == 0 {
-        assert!(
-            running.still_running() && Instant::now() < deadline,
-            "the cutover never reached {operation}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (proxy, running)
-}
-
 /// Interrupting the runbook once its hooks have started is a rollback, not a crash: the step
 /// under way stops (the final sync's uploads, held here by a proxy; a hook's processes, killed),
 /// the postRollback hooks start the sources again, and the launch is recorded `cancelled`;
@@ -242,7 +214,11 @@ fn interrupting_the_runbook_stops_the_step_under_way_and_rolls_back() {
     let cutover = || rehost_at(&dir).args(["cutover", f, "--yes", "--no-health-gate"]);
 
     // Ctrl-C during the final sync, whose snapshots the proxy holds unstarted.
-    let (proxy, running) = cutover_held_at(&dir, f, "StartSnapshot");
+    let (proxy, running) = held_at(
+        &dir,
+        &["cutover", f, "--yes", "--no-health-gate"],
+        "StartSnapshot",
+    );
     assert_eq!(events(&dir), "stopped all services\n");
     running.signal(libc::SIGINT);
     let out = running.wait_within(Duration::from_secs(60));
@@ -340,14 +316,18 @@ fn interrupting_the_runbook_stops_the_step_under_way_and_rolls_back() {
 }
 
 /// Once the cutover launch has started, CloudFormation carries it on whatever rehost does: a
-/// first signal only says so and rehost keeps following; a second stops following, leaving the
-/// launch `running` in the history and running no rollback hook (the stack's end is unknown).
+/// first signal only says so and rehost keeps following; a second stops following, the launch
+/// recorded `started` (as with `--no-wait`) and no rollback hook run (the stack's end is unknown).
 #[test]
 fn a_signal_during_the_launch_keeps_following_and_a_second_stops_following() {
     let (dir, file) = replicated_and_tested("rbf");
     let f = file.to_str().unwrap();
     // The stack is created; following it (its events) is held.
-    let (proxy, mut running) = cutover_held_at(&dir, f, "DescribeStackEvents");
+    let (proxy, mut running) = held_at(
+        &dir,
+        &["cutover", f, "--yes", "--no-health-gate"],
+        "DescribeStackEvents",
+    );
     running.signal(libc::SIGINT);
     std::thread::sleep(Duration::from_secs(2));
     assert!(running.still_running(), "a first signal does not stop it");
@@ -358,7 +338,8 @@ fn a_signal_during_the_launch_keeps_following_and_a_second_stops_following() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains("the cutover launch is under way in CloudFormation")
-            && err.contains("stopped following the cutover launch"),
+            && err.contains("stopped following stack rehost-rbf-cutover")
+            && err.contains("no postRollback hook ran"),
         "{err}"
     );
     assert_eq!(
@@ -369,7 +350,7 @@ fn a_signal_during_the_launch_keeps_following_and_a_second_stops_following() {
     let l = launches(&dir, f);
     assert_eq!(
         (l[0]["kind"].as_str(), l[0]["outcome"].as_str()),
-        (Some("cutover"), Some("running")),
+        (Some("cutover"), Some("started")),
         "{}",
         l[0]
     );

@@ -9,7 +9,9 @@ use std::process::Output;
 use std::sync::OnceLock;
 
 use aws_sdk_ec2::types::Filter;
+use rehost_testkit::cli::Running;
 use rehost_testkit::images::{Fill, write_image};
+use rehost_testkit::proxy::{Action, Proxy};
 use rehost_testkit::{Moto, Rehost, workspace_root};
 use serde_json::Value;
 
@@ -457,4 +459,30 @@ pub fn completed_replications(dir: &Path, f: &str) -> usize {
         .iter()
         .filter(|e| e["type"] == "replication" && e["status"] == "completed")
         .count()
+}
+
+/// `rehost ARGS` through a proxy that holds every `operation` request; returns once the first
+/// is held (the proxy's holds are released by `release_holds` or when it is dropped).
+pub fn held_at(dir: &Path, args: &[&str], operation: &'static str) -> (Proxy, Running) {
+    let proxy = Proxy::start(moto().port());
+    proxy.set_policy(move |r| {
+        if r.operation == operation {
+            Action::Hold
+        } else {
+            Action::Forward
+        }
+    });
+    let mut running = rehost_at(dir)
+        .args(args)
+        .env("AWS_ENDPOINT_URL", proxy.endpoint())
+        .spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while proxy.held() == 0 {
+        assert!(
+            running.still_running() && std::time::Instant::now() < deadline,
+            "rehost {args:?} never reached {operation}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (proxy, running)
 }

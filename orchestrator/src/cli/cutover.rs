@@ -13,7 +13,7 @@
 //! uploads left to resume at the next replication), the `postRollback` hooks run, and the launch
 //! is recorded `cancelled`. Once the launch has started, CloudFormation carries it on whatever
 //! rehost does: a first signal only says so and rehost follows it to its end (so its record and
-//! the rollback hooks stay right); a second one stops following, the launch left `running`.
+//! the rollback hooks stay right); a second one stops following (recorded `started`, no hook).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,11 +21,12 @@ use std::sync::Arc;
 
 use rehost::app::{App, Mode};
 use rehost::error::InvalidInput;
-use rehost::launch::AwsClients;
+use rehost::launch::cancelled;
 use rehost::launch::guardrails::{self, Facts};
-use rehost::launch::hooks::{cancelled, run_phase};
+use rehost::launch::hooks::run_phase;
 use rehost::launch::preview;
 use rehost::launch::runbook::{expected_delta, parse_at};
+use rehost::launch::{AwsClients, LaunchError};
 use rehost::replication_jobs::scheduled_jobs;
 use rehost::template::render_package;
 use rehost_replication::state::{
@@ -195,11 +196,15 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
             return Err(Stop::cancelled(signal, "before the launch started"));
         }
         listener.abort();
-        let launch = guarded.deploy(store.as_ref(), &options, inspections, &mut rec, io);
-        match follow_launch(launch).await {
-            Some(launched) => Ok(launched?),
-            None => Err(Stop::Detached),
-        }
+        // From here a signal is the launch's (`Guarded::deploy`): the first only says that it
+        // goes on, a second stops following it.
+        guarded
+            .deploy(store.as_ref(), &options, inspections, &mut rec, io)
+            .await
+            .map_err(|e| match e.downcast_ref::<LaunchError>() {
+                Some(LaunchError::Detached { .. }) => Stop::Detached(e),
+                _ => Stop::Failed(e),
+            })
     };
     let Err(why) = stop.await else {
         return Ok(());
@@ -207,13 +212,8 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     let (outcome, error) = match why {
         Stop::Failed(e) => (LaunchOutcome::Failed, e),
         Stop::Cancelled(e) => (LaunchOutcome::Cancelled, e),
-        Stop::Detached => {
-            return Err(anyhow::anyhow!(
-                "stopped following the cutover launch: the stack goes on in CloudFormation \
-                 (`rehost status` shows it, `rehost rollback --yes` undoes it) and the history \
-                 keeps this launch `running`; no postRollback hook ran"
-            ));
-        }
+        // The stack's end is not known: no rollback hook runs; the history says `started`.
+        Stop::Detached(e) => return Err(e.context("no postRollback hook ran")),
     };
     abort(&app, store.as_ref(), &mut rec, outcome, error, io).await
 }
@@ -225,7 +225,7 @@ enum Stop {
     /// A signal stopped the step under way: roll back.
     Cancelled(anyhow::Error),
     /// A second signal during the launch: rehost stopped following it, nothing is rolled back.
-    Detached,
+    Detached(anyhow::Error),
 }
 
 impl Stop {
@@ -243,27 +243,6 @@ impl From<anyhow::Error> for Stop {
 impl From<std::io::Error> for Stop {
     fn from(e: std::io::Error) -> Self {
         Stop::Failed(e.into())
-    }
-}
-
-/// The launch, followed to its end: CloudFormation carries it on whatever rehost does, so a
-/// first signal only says so; a second stops following (None: the launch stays `running` in
-/// the history, and no rollback hook runs, since what the stack will end as is not known).
-async fn follow_launch(
-    launch: impl std::future::Future<Output = anyhow::Result<()>>,
-) -> Option<anyhow::Result<()>> {
-    let second = async {
-        let first = interrupted().await;
-        tracing::warn!(
-            "{first}: the cutover launch is under way in CloudFormation and goes on whatever \
-             rehost does; rehost follows it to its end so that the history and the postRollback \
-             hooks stay right. A second signal stops following."
-        );
-        interrupted().await
-    };
-    tokio::select! {
-        launched = launch => Some(launched),
-        _ = second => None,
     }
 }
 

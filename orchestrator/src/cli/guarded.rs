@@ -23,6 +23,7 @@ use crate::cli::common::{bound_state, exit_code_of, validate_named_servers};
 use crate::cli::io::Io;
 use crate::cli::print;
 use crate::cli::progress::Progress;
+use crate::cli::signals::StopOnSignal;
 
 /// Every launch of the application the guardrails weigh (far more than any history holds).
 const HISTORY_LIMIT: usize = 100_000;
@@ -194,6 +195,11 @@ impl Guarded<'_> {
 
     /// Deploys (the guest pre-flight on the cached inspections first, accepted risks recorded
     /// in the state) with the record written before and after; prints the outcome.
+    ///
+    /// A signal (Ctrl-C, SIGTERM) before the stack is created or updated cancels the launch;
+    /// once it is, CloudFormation carries it on whatever rehost does, and a signal stops
+    /// following it (recorded `started`, as with `--no-wait`). A cutover asks for two: the
+    /// first only says so, since its rollback hooks depend on how the launch ends.
     pub async fn deploy(
         &self,
         store: &dyn StateStore,
@@ -207,6 +213,16 @@ impl Guarded<'_> {
             inspections,
             accept_risk: self.flags.accept_risk.iter().cloned().collect(),
         };
+        let signals = if self.kind == LaunchKind::Cutover {
+            StopOnSignal::new(
+                2,
+                "the cutover launch is under way in CloudFormation and goes on whatever rehost \
+                 does; rehost follows it to its end so that the history and the postRollback \
+                 hooks stay right. A second signal stops following.",
+            )
+        } else {
+            StopOnSignal::new(1, "")
+        };
         let deployment = Deployment {
             app: self.app,
             options,
@@ -216,6 +232,7 @@ impl Guarded<'_> {
             allow_replacement: self.flags.yes,
             guest: &guest,
             state: Some(store),
+            stop: Some(&signals.stop),
         };
         let result = deploy::deploy(self.clients, &deployment, &mut Progress::new(io.err)).await;
         record::finished(rec, &result, OffsetDateTime::now_utc());

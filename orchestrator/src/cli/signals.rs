@@ -6,6 +6,7 @@
 //! and a phase that stops listening must say what a further signal does.
 
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
 
 /// Which signal arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,5 +37,34 @@ pub async fn interrupted() -> Interruption {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => Interruption::Interrupt,
         () = term => Interruption::Terminate,
+    }
+}
+
+/// Signals while a launch is followed: `stop` turns true at the `count`th SIGINT or SIGTERM
+/// (the launch stops before anything is created, or rehost stops following the stack); each
+/// earlier one is answered by `warning` (logged). Listening ends when this is dropped.
+pub struct StopOnSignal {
+    pub stop: watch::Receiver<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StopOnSignal {
+    pub fn new(count: usize, warning: &'static str) -> StopOnSignal {
+        let (tx, stop) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            for _ in 1..count.max(1) {
+                let signal = interrupted().await;
+                tracing::warn!("{signal}: {warning}");
+            }
+            interrupted().await;
+            let _ = tx.send(true);
+        });
+        StopOnSignal { stop, task }
+    }
+}
+
+impl Drop for StopOnSignal {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_cloudformation::types::StackStatus;
 use aws_smithy_types::DateTime;
+use tokio::sync::watch;
 
 use rehost_replication::state::{AcceptedRisk, ServerKey, StateStore};
 
@@ -15,7 +16,7 @@ use crate::launch::bucket;
 use crate::launch::guest::{Accepted, GuestPolicy};
 use crate::launch::preflight::Preflight;
 use crate::launch::stack::{self, InstanceView, Observer, OnFailureChoice, StackRequest, Started};
-use crate::launch::{AwsClients, LaunchError};
+use crate::launch::{AwsClients, LaunchError, cancelled};
 use crate::template::{NestedPackage, Package, RenderOptions, Template, render_package};
 
 /// What to launch and how.
@@ -34,6 +35,10 @@ pub struct Deployment<'a> {
     pub guest: &'a GuestPolicy,
     /// Where accepted risks are recorded (the application's state, when it has one).
     pub state: Option<&'a dyn StateStore>,
+    /// Turns true when the operator stops the launch: before the stack is created or updated,
+    /// nothing is ([`LaunchError::Cancelled`]); while it is followed, rehost stops following
+    /// ([`LaunchError::Detached`]; the stack goes on).
+    pub stop: Option<&'a watch::Receiver<bool>>,
 }
 
 /// How a launch ended, when it did not fail.
@@ -118,6 +123,9 @@ pub async fn deploy(
         wait_limit: limit,
         allow_replacement: deployment.allow_replacement,
     };
+    if deployment.stop.is_some_and(|stop| *stop.borrow()) {
+        return Err(LaunchError::Cancelled);
+    }
     observer.deploying(app, &template);
     let since = DateTime::from(std::time::SystemTime::now());
     let started = stack::start(clients, &req, observer).await?;
@@ -134,7 +142,14 @@ pub async fn deploy(
             started,
         });
     }
-    let info = stack::wait(clients, &name, Some(since), limit, observer).await?;
+    let waited = tokio::select! {
+        info = stack::wait(clients, &name, Some(since), limit, observer) => Some(info),
+        () = cancelled(deployment.stop) => None,
+    };
+    let Some(info) = waited else {
+        return Err(LaunchError::Detached { stack: name });
+    };
+    let info = info?;
     let status = info
         .as_ref()
         .map_or(StackStatus::DeleteComplete, |i| i.status.clone());

@@ -19,6 +19,7 @@ use rehost_replication::state::{HookOutcome, HookPhase, HookRecord};
 use tokio::sync::watch;
 
 use crate::app::{AppHook, HookRun};
+use crate::launch::cancelled;
 
 /// Output kept per hook (the end of it).
 pub const OUTPUT_KEPT: usize = 64 * 1024;
@@ -45,18 +46,6 @@ pub async fn run_phase(
         }
     }
     out
-}
-
-/// Resolves once `cancel` holds true; never when it cannot (no receiver, or its sender gone
-/// while it held false).
-pub async fn cancelled(cancel: Option<&watch::Receiver<bool>>) {
-    if let Some(cancel) = cancel {
-        let mut cancel = cancel.clone();
-        if cancel.wait_for(|c| *c).await.is_ok() {
-            return;
-        }
-    }
-    std::future::pending::<()>().await;
 }
 
 /// Runs one hook to its end, its timeout or its cancellation.

@@ -124,6 +124,15 @@ pub enum LaunchError {
     },
     #[error("{0}")]
     Refused(String),
+    /// The operator stopped the launch before anything was created or updated.
+    #[error("the launch was cancelled before anything was created or updated")]
+    Cancelled,
+    /// The operator stopped following the stack, which goes on in CloudFormation.
+    #[error(
+        "stopped following stack {stack}: it goes on in CloudFormation (`rehost status` shows \
+         where it is)"
+    )]
+    Detached { stack: String },
     /// A stack of rehost's name that rehost did not create for this application and mode.
     #[error(
         "stack {stack} is not this application's: it carries {tags}, where rehost's own carries \
@@ -185,6 +194,18 @@ impl LaunchError {
                 | LaunchError::WouldReplace { .. }
         )
     }
+}
+
+/// Resolves once `cancel` holds true; never when it cannot (no receiver, or its sender gone
+/// while it held false).
+pub async fn cancelled(cancel: Option<&tokio::sync::watch::Receiver<bool>>) {
+    if let Some(cancel) = cancel {
+        let mut cancel = cancel.clone();
+        if cancel.wait_for(|c| *c).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 /// Shorthand for mapping an SDK error to a `LaunchError` naming the operation.

@@ -73,6 +73,9 @@ pub fn finished(
         Ok(Outcome::Unchanged { .. }) => record.outcome = LaunchOutcome::Unchanged,
         Ok(Outcome::Started { .. }) => record.outcome = LaunchOutcome::Started,
         Err(LaunchError::Preflight(findings)) => refused(record, findings.clone(), now),
+        Err(LaunchError::Cancelled) => record.outcome = LaunchOutcome::Cancelled,
+        // Started and not followed to its end, as with `--no-wait`.
+        Err(LaunchError::Detached { .. }) => record.outcome = LaunchOutcome::Started,
         Err(e) if e.is_invalid_input() => refused(record, vec![e.to_string()], now),
         Err(LaunchError::StackFailed {
             resource, reason, ..
@@ -229,6 +232,16 @@ mod tests {
                 instances: vec![]
             })),
             (LaunchOutcome::Unchanged, None)
+        );
+        // The operator stopped it: before anything was created, or by no longer following a
+        // stack that goes on (as `--no-wait` leaves it).
+        assert_eq!(
+            end(Err(LaunchError::Cancelled)),
+            (LaunchOutcome::Cancelled, None)
+        );
+        assert_eq!(
+            end(Err(LaunchError::Detached { stack: "s".into() })),
+            (LaunchOutcome::Started, None)
         );
     }
 }

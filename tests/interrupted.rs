@@ -1,6 +1,6 @@
-//! `rehost replicate FILE --watch` as a service runs it: it replicates every server that is due,
-//! then waits for the next slot; SIGTERM (a service manager stopping it) ends it cleanly, exit 0,
-//! its lock given back so the next command runs at once.
+//! What Ctrl-C and SIGTERM do to rehost's long-running commands (the cutover runbook's are in
+//! `cutover_runbook`): `replicate --watch` stops cleanly, its lock given back; a launch being
+//! followed stops being followed, the stack going on in CloudFormation and recorded `started`.
 
 mod launch_common;
 
@@ -45,4 +45,43 @@ fn a_watch_replicates_what_is_due_and_stops_cleanly_at_sigterm() {
     ok(&rehost(&dir, &["replicate", f]));
     assert!(started.elapsed() < Duration::from_secs(60));
     assert_eq!(completed_replications(&dir, f), 4);
+}
+
+/// Ctrl-C while a launch is followed stops following it (exit 1): the stack goes on in
+/// CloudFormation, and the history says `started`, as after `--no-wait`, not `running`.
+#[test]
+fn a_signal_while_a_launch_is_followed_stops_following_and_records_it_started() {
+    let dir = scratch("launch-detach");
+    let infra = rt().block_on(infra("ldt"));
+    let file = replicable_small_app(&dir, "ldt", &infra, 13);
+    let f = file.to_str().unwrap();
+    ok(&rehost(&dir, &["replicate", f]));
+    let (proxy, running) = held_at(
+        &dir,
+        &["launch", f, "--no-health-gate"],
+        "DescribeStackEvents",
+    );
+    running.signal(libc::SIGINT);
+    let out = running.wait_within(Duration::from_secs(60));
+    proxy.release_holds();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("stopped following stack rehost-ldt-test: it goes on in CloudFormation"),
+        "{err}"
+    );
+    let h = json(&rehost(&dir, &["history", f, "--output", "json"]));
+    let launch = h["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "launch")
+        .expect("the launch is recorded");
+    assert_eq!(
+        (launch["kind"].as_str(), launch["outcome"].as_str()),
+        (Some("launch"), Some("started")),
+        "{launch}"
+    );
+    assert!(launch["finished_at"].is_string(), "{launch}");
+    assert!(rt().block_on(stack_exists("rehost-ldt-test")));
 }
