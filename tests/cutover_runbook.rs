@@ -220,11 +220,7 @@ fn interrupting_the_runbook_stops_the_step_under_way_and_rolls_back() {
         "StartSnapshot",
     );
     assert_eq!(events(&dir), "stopped all services\n");
-    running.signal(libc::SIGINT);
-    let out = running.wait_within(Duration::from_secs(60));
-    proxy.release_holds();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = ended_by_signal(&proxy, running, libc::SIGINT);
     assert!(
         err.contains("cancelled by Ctrl-C (SIGINT) during the final sync")
             && err.contains("running the postRollback hooks"),
@@ -331,11 +327,7 @@ fn a_signal_during_the_launch_keeps_following_and_a_second_stops_following() {
     running.signal(libc::SIGINT);
     std::thread::sleep(Duration::from_secs(2));
     assert!(running.still_running(), "a first signal does not stop it");
-    running.signal(libc::SIGINT);
-    let out = running.wait_within(Duration::from_secs(60));
-    proxy.release_holds();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = ended_by_signal(&proxy, running, libc::SIGINT);
     assert!(
         err.contains("the cutover launch is under way in CloudFormation")
             && err.contains("stopped following stack rehost-rbf-cutover")

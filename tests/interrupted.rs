@@ -61,11 +61,7 @@ fn a_signal_while_a_launch_is_followed_stops_following_and_records_it_started() 
         &["launch", f, "--no-health-gate"],
         "DescribeStackEvents",
     );
-    running.signal(libc::SIGINT);
-    let out = running.wait_within(Duration::from_secs(60));
-    proxy.release_holds();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = ended_by_signal(&proxy, running, libc::SIGINT);
     assert!(
         err.contains("stopped following stack rehost-ldt-test: it goes on in CloudFormation"),
         "{err}"

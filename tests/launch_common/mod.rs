@@ -486,3 +486,14 @@ pub fn held_at(dir: &Path, args: &[&str], operation: &'static str) -> (Proxy, Ru
     }
     (proxy, running)
 }
+
+/// Sends `signal` to a run `held_at` holds, waits for it to end (within a minute), releases
+/// the proxy's holds, and returns its standard error; it must have ended with exit code 1.
+pub fn ended_by_signal(proxy: &Proxy, running: Running, signal: i32) -> String {
+    running.signal(signal);
+    let out = running.wait_within(std::time::Duration::from_secs(60));
+    proxy.release_holds();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    err
+}
