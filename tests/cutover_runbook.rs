@@ -258,7 +258,8 @@ fn interrupting_the_runbook_stops_the_step_under_way_and_rolls_back() {
     ok(&rehost(&dir, &["replicate", f]));
     assert_eq!(completed_replications(&dir, f), before + 2);
 
-    // SIGTERM while a preCutover hook runs: it and what it started are killed at once.
+    // The operator's session closes (SIGHUP) while a preCutover hook runs: the hook and what
+    // it started are killed at once, and the runbook rolls back.
     let mut text = std::fs::read_to_string(&file).unwrap();
     text = text.replace(
         "timeoutSeconds: 30}\n",
@@ -275,12 +276,12 @@ fn interrupting_the_runbook_stops_the_step_under_way_and_rolls_back() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    running.signal(libc::SIGTERM);
+    running.signal(libc::SIGHUP);
     let out = running.wait_within(Duration::from_secs(60));
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("cancelled by SIGTERM while preCutover hook drain ran"),
+        err.contains("cancelled by SIGHUP (the terminal closed) while preCutover hook drain ran"),
         "{err}"
     );
     assert!(
@@ -347,4 +348,31 @@ fn a_signal_during_the_launch_keeps_following_and_a_second_stops_following() {
         l[0]
     );
     assert!(rt().block_on(stack_exists("rehost-rbf-cutover")));
+}
+
+/// A runbook killed outright (SIGKILL, the machine lost) cannot roll back, but it leaves its
+/// trace: the cutover is in the history, `running`, with the hooks that had run.
+#[test]
+fn a_runbook_killed_outright_is_in_the_history_with_its_hooks() {
+    let (dir, file) = replicated_and_tested("rbx");
+    let f = file.to_str().unwrap();
+    let (proxy, running) = held_at(
+        &dir,
+        &["cutover", f, "--yes", "--no-health-gate"],
+        "StartSnapshot",
+    );
+    running.signal(libc::SIGKILL);
+    let out = running.wait_within(Duration::from_secs(60));
+    proxy.release_holds();
+    assert_eq!(out.status.code(), None, "killed");
+    let l = launches(&dir, f);
+    assert_eq!(
+        (l[0]["kind"].as_str(), l[0]["outcome"].as_str()),
+        (Some("cutover"), Some("running")),
+        "{}",
+        l[0]
+    );
+    assert_eq!(l[0]["hooks"][0]["name"], "stop");
+    assert_eq!(l[0]["hooks"][0]["outcome"], "succeeded");
+    assert!(l[0]["finished_at"].is_null(), "{}", l[0]);
 }

@@ -142,6 +142,9 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
             "cutover cancelled by {signal} before it started: nothing was run or changed"
         );
     }
+    // The record is written before the hooks and after them, so even a runbook killed
+    // outright (SIGKILL) leaves its trace in the history (`running`, with the hooks that ran).
+    store.record_launch(&app.name, &rec).await?;
     // From the first hook on, whatever stops the runbook goes through `abort`.
     let stop = async {
         let dir = app_dir(&app);
@@ -169,6 +172,10 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
             let reason = format!("preCutover hook {} {}", bad.name, bad.outcome.as_str());
             return Err(Stop::Failed(anyhow::anyhow!(reason)));
         }
+        store
+            .record_launch(&app.name, &rec)
+            .await
+            .map_err(|e| Stop::Failed(e.into()))?;
 
         let synced = tokio::select! {
             synced = final_sync(&app, &sdk, store.clone(), io.err) => Some(synced),

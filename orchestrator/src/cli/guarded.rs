@@ -239,7 +239,9 @@ impl Guarded<'_> {
         let recorded = store.record_launch(&self.app.name, rec).await;
         let outcome = report(result, io)?;
         recorded?;
-        print::outcome(io.out, &self.app.file, &outcome)?;
+        // Best effort: the launch has succeeded and is recorded; a terminal gone meanwhile
+        // (SIGHUP) must not turn it into a failure (and a cutover's into a rollback).
+        let _ = print::outcome(io.out, &self.app.file, &outcome);
         Ok(())
     }
 }

@@ -173,8 +173,8 @@ fn print_report(out: &mut dyn Write, format: OutputFormat, report: &ServerReport
     };
 }
 
-/// Resolves at Ctrl-C (SIGINT) or SIGTERM (a service manager stopping the worker or the
-/// watch).
+/// Resolves at Ctrl-C (SIGINT), SIGTERM (a service manager stopping the worker or the watch)
+/// or SIGHUP (its terminal closed).
 async fn shutdown_signal() {
     let signal = crate::cli::signals::interrupted().await;
     tracing::warn!(

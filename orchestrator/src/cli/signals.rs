@@ -1,5 +1,8 @@
-//! The signals that ask rehost to stop: Ctrl-C (SIGINT) and SIGTERM (a service manager, or
-//! `kill`).
+//! The signals that ask rehost to stop: Ctrl-C (SIGINT), SIGTERM (a service manager, or
+//! `kill`) and SIGHUP (the operator's terminal or SSH session closed). A hangup is handled as
+//! the others are, so a closed session rolls a cutover back, stops a watch cleanly or stops
+//! following a launch, instead of killing rehost wherever it stands; what rehost prints after
+//! it may go nowhere, so nothing that matters depends on printing.
 //!
 //! Once `interrupted` has been polled, such a signal no longer ends the process by itself
 //! (tokio keeps its handler for the life of the process): whoever listens decides what it does,
@@ -13,6 +16,7 @@ use tokio::sync::watch;
 pub enum Interruption {
     Interrupt,
     Terminate,
+    Hangup,
 }
 
 impl std::fmt::Display for Interruption {
@@ -20,14 +24,15 @@ impl std::fmt::Display for Interruption {
         f.write_str(match self {
             Interruption::Interrupt => "Ctrl-C (SIGINT)",
             Interruption::Terminate => "SIGTERM",
+            Interruption::Hangup => "SIGHUP (the terminal closed)",
         })
     }
 }
 
-/// Resolves at the next SIGINT or SIGTERM.
+/// Resolves at the next SIGINT, SIGTERM or SIGHUP.
 pub async fn interrupted() -> Interruption {
-    let term = async {
-        match signal(SignalKind::terminate()) {
+    let next = |kind: SignalKind| async move {
+        match signal(kind) {
             Ok(mut s) => {
                 s.recv().await;
             }
@@ -36,11 +41,12 @@ pub async fn interrupted() -> Interruption {
     };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => Interruption::Interrupt,
-        () = term => Interruption::Terminate,
+        () = next(SignalKind::terminate()) => Interruption::Terminate,
+        () = next(SignalKind::hangup()) => Interruption::Hangup,
     }
 }
 
-/// Signals while a launch is followed: `stop` turns true at the `count`th SIGINT or SIGTERM
+/// Signals while a launch is followed: `stop` turns true at the `count`th of those signals
 /// (the launch stops before anything is created, or rehost stops following the stack); each
 /// earlier one is answered by `warning` (logged). Listening ends when this is dropped.
 pub struct StopOnSignal {
