@@ -376,3 +376,35 @@ fn a_runbook_killed_outright_is_in_the_history_with_its_hooks() {
     assert_eq!(l[0]["hooks"][0]["outcome"], "succeeded");
     assert!(l[0]["finished_at"].is_null(), "{}", l[0]);
 }
+
+/// A signal while the runbook waits for `--at` cancels it: nothing ran, nothing is recorded.
+#[test]
+fn a_signal_while_waiting_for_the_start_time_cancels_with_nothing_run() {
+    let (dir, file) = replicated_and_tested("rbw");
+    let f = file.to_str().unwrap();
+    let before = launches(&dir, f);
+    let at = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let at = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let running = rehost_at(&dir)
+        .args(["cutover", f, "--yes", "--no-health-gate", "--at", &at])
+        .spawn();
+    // Signalled once it catches SIGTERM: while it waits for --at.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !running.catches(libc::SIGTERM) {
+        assert!(Instant::now() < deadline, "never listened for signals");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.signal(libc::SIGTERM);
+    let out = running.wait_within(Duration::from_secs(30));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cutover cancelled before it started: nothing was run or changed"),
+        "{err}"
+    );
+    assert_eq!(events(&dir), "", "no hook ran");
+    assert_eq!(launches(&dir, f), before, "nothing recorded");
+    assert!(!rt().block_on(stack_exists("rehost-rbw-cutover")));
+}

@@ -196,7 +196,7 @@ impl Guarded<'_> {
     /// Deploys (the guest pre-flight on the cached inspections first, accepted risks recorded
     /// in the state) with the record written before and after; prints the outcome.
     ///
-    /// A signal (Ctrl-C, SIGTERM) before the stack is created or updated cancels the launch;
+    /// A signal (Ctrl-C, SIGTERM, SIGHUP) before the stack is created or updated cancels it;
     /// once it is, CloudFormation carries it on whatever rehost does, and a signal stops
     /// following it (recorded `started`, as with `--no-wait`). A cutover asks for two: the
     /// first only says so, since its rollback hooks depend on how the launch ends.

@@ -131,6 +131,18 @@ impl Running {
         );
     }
 
+    /// Whether it has installed a handler for `signal` (its `SigCgt` mask in /proc), so a
+    /// test sends a signal only once the process will catch it rather than die of it.
+    pub fn catches(&self, signal: i32) -> bool {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
+    }
+
     /// Whether it has not exited yet.
     pub fn still_running(&mut self) -> bool {
         self.child.try_wait().expect("wait for rehost").is_none()
