@@ -53,14 +53,17 @@ pub enum LaunchOutcome {
     Succeeded,
     /// The stack already ran this template with these parameters.
     Unchanged,
-    /// Created or updated and not followed (`--no-wait`): its end is CloudFormation's.
+    /// Created or updated and not followed (`--no-wait`, or no longer followed after a
+    /// signal): its end is CloudFormation's.
     Started,
     /// The stack failed, timed out, or AWS failed; a hook or the final sync failed.
     Failed,
     /// Stopped before anything changed in AWS: pre-flight, guardrails, a refused replacement,
     /// a foreign stack.
     Refused,
-    /// Interrupted by the operator (Ctrl-C) before the launch started.
+    /// Interrupted by the operator (Ctrl-C, SIGTERM, SIGHUP) before the launch started: a
+    /// launch before its stack was created or updated, a cutover runbook (rolled back) during
+    /// its hooks or final sync.
     Cancelled,
 }
 
