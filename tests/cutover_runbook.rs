@@ -220,6 +220,19 @@ fn interrupting_the_runbook_stops_the_step_under_way_and_rolls_back() {
         "StartSnapshot",
     );
     assert_eq!(events(&dir), "stopped all services\n");
+    // One runbook at a time: a second one meanwhile is refused before its hooks.
+    let second = cutover().run();
+    let second_err = stderr(&second);
+    assert_eq!(second.status.code(), Some(1), "{second_err}");
+    assert!(
+        second_err.contains("application 'rbc' is in use by another rehost"),
+        "{second_err}"
+    );
+    assert_eq!(
+        events(&dir),
+        "stopped all services\n",
+        "its hooks did not run"
+    );
     let err = ended_by_signal(&proxy, running, libc::SIGINT);
     assert!(
         err.contains("cancelled by Ctrl-C (SIGINT) during the final sync")

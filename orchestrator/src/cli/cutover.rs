@@ -142,6 +142,10 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
             "cutover cancelled by {signal} before it started: nothing was run or changed"
         );
     }
+    // One runbook at a time: the application's lock is held from before the first hook to the
+    // end (the final sync replicates under it), so a second runbook, or a one-off replicate,
+    // is refused before it runs anything.
+    let _lock = store.lock_app(&app.name).await?;
     // The record is written before the hooks and after them, so even a runbook killed
     // outright (SIGKILL) leaves its trace in the history (`running`, with the hooks that ran).
     store.record_launch(&app.name, &rec).await?;
@@ -299,14 +303,13 @@ async fn abort(
     Err(error)
 }
 
-/// One increment of every server, now.
+/// One increment of every server, now (under the runbook's application lock).
 async fn final_sync(
     app: &App,
     sdk: &aws_config::SdkConfig,
     store: Arc<dyn StateStore>,
     err: &mut dyn Write,
 ) -> anyhow::Result<Vec<ServerReport>> {
-    let _lock = store.lock_app(&app.name).await?;
     let mut jobs = scheduled_jobs(app, &[], None);
     // As replicate and migrate do: the AMIs take their boot mode and architecture from the
     // inspections, refreshed where a disk changed (the guardrails then weigh these).

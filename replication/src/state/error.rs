@@ -39,8 +39,8 @@ pub enum StateError {
         what: String,
     },
     #[error(
-        "application '{app}' is already being replicated by another rehost ({holder}); {location}. \
-         Wait for it to finish or stop it"
+        "application '{app}' is in use by another rehost ({holder}: a replication or a cutover \
+         runbook); {location}. Wait for it to finish or stop it"
     )]
     Locked {
         app: String,
