@@ -31,13 +31,14 @@ pub struct Args {
     #[arg(long, conflicts_with = "watch")]
     pub once: bool,
     /// Keep running: replicate each server on its frequency (runOnce servers once), from its
-    /// seedTime; a failed run is retried at the next slot. Ctrl-C stops after the current step.
+    /// seedTime; a failed run is retried at the next slot. Ctrl-C, SIGTERM or SIGHUP stops it
+    /// (runs in flight resume next time).
     #[arg(long)]
     pub watch: bool,
     /// Be one of several replication hosts sharing an S3 state, with no coordinator: replicate
     /// the due servers whose disks this host can read, each under a lease on the state, on
     /// their schedules (as --watch); take over a server whose holder died once its lease
-    /// expires, resuming its run. Ctrl-C or SIGTERM stops after giving the leases back.
+    /// expires, resuming its run. Ctrl-C, SIGTERM or SIGHUP stops it, the leases given back.
     #[arg(long, conflicts_with_all = ["watch", "once"])]
     pub worker: bool,
     /// Override the servers' AMI architecture.
@@ -129,17 +130,9 @@ pub async fn run(args: Args, io: &mut Io<'_>) -> anyhow::Result<()> {
     }
 
     if args.watch {
-        let Io { out, err } = io;
-        // SIGTERM as well as Ctrl-C: `--watch` runs as a service as often as a worker does.
-        let shutdown = async {
-            shutdown_signal().await;
-            let _ = writeln!(
-                err,
-                "interrupted: stopping; an interrupted run resumes next time"
-            );
-        };
+        let Io { out, .. } = io;
         // A report that cannot be printed must not stop the replication it reports on.
-        watch(&replicator, &jobs, parallel, shutdown, |report| {
+        watch(&replicator, &jobs, parallel, shutdown_signal(), |report| {
             print_report(*out, args.output, report)
         })
         .await
@@ -174,7 +167,7 @@ fn print_report(out: &mut dyn Write, format: OutputFormat, report: &ServerReport
 }
 
 /// Resolves at Ctrl-C (SIGINT), SIGTERM (a service manager stopping the worker or the watch)
-/// or SIGHUP (its terminal closed).
+/// or SIGHUP (its terminal closed), saying what stopping means.
 async fn shutdown_signal() {
     let signal = crate::cli::signals::interrupted().await;
     tracing::warn!(
